@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdarg.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("lazypull: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_layer_opt(struct cli_layer_opts *o, int c, const char *arg)
+{
+	switch (c) {
+	case OPT_FORMAT:
+		o->format = arg;
+		return 1;
+	case OPT_BLOB_DIR:
+		o->blob_dir = arg;
+		return 1;
+	case OPT_TOC_DIGEST:
+		o->toc_digest = arg;
+		return 1;
+	case OPT_MEDIA_TYPE:
+		o->media_type = arg;
+		return 1;
+	}
+	return 0;
+}
+
+int cli_open(const char *path, const struct cli_layer_opts *o,
+	     struct engine_layer **ret)
+{
+	struct format_hints h = { 0 };
+	struct engine_opts eo = { 0 };
+	struct lp_err err = { 0 };
+	uint8_t d[32];
+	int r;
+
+	if (o->toc_digest &&
+	    lp_parse_sha256_digest(o->toc_digest, strlen(o->toc_digest), d)) {
+		cli_error("--toc-digest %s: not a sha256:<64 hex> digest",
+			  o->toc_digest);
+		return -EINVAL;
+	}
+	h.toc_digest = o->toc_digest;
+	h.media_type = o->media_type;
+	eo.hints = &h;
+	eo.format = o->format;
+	eo.blob_dir = o->blob_dir;
+	r = engine_open_path(path, &eo, ret, &err);
+	if (r < 0)
+		cli_error("%s", err.msg[0] ? err.msg : strerror(-r));
+	return r;
+}
+
+void json_put_str(FILE *f, const char *s, size_t len)
+{
+	fputc('"', f);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		switch (c) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		default:
+			if (c < 0x20 || c == 0x7f)
+				fprintf(f, "\\u%04x", c);
+			else
+				fputc(c, f);
+		}
+	}
+	fputc('"', f);
+}

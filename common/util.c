@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/common.h"
+
+static void oom(void)
+{
+	fputs("lazypull: out of memory\n", stderr);
+	abort();
+}
+
+void *lp_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p)
+		oom();
+	return p;
+}
+
+void *lp_xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+
+	if (!p)
+		oom();
+	return p;
+}
+
+void *lp_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+char *lp_xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (!p)
+		oom();
+	return p;
+}
+
+void lp_grow(void **arr, size_t esz, size_t *cap, size_t need)
+{
+	size_t ncap, bytes;
+
+	if (need <= *cap)
+		return;
+	ncap = *cap ? *cap : 16;
+	while (ncap < need) {
+		if (lp_mul_overflow(ncap, (size_t)2, &ncap))
+			oom();
+	}
+	if (lp_mul_overflow(ncap, esz, &bytes))
+		oom();
+	*arr = lp_xrealloc(*arr, bytes);
+	*cap = ncap;
+}

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#define LP_MODNAME "engine"
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs/engine.h"
+#ifdef LP_HAVE_ESTARGZ
+#include "formats/estargz/estargz.h"
+#endif
+#ifdef LP_HAVE_RAFS
+#include "formats/rafs/rafs.h"
+#endif
+#ifdef LP_HAVE_ZRAN
+#include "formats/zran/zran.h"
+#endif
+
+/* Footer formats first: an eStargz blob is also a valid plain gzip. */
+const struct format_ops *const engine_formats[] = {
+#ifdef LP_HAVE_ESTARGZ
+	&estargz_ops,
+	&stargz_legacy_ops,
+	&zstdchunked_ops,
+#endif
+#ifdef LP_HAVE_RAFS
+	&rafs_ops,
+#endif
+#ifdef LP_HAVE_ZRAN
+	&zran_ops,
+#endif
+	NULL,
+};
+
+/* Largest chunk we will decode into memory at once. */
+#define ENGINE_MAX_CHUNK (256ull << 20)
+
+int engine_detect(struct lp_source *src, const struct format_hints *h,
+		  const struct format_ops **ret, struct lp_err *err)
+{
+	for (size_t i = 0; engine_formats[i]; i++) {
+		struct lp_err perr = { 0 };
+		int r = engine_formats[i]->probe(src, h, &perr);
+
+		if (r > 0) {
+			*ret = engine_formats[i];
+			return 0;
+		}
+		if (r < 0 && r != -EINVAL && r != -EPROTONOSUPPORT &&
+		    r != -EBADMSG) {
+			lp_err_set(err, r, "%s", perr.msg);
+			return lp_err_wrap(err, "%s: probing %s", src->name,
+					   engine_formats[i]->name);
+		}
+	}
+	return lp_err_set(err, EPROTONOSUPPORT,
+			  "%s: not a supported layer (no eStargz, stargz or "
+			  "zstd:chunked footer, no RAFS superblock, not gzip)",
+			  src->name);
+}
+
+int engine_open(struct lp_source *src, const struct engine_opts *o,
+		struct engine_layer **ret, struct lp_err *err)
+{
+	static const struct engine_opts none = { 0 };
+	const struct format_ops *ops = NULL;
+	struct engine_layer *l;
+	int r;
+
+	if (!o)
+		o = &none;
+	if (o->format) {
+		for (size_t i = 0; engine_formats[i]; i++)
+			if (!strcmp(engine_formats[i]->name, o->format))
+				ops = engine_formats[i];
+		if (!ops) {
+			r = lp_err_set(err, EINVAL, "unknown format \"%s\"",
+				       o->format);
+			lp_source_free(src);
+			return r;
+		}
+	} else {
+		r = engine_detect(src, o->hints, &ops, err);
+		if (r < 0) {
+			lp_source_free(src);
+			return r;
+		}
+	}
+	l = lp_xcalloc(1, sizeof(*l));
+	l->src = src;
+	l->ops = ops;
+	l->blob_dir = o->blob_dir ? lp_xstrdup(o->blob_dir) : NULL;
+	l->last_idx = -1;
+	l->last_lock = lp_xmalloc(sizeof(pthread_mutex_t));
+	pthread_mutex_init(l->last_lock, NULL);
+	l->info.blob_size = src->size;
+	r = ops->load(src, o->hints, &l->model, &l->ctx, &l->info, err);
+	if (r < 0) {
+		lp_err_wrap(err, "%s (%s)", src->name, ops->name);
+		engine_close(l);
+		return r;
+	}
+	if (!l->info.format)
+		l->info.format = ops->name;
+	l->blob_src = lp_xcalloc(l->model->n_blobs ? l->model->n_blobs : 1,
+				 sizeof(*l->blob_src));
+	*ret = l;
+	return 0;
+}
+
+int engine_open_path(const char *path, const struct engine_opts *o,
+		     struct engine_layer **ret, struct lp_err *err)
+{
+	struct lp_source *src;
+	int r = lp_source_open_file(path, &src, err);
+
+	if (r < 0)
+		return r;
+	return engine_open(src, o, ret, err);
+}
+
+void engine_close(struct engine_layer *l)
+{
+	if (!l)
+		return;
+	if (l->ops && l->ops->destroy && l->ctx)
+		l->ops->destroy(l->ctx);
+	if (l->blob_src && l->model) {
+		for (uint32_t i = 0; i < l->model->n_blobs; i++)
+			if (l->blob_src[i] != l->src)
+				lp_source_free(l->blob_src[i]);
+	}
+	free(l->blob_src);
+	if (l->last_lock) {
+		pthread_mutex_destroy(l->last_lock);
+		free(l->last_lock);
+	}
+	free(l->last_buf);
+	model_free(l->model);
+	lp_source_free(l->src);
+	free(l->blob_dir);
+	free(l);
+}
+
+/*
+ * Blob 0 is the layer itself unless the model names a blob that the layer
+ * is not (RAFS bootstraps point at data blobs): those are looked up by id
+ * in blob_dir.
+ */
+static int blob_source(struct engine_layer *l, uint32_t idx,
+		       struct lp_source **ret, struct lp_err *err)
+{
+	const struct model_blob *b;
+	char path[4096];
+	const char *id;
+	int r;
+
+	if (idx >= l->model->n_blobs)
+		return lp_err_set(err, EINVAL, "chunk names blob %u of %u",
+				  idx, l->model->n_blobs);
+	if (l->blob_src[idx]) {
+		*ret = l->blob_src[idx];
+		return 0;
+	}
+	b = &l->model->blobs[idx];
+	id = model_str(l->model, b->id);
+	if (!l->blob_dir || !id[0]) {
+		if (idx != 0)
+			return lp_err_set(err, ENOENT,
+					  "blob %u (%s) is not the layer and "
+					  "no blob directory was given",
+					  idx, id);
+		l->blob_src[idx] = l->src;
+		*ret = l->src;
+		return 0;
+	}
+	if (strchr(id, '/'))
+		id = strchr(id, ':') ? strchr(id, ':') + 1 : id;
+	if (strchr(id, '/') || !strcmp(id, "..") || !strcmp(id, "."))
+		return lp_err_set(err, EINVAL, "bad blob id \"%s\"", id);
+	snprintf(path, sizeof(path), "%s/%s", l->blob_dir, id);
+	r = lp_source_open_file(path, &l->blob_src[idx], err);
+	if (r < 0 && strchr(id, ':')) {
+		lp_err_clear(err);
+		snprintf(path, sizeof(path), "%s/%s", l->blob_dir,
+			 strchr(id, ':') + 1);
+		r = lp_source_open_file(path, &l->blob_src[idx], err);
+	}
+	if (r < 0)
+		return r;
+	*ret = l->blob_src[idx];
+	return 0;
+}
+
+int engine_read_chunk(struct engine_layer *l, uint32_t idx, void *out,
+		      struct lp_err *err)
+{
+	const struct model_chunk *c;
+	struct lp_source *src;
+	_cleanup_free_ void *stored = NULL;
+	uint64_t len;
+	int r;
+
+	if (idx >= l->model->n_chunks)
+		return lp_err_set(err, EINVAL, "no chunk %u", idx);
+	c = &l->model->chunks[idx];
+	if (c->len > ENGINE_MAX_CHUNK)
+		return lp_err_set(err, EFBIG,
+				  "chunk at file offset %llu: %llu bytes is "
+				  "over the %llu limit",
+				  (unsigned long long)c->file_off,
+				  (unsigned long long)c->len,
+				  (unsigned long long)ENGINE_MAX_CHUNK);
+	r = blob_source(l, c->blob, &src, err);
+	if (r < 0)
+		return r;
+	if (c->comp_off > src->size)
+		return lp_err_set(err, EIO,
+				  "chunk at file offset %llu: blob offset %llu "
+				  "is past the end of %s (%llu bytes)",
+				  (unsigned long long)c->file_off,
+				  (unsigned long long)c->comp_off, src->name,
+				  (unsigned long long)src->size);
+	len = c->comp_len;
+	/* comp_len of a gzip member is an upper bound: clamp to the blob */
+	if (len > src->size - c->comp_off)
+		len = src->size - c->comp_off;
+	if (len > ENGINE_MAX_CHUNK + (1u << 20))
+		return lp_err_set(err, EFBIG,
+				  "chunk at file offset %llu: %llu stored "
+				  "bytes is over the limit",
+				  (unsigned long long)c->file_off,
+				  (unsigned long long)len);
+	stored = lp_xmalloc(len ? (size_t)len : 1);
+	r = lp_source_read_full(src, stored, (size_t)len, c->comp_off, err);
+	if (r < 0)
+		return r;
+	__atomic_add_fetch(&l->stored_bytes_read, len, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&l->chunks_decoded, 1, __ATOMIC_RELAXED);
+	r = l->ops->decode_chunk(l->ctx, c, stored, (size_t)len, out, err);
+	if (r < 0)
+		return r;
+	return model_chunk_verify(c, out, err);
+}
+
+int64_t engine_read(struct engine_layer *l, uint32_t ino, void *buf,
+		    size_t len, uint64_t off, struct lp_err *err)
+{
+	const struct model_inode *in = model_inode(l->model, ino);
+	size_t done = 0;
+
+	if (!in)
+		return lp_err_set(err, ENOENT, "no inode %u", ino);
+	if (!S_ISREG(in->mode))
+		return lp_err_set(err, EISDIR, "inode %u is not a regular file",
+				  ino);
+	if (off >= in->size)
+		return 0;
+	if (len > in->size - off)
+		len = (size_t)(in->size - off);
+	while (done < len) {
+		int64_t ci = model_chunk_at(l->model, ino, off + done);
+		const struct model_chunk *c;
+		_cleanup_free_ uint8_t *tmp = NULL;
+		uint64_t skip, n;
+		int r;
+
+		if (ci < 0)
+			return lp_err_set(err, EIO, "no chunk at offset %llu",
+					  (unsigned long long)(off + done));
+		c = &l->model->chunks[ci];
+		skip = off + done - c->file_off;
+		n = c->len - skip;
+		if (n > len - done)
+			n = len - done;
+		pthread_mutex_lock(l->last_lock);
+		if (l->last_idx == ci) {
+			memcpy((uint8_t *)buf + done,
+			       (uint8_t *)l->last_buf + skip, (size_t)n);
+			pthread_mutex_unlock(l->last_lock);
+			done += (size_t)n;
+			continue;
+		}
+		pthread_mutex_unlock(l->last_lock);
+		tmp = lp_xmalloc(c->len ? (size_t)c->len : 1);
+		r = engine_read_chunk(l, (uint32_t)ci, tmp, err);
+		if (r < 0)
+			return r;
+		memcpy((uint8_t *)buf + done, tmp + skip, (size_t)n);
+		done += (size_t)n;
+		if (skip + n < c->len) {
+			/* a later read will want the rest of this chunk */
+			pthread_mutex_lock(l->last_lock);
+			free(l->last_buf);
+			l->last_buf = TAKE_PTR(tmp);
+			l->last_idx = ci;
+			pthread_mutex_unlock(l->last_lock);
+		}
+	}
+	return (int64_t)done;
+}

@@ -1,0 +1,42 @@
+#!/bin/bash
+# The whole test suite: dependencies, a normal build with every suite, an
+# ASan+UBSan build running the unit and format suites, and a bounded
+# libFuzzer run of every fuzz target.  Run as root on Debian 12.
+set -euo pipefail
+
+LP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export LP_BUILD=${LP_BUILD:-$LP_SRC/build}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+
+"$LP_SRC/tests/setup.sh"
+
+echo "== tests (normal build)"
+meson test -C "$LP_BUILD" --print-errorlogs --num-processes 2
+
+echo "== tests under ASan+UBSan"
+SAN=$LP_SRC/build-san
+if [ ! -f "$SAN/build.ninja" ]; then
+	CC=clang meson setup "$SAN" "$LP_SRC" -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dfuzzers=true >/dev/null
+fi
+ninja -C "$SAN" >/dev/null
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+ASAN_OPTIONS=detect_leaks=1 \
+	meson test -C "$SAN" --print-errorlogs --num-processes 2 \
+	--suite unit --suite formats
+
+echo "== fuzzing (${FUZZ_SECONDS}s per target)"
+shopt -s nullglob
+for f in "$SAN"/tests/fuzz/fuzz-*; do
+	[ -x "$f" ] || continue
+	name=$(basename "$f")
+	corpus=$(mktemp -d)
+	seeds=$LP_SRC/testdata/fuzz/$name
+	echo "-- $name"
+	"$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+		-print_final_stats=0 "$corpus" ${seeds:+$( [ -d "$seeds" ] && echo "$seeds")} \
+		2>"$corpus.log" || { tail -50 "$corpus.log"; exit 1; }
+	grep -E '^(#[0-9]+.*DONE|Done)' "$corpus.log" | tail -1 || true
+	rm -rf "$corpus" "$corpus.log"
+done
+echo "== all tests passed"
