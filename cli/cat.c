@@ -89,8 +89,8 @@ int cmd_cat(int argc, char **argv)
 		int64_t n = engine_read(l, ino, buf, 1u << 20, off, &err);
 
 		if (n <= 0) {
-			cli_error("%s: %s: at offset %llu: %s", argv[optind],
-				  argv[optind + 1], (unsigned long long)off,
+			cli_error("%s: %s: %s", argv[optind],
+				  argv[optind + 1],
 				  n < 0 ? err.msg : "short read");
 			return 1;
 		}

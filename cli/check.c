@@ -35,6 +35,16 @@ static int check_cb(const struct model *m, const char *path, uint32_t ino,
 		const struct model_chunk *c = &m->chunks[i];
 		struct lp_err err = { 0 };
 
+		if (c->len > ENGINE_MAX_CHUNK) {
+			s->bad++;
+			cli_error("%s: %s: chunk %u (file offset %llu): %llu "
+				  "bytes is over the %llu-byte chunk limit",
+				  s->l->src->name, path, i - in->first,
+				  (unsigned long long)c->file_off,
+				  (unsigned long long)c->len,
+				  (unsigned long long)ENGINE_MAX_CHUNK);
+			continue;
+		}
 		if (c->len > s->buf_len) {
 			free(s->buf);
 			s->buf_len = (size_t)c->len;

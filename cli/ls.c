@@ -4,7 +4,15 @@
 
 #include "cli/cli.h"
 
+struct ls_item {
+	char *path;
+	uint32_t ino;
+	bool primary;
+};
+
 struct ls_state {
+	struct ls_item *items;
+	size_t n_items, cap_items;
 	struct engine_layer *l;
 	bool json, digest;
 	int failed;
@@ -59,10 +67,9 @@ static const char *inode_type(uint32_t mode)
 	}
 }
 
-static int ls_cb(const struct model *m, const char *path, uint32_t ino,
-		 bool primary, void *data)
+static int ls_print(const struct model *m, const char *path, uint32_t ino,
+		    bool primary, struct ls_state *s)
 {
-	struct ls_state *s = data;
 	const struct model_inode *in = &m->inodes[ino];
 	char target[8192];
 	char hex[65] = "";
@@ -139,6 +146,29 @@ static int ls_cb(const struct model *m, const char *path, uint32_t ino,
 	return 0;
 }
 
+static int ls_collect(const struct model *m, const char *path, uint32_t ino,
+		      bool primary, void *data)
+{
+	struct ls_state *s = data;
+	(void)m;
+
+	lp_grow((void **)&s->items, sizeof(*s->items), &s->cap_items,
+		s->n_items + 1);
+	s->items[s->n_items].path = lp_xstrdup(path);
+	s->items[s->n_items].ino = ino;
+	s->items[s->n_items].primary = primary;
+	s->n_items++;
+	return 0;
+}
+
+/* Byte order of the whole path ("a-b" < "a.b" < "a/b"), like LC_ALL=C sort,
+ * not tree order. */
+static int item_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ls_item *)a)->path,
+		      ((const struct ls_item *)b)->path);
+}
+
 static void ls_usage(FILE *f)
 {
 	fprintf(f, "Usage: lazypull ls [OPTIONS] BLOB\n\n"
@@ -191,7 +221,16 @@ int cmd_ls(int argc, char **argv)
 		return 1;
 	s.l = l;
 	s.buf = lp_xmalloc(LS_BUF);
-	r = model_walk(l->model, ls_cb, &s);
+	r = model_walk(l->model, ls_collect, &s);
+	if (r == 0)
+		qsort(s.items, s.n_items, sizeof(*s.items), item_cmp);
+	for (size_t i = 0; i < s.n_items; i++) {
+		if (r == 0)
+			r = ls_print(l->model, s.items[i].path, s.items[i].ino,
+				     s.items[i].primary, &s);
+		free(s.items[i].path);
+	}
+	free(s.items);
 	free(s.buf);
 	if (fflush(stdout) != 0 || r < 0) {
 		cli_error("%s: listing failed", argv[optind]);

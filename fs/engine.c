@@ -32,8 +32,6 @@ const struct format_ops *const engine_formats[] = {
 	NULL,
 };
 
-/* Largest chunk we will decode into memory at once. */
-#define ENGINE_MAX_CHUNK (256ull << 20)
 
 int engine_detect(struct lp_source *src, const struct format_hints *h,
 		  const struct format_ops **ret, struct lp_err *err)
@@ -195,15 +193,19 @@ static int blob_source(struct engine_layer *l, uint32_t idx,
 int engine_read_chunk(struct engine_layer *l, uint32_t idx, void *out,
 		      struct lp_err *err)
 {
-	const struct model_chunk *c;
+	if (idx >= l->model->n_chunks)
+		return lp_err_set(err, EINVAL, "no chunk %u", idx);
+	return engine_read_chunk_rec(l, &l->model->chunks[idx], out, err);
+}
+
+int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
+			  void *out, struct lp_err *err)
+{
 	struct lp_source *src;
 	_cleanup_free_ void *stored = NULL;
 	uint64_t len;
 	int r;
 
-	if (idx >= l->model->n_chunks)
-		return lp_err_set(err, EINVAL, "no chunk %u", idx);
-	c = &l->model->chunks[idx];
 	if (c->len > ENGINE_MAX_CHUNK)
 		return lp_err_set(err, EFBIG,
 				  "chunk at file offset %llu: %llu bytes is "
@@ -211,7 +213,10 @@ int engine_read_chunk(struct engine_layer *l, uint32_t idx, void *out,
 				  (unsigned long long)c->file_off,
 				  (unsigned long long)c->len,
 				  (unsigned long long)ENGINE_MAX_CHUNK);
+	/* blob sources open lazily; FUSE workers call this concurrently */
+	pthread_mutex_lock(l->last_lock);
 	r = blob_source(l, c->blob, &src, err);
+	pthread_mutex_unlock(l->last_lock);
 	if (r < 0)
 		return r;
 	if (c->comp_off > src->size)
@@ -269,6 +274,13 @@ int64_t engine_read(struct engine_layer *l, uint32_t ino, void *buf,
 			return lp_err_set(err, EIO, "no chunk at offset %llu",
 					  (unsigned long long)(off + done));
 		c = &l->model->chunks[ci];
+		if (c->len > ENGINE_MAX_CHUNK)
+			return lp_err_set(err, EFBIG,
+					  "chunk at file offset %llu: %llu "
+					  "bytes is over the %llu limit",
+					  (unsigned long long)c->file_off,
+					  (unsigned long long)c->len,
+					  (unsigned long long)ENGINE_MAX_CHUNK);
 		skip = off + done - c->file_off;
 		n = c->len - skip;
 		if (n > len - done)

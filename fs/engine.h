@@ -51,6 +51,9 @@ static inline void engine_closep(struct engine_layer **l)
 	engine_close(*l);
 }
 
+/* Largest chunk the engine decodes (it is held in memory to verify). */
+#define ENGINE_MAX_CHUNK (256ull << 20)
+
 /*
  * Reads, decodes and verifies chunk idx of the model into out (exactly
  * chunks[idx].len bytes).  -EBADMSG on a digest mismatch or corrupt data,
@@ -58,6 +61,14 @@ static inline void engine_closep(struct engine_layer **l)
  */
 int engine_read_chunk(struct engine_layer *l, uint32_t idx, void *out,
 		      struct lp_err *err);
+
+/*
+ * The same for a chunk record that need not be in l->model (a merged
+ * model's chunk, with c->blob rebased to an index into l->model->blobs).
+ * Safe to call from many threads at once.
+ */
+int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
+			  void *out, struct lp_err *err);
 
 /* Reads up to len bytes of regular file ino at off; returns bytes or
  * -errno.  Only chunks that overlap the range are decoded. */

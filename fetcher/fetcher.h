@@ -1,0 +1,390 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fetcher: the registry client and the on-disk blob cache.
+ *
+ * Knows nothing of image formats: it turns an image reference into
+ * manifests and blob descriptors, reads byte ranges of blobs over HTTP
+ * (libcurl), keeps the fetched ranges in a shared on-disk cache and offers
+ * a blob as a plain struct lp_source, so format readers use it unchanged.
+ *
+ * Threads: a fetch_client, a fetch_cache and a blob source may be used by
+ * any number of threads at once.  Every transfer runs on a CURL easy handle
+ * taken from the client's pool, so no CURL handle is ever used by two
+ * threads at the same time.
+ *
+ * Errors: functions return 0 (or a count) or -errno, and explain why in the
+ * optional struct lp_err.  Credentials, tokens and signed URL query strings
+ * never appear in messages or logs.
+ */
+#ifndef LP_FETCHER_H
+#define LP_FETCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* ---- references ------------------------------------------------------- */
+
+/*
+ * A parsed image reference "[registry/]repo[:tag][@digest]".
+ *
+ * Docker Hub names are normalized: "ubuntu" is registry "docker.io", repo
+ * "library/ubuntu", tag "latest"; its API host is "registry-1.docker.io".
+ * The first path component is a registry when it contains '.' or ':', is
+ * "localhost", or has an upper-case letter (as docker does).
+ */
+struct fetch_ref {
+	char *registry; /* "docker.io", "127.0.0.1:5000", "[::1]:5000" */
+	char *host;	/* the API host[:port]: "registry-1.docker.io" */
+	char *repo;	/* "library/ubuntu" */
+	char *tag;	/* NULL only if a digest is given */
+	char *digest;	/* "sha256:<64 hex>" or NULL */
+};
+
+/*
+ * Parses s[0..len) (no NUL needed).  Tags default to "latest" when neither
+ * tag nor digest is given.  -EINVAL with a message for anything docker
+ * would refuse (upper-case repo, bad tag, malformed digest, name > 255).
+ */
+int fetch_ref_parse(const char *s, size_t len, struct fetch_ref *ret,
+		    struct lp_err *err);
+void fetch_ref_release(struct fetch_ref *r);
+/* The canonical form "registry/repo[:tag][@digest]", malloc'd. */
+char *fetch_ref_string(const struct fetch_ref *r);
+/* The tag or digest to ask the registry for (digest wins). */
+const char *fetch_ref_reference(const struct fetch_ref *r);
+/*
+ * Checks a content digest: "sha256:" + 64 or "sha512:" + 128 lower-case hex
+ * digits.  0 or -EINVAL.
+ */
+int fetch_digest_check(const char *s, size_t len);
+
+/* ---- manifests and indexes ------------------------------------------- */
+
+#define FETCH_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define FETCH_MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define FETCH_MT_DOCKER_MANIFEST                                               \
+	"application/vnd.docker.distribution.manifest.v2+json"
+#define FETCH_MT_DOCKER_LIST                                                   \
+	"application/vnd.docker.distribution.manifest.list.v2+json"
+
+struct fetch_kv {
+	char *key, *value;
+};
+
+/* os/architecture[/variant]; fields are NULL when absent. */
+struct fetch_platform {
+	char *os, *arch, *variant;
+};
+
+/* A content descriptor (a config, a layer or an index entry). */
+struct fetch_desc {
+	char *media_type; /* "" when the JSON has none */
+	char *digest;	  /* validated with fetch_digest_check() */
+	uint64_t size;
+	struct fetch_kv *annotations;
+	size_t n_annotations;
+	struct fetch_platform platform; /* index entries only */
+};
+
+enum fetch_manifest_kind {
+	FETCH_MANIFEST_IMAGE, /* OCI image manifest or Docker v2 schema 2 */
+	FETCH_MANIFEST_INDEX, /* OCI image index or Docker manifest list */
+};
+
+struct fetch_manifest {
+	enum fetch_manifest_kind kind;
+	char *media_type;  /* from the JSON, else from Content-Type */
+	char digest[72];   /* "sha256:" + hex of the raw bytes */
+	uint8_t *raw;	   /* the bytes as served (hashing needs them) */
+	size_t raw_len;
+	struct fetch_desc config; /* image manifests */
+	struct fetch_desc *layers;
+	size_t n_layers;
+	struct fetch_desc *manifests; /* indexes */
+	size_t n_manifests;
+	struct fetch_kv *annotations;
+	size_t n_annotations;
+};
+
+/* Largest manifest or index accepted (what registries enforce too). */
+#define FETCH_MANIFEST_MAX (4u << 20)
+
+/*
+ * Parses a manifest or index from data[0..len).  content_type (may be NULL)
+ * is the HTTP Content-Type, used when the JSON has no mediaType.  Docker
+ * schema 1 and unknown types are -EPROTONOSUPPORT; bad JSON, digests or
+ * sizes -EINVAL.  The bytes are copied into ret->raw.
+ */
+int fetch_manifest_parse(const void *data, size_t len,
+			 const char *content_type, struct fetch_manifest **ret,
+			 struct lp_err *err);
+void fetch_manifest_free(struct fetch_manifest *m);
+static inline void fetch_manifest_freep(struct fetch_manifest **m)
+{
+	fetch_manifest_free(*m);
+}
+/* An annotation's value or NULL. */
+const char *fetch_desc_annotation(const struct fetch_desc *d,
+				  const char *key);
+
+/*
+ * Parses "os/arch[/variant]" and normalizes architecture aliases
+ * (x86_64 -> amd64, aarch64 -> arm64, armhf -> arm/v7, ...).
+ */
+int fetch_platform_parse(const char *s, struct fetch_platform *ret,
+			 struct lp_err *err);
+/* The platform this binary was built for, e.g. linux/amd64. */
+void fetch_platform_host(struct fetch_platform *ret);
+void fetch_platform_release(struct fetch_platform *p);
+/* "os/arch[/variant]" into buf (always NUL-terminated). */
+void fetch_platform_format(const struct fetch_platform *p, char *buf,
+			   size_t size);
+
+/*
+ * Picks the index entry for platform p (NULL = the host's).  os and arch
+ * must match; a requested variant must match (arm64 treats absent and "v8"
+ * as equal); without a requested variant the entry without variant, else
+ * the first, wins.  Entries for "unknown/unknown" (attestations) never
+ * match.  -ENOENT, with the available platforms in the message.
+ */
+int fetch_index_select(const struct fetch_manifest *idx,
+		       const struct fetch_platform *p,
+		       const struct fetch_desc **ret, struct lp_err *err);
+
+/* ---- the registry client --------------------------------------------- */
+
+/* One finished HTTP exchange, for -v style tracing. */
+struct fetch_trace {
+	const char *method; /* "GET" or "HEAD" */
+	const char *url;    /* without user info and query string */
+	bool has_range;
+	uint64_t range_off, range_len;
+	long status;	 /* 0 if no HTTP answer (connection error) */
+	uint64_t bytes;	 /* body bytes received */
+	unsigned attempt; /* 0 for the first try */
+	double seconds;
+	const char *error; /* a transport error, or NULL */
+};
+typedef void (*fetch_trace_fn)(const struct fetch_trace *t, void *data);
+
+struct fetch_opts {
+	/* scheme: https unless plain_http; skip_verify turns off TLS checks
+	 * and, like nydusd, falls back to http when TLS fails to connect */
+	bool plain_http;
+	bool skip_verify;
+	const char *ca_file;
+
+	/*
+	 * Credentials, first found wins: username+password; then the env
+	 * IMAGE_PULL_AUTH (base64 "user:pass"); then auth (base64
+	 * "user:pass", nydusd's backend "auth"); then the docker config.
+	 * registry_token is sent as a bearer token as it is.
+	 */
+	const char *username, *password;
+	const char *auth;
+	const char *registry_token;
+	/* path of a docker config.json; NULL = $DOCKER_CONFIG/config.json or
+	 * $HOME/.docker/config.json; "" = none */
+	const char *docker_config;
+	bool no_env_auth; /* ignore IMAGE_PULL_AUTH */
+
+	unsigned connect_timeout_ms; /* default 5000 */
+	unsigned timeout_ms;	     /* a whole request; default 60000 */
+	/* abort a transfer that receives nothing for this long (whole-blob
+	 * streams have no total timeout); default 10 */
+	unsigned stall_timeout_s;
+	/* retries after the first try, for connection errors, timeouts,
+	 * truncated or over-long bodies, 5xx and 429; default 3 */
+	unsigned retry_limit;
+	unsigned retry_base_ms; /* first backoff; doubles, jittered; 200 */
+	unsigned retry_max_ms;	/* cap of one wait, Retry-After too; 10000 */
+
+	const char *user_agent; /* NULL = "lazypull/<version>" */
+	fetch_trace_fn trace;	/* called after every HTTP exchange */
+	void *trace_data;
+};
+
+/* Fills in the defaults above (everything else zero). */
+void fetch_opts_init(struct fetch_opts *o);
+
+struct fetch_stats {
+	uint64_t requests; /* HTTP exchanges, token requests included */
+	uint64_t bytes;	   /* body bytes received */
+	uint64_t retries;
+};
+
+struct fetch_client;
+
+/* The strings in o are copied.  The client is reference counted. */
+int fetch_client_new(const struct fetch_opts *o, struct fetch_client **ret,
+		     struct lp_err *err);
+struct fetch_client *fetch_client_ref(struct fetch_client *c);
+void fetch_client_unref(struct fetch_client *c);
+static inline void fetch_client_unrefp(struct fetch_client **c)
+{
+	fetch_client_unref(*c);
+}
+void fetch_client_stats(struct fetch_client *c, struct fetch_stats *ret);
+
+/*
+ * GETs the manifest or index named by reference (a tag or digest; NULL =
+ * fetch_ref_reference(ref)), accepting OCI and Docker v2 manifests and
+ * indexes.  When fetched by digest the bytes must hash to it (-EBADMSG).
+ * HTTP errors map to -ENOENT (404), -EACCES (401/403), -EIO.
+ */
+int fetch_get_manifest(struct fetch_client *c, const struct fetch_ref *ref,
+		       const char *reference, struct fetch_manifest **ret,
+		       struct lp_err *err);
+
+/*
+ * Resolves ref to an image manifest: an index is narrowed to platform p
+ * (NULL = host) and that manifest fetched.  *ret_index (may be NULL) gets
+ * the index if there was one, else NULL.
+ */
+int fetch_get_image(struct fetch_client *c, const struct fetch_ref *ref,
+		    const struct fetch_platform *p,
+		    struct fetch_manifest **ret,
+		    struct fetch_manifest **ret_index, struct lp_err *err);
+
+/* HEADs a blob: its size from Content-Length. */
+int fetch_blob_head(struct fetch_client *c, const struct fetch_ref *ref,
+		    const char *digest, uint64_t *ret_size,
+		    struct lp_err *err);
+
+/*
+ * Reads exactly len bytes of a blob at off with one Range request (retried
+ * as configured).  A 206 must carry a matching Content-Range (and a total
+ * equal to blob_size when blob_size is not 0).  A server that ignores
+ * Range and answers 200 with the whole blob is accepted: the bytes before
+ * off are discarded and the transfer is cut after off+len (the body length
+ * must equal blob_size when known).  A body shorter or longer than asked is
+ * -EIO, never data.  Returns 0.
+ */
+int fetch_blob_read(struct fetch_client *c, const struct fetch_ref *ref,
+		    const char *digest, uint64_t blob_size, void *buf,
+		    size_t len, uint64_t off, struct lp_err *err);
+
+/*
+ * Streams a whole blob to cb (which returns 0 or -errno to stop) and checks
+ * it against its digest (-EBADMSG).  Only the stall timeout applies.  A
+ * failed attempt is not retried once bytes were handed to cb.
+ */
+int fetch_blob_stream(struct fetch_client *c, const struct fetch_ref *ref,
+		      const char *digest,
+		      int (*cb)(const void *data, size_t len, void *arg),
+		      void *arg, struct lp_err *err);
+
+/* ---- range planning --------------------------------------------------- */
+
+struct fetch_range {
+	uint64_t off, len;
+};
+
+struct fetch_plan_opts {
+	uint64_t max_gap;  /* merge ranges at most this far apart */
+	uint64_t min_size; /* grow smaller requests to this (read-ahead) */
+	uint64_t max_size; /* never merge beyond this (0 = unlimited) */
+};
+
+/*
+ * Sorts r[0..n), drops empty ranges, clamps to [0, limit) (limit 0 = no
+ * limit), merges overlapping ranges and ranges at most max_gap apart (while
+ * the merged range stays within max_size), then grows each range shorter
+ * than min_size forward (backward at the limit) and merges again.  Works
+ * in place; returns the new count.  A single range longer than max_size is
+ * kept whole (splitting is the caller's business).
+ */
+size_t fetch_plan(struct fetch_range *r, size_t n,
+		  const struct fetch_plan_opts *o, uint64_t limit);
+
+/* ---- the blob cache ---------------------------------------------------- */
+
+/*
+ * Layout under root: blobs/<algo>/<hex>.data, a sparse file of the blob's
+ * size, and blobs/<algo>/<hex>.map, which says which granules of the data
+ * file hold fetched bytes: a checksummed bitmap snapshot followed by
+ * checksummed append-only records.  Data is written and fdatasync'ed before
+ * its record is appended, and a torn or bad record ends the replay, so a
+ * crash can lose a range but never marks one present that is not.
+ *
+ * Blobs are keyed by digest only, so every image using a blob shares it.
+ * An open blob holds a shared flock on its data file; eviction (LRU by the
+ * map file's mtime, touched on every open) only removes blobs it can lock
+ * exclusively, in any process.  max_bytes is the bound on the allocated
+ * size of all data files; blobs in use are never evicted, so the bound is
+ * soft while they exceed it.
+ */
+struct fetch_cache_opts {
+	const char *root;   /* created if missing */
+	uint64_t max_bytes; /* 0 = unbounded */
+	uint32_t granule;   /* power of two, 4 KiB..16 MiB; default 64 KiB */
+};
+
+#define FETCH_GRANULE_DEFAULT (64u << 10)
+
+struct fetch_cache;
+
+int fetch_cache_open(const struct fetch_cache_opts *o,
+		     struct fetch_cache **ret, struct lp_err *err);
+struct fetch_cache *fetch_cache_ref(struct fetch_cache *c);
+void fetch_cache_unref(struct fetch_cache *c);
+static inline void fetch_cache_unrefp(struct fetch_cache **c)
+{
+	fetch_cache_unref(*c);
+}
+/*
+ * Evicts least recently used blobs that nobody uses until the cache holds
+ * at most target bytes.  Returns the number of bytes now held.
+ */
+int64_t fetch_cache_gc(struct fetch_cache *c, uint64_t target,
+		       struct lp_err *err);
+
+/* ---- a blob as a byte source ------------------------------------------ */
+
+struct fetch_source_opts {
+	struct fetch_plan_opts plan; /* zero = defaults: gap 128 KiB, min 0,
+					max 8 MiB */
+};
+
+/*
+ * Opens blob digest of ref's repository as an lp_source: pread serves
+ * bytes from the cache and fetches the missing granules (merged by the
+ * planner; concurrent reads of the same granules share one transfer).
+ * size 0 means "HEAD the blob first".  The source holds references on c
+ * and cache; free it with lp_source_free().  pread is thread-safe.
+ */
+int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,
+			   const struct fetch_ref *ref, const char *digest,
+			   uint64_t size, const struct fetch_source_opts *o,
+			   struct lp_source **ret, struct lp_err *err);
+/* True if s came from fetch_blob_source_open(). */
+bool fetch_source_is(const struct lp_source *s);
+/*
+ * Makes sure the given ranges are cached, fetching what is missing with as
+ * few requests as the planner allows.  Engines call this with every chunk
+ * a read needs before decoding them.
+ */
+int fetch_source_prefetch(struct lp_source *s, const struct fetch_range *r,
+			  size_t n, struct lp_err *err);
+/*
+ * Forgets the cached granules overlapping [off, off+len), e.g. after a
+ * chunk failed its digest, so the next read fetches them again.
+ */
+int fetch_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len);
+/*
+ * Fetches the whole blob in one streamed GET, verifies its digest and only
+ * then marks it present.  0, or -EBADMSG when the digest does not match.
+ */
+int fetch_source_fill(struct lp_source *s, struct lp_err *err);
+/*
+ * pread has no room for a message: the last failure of a read is kept
+ * here.  Returns its code (0 if none).
+ */
+int fetch_source_last_error(struct lp_source *s, struct lp_err *ret);
+/* Bytes of the blob present in the cache. */
+uint64_t fetch_source_cached_bytes(struct lp_source *s);
+
+#endif

@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A registry blob as an lp_source: reads are served from the blob cache;
+ * missing granules are claimed (single flight), fetched in as few range
+ * requests as the planner allows, written to the cache and then read back.
+ */
+#define LP_MODNAME "fetcher"
+#include <stdio.h>
+#include <string.h>
+
+#include "fetcher/fetcher-int.h"
+
+/* a read that keeps finding its granules gone gives up after this */
+#define MAX_ROUNDS 4
+
+struct bsrc {
+	struct fetch_cache *cache;
+	struct fetch_cache_blob *blob;
+	struct fetch_backend be;
+	void *arg;
+	struct fetch_plan_opts plan;
+	pthread_mutex_t err_lock;
+	struct lp_err last_err; /* protected by err_lock */
+};
+
+static const struct lp_source_ops bsrc_ops;
+
+static struct bsrc *bsrc_of(struct lp_source *s)
+{
+	return s && s->ops == &bsrc_ops ? s->priv : NULL;
+}
+
+bool fetch_source_is(const struct lp_source *s)
+{
+	return s && s->ops == &bsrc_ops;
+}
+
+static void remember_err(struct bsrc *b, const struct lp_err *e)
+{
+	pthread_mutex_lock(&b->err_lock);
+	b->last_err = *e;
+	pthread_mutex_unlock(&b->err_lock);
+}
+
+static uint64_t run_end(const struct fetch_range *r)
+{
+	return r->off + r->len;
+}
+
+/*
+ * Fetches claimed runs: merges them into requests, splits requests larger
+ * than max_size at granule boundaries, and fills each run from the
+ * response.  Every run is either filled or unclaimed on return.
+ */
+static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
+		      struct lp_err *err)
+{
+	struct fetch_plan_opts po = b->plan;
+	struct fetch_range *req;
+	uint32_t g = fetch_cache_granule(b->blob);
+	uint64_t size = fetch_cache_blob_size(b->blob);
+	uint64_t piece_max;
+	size_t nreq;
+	int r = 0;
+
+	piece_max = po.max_size ? po.max_size / g * g : 0;
+	if (po.max_size && piece_max < g)
+		piece_max = g;
+	po.min_size = 0; /* read-ahead is decided at claim time */
+	req = lp_xmalloc(n * sizeof(*req));
+	memcpy(req, runs, n * sizeof(*req));
+	nreq = fetch_plan(req, n, &po, size);
+
+	for (size_t i = 0; i < nreq; i++) {
+		uint64_t pos = req[i].off, end = run_end(&req[i]);
+
+		while (pos < end) {
+			uint64_t plen = end - pos;
+			uint8_t *buf;
+
+			if (piece_max && plen > piece_max)
+				plen = piece_max;
+			buf = r < 0 ? NULL : lp_xmalloc((size_t)plen);
+			if (buf)
+				r = b->be.read(b->arg, buf, (size_t)plen, pos,
+					       err);
+			for (size_t k = 0; k < n; k++) {
+				uint64_t a = runs[k].off > pos ? runs[k].off :
+								 pos;
+				uint64_t e = run_end(&runs[k]) < pos + plen ?
+						     run_end(&runs[k]) :
+						     pos + plen;
+
+				if (a >= e)
+					continue;
+				if (r < 0) {
+					fetch_cache_blob_unclaim(b->blob, a,
+								 e - a);
+					continue;
+				}
+				r = fetch_cache_blob_fill(b->blob, a,
+							  buf + (a - pos),
+							  e - a, err);
+			}
+			free(buf);
+			pos += plen;
+		}
+	}
+	free(req);
+	return r;
+}
+
+/* Claims what [off, off+len) (grown by min_size) is missing. */
+static void claim_range(struct bsrc *b, uint64_t off, uint64_t len,
+			struct fetch_range **all, size_t *n, size_t *cap)
+{
+	struct fetch_range *runs = NULL;
+	size_t k = 0;
+
+	if (b->plan.min_size && len < b->plan.min_size)
+		len = b->plan.min_size;
+	fetch_cache_blob_claim(b->blob, off, len, &runs, &k);
+	if (k) {
+		lp_grow((void **)all, sizeof(**all), cap, *n + k);
+		memcpy(*all + *n, runs, k * sizeof(*runs));
+		*n += k;
+	}
+	free(runs);
+}
+
+/* Makes every range present (waiting for other fetchers when wait). */
+static int ensure(struct bsrc *b, const struct fetch_range *want, size_t n,
+		  bool wait, struct lp_err *err)
+{
+	for (int round = 0; round < MAX_ROUNDS; round++) {
+		struct fetch_range *runs = NULL;
+		size_t nruns = 0, cap = 0;
+		bool done = true;
+		int r = 0;
+
+		for (size_t i = 0; i < n; i++)
+			claim_range(b, want[i].off, want[i].len, &runs, &nruns,
+				    &cap);
+		if (nruns)
+			r = fetch_runs(b, runs, nruns, err);
+		free(runs);
+		if (r < 0)
+			return r;
+		if (!wait)
+			return 0;
+		for (size_t i = 0; i < n; i++) {
+			fetch_cache_blob_wait(b->blob, want[i].off,
+					      want[i].len);
+			if (!fetch_cache_blob_has(b->blob, want[i].off,
+						  want[i].len))
+				done = false;
+		}
+		if (done)
+			return 0;
+		/* another reader's fetch failed: try ourselves */
+	}
+	return lp_err_set(err, EIO, "concurrent fetches of the range keep "
+			  "failing");
+}
+
+static int64_t bsrc_pread(struct lp_source *s, void *buf, size_t len,
+			  uint64_t off)
+{
+	struct bsrc *b = s->priv;
+	struct lp_err err = { 0 };
+	struct fetch_range want;
+	int r;
+
+	if (off >= s->size || !len)
+		return 0;
+	if (len > s->size - off)
+		len = (size_t)(s->size - off);
+	want.off = off;
+	want.len = len;
+	for (int round = 0; round < MAX_ROUNDS; round++) {
+		r = ensure(b, &want, 1, true, &err);
+		if (r < 0)
+			break;
+		r = fetch_cache_blob_read(b->blob, buf, len, off);
+		if (r == 1)
+			return (int64_t)len;
+		if (r < 0) {
+			lp_err_set(&err, r, "blob cache read: %s",
+				   strerror(-r));
+			break;
+		}
+		/* invalidated between ensure and read */
+	}
+	if (r >= 0)
+		r = lp_err_set(&err, EIO, "range keeps disappearing");
+	lp_err_wrap(&err, "%s at %llu+%zu", s->name, (unsigned long long)off,
+		    len);
+	lp_debug("%s", err.msg);
+	remember_err(b, &err);
+	return r;
+}
+
+static void bsrc_close(struct lp_source *s)
+{
+	struct bsrc *b = s->priv;
+
+	if (!b)
+		return;
+	fetch_cache_blob_close(b->blob);
+	fetch_cache_unref(b->cache);
+	if (b->be.free)
+		b->be.free(b->arg);
+	pthread_mutex_destroy(&b->err_lock);
+	free(b);
+}
+
+static const struct lp_source_ops bsrc_ops = {
+	.pread = bsrc_pread,
+	.close = bsrc_close,
+};
+
+int fetch_blob_source_open_backend(struct fetch_cache *cache,
+				   const char *digest, uint64_t size,
+				   const struct fetch_source_opts *o,
+				   const struct fetch_backend *be, void *arg,
+				   struct lp_source **ret, struct lp_err *err)
+{
+	struct lp_source *s;
+	struct bsrc *b;
+	int r;
+
+	b = lp_xcalloc(1, sizeof(*b));
+	b->be = *be;
+	b->arg = arg;
+	pthread_mutex_init(&b->err_lock, NULL);
+	if (o)
+		b->plan = o->plan;
+	if (!b->plan.max_gap && !b->plan.min_size && !b->plan.max_size) {
+		b->plan.max_gap = 128u << 10;
+		b->plan.max_size = 8u << 20;
+	}
+	r = fetch_cache_blob_open(cache, digest, size, &b->blob, err);
+	if (r < 0) {
+		if (be->free)
+			be->free(arg);
+		pthread_mutex_destroy(&b->err_lock);
+		free(b);
+		return r;
+	}
+	b->cache = fetch_cache_ref(cache);
+	s = lp_xcalloc(1, sizeof(*s));
+	s->ops = &bsrc_ops;
+	s->size = size;
+	s->name = lp_xstrdup(digest);
+	s->priv = b;
+	*ret = s;
+	return 0;
+}
+
+int fetch_source_prefetch(struct lp_source *s, const struct fetch_range *r,
+			  size_t n, struct lp_err *err)
+{
+	struct bsrc *b = bsrc_of(s);
+	int rc;
+
+	if (!b)
+		return lp_err_set(err, EINVAL, "not a fetcher blob source");
+	rc = ensure(b, r, n, true, err);
+	if (rc < 0)
+		return lp_err_wrap(err, "%s: prefetch", s->name);
+	return 0;
+}
+
+int fetch_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
+{
+	struct bsrc *b = bsrc_of(s);
+
+	if (!b)
+		return -EINVAL;
+	return fetch_cache_blob_invalidate(b->blob, off, len);
+}
+
+uint64_t fetch_source_cached_bytes(struct lp_source *s)
+{
+	struct bsrc *b = bsrc_of(s);
+
+	return b ? fetch_cache_blob_present_bytes(b->blob) : 0;
+}
+
+int fetch_source_last_error(struct lp_source *s, struct lp_err *ret)
+{
+	struct bsrc *b = bsrc_of(s);
+
+	if (!b)
+		return -EINVAL;
+	pthread_mutex_lock(&b->err_lock);
+	*ret = b->last_err;
+	pthread_mutex_unlock(&b->err_lock);
+	return ret->code;
+}
+
+/* ---- whole-blob fill --------------------------------------------------------- */
+
+struct fill_state {
+	struct bsrc *b;
+	struct fetch_range *runs;
+	size_t n;
+	uint64_t pos;
+	int werr;
+};
+
+static int fill_cb(const void *data, size_t len, void *arg)
+{
+	struct fill_state *f = arg;
+	const uint8_t *p = data;
+
+	for (size_t k = 0; k < f->n; k++) {
+		uint64_t a = f->runs[k].off > f->pos ? f->runs[k].off : f->pos;
+		uint64_t e = run_end(&f->runs[k]);
+		int r;
+
+		if (e > f->pos + len)
+			e = f->pos + len;
+		if (a >= e)
+			continue;
+		r = fetch_cache_blob_write_raw(f->b->blob, a, p + (a - f->pos),
+					       (size_t)(e - a));
+		if (r < 0) {
+			f->werr = r;
+			return r;
+		}
+	}
+	f->pos += len;
+	return 0;
+}
+
+int fetch_source_fill(struct lp_source *s, struct lp_err *err)
+{
+	struct bsrc *b = bsrc_of(s);
+	struct fill_state f = { 0 };
+	int r;
+
+	if (!b)
+		return lp_err_set(err, EINVAL, "not a fetcher blob source");
+	if (!b->be.stream)
+		return lp_err_set(err, EOPNOTSUPP, "%s: no streaming backend",
+				  s->name);
+	f.b = b;
+	fetch_cache_blob_claim(b->blob, 0, s->size, &f.runs, &f.n);
+	if (f.n) {
+		r = b->be.stream(b->arg, fill_cb, &f, err);
+		if (r == 0 && f.pos != s->size)
+			r = lp_err_set(err, EIO, "%s: stream ended at %llu of "
+				       "%llu bytes", s->name,
+				       (unsigned long long)f.pos,
+				       (unsigned long long)s->size);
+		for (size_t k = 0; k < f.n; k++) {
+			if (r < 0)
+				fetch_cache_blob_unclaim(b->blob, f.runs[k].off,
+							 f.runs[k].len);
+			else
+				r = fetch_cache_blob_commit(b->blob,
+							    f.runs[k].off,
+							    f.runs[k].len, err);
+		}
+		free(f.runs);
+		if (r < 0)
+			return lp_err_wrap(err, "%s: fill", s->name);
+	}
+	/* granules others were fetching: wait for them (or fetch them) */
+	{
+		struct fetch_range all = { 0, s->size };
+
+		r = ensure(b, &all, 1, true, err);
+	}
+	return r;
+}
+
+/* ---- the registry backend -------------------------------------------------------- */
+
+struct reg_backend {
+	struct fetch_client *client;
+	struct fetch_ref ref;
+	char *digest;
+	uint64_t size;
+};
+
+static int reg_read(void *arg, void *buf, size_t len, uint64_t off,
+		    struct lp_err *err)
+{
+	struct reg_backend *rb = arg;
+
+	return fetch_blob_read(rb->client, &rb->ref, rb->digest, rb->size, buf,
+			       len, off, err);
+}
+
+static int reg_stream(void *arg,
+		      int (*cb)(const void *data, size_t len, void *cbarg),
+		      void *cbarg, struct lp_err *err)
+{
+	struct reg_backend *rb = arg;
+
+	return fetch_blob_stream(rb->client, &rb->ref, rb->digest, cb, cbarg,
+				 err);
+}
+
+static void reg_free(void *arg)
+{
+	struct reg_backend *rb = arg;
+
+	fetch_client_unref(rb->client);
+	fetch_ref_release(&rb->ref);
+	free(rb->digest);
+	free(rb);
+}
+
+static const struct fetch_backend reg_backend_ops = {
+	.read = reg_read,
+	.stream = reg_stream,
+	.free = reg_free,
+};
+
+int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,
+			   const struct fetch_ref *ref, const char *digest,
+			   uint64_t size, const struct fetch_source_opts *o,
+			   struct lp_source **ret, struct lp_err *err)
+{
+	struct reg_backend *rb;
+	int r;
+
+	if (fetch_digest_check(digest, strlen(digest)) < 0)
+		return lp_err_set(err, EINVAL, "bad blob digest");
+	if (!size) {
+		r = fetch_blob_head(c, ref, digest, &size, err);
+		if (r < 0)
+			return r;
+	}
+	rb = lp_xcalloc(1, sizeof(*rb));
+	rb->client = fetch_client_ref(c);
+	rb->ref.registry = lp_xstrdup(ref->registry);
+	rb->ref.host = lp_xstrdup(ref->host);
+	rb->ref.repo = lp_xstrdup(ref->repo);
+	rb->ref.tag = ref->tag ? lp_xstrdup(ref->tag) : NULL;
+	rb->ref.digest = ref->digest ? lp_xstrdup(ref->digest) : NULL;
+	rb->digest = lp_xstrdup(digest);
+	rb->size = size;
+	return fetch_blob_source_open_backend(cache, digest, size, o,
+					      &reg_backend_ops, rb, ret, err);
+}

@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* formats/estargz private declarations shared by its .c files. */
+#ifndef LP_FORMATS_ESTARGZ_INT_H
+#define LP_FORMATS_ESTARGZ_INT_H
+
+#include "formats/estargz/estargz.h"
+
+/* load()'s private context: decode_chunk dispatches on c->codec, so all it
+ * needs to remember is which kind of blob it came from. */
+struct format_ctx {
+	enum estargz_kind kind;
+	struct estargz_footer footer;
+};
+
+#endif

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The format_ops tables: probe, load, decode_chunk, destroy.
+ */
+#define LP_MODNAME "estargz"
+
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "formats/estargz/estargz-int.h"
+
+static int estargz_read_footer(struct lp_source *src, enum estargz_kind kind,
+			       struct estargz_footer *ret, struct lp_err *err)
+{
+	uint32_t fsz = estargz_footer_size(kind);
+	uint8_t tail[ESTARGZ_MAX_FOOTER_SIZE];
+	int r;
+
+	if (src->size < fsz)
+		return lp_err_set(err, EINVAL,
+				  "footer: blob of %llu bytes is shorter than the %u-byte %s footer",
+				  (unsigned long long)src->size, fsz,
+				  estargz_kind_name(kind));
+	r = lp_source_read_full(src, tail, fsz, src->size - fsz, err);
+	if (r < 0)
+		return r;
+	return estargz_parse_footer(tail, fsz, src->size, kind, ret, err);
+}
+
+static int estargz_probe_kind(struct lp_source *src, enum estargz_kind kind,
+			      struct lp_err *err)
+{
+	struct estargz_footer f;
+	struct lp_err perr = { 0 };
+	int r;
+
+	if (src->size < estargz_footer_size(kind))
+		return 0;
+	r = estargz_read_footer(src, kind, &f, &perr);
+	if (r == -EINVAL)
+		return 0; /* not this format (or a footer that cannot work) */
+	if (r < 0) {
+		if (err && !err->code)
+			*err = perr;
+		return r;
+	}
+	return 1;
+}
+
+static int estargz_load_kind(struct lp_source *src,
+			     const struct format_hints *h,
+			     enum estargz_kind kind, struct model **ret_model,
+			     struct format_ctx **ret_ctx,
+			     struct format_info *info, struct lp_err *err)
+{
+	_cleanup_(model_builder_freep) struct model_builder *b = NULL;
+	_cleanup_free_ uint8_t *comp = NULL;
+	_cleanup_free_ char *json = NULL;
+	_cleanup_free_ struct format_ctx *ctx = NULL;
+	struct format_info inf = { .format = estargz_kind_name(kind) };
+	struct estargz_footer f;
+	uint8_t dig[32], want[32];
+	size_t json_len;
+	uint32_t blob;
+	int r;
+
+	r = estargz_read_footer(src, kind, &f, err);
+	if (r < 0)
+		return r;
+	if (f.toc_comp_len > ESTARGZ_TOC_MAX_COMPRESSED)
+		return lp_err_set(err, EFBIG,
+				  "toc: %llu compressed bytes exceed the %llu-byte cap",
+				  (unsigned long long)f.toc_comp_len,
+				  ESTARGZ_TOC_MAX_COMPRESSED);
+	comp = lp_xmalloc(f.toc_comp_len);
+	r = lp_source_read_full(src, comp, f.toc_comp_len, f.toc_offset, err);
+	if (r < 0) {
+		lp_err_wrap(err, "toc");
+		return r;
+	}
+	r = estargz_decompress_toc(&f, comp, f.toc_comp_len, &json, &json_len,
+				   err);
+	if (r < 0)
+		return r;
+
+	/* the digest covers the JSON exactly as stored, not re-encoded */
+	lp_sha256(json, json_len, dig);
+	memcpy(inf.toc_digest, "sha256:", 7);
+	lp_hex(dig, sizeof(dig), inf.toc_digest + 7);
+	if (h && h->toc_digest) {
+		if (lp_parse_sha256_digest(h->toc_digest,
+					   strlen(h->toc_digest), want) < 0)
+			return lp_err_set(err, EINVAL,
+					  "toc: expected digest \"%.80s\" is not sha256:<hex>",
+					  h->toc_digest);
+		if (memcmp(want, dig, sizeof(dig)) != 0)
+			return lp_err_set(err, EBADMSG,
+					  "toc: digest %s does not match the expected %.80s",
+					  inf.toc_digest, h->toc_digest);
+	}
+
+	inf.blob_size = f.blob_size;
+	inf.toc_offset = f.toc_offset;
+	inf.toc_comp_len = f.toc_comp_len;
+	inf.toc_len = json_len;
+
+	b = model_builder_new(0);
+	r = model_builder_add_blob(b, src->name ? src->name : "",
+				   h && h->media_type ? h->media_type :
+				   kind == ESTARGZ_KIND_ZSTD ?
+					"application/vnd.oci.image.layer.v1.tar+zstd" :
+					"application/vnd.oci.image.layer.v1.tar+gzip",
+				   src->size, &blob, err);
+	if (r < 0)
+		return r;
+	if (blob != 0)
+		return lp_err_set(err, EINVAL, "blob index %u, want 0", blob);
+	r = estargz_parse_toc(json, json_len, &f, b, &inf, err);
+	if (r < 0)
+		return r;
+	r = model_builder_finish(TAKE_PTR(b), ret_model, err);
+	if (r < 0) {
+		lp_err_wrap(err, "toc");
+		return r;
+	}
+
+	ctx = lp_xcalloc(1, sizeof(*ctx));
+	ctx->kind = kind;
+	ctx->footer = f;
+	if (ret_ctx)
+		*ret_ctx = TAKE_PTR(ctx);
+	if (info)
+		*info = inf;
+	return 0;
+}
+
+/*
+ * A chunk's data is the start of exactly one gzip member (the writer
+ * restarts its compressor per chunk), so inflate from the start of stored
+ * and stop as soon as c->len bytes are out; the member may go on with tar
+ * padding and the next headers.
+ */
+static int estargz_decode_gzip(const struct model_chunk *c, const void *stored,
+			       size_t stored_len, void *out,
+			       struct lp_err *err)
+{
+	uint64_t left_in = stored_len, left_out = c->len;
+	z_stream z = { 0 };
+	int r = 0, zr;
+
+	if (inflateInit2(&z, 16 + 15) != Z_OK)
+		return lp_err_set(err, ENOMEM, "inflateInit2 failed");
+	z.next_in = (Bytef *)stored;
+	z.next_out = out;
+	while (left_out) {
+		uInt in_chunk = left_in > UINT32_MAX ? UINT32_MAX :
+						       (uInt)left_in;
+		uInt out_chunk = left_out > UINT32_MAX ? UINT32_MAX :
+							 (uInt)left_out;
+
+		z.avail_in = in_chunk;
+		z.avail_out = out_chunk;
+		zr = inflate(&z, Z_NO_FLUSH);
+		left_in -= in_chunk - z.avail_in;
+		left_out -= out_chunk - z.avail_out;
+		if (!left_out)
+			break;
+		if (zr == Z_STREAM_END) {
+			r = lp_err_set(err, EBADMSG,
+				       "chunk at %llu: gzip member ends after %llu of %llu bytes",
+				       (unsigned long long)c->comp_off,
+				       (unsigned long long)(c->len - left_out),
+				       (unsigned long long)c->len);
+			break;
+		}
+		if (zr == Z_BUF_ERROR && left_in == 0) {
+			r = lp_err_set(err, EBADMSG,
+				       "chunk at %llu: gzip member truncated after %llu of %llu bytes",
+				       (unsigned long long)c->comp_off,
+				       (unsigned long long)(c->len - left_out),
+				       (unsigned long long)c->len);
+			break;
+		}
+		if (zr != Z_OK && zr != Z_BUF_ERROR) {
+			r = lp_err_set(err, EBADMSG, "chunk at %llu: inflate: %s",
+				       (unsigned long long)c->comp_off,
+				       z.msg ? z.msg : "corrupt data");
+			break;
+		}
+	}
+	inflateEnd(&z);
+	return r;
+}
+
+static int estargz_decode_zstd(const struct model_chunk *c, const void *stored,
+			       size_t stored_len, void *out,
+			       struct lp_err *err)
+{
+	ZSTD_inBuffer in = { stored, stored_len, 0 };
+	ZSTD_outBuffer o = { out, c->len, 0 };
+	ZSTD_DCtx *d;
+	size_t zr;
+	int r = 0;
+
+	/*
+	 * One context per call: decode_chunk runs on many FUSE workers at
+	 * once and a shared context would need a lock.
+	 */
+	d = ZSTD_createDCtx();
+	if (!d)
+		return lp_err_set(err, ENOMEM, "ZSTD_createDCtx failed");
+	while (o.pos < o.size) {
+		size_t in_before = in.pos, out_before = o.pos;
+
+		zr = ZSTD_decompressStream(d, &o, &in);
+		if (ZSTD_isError(zr)) {
+			r = lp_err_set(err, EBADMSG, "chunk at %llu: zstd: %s",
+				       (unsigned long long)c->comp_off,
+				       ZSTD_getErrorName(zr));
+			break;
+		}
+		if (o.pos == o.size)
+			break;
+		if (zr == 0) {
+			r = lp_err_set(err, EBADMSG,
+				       "chunk at %llu: zstd frame ends after %zu of %llu bytes",
+				       (unsigned long long)c->comp_off, o.pos,
+				       (unsigned long long)c->len);
+			break;
+		}
+		if (in.pos == in.size && in.pos == in_before &&
+		    o.pos == out_before) {
+			r = lp_err_set(err, EBADMSG,
+				       "chunk at %llu: zstd frame truncated after %zu of %llu bytes",
+				       (unsigned long long)c->comp_off, o.pos,
+				       (unsigned long long)c->len);
+			break;
+		}
+	}
+	ZSTD_freeDCtx(d);
+	return r;
+}
+
+static int estargz_decode_chunk(struct format_ctx *ctx,
+				const struct model_chunk *c,
+				const void *stored, size_t stored_len,
+				void *out, struct lp_err *err)
+{
+	(void)ctx;
+	if (c->len == 0)
+		return 0;
+	if (c->len > SIZE_MAX)
+		return lp_err_set(err, EFBIG, "chunk of %llu bytes",
+				  (unsigned long long)c->len);
+	switch (c->codec) {
+	case MODEL_CODEC_GZIP_MEMBER:
+		return estargz_decode_gzip(c, stored, stored_len, out, err);
+	case MODEL_CODEC_ZSTD_FRAME:
+		return estargz_decode_zstd(c, stored, stored_len, out, err);
+	}
+	return lp_err_set(err, EINVAL, "chunk codec %u is not eStargz's",
+			  c->codec);
+}
+
+static void estargz_destroy(struct format_ctx *ctx)
+{
+	free(ctx);
+}
+
+#define ESTARGZ_OPS(sym, kind, label)                                          \
+	static int sym##_probe(struct lp_source *src,                          \
+			       const struct format_hints *h,                   \
+			       struct lp_err *err)                             \
+	{                                                                      \
+		(void)h;                                                       \
+		return estargz_probe_kind(src, kind, err);                     \
+	}                                                                      \
+	static int sym##_load(struct lp_source *src,                           \
+			      const struct format_hints *h,                    \
+			      struct model **ret_model,                        \
+			      struct format_ctx **ret_ctx,                     \
+			      struct format_info *info, struct lp_err *err)    \
+	{                                                                      \
+		return estargz_load_kind(src, h, kind, ret_model, ret_ctx,     \
+					 info, err);                           \
+	}                                                                      \
+	const struct format_ops sym = {                                        \
+		.name = label,                                                 \
+		.probe = sym##_probe,                                          \
+		.load = sym##_load,                                            \
+		.decode_chunk = estargz_decode_chunk,                          \
+		.destroy = estargz_destroy,                                    \
+	}
+
+ESTARGZ_OPS(estargz_ops, ESTARGZ_KIND_ESTARGZ, "estargz");
+ESTARGZ_OPS(stargz_legacy_ops, ESTARGZ_KIND_LEGACY, "stargz");
+ESTARGZ_OPS(zstdchunked_ops, ESTARGZ_KIND_ZSTD, "zstd:chunked");

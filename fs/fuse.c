@@ -1,0 +1,1043 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The FUSE low-level server: an immutable model served read-only.
+ *
+ * Threading: libfuse runs the handlers on up to ten worker threads.  The
+ * model is never written after fsrv_new(), so the tree ops read it without
+ * a lock.  The only shared mutable state is the decoded-chunk cache (one
+ * mutex, one condvar) and a few statistics counters (atomics).
+ */
+#define LP_MODNAME "fuse"
+#define FUSE_USE_VERSION 35
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+
+#include "fs/fuse.h"
+
+#define FSRV_MAX_READ (1u << 20)
+#define FSRV_DEFAULT_CACHE (32ull << 20)
+#define FSRV_DEFAULT_TIMEOUT 86400.0
+/* Reads spanning more chunks than this are copied into one buffer. */
+#define FSRV_MAX_IOV 64
+#define FSRV_BLOCK 4096
+/* Largest chunk decoded into memory (the engine's limit too). */
+#define FSRV_MAX_CHUNK (256ull << 20)
+
+enum cent_state { CENT_LOADING, CENT_READY, CENT_FAILED };
+
+/* One decoded chunk, or one being decoded. */
+struct cent {
+	uint32_t idx;
+	uint8_t state;	 /* protected by cache.lock */
+	bool in_table;	 /* protected by cache.lock */
+	int error;	 /* CENT_FAILED: -errno */
+	uint32_t refs;	 /* protected by cache.lock */
+	uint8_t *data;	 /* CENT_READY: len bytes, immutable */
+	uint64_t len;
+	char *why;	 /* CENT_FAILED: the source's message */
+	struct cent *hnext;	     /* hash chain; protected by cache.lock */
+	struct cent *lprev, *lnext; /* LRU (READY entries in the table) */
+};
+
+struct chunk_cache {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* an entry left CENT_LOADING */
+	struct cent **buckets; /* protected by lock */
+	size_t n_buckets;      /* a power of two */
+	struct cent lru;       /* sentinel: lru.lnext is the most recent */
+	uint64_t bytes;	       /* READY bytes in the table; protected by lock */
+	uint64_t entries;      /* protected by lock */
+	uint64_t cap;
+};
+
+struct fsrv {
+	const struct model *m;
+	const struct fsrv_source_ops *ops;
+	void *priv;
+	char *name;
+	char *fsname, *subtype;
+	bool allow_other, debug;
+	unsigned max_idle_threads;
+	double timeout;
+	uint64_t total_blocks; /* statfs: sum of file blocks */
+	struct chunk_cache cache;
+	struct fuse_session *se;
+	bool mounted;
+	/* statistics: atomics */
+	uint64_t n_reads, n_read_bytes, n_read_errors;
+	uint64_t n_hits, n_misses, n_waits;
+	uint64_t n_lookups;
+};
+
+#define STAT_ADD(s, field, v) __atomic_add_fetch(&(s)->field, (v), __ATOMIC_RELAXED)
+#define STAT_SUB(s, field, v) __atomic_sub_fetch(&(s)->field, (v), __ATOMIC_RELAXED)
+#define STAT_GET(s, field) __atomic_load_n(&(s)->field, __ATOMIC_RELAXED)
+
+/* ---- decoded-chunk cache ------------------------------------------------ */
+
+static void cache_init(struct chunk_cache *c, uint64_t cap, uint32_t n_chunks)
+{
+	size_t n = 64;
+
+	/* about one bucket per chunk that fits, bounded */
+	while (n < n_chunks && n < (1u << 16))
+		n <<= 1;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	c->n_buckets = n;
+	c->buckets = lp_xcalloc(n, sizeof(*c->buckets));
+	c->lru.lnext = c->lru.lprev = &c->lru;
+	c->cap = cap;
+}
+
+static void cent_free(struct cent *e)
+{
+	free(e->data);
+	free(e->why);
+	free(e);
+}
+
+static void cache_release(struct chunk_cache *c)
+{
+	if (!c->buckets)
+		return;
+	for (size_t i = 0; i < c->n_buckets; i++) {
+		struct cent *e = c->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			cent_free(e);
+		}
+	}
+	free(c->buckets);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+}
+
+static struct cent **cache_slot(struct chunk_cache *c, uint32_t idx)
+{
+	uint32_t h = idx * 2654435761u;
+
+	return &c->buckets[(h ^ (h >> 16)) & (c->n_buckets - 1)];
+}
+
+static void lru_unlink(struct cent *e)
+{
+	e->lprev->lnext = e->lnext;
+	e->lnext->lprev = e->lprev;
+	e->lprev = e->lnext = NULL;
+}
+
+static void lru_push_front(struct chunk_cache *c, struct cent *e)
+{
+	e->lnext = c->lru.lnext;
+	e->lprev = &c->lru;
+	c->lru.lnext->lprev = e;
+	c->lru.lnext = e;
+}
+
+/* Takes e out of the hash table (and the LRU); caller holds the lock. */
+static void cache_unhash(struct chunk_cache *c, struct cent *e)
+{
+	struct cent **p = cache_slot(c, e->idx);
+
+	while (*p != e)
+		p = &(*p)->hnext;
+	*p = e->hnext;
+	e->hnext = NULL;
+	e->in_table = false;
+	if (e->lnext) {
+		lru_unlink(e);
+		c->bytes -= e->len;
+		c->entries--;
+	}
+}
+
+/* Drops least recently used, unreferenced entries until under the cap. */
+static void cache_evict(struct chunk_cache *c)
+{
+	struct cent *e = c->lru.lprev;
+
+	while (c->bytes > c->cap && e != &c->lru) {
+		struct cent *prev = e->lprev;
+
+		if (e->refs == 0) {
+			cache_unhash(c, e);
+			cent_free(e);
+		}
+		e = prev;
+	}
+}
+
+static void cache_put(struct chunk_cache *c, struct cent *e)
+{
+	pthread_mutex_lock(&c->lock);
+	if (--e->refs == 0) {
+		if (!e->in_table)
+			cent_free(e);
+		else if (c->bytes > c->cap)
+			cache_evict(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * Returns chunk idx decoded, with a reference the caller drops with
+ * cache_put().  One caller decodes; callers that want the same chunk
+ * meanwhile wait for it.  On failure returns -errno and, if why is given,
+ * copies the source's message.
+ */
+static int cache_get(struct fsrv *s, uint32_t idx, struct cent **ret,
+		     char *why, size_t why_size)
+{
+	struct chunk_cache *c = &s->cache;
+	const struct model_chunk *ch = &s->m->chunks[idx];
+	struct lp_err err = { 0 };
+	struct cent *e, **slot;
+	uint8_t *buf;
+	int r;
+
+	pthread_mutex_lock(&c->lock);
+	slot = cache_slot(c, idx);
+	for (e = *slot; e && e->idx != idx; e = e->hnext)
+		;
+	if (e) {
+		e->refs++;
+		if (e->state == CENT_READY) {
+			lru_unlink(e);
+			lru_push_front(c, e);
+			pthread_mutex_unlock(&c->lock);
+			STAT_ADD(s, n_hits, 1);
+			*ret = e;
+			return 0;
+		}
+		STAT_ADD(s, n_waits, 1);
+		while (e->state == CENT_LOADING)
+			pthread_cond_wait(&c->cond, &c->lock);
+		pthread_mutex_unlock(&c->lock);
+		if (e->state == CENT_READY) {
+			*ret = e;
+			return 0;
+		}
+		r = e->error;
+		if (why)
+			snprintf(why, why_size, "%s", e->why ? e->why : "");
+		cache_put(c, e);
+		return r;
+	}
+	e = lp_xcalloc(1, sizeof(*e));
+	e->idx = idx;
+	e->len = ch->len;
+	e->state = CENT_LOADING;
+	e->refs = 1;
+	e->in_table = true;
+	e->hnext = *slot;
+	*slot = e;
+	pthread_mutex_unlock(&c->lock);
+	STAT_ADD(s, n_misses, 1);
+
+	if (ch->len > FSRV_MAX_CHUNK) {
+		buf = NULL;
+		r = lp_err_set(&err, EFBIG, "chunk of %llu bytes is over the "
+			       "%llu limit", (unsigned long long)ch->len,
+			       (unsigned long long)FSRV_MAX_CHUNK);
+	} else {
+		buf = lp_xmalloc(ch->len ? (size_t)ch->len : 1);
+		r = s->ops->read_chunk(s->priv, idx, buf, &err);
+	}
+
+	pthread_mutex_lock(&c->lock);
+	if (r < 0) {
+		free(buf);
+		e->state = CENT_FAILED;
+		e->error = r;
+		e->why = lp_xstrdup(err.msg[0] ? err.msg : strerror(-r));
+		/* failures are not cached: the next read tries again */
+		cache_unhash(c, e);
+		if (why)
+			snprintf(why, why_size, "%s", e->why);
+	} else {
+		e->data = buf;
+		e->state = CENT_READY;
+		lru_push_front(c, e);
+		c->bytes += e->len;
+		c->entries++;
+		cache_evict(c);
+	}
+	pthread_cond_broadcast(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	if (r < 0) {
+		cache_put(c, e);
+		return r;
+	}
+	*ret = e;
+	return 0;
+}
+
+/* ---- the read path ------------------------------------------------------- */
+
+/* Chunks of one read, held until the reply is sent. */
+struct read_span {
+	struct cent *fixed[8];
+	struct cent **ents;
+	uint32_t n;
+	size_t len;   /* bytes to serve */
+	uint64_t off; /* file offset of the first byte */
+	uint64_t skip; /* into the first chunk */
+};
+
+static void span_release(struct fsrv *s, struct read_span *sp)
+{
+	for (uint32_t i = 0; i < sp->n; i++)
+		cache_put(&s->cache, sp->ents[i]);
+	if (sp->ents != sp->fixed)
+		free(sp->ents);
+	sp->n = 0;
+}
+
+static void log_read_error(struct fsrv *s, uint32_t ino, uint64_t off,
+			   uint32_t idx, int r, const char *why)
+{
+	const struct model_chunk *c = &s->m->chunks[idx];
+	char path[4096];
+
+	if (model_path(s->m, ino, path, sizeof(path)) < 0)
+		snprintf(path, sizeof(path), "inode %u", ino);
+	lp_log(LP_LOG_ERROR,
+	       "%s%s%s: read at offset %llu: chunk %u (file offset %llu, "
+	       "%llu bytes, blob offset %llu): %s",
+	       s->name ? s->name : "", s->name ? ": " : "", path,
+	       (unsigned long long)off, idx, (unsigned long long)c->file_off,
+	       (unsigned long long)c->len, (unsigned long long)c->comp_off,
+	       why && why[0] ? why : strerror(-r));
+}
+
+/*
+ * Gets (with references) every chunk of regular file ino covering
+ * [off, off + len), len already clipped to the file size.
+ */
+static int span_get(struct fsrv *s, uint32_t ino, uint64_t off, size_t len,
+		    struct read_span *sp, struct lp_err *err)
+{
+	const struct model_inode *in = &s->m->inodes[ino];
+	int64_t first = model_chunk_at(s->m, ino, off);
+	uint64_t end = off + len;
+	uint32_t last, n;
+
+	memset(sp, 0, sizeof(*sp));
+	sp->ents = sp->fixed;
+	sp->off = off;
+	sp->len = len;
+	if (len == 0)
+		return 0;
+	if (first < 0)
+		return lp_err_set(err, EIO, "no chunk at offset %llu",
+				  (unsigned long long)off);
+	last = (uint32_t)first;
+	while (last + 1 < in->first + in->count &&
+	       s->m->chunks[last + 1].file_off < end)
+		last++;
+	n = last - (uint32_t)first + 1;
+	if (n > ARRAY_SIZE(sp->fixed))
+		sp->ents = lp_xcalloc(n, sizeof(*sp->ents));
+	sp->skip = off - s->m->chunks[first].file_off;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t idx = (uint32_t)first + i;
+		char why[256] = "";
+		int r = cache_get(s, idx, &sp->ents[i], why, sizeof(why));
+
+		if (r < 0) {
+			uint64_t at = s->m->chunks[idx].file_off;
+
+			log_read_error(s, ino, at > off ? at : off, idx, r,
+				       why);
+			span_release(s, sp);
+			return lp_err_set(err, r, "chunk %u: %s", idx, why);
+		}
+		sp->n++;
+	}
+	return 0;
+}
+
+/* Copies the span's bytes to buf. */
+static void span_copy(const struct read_span *sp, uint8_t *buf)
+{
+	size_t done = 0;
+	uint64_t skip = sp->skip;
+
+	for (uint32_t i = 0; i < sp->n && done < sp->len; i++) {
+		const struct cent *e = sp->ents[i];
+		size_t n = (size_t)(e->len - skip);
+
+		if (n > sp->len - done)
+			n = sp->len - done;
+		memcpy(buf + done, e->data + skip, n);
+		done += n;
+		skip = 0;
+	}
+}
+
+int64_t fsrv_read(struct fsrv *s, uint32_t ino, void *buf, size_t len,
+		  uint64_t off, struct lp_err *err)
+{
+	const struct model_inode *in = model_inode(s->m, ino);
+	struct read_span sp;
+	int r;
+
+	if (!in)
+		return lp_err_set(err, ENOENT, "no inode %u", ino);
+	if (!S_ISREG(in->mode))
+		return lp_err_set(err, EISDIR, "inode %u is not a regular file",
+				  ino);
+	if (off >= in->size)
+		return 0;
+	if (len > in->size - off)
+		len = (size_t)(in->size - off);
+	r = span_get(s, ino, off, len, &sp, err);
+	if (r < 0)
+		return r;
+	span_copy(&sp, buf);
+	span_release(s, &sp);
+	return (int64_t)len;
+}
+
+/* ---- attributes ---------------------------------------------------------- */
+
+static void fill_stat(const struct fsrv *s, uint32_t ino, struct stat *st)
+{
+	const struct model_inode *in = &s->m->inodes[ino];
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_mode = in->mode;
+	st->st_nlink = in->nlink ? in->nlink : 1;
+	st->st_uid = in->uid;
+	st->st_gid = in->gid;
+	st->st_size = (off_t)in->size;
+	if (S_ISCHR(in->mode) || S_ISBLK(in->mode))
+		st->st_rdev = makedev(in->rdev_major, in->rdev_minor);
+	st->st_blksize = FSRV_BLOCK;
+	st->st_blocks = (blkcnt_t)((in->size + 511) / 512);
+	st->st_mtim.tv_sec = in->mtime;
+	st->st_atim = st->st_mtim;
+	st->st_ctim = st->st_mtim;
+}
+
+static void fill_entry(const struct fsrv *s, uint32_t ino,
+		       struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = ino;
+	e->generation = 1;
+	e->attr_timeout = s->timeout;
+	e->entry_timeout = s->timeout;
+	if (ino)
+		fill_stat(s, ino, &e->attr);
+}
+
+/* The inode the kernel names, or NULL (then it has been replied to). */
+static const struct model_inode *req_inode(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	const struct model_inode *in =
+		ino <= UINT32_MAX ? model_inode(s->m, (uint32_t)ino) : NULL;
+
+	if (!in)
+		fuse_reply_err(req, ENOENT);
+	return in;
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+static void fsrv_op_init(void *data, struct fuse_conn_info *conn)
+{
+	(void)data;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	/* nothing ever changes: never drop cached pages on getattr */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void fsrv_op_lookup(fuse_req_t req, fuse_ino_t parent,
+			   const char *name)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	const struct model_inode *dir = req_inode(req, parent);
+	struct fuse_entry_param e;
+	uint32_t ino;
+
+	if (!dir)
+		return;
+	if (!S_ISDIR(dir->mode)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (strlen(name) > 255) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	ino = model_lookup(s->m, (uint32_t)parent, name);
+	/* ino 0 with a timeout is a cached negative entry */
+	fill_entry(s, ino, &e);
+	if (ino)
+		STAT_ADD(s, n_lookups, 1);
+	if (fuse_reply_entry(req, &e) < 0 && ino)
+		STAT_SUB(s, n_lookups, 1);
+}
+
+static void fsrv_op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+
+	(void)ino;
+	STAT_SUB(s, n_lookups, nlookup);
+	fuse_reply_none(req);
+}
+
+static void fsrv_op_forget_multi(fuse_req_t req, size_t count,
+				 struct fuse_forget_data *forgets)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < count; i++)
+		n += forgets[i].nlookup;
+	STAT_SUB(s, n_lookups, n);
+	fuse_reply_none(req);
+}
+
+static void fsrv_op_getattr(fuse_req_t req, fuse_ino_t ino,
+			    struct fuse_file_info *fi)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	struct stat st;
+
+	(void)fi;
+	if (!req_inode(req, ino))
+		return;
+	fill_stat(s, (uint32_t)ino, &st);
+	fuse_reply_attr(req, &st, s->timeout);
+}
+
+static void fsrv_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	const struct model_inode *in = req_inode(req, ino);
+
+	if (!in)
+		return;
+	if (!S_ISLNK(in->mode)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	fuse_reply_readlink(req, model_str(s->m, in->link));
+}
+
+static void fsrv_op_opendir(fuse_req_t req, fuse_ino_t ino,
+			    struct fuse_file_info *fi)
+{
+	const struct model_inode *in = req_inode(req, ino);
+
+	if (!in)
+		return;
+	if (!S_ISDIR(in->mode)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fi->fh = 0;
+	fuse_reply_open(req, fi);
+}
+
+/*
+ * Directory offsets: 0 is the start, entry k ("." = 0, ".." = 1, then the
+ * sorted children) is followed by offset k + 1.
+ */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+		       off_t off, bool plus)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	const struct model_inode *in = req_inode(req, ino);
+	_cleanup_free_ char *buf = NULL;
+	size_t used = 0;
+	uint64_t pos, n;
+
+	if (!in)
+		return;
+	if (!S_ISDIR(in->mode)) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (size > FSRV_MAX_READ)
+		size = FSRV_MAX_READ;
+	buf = lp_xmalloc(size ? size : 1);
+	n = (uint64_t)in->count + 2;
+	for (pos = (uint64_t)off; pos < n; pos++) {
+		const char *name;
+		uint32_t eino;
+		size_t want;
+
+		if (pos == 0) {
+			name = ".";
+			eino = (uint32_t)ino;
+		} else if (pos == 1) {
+			name = "..";
+			eino = in->parent ? in->parent : MODEL_ROOT_INO;
+		} else {
+			const struct model_dirent *d =
+				&s->m->dirents[in->first + pos - 2];
+
+			name = model_str(s->m, d->name);
+			eino = d->ino;
+		}
+		if (plus) {
+			struct fuse_entry_param e;
+
+			fill_entry(s, eino, &e);
+			want = fuse_add_direntry_plus(req, buf + used,
+						      size - used, name, &e,
+						      (off_t)(pos + 1));
+		} else {
+			struct stat st;
+
+			fill_stat(s, eino, &st);
+			want = fuse_add_direntry(req, buf + used, size - used,
+						 name, &st, (off_t)(pos + 1));
+		}
+		if (want > size - used)
+			break;
+		used += want;
+		/* the kernel takes a lookup reference for every entry but
+		 * "." and ".." of a readdirplus reply */
+		if (plus && pos >= 2)
+			STAT_ADD(s, n_lookups, 1);
+	}
+	fuse_reply_buf(req, buf, used);
+}
+
+static void fsrv_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			    off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, false);
+}
+
+static void fsrv_op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+				off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	do_readdir(req, ino, size, off, true);
+}
+
+static void fsrv_op_releasedir(fuse_req_t req, fuse_ino_t ino,
+			       struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fsrv_op_open(fuse_req_t req, fuse_ino_t ino,
+			 struct fuse_file_info *fi)
+{
+	const struct model_inode *in = req_inode(req, ino);
+
+	if (!in)
+		return;
+	if (S_ISDIR(in->mode)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+	fi->fh = 0;
+	fuse_reply_open(req, fi);
+}
+
+static void fsrv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size,
+			 off_t off, struct fuse_file_info *fi)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	const struct model_inode *in = req_inode(req, ino);
+	struct iovec iov[FSRV_MAX_IOV];
+	struct read_span sp;
+	uint64_t skip;
+	size_t len;
+	int r;
+
+	(void)fi;
+	if (!in)
+		return;
+	if (!S_ISREG(in->mode)) {
+		fuse_reply_err(req, S_ISDIR(in->mode) ? EISDIR : EINVAL);
+		return;
+	}
+	if (off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	STAT_ADD(s, n_reads, 1);
+	if ((uint64_t)off >= in->size) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	len = size < FSRV_MAX_READ ? size : FSRV_MAX_READ;
+	if (len > in->size - (uint64_t)off)
+		len = (size_t)(in->size - (uint64_t)off);
+	r = span_get(s, (uint32_t)ino, (uint64_t)off, len, &sp, NULL);
+	if (r < 0) {
+		/* logged by span_get; the mount stays up */
+		STAT_ADD(s, n_read_errors, 1);
+		fuse_reply_err(req, EIO);
+		return;
+	}
+	STAT_ADD(s, n_read_bytes, len);
+	if (sp.n <= FSRV_MAX_IOV) {
+		/* reply straight from the cached chunks, no copy */
+		size_t done = 0;
+
+		skip = sp.skip;
+		for (uint32_t i = 0; i < sp.n; i++) {
+			size_t n = (size_t)(sp.ents[i]->len - skip);
+
+			if (n > len - done)
+				n = len - done;
+			iov[i].iov_base = sp.ents[i]->data + skip;
+			iov[i].iov_len = n;
+			done += n;
+			skip = 0;
+		}
+		fuse_reply_iov(req, iov, (int)sp.n);
+	} else {
+		_cleanup_free_ uint8_t *buf = lp_xmalloc(len);
+
+		span_copy(&sp, buf);
+		fuse_reply_buf(req, (const char *)buf, len);
+	}
+	span_release(s, &sp);
+}
+
+static void fsrv_op_release(fuse_req_t req, fuse_ino_t ino,
+			    struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+static void fsrv_op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	struct statvfs sv;
+
+	(void)ino;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = FSRV_BLOCK;
+	sv.f_frsize = FSRV_BLOCK;
+	sv.f_blocks = s->total_blocks;
+	sv.f_files = s->m->n_inodes ? s->m->n_inodes - 1 : 0;
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+static const struct model_xattr *find_xattr(const struct model *m,
+					    const struct model_inode *in,
+					    const char *name)
+{
+	for (uint32_t i = 0; i < in->xattr_count; i++) {
+		const struct model_xattr *x = &m->xattrs[in->xattr_first + i];
+
+		if (!strcmp(model_str(m, x->name), name))
+			return x;
+	}
+	return NULL;
+}
+
+static void fsrv_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			     size_t size)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	const struct model_inode *in = req_inode(req, ino);
+	const struct model_xattr *x;
+
+	if (!in)
+		return;
+	x = find_xattr(s->m, in, name);
+	if (!x)
+		fuse_reply_err(req, ENODATA);
+	else if (size == 0)
+		fuse_reply_xattr(req, x->value_len);
+	else if (size < x->value_len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, model_str(s->m, x->value), x->value_len);
+}
+
+static void fsrv_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct fsrv *s = fuse_req_userdata(req);
+	const struct model_inode *in = req_inode(req, ino);
+	_cleanup_free_ char *buf = NULL;
+	size_t total = 0, pos = 0;
+
+	if (!in)
+		return;
+	for (uint32_t i = 0; i < in->xattr_count; i++)
+		total += strlen(model_str(
+				 s->m, s->m->xattrs[in->xattr_first + i].name)) +
+			 1;
+	if (size == 0) {
+		fuse_reply_xattr(req, total);
+		return;
+	}
+	if (size < total) {
+		fuse_reply_err(req, ERANGE);
+		return;
+	}
+	buf = lp_xmalloc(total ? total : 1);
+	for (uint32_t i = 0; i < in->xattr_count; i++) {
+		const char *nm = model_str(
+			s->m, s->m->xattrs[in->xattr_first + i].name);
+		size_t l = strlen(nm) + 1;
+
+		memcpy(buf + pos, nm, l);
+		pos += l;
+	}
+	fuse_reply_buf(req, buf, total);
+}
+
+static void fsrv_op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	const struct model_inode *in = req_inode(req, ino);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	uint32_t bits;
+
+	if (!in)
+		return;
+	if (mask & W_OK) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (mask == F_OK) {
+		fuse_reply_err(req, 0);
+		return;
+	}
+	if (ctx->uid == 0) {
+		/* root may execute only what someone may execute */
+		bool ok = !(mask & X_OK) || S_ISDIR(in->mode) ||
+			  (in->mode & 0111);
+
+		fuse_reply_err(req, ok ? 0 : EACCES);
+		return;
+	}
+	if (ctx->uid == in->uid)
+		bits = (in->mode >> 6) & 7;
+	else if (ctx->gid == in->gid)
+		bits = (in->mode >> 3) & 7;
+	else
+		bits = in->mode & 7;
+	fuse_reply_err(req, ((uint32_t)mask & 7 & ~bits) ? EACCES : 0);
+}
+
+static const struct fuse_lowlevel_ops fsrv_ops = {
+	.init = fsrv_op_init,
+	.lookup = fsrv_op_lookup,
+	.forget = fsrv_op_forget,
+	.forget_multi = fsrv_op_forget_multi,
+	.getattr = fsrv_op_getattr,
+	.readlink = fsrv_op_readlink,
+	.opendir = fsrv_op_opendir,
+	.readdir = fsrv_op_readdir,
+	.readdirplus = fsrv_op_readdirplus,
+	.releasedir = fsrv_op_releasedir,
+	.open = fsrv_op_open,
+	.read = fsrv_op_read,
+	.release = fsrv_op_release,
+	.statfs = fsrv_op_statfs,
+	.getxattr = fsrv_op_getxattr,
+	.listxattr = fsrv_op_listxattr,
+	.access = fsrv_op_access,
+};
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static void fsrv_fuse_log(enum fuse_log_level level, const char *fmt,
+			  va_list ap)
+{
+	enum lp_log_level l = level <= FUSE_LOG_ERR	  ? LP_LOG_ERROR
+			      : level == FUSE_LOG_WARNING ? LP_LOG_WARN
+			      : level < FUSE_LOG_DEBUG	  ? LP_LOG_INFO
+							  : LP_LOG_DEBUG;
+	char msg[1024];
+	size_t n;
+
+	if (l > lp_log_max)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	lp_log_impl(l, "libfuse", "%s", msg);
+}
+
+static bool bad_opt_value(const char *v)
+{
+	return !v || !v[0] || strpbrk(v, ",\\ \t\n=");
+}
+
+int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
+	     void *priv, const struct fsrv_opts *o, struct fsrv **ret,
+	     struct lp_err *err)
+{
+	static const struct fsrv_opts none = { 0 };
+	struct fsrv *s;
+
+	if (!o)
+		o = &none;
+	if (!m || m->n_inodes <= MODEL_ROOT_INO ||
+	    !S_ISDIR(m->inodes[MODEL_ROOT_INO].mode))
+		return lp_err_set(err, EINVAL, "the model has no root directory");
+	if (!ops || !ops->read_chunk)
+		return lp_err_set(err, EINVAL, "no chunk source");
+	if (o->fsname && bad_opt_value(o->fsname))
+		return lp_err_set(err, EINVAL, "bad fsname \"%s\"", o->fsname);
+	if (o->subtype && bad_opt_value(o->subtype))
+		return lp_err_set(err, EINVAL, "bad subtype \"%s\"",
+				  o->subtype);
+	s = lp_xcalloc(1, sizeof(*s));
+	s->m = m;
+	s->ops = ops;
+	s->priv = priv;
+	s->name = o->name ? lp_xstrdup(o->name) : NULL;
+	s->fsname = lp_xstrdup(o->fsname ? o->fsname : "lazypull");
+	s->subtype = lp_xstrdup(o->subtype ? o->subtype : "lazypull");
+	s->allow_other = o->allow_other;
+	s->debug = o->debug;
+	s->max_idle_threads = o->max_idle_threads;
+	s->timeout = o->timeout > 0 ? o->timeout : FSRV_DEFAULT_TIMEOUT;
+	for (uint32_t i = MODEL_ROOT_INO; i < m->n_inodes; i++)
+		if (S_ISREG(m->inodes[i].mode))
+			s->total_blocks +=
+				(m->inodes[i].size + FSRV_BLOCK - 1) /
+				FSRV_BLOCK;
+	cache_init(&s->cache, o->cache_bytes ? o->cache_bytes
+					     : FSRV_DEFAULT_CACHE,
+		   m->n_chunks);
+	fuse_set_log_func(fsrv_fuse_log);
+	*ret = s;
+	return 0;
+}
+
+int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err)
+{
+	char opts[512];
+	char *argv[4];
+	struct fuse_args args;
+	int argc = 0;
+
+	if (s->se)
+		return lp_err_set(err, EBUSY, "already mounted");
+	snprintf(opts, sizeof(opts),
+		 "ro,default_permissions,fsname=%s,subtype=%s%s", s->fsname,
+		 s->subtype, s->allow_other ? ",allow_other" : "");
+	argv[argc++] = (char *)"lazypull";
+	argv[argc++] = (char *)"-o";
+	argv[argc++] = opts;
+	if (s->debug)
+		argv[argc++] = (char *)"-d";
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	s->se = fuse_session_new(&args, &fsrv_ops, sizeof(fsrv_ops), s);
+	fuse_opt_free_args(&args);
+	if (!s->se)
+		return lp_err_set(err, EINVAL,
+				  "cannot create the FUSE session (see the "
+				  "libfuse message above)");
+	if (fuse_session_mount(s->se, mountpoint) != 0) {
+		fuse_session_destroy(s->se);
+		s->se = NULL;
+		return lp_err_set(err, EIO, "cannot mount on %s (see the "
+				  "libfuse message above)", mountpoint);
+	}
+	s->mounted = true;
+	return 0;
+}
+
+int fsrv_run(struct fsrv *s, unsigned flags)
+{
+	struct fuse_loop_config cfg = { 0 };
+	int r;
+
+	if (!s->se || !s->mounted)
+		return -ENOTCONN;
+	cfg.clone_fd = 0;
+	cfg.max_idle_threads = s->max_idle_threads ? s->max_idle_threads : 10;
+	if ((flags & FSRV_RUN_SIGNALS) && fuse_set_signal_handlers(s->se) < 0)
+		return -EIO;
+	r = fuse_session_loop_mt(s->se, &cfg);
+	if (flags & FSRV_RUN_SIGNALS)
+		fuse_remove_signal_handlers(s->se);
+	/* a positive value is the signal that ended the loop */
+	return r < 0 ? r : 0;
+}
+
+void fsrv_exit(struct fsrv *s)
+{
+	if (s && s->se)
+		fuse_session_exit(s->se);
+}
+
+void fsrv_unmount(struct fsrv *s)
+{
+	if (!s || !s->se || !s->mounted)
+		return;
+	fuse_session_unmount(s->se);
+	s->mounted = false;
+}
+
+void fsrv_free(struct fsrv *s)
+{
+	if (!s)
+		return;
+	fsrv_unmount(s);
+	if (s->se)
+		fuse_session_destroy(s->se);
+	cache_release(&s->cache);
+	free(s->name);
+	free(s->fsname);
+	free(s->subtype);
+	free(s);
+}
+
+void fsrv_get_stats(struct fsrv *s, struct fsrv_stats *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->reads = STAT_GET(s, n_reads);
+	ret->read_bytes = STAT_GET(s, n_read_bytes);
+	ret->read_errors = STAT_GET(s, n_read_errors);
+	ret->chunk_hits = STAT_GET(s, n_hits);
+	ret->chunk_misses = STAT_GET(s, n_misses);
+	ret->chunk_waits = STAT_GET(s, n_waits);
+	ret->lookups = STAT_GET(s, n_lookups);
+	pthread_mutex_lock(&s->cache.lock);
+	ret->cache_bytes = s->cache.bytes;
+	ret->cache_entries = s->cache.entries;
+	pthread_mutex_unlock(&s->cache.lock);
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fs/fuse: the FUSE low-level server.  It serves one immutable model
+ * (a merged image tree or one layer in overlayfs form) read-only through
+ * libfuse3 and reads file data only through a chunk source: it knows
+ * neither formats nor the network.
+ *
+ * Inode numbers are model inode ids (the root is 1, FUSE_ROOT_ID).
+ * Decoded chunks are kept in a bounded LRU shared by the worker threads;
+ * concurrent reads of one chunk wait for a single call of the source.
+ *
+ * This header does not include libfuse headers.
+ */
+#ifndef LP_FS_FUSE_H
+#define LP_FS_FUSE_H
+
+#include "fs/model.h"
+
+/*
+ * Where file data comes from.  read_chunk decodes and verifies chunk idx of
+ * the served model (model.chunks[idx]) into out, exactly chunks[idx].len
+ * bytes, and returns 0 or -errno (with the why in err, which may be NULL).
+ * It is called from many worker threads at once, never twice at the same
+ * time for one idx.  A failure fails only the read that needed the chunk
+ * (EIO to the caller); the next read of the chunk calls read_chunk again.
+ */
+struct fsrv_source_ops {
+	int (*read_chunk)(void *priv, uint32_t idx, void *out,
+			  struct lp_err *err);
+};
+
+struct fsrv_opts {
+	const char *fsname;  /* mount source shown in mountinfo; "lazypull" */
+	const char *subtype; /* "fuse.<subtype>" fs type; "lazypull" */
+	const char *name;    /* image / layer named in log lines; may be NULL */
+	bool allow_other;    /* -o allow_other */
+	bool debug;	     /* libfuse request tracing (-d) */
+	unsigned max_idle_threads; /* 0 = default (libfuse caps workers at 10) */
+	uint64_t cache_bytes;	   /* decoded-chunk cache; 0 = 32 MiB */
+	double timeout;		   /* entry/attr seconds; 0 = one day */
+};
+
+/* Counters, read with fsrv_get_stats() (approximate while serving). */
+struct fsrv_stats {
+	uint64_t reads, read_bytes, read_errors;
+	uint64_t chunk_hits, chunk_misses, chunk_waits;
+	uint64_t cache_bytes, cache_entries; /* current */
+	uint64_t lookups;		     /* outstanding kernel lookups */
+};
+
+struct fsrv;
+
+/*
+ * Creates a server for model m.  m, ops and priv are borrowed and must stay
+ * valid (and m unchanged) until fsrv_free().  o may be NULL.
+ */
+int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
+	     void *priv, const struct fsrv_opts *o, struct fsrv **ret,
+	     struct lp_err *err);
+
+/*
+ * Mounts read-only at mountpoint (as root directly, otherwise through
+ * fusermount3).  The kernel queues requests until fsrv_run() serves them.
+ */
+int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err);
+
+enum {
+	/* SIGTERM, SIGINT and SIGHUP end fsrv_run() while it runs. */
+	FSRV_RUN_SIGNALS = 1u << 0,
+};
+
+/*
+ * Serves requests on a multi-threaded session until the file system is
+ * unmounted, fsrv_exit() is called or (FSRV_RUN_SIGNALS) a signal arrives.
+ * Returns 0 or -errno.  Call fsrv_unmount() afterwards.
+ */
+int fsrv_run(struct fsrv *s, unsigned flags);
+
+/* Asks fsrv_run() to return (async-signal-safe). */
+void fsrv_exit(struct fsrv *s);
+
+/* Unmounts if still mounted; safe to call twice. */
+void fsrv_unmount(struct fsrv *s);
+
+/* Unmounts if needed and frees; accepts NULL. */
+void fsrv_free(struct fsrv *s);
+static inline void fsrv_freep(struct fsrv **s) { fsrv_free(*s); }
+
+void fsrv_get_stats(struct fsrv *s, struct fsrv_stats *ret);
+
+/*
+ * The read path without the kernel, for tests and tools: reads up to len
+ * bytes of regular file ino at off through the chunk cache.  Returns bytes
+ * (short only at end of file) or -errno.
+ */
+int64_t fsrv_read(struct fsrv *s, uint32_t ino, void *buf, size_t len,
+		  uint64_t off, struct lp_err *err);
+
+#endif
