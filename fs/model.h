@@ -255,6 +255,7 @@ int model_to_overlay(const struct model *layer, struct model **ret,
 struct format_hints {
 	const char *media_type;	    /* may be NULL */
 	const char *toc_digest;	    /* expected "sha256:…", may be NULL */
+	const char *blob_digest;    /* the layer's own digest, may be NULL */
 	const char *const *annotations; /* key, value, ..., NULL; may be NULL */
 };
 

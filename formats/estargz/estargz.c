@@ -106,7 +106,8 @@ static int estargz_load_kind(struct lp_source *src,
 	inf.toc_len = json_len;
 
 	b = model_builder_new(0);
-	r = model_builder_add_blob(b, src->name ? src->name : "",
+	r = model_builder_add_blob(b, h && h->blob_digest ? h->blob_digest :
+				   src->name ? src->name : "",
 				   h && h->media_type ? h->media_type :
 				   kind == ESTARGZ_KIND_ZSTD ?
 					"application/vnd.oci.image.layer.v1.tar+zstd" :

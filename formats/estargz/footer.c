@@ -85,7 +85,9 @@ static int estargz_parse_gzip_footer(const uint8_t *p, enum estargz_kind kind,
 	unsigned xlen;
 
 	if (p[0] != 0x1f || p[1] != 0x8b || p[2] != 8)
-		return lp_err_set(err, EINVAL, "footer: not a gzip member");
+		return lp_err_set(err, EINVAL,
+				  "footer: the last %u bytes are not a gzip member",
+				  estargz_footer_size(kind));
 	if (!(p[3] & 0x04) || (p[3] & 0xe0))
 		return lp_err_set(err, EINVAL,
 				  "footer: gzip flags 0x%02x lack FEXTRA", p[3]);
@@ -151,7 +153,7 @@ int estargz_parse_footer(const uint8_t *tail, size_t tail_len,
 		 */
 		if (memcmp(p + 40, "GnUlInUx", 8) != 0)
 			return lp_err_set(err, EINVAL,
-					  "footer: no zstd:chunked magic");
+					  "footer: no zstd:chunked magic GnUlInUx at the end");
 		f.toc_offset = estargz_le64(p + 8);
 		f.toc_comp_len = estargz_le64(p + 16);
 		f.toc_len_hint = estargz_le64(p + 24);
@@ -280,6 +282,10 @@ static int estargz_check_toc_header(const uint8_t *h, uint64_t *ret_size,
 	return 0;
 }
 
+/* A TOC buffer starts at most this big and doubles as data arrives, so a
+ * header or footer claiming a huge TOC costs nothing until it is real. */
+#define ESTARGZ_TOC_INITIAL (1u << 20)
+
 /*
  * Inflates only the first gzip member: the TOC member holds the tar header,
  * the JSON and the end-of-archive blocks; we stop once the JSON is out.
@@ -290,7 +296,7 @@ static int estargz_inflate_toc(const void *comp, size_t comp_len,
 {
 	_cleanup_free_ char *json = NULL;
 	uint8_t hdr[512];
-	uint64_t size = 0;
+	uint64_t size = 0, cap = 0;
 	z_stream z = { 0 };
 	bool got_hdr = false;
 	int r = 0, zr;
@@ -314,9 +320,21 @@ static int estargz_inflate_toc(const void *comp, size_t comp_len,
 			if (r < 0)
 				goto out;
 			got_hdr = true;
-			json = lp_xmalloc(size + 1);
+			cap = size < ESTARGZ_TOC_INITIAL ? size :
+							   ESTARGZ_TOC_INITIAL;
+			json = lp_xmalloc(cap + 1);
 			z.next_out = (Bytef *)json;
-			z.avail_out = (uInt)size;
+			z.avail_out = (uInt)cap;
+		} else if (got_hdr && z.avail_out == 0 && cap < size) {
+			uint64_t have = cap;
+
+			cap = cap * 2 < size ? cap * 2 : size;
+			json = lp_xrealloc(json, cap + 1);
+			z.next_out = (Bytef *)json + have;
+			z.avail_out = (uInt)(cap - have);
+			/* a full buffer is not the end of the stream */
+			if (zr != Z_STREAM_END)
+				continue;
 		}
 		if (got_hdr && z.avail_out == 0)
 			break;
@@ -347,7 +365,7 @@ static int estargz_unzstd_toc(const void *comp, size_t comp_len,
 	int r = 0;
 
 	/* the footer's JSON length is unchecked upstream: only a hint */
-	cap = hint && hint <= ESTARGZ_TOC_MAX_JSON ? hint : 64 << 10;
+	cap = hint && hint <= ESTARGZ_TOC_INITIAL ? hint : ESTARGZ_TOC_INITIAL;
 	d = ZSTD_createDCtx();
 	if (!d)
 		return lp_err_set(err, ENOMEM, "toc: ZSTD_createDCtx failed");

@@ -701,12 +701,18 @@ int estargz_parse_toc(const char *json, size_t len,
 	if (!json_is_object(root))
 		return lp_err_set(err, EINVAL, "toc: not a JSON object");
 	entries = estargz_get_key(root, "entries");
-	if (entries && !json_is_null(entries) && !json_is_array(entries))
+	if (!entries)
+		return lp_err_set(err, EINVAL, "toc: no \"entries\" key");
+	if (!json_is_null(entries) && !json_is_array(entries))
 		return lp_err_set(err, EINVAL, "toc: entries is not an array");
-	n = entries ? json_array_size(entries) : 0;
-	/* upstream cannot find a root node then, and refuses the layer */
+	n = json_array_size(entries);
+	/*
+	 * The streaming writer gives an empty tar "entries": null.  Upstream
+	 * refuses such a layer (no root node); an empty layer is a legal
+	 * layer, so we serve it as an empty root, which the builder makes.
+	 */
 	if (n == 0)
-		return lp_err_set(err, EINVAL, "toc: no entries");
+		return 0;
 
 	/*
 	 * Pass 1 collects the data offsets: a chunk's member ends at the

@@ -73,9 +73,9 @@ class Case:
 
 
 def check_empty_stream(c, lp, blob, exp):
-    """A TOC with zero entries ("entries": null). Accepted behaviours: list
-    just the synthesised root and pass check, or refuse the layer cleanly in
-    both ls and check. The upstream snapshotter refuses it."""
+    """A TOC with zero entries ("entries": null) is an empty layer: ls lists
+    just the synthesised root and check passes. (The upstream snapshotter
+    refuses it; an empty layer is legal, so we serve it.)"""
     rc, out, err = F.run([lp, "ls", "--json", "--digest", blob])
     rc2, _, err2 = F.run([lp, "check", blob])
     if rc == 0:
@@ -89,13 +89,8 @@ def check_empty_stream(c, lp, blob, exp):
                    (rc2, F.short(err2)))
         c.note("zero-entry TOC: accepted, lists only /")
     elif 0 < rc < 128:
-        if not err.strip():
-            c.fail("ls refuses the zero-entry TOC (exit %d) without a message" % rc)
-        if out:
-            c.fail("ls refuses the zero-entry TOC but printed: %s" % F.short(out))
-        if rc2 == 0:
-            c.fail("ls refuses the zero-entry TOC but check passes")
-        c.note("zero-entry TOC: refused, exit %d: %s" % (rc, F.short(err)))
+        c.fail("ls refuses the zero-entry TOC (exit %d): %s" %
+               (rc, F.short(err)))
     else:
         c.fail("ls on the zero-entry TOC crashed or hung (exit %d): %s" %
                (rc, F.short(err)))
