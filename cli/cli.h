@@ -15,6 +15,7 @@ struct cli_layer_opts {
 	const char *blob_dir;
 	const char *toc_digest;
 	const char *media_type;
+	const char *index;
 };
 
 /* getopt_long ids for the shared options */
@@ -26,6 +27,7 @@ enum {
 	OPT_JSON,
 	OPT_DIGEST,
 	OPT_HELP,
+	OPT_INDEX,
 };
 
 #define CLI_LAYER_LONGOPTS                                                     \
@@ -33,6 +35,7 @@ enum {
 		{ "blob-dir", required_argument, NULL, OPT_BLOB_DIR },         \
 		{ "toc-digest", required_argument, NULL, OPT_TOC_DIGEST },     \
 		{ "media-type", required_argument, NULL, OPT_MEDIA_TYPE },     \
+		{ "index", required_argument, NULL, OPT_INDEX },               \
 		{ "help", no_argument, NULL, 'h' }
 
 #define CLI_LAYER_HELP                                                         \
@@ -42,6 +45,9 @@ enum {
 	"is an error\n"                                                        \
 	"  --blob-dir DIR      directory holding data blobs named by digest\n" \
 	"  --media-type T      layer media type hint\n"                          \
+	"  --index IDX         plain gzip layer: use this saved zran index "     \
+	"(lazypull\n"                                                          \
+	"                      index build) instead of streaming the layer\n"   \
 	"  -h, --help          this help\n"
 
 /* Handles a shared option; returns 1 if it was one, 0 if not. */
@@ -58,6 +64,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_ls(int argc, char **argv);
 int cmd_cat(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+int cmd_index(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
 

@@ -30,6 +30,9 @@ int cli_layer_opt(struct cli_layer_opts *o, int c, const char *arg)
 	case OPT_MEDIA_TYPE:
 		o->media_type = arg;
 		return 1;
+	case OPT_INDEX:
+		o->index = arg;
+		return 1;
 	}
 	return 0;
 }
@@ -54,6 +57,7 @@ int cli_open(const char *path, const struct cli_layer_opts *o,
 	eo.hints = &h;
 	eo.format = o->format;
 	eo.blob_dir = o->blob_dir;
+	eo.zran_index = o->index;
 	r = engine_open_path(path, &eo, ret, &err);
 	if (r < 0)
 		cli_error("%s", err.msg[0] ? err.msg : strerror(-r));

@@ -67,7 +67,15 @@ int engine_open(struct lp_source *src, const struct engine_opts *o,
 
 	if (!o)
 		o = &none;
-	if (o->format) {
+	if (o->zran_index) {
+#ifdef LP_HAVE_ZRAN
+		ops = &zran_ops;
+#else
+		r = lp_err_set(err, EOPNOTSUPP, "built without zran support");
+		lp_source_free(src);
+		return r;
+#endif
+	} else if (o->format) {
 		for (size_t i = 0; engine_formats[i]; i++)
 			if (!strcmp(engine_formats[i]->name, o->format))
 				ops = engine_formats[i];
@@ -92,7 +100,14 @@ int engine_open(struct lp_source *src, const struct engine_opts *o,
 	l->last_lock = lp_xmalloc(sizeof(pthread_mutex_t));
 	pthread_mutex_init(l->last_lock, NULL);
 	l->info.blob_size = src->size;
-	r = ops->load(src, o->hints, &l->model, &l->ctx, &l->info, err);
+#ifdef LP_HAVE_ZRAN
+	if (o->zran_index)
+		r = zran_load_index_file(o->zran_index, src, &l->model,
+					 &l->ctx, &l->info, err);
+	else
+#endif
+		r = ops->load(src, o->hints, &l->model, &l->ctx, &l->info,
+			      err);
 	if (r < 0) {
 		lp_err_wrap(err, "%s (%s)", src->name, ops->name);
 		engine_close(l);

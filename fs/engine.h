@@ -16,6 +16,7 @@ struct engine_opts {
 	const struct format_hints *hints; /* may be NULL */
 	const char *format;   /* force a reader by name; NULL = probe */
 	const char *blob_dir; /* where blobs other than the layer live */
+	const char *zran_index; /* a saved zran index for a plain gzip layer */
 };
 
 struct engine_layer {

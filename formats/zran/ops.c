@@ -43,7 +43,6 @@ static void fill_info(const struct zran_index *idx, struct format_info *info)
 	memset(info, 0, sizeof(*info));
 	info->format = "zran";
 	info->blob_size = idx->gzip_size;
-	info->toc_len = idx->tar_size;
 }
 
 static int finish_load(struct zran_index *idx, struct model **ret_model,

@@ -321,7 +321,7 @@ static int pax_parse(struct zran_tar *t, struct pax_set *p, bool global,
 	while (pos < len) {
 		size_t i = pos, rlen = 0;
 
-		while (i < len && s[i] >= '0' && s[i] <= '9' && i - pos < 20) {
+		while (i < len && s[i] >= '0' && s[i] <= '9' && i - pos < 10) {
 			rlen = rlen * 10 + (size_t)(s[i] - '0');
 			i++;
 		}
@@ -705,8 +705,12 @@ static int process_meta(struct zran_tar *t, struct lp_err *err)
 	case 'L':
 	case 'K': {
 		size_t l = field_len(m, n);
-		char *s = lp_xmalloc(l + 1);
+		char *s;
 
+		/* an empty long name leaves the header's name alone (Go) */
+		if (!l)
+			break;
+		s = lp_xmalloc(l + 1);
 		memcpy(s, m, l);
 		s[l] = '\0';
 		if (t->meta_type == 'L') {

@@ -48,7 +48,14 @@ struct zran_ichunk {
 	uint8_t digest[32];
 };
 
+/* Live inflate streams parked after a decode (decode.c). */
+#define ZRAN_CACHE_SLOTS 16
+struct zran_cache;
+struct zran_cache *zran_cache_new(void);
+void zran_cache_free(struct zran_cache *c);
+
 struct zran_index {
+	struct zran_cache *cache; /* NULL: decodes always restart */
 	uint64_t gzip_size, tar_size;
 	uint32_t span, chunk_max, n_members;
 	uint8_t gzip_sha256[32];

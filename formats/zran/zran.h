@@ -89,7 +89,7 @@ int zran_tar_parse(const void *data, size_t size,
 
 #define ZRAN_WINDOW_SIZE 32768u
 /* Default distance between checkpoints, in uncompressed bytes (see the
- * measurements in zran.c). */
+ * measurements in index.c). */
 #define ZRAN_DEFAULT_SPAN (1u << 20)
 #define ZRAN_MIN_SPAN (64u << 10)
 #define ZRAN_MAX_SPAN (64u << 20)
@@ -169,6 +169,10 @@ int zran_index_model(const struct zran_index *idx, struct model **ret,
  * c->comp_off + stored_len) (stored_len may be less than c->comp_len only
  * at the end of the stream).  Restores checkpoint c->aux, skips c->aux_off
  * bytes and writes exactly c->len bytes to out.  Does not verify.
+ * Thread-safe: the index is read-only except for a small locked cache of
+ * live inflate streams, so chunks of one span read in order (small files,
+ * a prefetch) continue where the previous one stopped instead of
+ * inflating the span's head again.
  */
 int zran_index_decode(const struct zran_index *idx, const struct model_chunk *c,
 		      const void *stored, size_t stored_len, void *out,

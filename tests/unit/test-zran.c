@@ -6,6 +6,7 @@
  * testdata/reference) and nydus' zran blob-meta.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -819,6 +820,93 @@ out:
 	free(plain.p);
 }
 
+/* ---- concurrent decodes through the resume cache ------------------------- */
+
+struct worker {
+	const struct model *m;
+	struct format_ctx *ctx;
+	const struct buf *gz;
+	uint32_t seed;
+	int bad;
+};
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	uint32_t x = w->seed;
+
+	for (int i = 0; i < 300; i++) {
+		struct lp_err err = { 0 };
+		const struct model_chunk *c;
+		uint8_t *out;
+
+		x = x * 1664525u + 1013904223u;
+		c = &w->m->chunks[(x >> 8) % w->m->n_chunks];
+		/* mostly walk forward through one span, sometimes jump */
+		out = lp_xmalloc(c->len + 1);
+		if (zran_ops.decode_chunk(w->ctx, c, w->gz->p + c->comp_off,
+					  (size_t)c->comp_len, out, &err) < 0 ||
+		    model_chunk_verify(c, out, &err) < 0)
+			w->bad++;
+		free(out);
+		if (i % 3 == 0) {
+			/* the next chunks in file order reuse the stream */
+			for (const struct model_chunk *d = c + 1;
+			     d < w->m->chunks + w->m->n_chunks && d < c + 4;
+			     d++) {
+				out = lp_xmalloc(d->len + 1);
+				if (zran_ops.decode_chunk(
+					    w->ctx, d, w->gz->p + d->comp_off,
+					    (size_t)d->comp_len, out, &err) < 0 ||
+				    model_chunk_verify(d, out, &err) < 0)
+					w->bad++;
+				free(out);
+			}
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrent(void)
+{
+	struct buf tar = { 0 }, gz = { 0 };
+	struct gen_file files[32];
+	struct lp_source *src;
+	struct model *m = NULL;
+	struct format_ctx *ctx = NULL;
+	struct lp_err err = { 0 };
+	struct zran_build_opts o = { .span = 64 << 10, .chunk_max = 8192 };
+	pthread_t th[4];
+	struct worker w[4];
+
+	size_t nfiles = gen_layer(&tar, files, 32, 11);
+
+	gz_member(&gz, tar.p, tar.len / 3, 6, NULL);
+	gz_member(&gz, tar.p + tar.len / 3, tar.len - tar.len / 3, 6, NULL);
+	src = lp_source_new_mem(gz.p, gz.len, "mt");
+	CHECK_OK(zran_load_with(src, &o, &m, &ctx, NULL, &err), &err);
+	if (!m)
+		goto out;
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){ m, ctx, &gz, (uint32_t)i * 77 + 1, 0 };
+		pthread_create(&th[i], NULL, worker_run, &w[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_U64(w[i].bad, 0);
+	}
+	/* every chunk in layer order, twice: the second pass starts over */
+	for (int pass = 0; pass < 2; pass++)
+		check_model(m, ctx, &gz, &tar, files, nfiles);
+out:
+	model_free(m);
+	if (ctx)
+		zran_ops.destroy(ctx);
+	lp_source_free(src);
+	free(tar.p);
+	free(gz.p);
+}
+
 /* ---- corrupt indexes -------------------------------------------------------- */
 
 static void put32le(uint8_t *p, uint32_t v)
@@ -1368,6 +1456,7 @@ int main(int argc, char **argv)
 	T(test_generated(2, 6, 128 << 10, 1 << 20));
 	T(test_generated(3, 1, 64 << 10, 100000));
 	T(test_generated(2, 9, 128 << 10, 4096));
+	T(test_concurrent());
 	T(test_corrupt_index());
 	T(test_bad_gzip());
 	T(test_ref_targz("zran/zran-single-stream.tar.gz", 1, 3));
