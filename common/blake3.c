@@ -155,8 +155,8 @@ void lp_blake3_update(struct lp_blake3 *h, const void *data, size_t len)
 
 		/* The chunk is full and input continues: it is not the last
 		 * chunk, so close it and start the next one. */
-		if (h->blocks_compressed == LP_BLAKE3_CHUNK_LEN /
-						   LP_BLAKE3_BLOCK_LEN - 1 &&
+		if (h->blocks_compressed ==
+			    LP_BLAKE3_CHUNK_LEN / LP_BLAKE3_BLOCK_LEN - 1 &&
 		    h->block_len == LP_BLAKE3_BLOCK_LEN) {
 			uint32_t cv[8];
 

@@ -26,10 +26,10 @@
 #define LP_BLAKE3_MAX_DEPTH 54
 
 struct lp_blake3 {
-	uint32_t cv[8];		   /* chaining value of the current chunk */
-	uint64_t chunk_counter;	   /* index of the current chunk */
+	uint32_t cv[8];		/* chaining value of the current chunk */
+	uint64_t chunk_counter; /* index of the current chunk */
 	uint8_t block[LP_BLAKE3_BLOCK_LEN]; /* pending (not yet compressed) */
-	uint8_t block_len;	   /* bytes in block */
+	uint8_t block_len;		    /* bytes in block */
 	uint8_t blocks_compressed; /* full blocks of this chunk already done */
 	uint8_t stack_len;	   /* subtree chaining values on the stack */
 	uint32_t stack[LP_BLAKE3_MAX_DEPTH][8];

@@ -39,8 +39,8 @@ uint32_t rafs_map_get(const struct rafs_map *m, uint64_t key)
 	return 0;
 }
 
-static void map_insert(uint64_t *keys, uint32_t *vals, size_t cap,
-		       uint64_t key, uint32_t val)
+static void map_insert(uint64_t *keys, uint32_t *vals, size_t cap, uint64_t key,
+		       uint32_t val)
 {
 	size_t i;
 
@@ -94,8 +94,9 @@ int rafs_blob_set_id(struct rafs_parse *p, struct rafs_blob *blob,
 	}
 	if ((len == 1 && id[0] == '.') ||
 	    (len == 2 && id[0] == '.' && id[1] == '.'))
-		return lp_err_set(p->err, EINVAL, "blob table: blob id \"%.*s\"",
-				  (int)len, (const char *)id);
+		return lp_err_set(p->err, EINVAL,
+				  "blob table: blob id \"%.*s\"", (int)len,
+				  (const char *)id);
 	memcpy(blob->id, id, len);
 	blob->id[len] = '\0';
 	return 0;
@@ -104,9 +105,9 @@ int rafs_blob_set_id(struct rafs_parse *p, struct rafs_blob *blob,
 int rafs_flags_codec(struct rafs_parse *p, uint64_t flags, uint8_t *codec,
 		     uint8_t *digest_alg)
 {
-	uint64_t c = flags & (RAFS_SB_COMPRESSION_NONE | RAFS_SB_COMPRESSION_LZ4 |
-			      RAFS_SB_COMPRESSION_GZIP |
-			      RAFS_SB_COMPRESSION_ZSTD);
+	uint64_t c =
+		flags & (RAFS_SB_COMPRESSION_NONE | RAFS_SB_COMPRESSION_LZ4 |
+			 RAFS_SB_COMPRESSION_GZIP | RAFS_SB_COMPRESSION_ZSTD);
 	uint64_t h = flags & (RAFS_SB_HASH_BLAKE3 | RAFS_SB_HASH_SHA256);
 
 	switch (c) {
@@ -147,10 +148,9 @@ int rafs_add_blobs(struct rafs_parse *p)
 {
 	for (uint32_t i = 0; i < p->n_blobs; i++) {
 		uint32_t idx;
-		int r = model_builder_add_blob(p->b, p->blobs[i].id,
-					       RAFS_BLOB_MEDIA_TYPE,
-					       p->blobs[i].comp_size, &idx,
-					       p->err);
+		int r = model_builder_add_blob(
+			p->b, p->blobs[i].id, RAFS_BLOB_MEDIA_TYPE,
+			p->blobs[i].comp_size, &idx, p->err);
 		if (r < 0)
 			return r;
 	}
@@ -164,10 +164,8 @@ int rafs_path_push(struct rafs_parse *p, const uint8_t *name, size_t len,
 	if (len == 0 || len > RAFS_NAME_MAX || memchr(name, '/', len) ||
 	    memchr(name, '\0', len) || (len == 1 && name[0] == '.') ||
 	    (len == 2 && name[0] == '.' && name[1] == '.'))
-		return lp_err_set(p->err, EINVAL,
-				  "%s: bad child name \"%.*s\"",
-				  rafs_cur_path(p),
-				  (int)(len > 64 ? 64 : len),
+		return lp_err_set(p->err, EINVAL, "%s: bad child name \"%.*s\"",
+				  rafs_cur_path(p), (int)(len > 64 ? 64 : len),
 				  (const char *)name);
 	if (p->path_len + 1 + len > RAFS_PATH_MAX)
 		return lp_err_set(p->err, ENAMETOOLONG,
@@ -189,8 +187,8 @@ int rafs_add_entry(struct rafs_parse *p, struct model_entry *e,
 	return model_builder_add(p->b, e, ret_id, p->err);
 }
 
-int rafs_add_chunk_record(struct rafs_parse *p, uint32_t id,
-			  const uint8_t *rec, uint64_t file_off)
+int rafs_add_chunk_record(struct rafs_parse *p, uint32_t id, const uint8_t *rec,
+			  uint64_t file_off)
 {
 	struct model_chunk c = { 0 };
 	uint32_t blob_index = rafs_le32(rec + 32);
@@ -201,10 +199,10 @@ int rafs_add_chunk_record(struct rafs_parse *p, uint32_t id,
 	uint64_t end;
 
 	if (blob_index >= p->n_blobs)
-		return lp_err_set(p->err, EINVAL,
-				  "%s: chunk at %llu names blob %u of %u",
-				  rafs_cur_path(p), (unsigned long long)file_off,
-				  blob_index, p->n_blobs);
+		return lp_err_set(
+			p->err, EINVAL, "%s: chunk at %llu names blob %u of %u",
+			rafs_cur_path(p), (unsigned long long)file_off,
+			blob_index, p->n_blobs);
 	blob = &p->blobs[blob_index];
 	if (flags & RAFS_CHUNK_ENCRYPTED)
 		return lp_err_set(p->err, EOPNOTSUPP,
@@ -223,8 +221,9 @@ int rafs_add_chunk_record(struct rafs_parse *p, uint32_t id,
 		return lp_err_set(p->err, EINVAL,
 				  "%s: chunk at %llu is %u bytes, more than "
 				  "the chunk size %u",
-				  rafs_cur_path(p), (unsigned long long)file_off,
-				  usize, p->meta.chunk_size);
+				  rafs_cur_path(p),
+				  (unsigned long long)file_off, usize,
+				  p->meta.chunk_size);
 	c.file_off = file_off;
 	c.len = usize;
 	c.comp_off = rafs_le64(rec + 48);
@@ -256,13 +255,14 @@ int rafs_add_chunk_record(struct rafs_parse *p, uint32_t id,
 	}
 	if (lp_add_overflow(c.comp_off, c.comp_len, &end) ||
 	    (blob->comp_size && end > blob->comp_size))
-		return lp_err_set(p->err, EINVAL,
-				  "%s: chunk at %llu: stored range %llu+%llu is "
-				  "outside blob %s (%llu bytes)",
-				  rafs_cur_path(p), (unsigned long long)file_off,
-				  (unsigned long long)c.comp_off,
-				  (unsigned long long)c.comp_len, blob->id,
-				  (unsigned long long)blob->comp_size);
+		return lp_err_set(
+			p->err, EINVAL,
+			"%s: chunk at %llu: stored range %llu+%llu is "
+			"outside blob %s (%llu bytes)",
+			rafs_cur_path(p), (unsigned long long)file_off,
+			(unsigned long long)c.comp_off,
+			(unsigned long long)c.comp_len, blob->id,
+			(unsigned long long)blob->comp_size);
 	return model_builder_add_chunk(p->b, id, &c, p->err);
 }
 
@@ -317,8 +317,8 @@ static int parse_init(struct rafs_parse *p, const void *data, size_t size,
 				  "no EROFS magic at 1024 (%zu bytes)",
 				  size);
 	if (size > RAFS_BOOTSTRAP_MAX)
-		return lp_err_set(err, EFBIG, "bootstrap of %zu bytes is too big",
-				  size);
+		return lp_err_set(err, EFBIG,
+				  "bootstrap of %zu bytes is too big", size);
 	return 0;
 }
 
@@ -363,7 +363,7 @@ static void resolve_prefetch(struct rafs_parse *p, const struct model *m)
 }
 
 int rafs_bootstrap_load(const void *data, size_t size, struct model **ret,
-			struct rafs_meta *meta, struct lp_err *err)
+			struct rafs_meta *ret_meta, struct lp_err *err)
 {
 	struct rafs_parse p;
 	struct model *m = NULL;
@@ -380,8 +380,8 @@ int rafs_bootstrap_load(const void *data, size_t size, struct model **ret,
 	if (r < 0)
 		goto out;
 	resolve_prefetch(&p, m);
-	if (meta) {
-		*meta = p.meta;
+	if (ret_meta) {
+		*ret_meta = p.meta;
 		memset(&p.meta, 0, sizeof(p.meta));
 	}
 	*ret = TAKE_PTR(m);

@@ -49,8 +49,8 @@ static ZSTD_DCtx *zstd_dctx(void)
 static int decode_zstd(const struct model_chunk *c, const void *stored,
 		       size_t stored_len, void *out, struct lp_err *err)
 {
-	size_t n = ZSTD_decompressDCtx(zstd_dctx(), out, (size_t)c->len,
-				       stored, stored_len);
+	size_t n = ZSTD_decompressDCtx(zstd_dctx(), out, (size_t)c->len, stored,
+				       stored_len);
 
 	if (ZSTD_isError(n))
 		return lp_err_set(err, EBADMSG, "zstd chunk: %s",
@@ -83,8 +83,7 @@ static int decode_lz4(const struct model_chunk *c, const void *stored,
 	(void)stored;
 	(void)stored_len;
 	(void)out;
-	return lp_err_set(err, EOPNOTSUPP,
-			  "lz4 chunk: built without liblz4");
+	return lp_err_set(err, EOPNOTSUPP, "lz4 chunk: built without liblz4");
 #endif
 }
 
@@ -97,7 +96,8 @@ static int decode_gzip(const struct model_chunk *c, const void *stored,
 	if (stored_len > UINT_MAX || c->len > UINT_MAX)
 		return lp_err_set(err, EINVAL, "gzip chunk too big");
 	if (inflateInit2(&zs, 15 + 32) != Z_OK)
-		return lp_err_set(err, ENOMEM, "gzip chunk: inflateInit failed");
+		return lp_err_set(err, ENOMEM,
+				  "gzip chunk: inflateInit failed");
 	zs.next_in = (Bytef *)stored;
 	zs.avail_in = (uInt)stored_len;
 	zs.next_out = out;
@@ -126,10 +126,10 @@ int rafs_decode_chunk(const struct model_chunk *c, const void *stored,
 	switch (c->codec) {
 	case MODEL_CODEC_NONE:
 		if (stored_len < c->len)
-			return lp_err_set(err, EBADMSG,
-					  "raw chunk: %zu stored bytes for %llu",
-					  stored_len,
-					  (unsigned long long)c->len);
+			return lp_err_set(
+				err, EBADMSG,
+				"raw chunk: %zu stored bytes for %llu",
+				stored_len, (unsigned long long)c->len);
 		memcpy(out, stored, (size_t)c->len);
 		return 0;
 	case MODEL_CODEC_RAFS_ZSTD:

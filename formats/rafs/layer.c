@@ -56,7 +56,8 @@ static int64_t gz_read(struct gz *g, void *buf, size_t len)
 
 		if (!g->zs.avail_in) {
 			uint64_t left = g->src->size - g->off;
-			size_t n = left < GZ_IN_SIZE ? (size_t)left : GZ_IN_SIZE;
+			size_t n =
+				left < GZ_IN_SIZE ? (size_t)left : GZ_IN_SIZE;
 			int r;
 
 			if (n == 0)
@@ -205,23 +206,32 @@ static void pax_path(const char *d, size_t n, char *name)
 	}
 }
 
+/* Reads a tar entry's data; the buffer grows as data arrives, so a lying
+ * size field cannot make us allocate more than the stream holds. */
 static int read_entry(struct gz *g, uint64_t size, void **ret)
 {
-	uint8_t *buf;
-	int64_t n;
+	uint8_t *buf = NULL;
+	size_t cap = 0, done = 0;
 
 	if (size > RAFS_BOOTSTRAP_MAX)
 		return lp_err_set(g->err, EFBIG,
 				  "%s: bootstrap of %llu bytes is too big",
 				  g->src->name, (unsigned long long)size);
-	buf = lp_xmalloc(size ? (size_t)size : 1);
-	n = gz_read(g, buf, (size_t)size);
-	if (n < 0 || (uint64_t)n != size) {
-		free(buf);
-		return n < 0 ? (int)n
-			     : lp_err_set(g->err, EINVAL,
-					  "%s: bootstrap entry truncated",
-					  g->src->name);
+	while (done < size || !buf) {
+		size_t want = size - done > (1u << 20) ? (1u << 20)
+						       : (size_t)(size - done);
+		int64_t n;
+
+		lp_grow((void **)&buf, 1, &cap, done + want + 1);
+		n = gz_read(g, buf + done, want);
+		if (n < 0 || (size_t)n != want) {
+			free(buf);
+			return n < 0 ? (int)n
+				     : lp_err_set(g->err, EINVAL,
+						  "%s: tar entry truncated",
+						  g->src->name);
+		}
+		done += want;
 	}
 	*ret = buf;
 	return 0;
@@ -388,8 +398,8 @@ out:
 	return r;
 }
 
-int rafs_read_bootstrap(struct lp_source *src, void **ret_data,
-			size_t *ret_len, struct lp_err *err)
+int rafs_read_bootstrap(struct lp_source *src, void **ret_data, size_t *ret_len,
+			struct lp_err *err)
 {
 	uint8_t magic[2];
 	void *buf;

@@ -65,7 +65,7 @@ static int rafs_load(struct lp_source *src, const struct format_hints *h,
 	r = rafs_bootstrap_load(data, len, &m, &ctx->meta, err);
 	if (r < 0) {
 		free(ctx);
-		return r;
+		return lp_err_wrap(err, "%s", src->name);
 	}
 	if (info) {
 		memset(info, 0, sizeof(*info));

@@ -45,8 +45,16 @@ enum {
 };
 
 /* Compressor ids (v6 blob table) and digester ids. */
-enum { RAFS_COMP_NONE, RAFS_COMP_LZ4, RAFS_COMP_GZIP, RAFS_COMP_ZSTD };
-enum { RAFS_DIGEST_BLAKE3, RAFS_DIGEST_SHA256 };
+enum {
+	RAFS_COMP_NONE,
+	RAFS_COMP_LZ4,
+	RAFS_COMP_GZIP,
+	RAFS_COMP_ZSTD
+};
+enum {
+	RAFS_DIGEST_BLAKE3,
+	RAFS_DIGEST_SHA256
+};
 
 static inline uint16_t rafs_le16(const uint8_t *p)
 {
@@ -129,8 +137,8 @@ int rafs_path_push(struct rafs_parse *p, const uint8_t *name, size_t len,
 int rafs_add_entry(struct rafs_parse *p, struct model_entry *e,
 		   uint32_t *ret_id);
 /* Checks and adds a chunk record (80-byte layout) to entry id. */
-int rafs_add_chunk_record(struct rafs_parse *p, uint32_t id,
-			  const uint8_t *rec, uint64_t file_off);
+int rafs_add_chunk_record(struct rafs_parse *p, uint32_t id, const uint8_t *rec,
+			  uint64_t file_off);
 
 /* Records the prefetch table (keys in table order, zero ends it). */
 void rafs_prefetch_add(struct rafs_parse *p, uint64_t key);

@@ -75,14 +75,14 @@ int rafs_detect(const void *data, size_t size);
 
 /*
  * Parses a whole bootstrap held in memory (data, size) into a model (blobs
- * in blob-table order).  meta (optional) receives the superblock facts and
+ * in blob-table order).  ret_meta (optional) receives the superblock facts and
  * the prefetch list; release it with rafs_meta_release().  Any malformed
  * input fails with -EINVAL (or -EOPNOTSUPP for valid but unsupported
  * features: encryption, batch chunks, zran blobs, holes) and a message;
  * never reads outside [data, data + size).
  */
 int rafs_bootstrap_load(const void *data, size_t size, struct model **ret,
-			struct rafs_meta *meta, struct lp_err *err);
+			struct rafs_meta *ret_meta, struct lp_err *err);
 
 /*
  * Lists the blob ids of a bootstrap, in blob-table order, without building
@@ -107,8 +107,8 @@ int rafs_layer_extract_bootstrap(struct lp_source *layer, void **ret_data,
  * Reads a bootstrap from src: a raw bootstrap, or a gzip bootstrap layer
  * (extracted as above).  *ret_data is malloc'ed.
  */
-int rafs_read_bootstrap(struct lp_source *src, void **ret_data,
-			size_t *ret_len, struct lp_err *err);
+int rafs_read_bootstrap(struct lp_source *src, void **ret_data, size_t *ret_len,
+			struct lp_err *err);
 
 /*
  * Decodes the stored bytes of a RAFS chunk (codec NONE, RAFS_ZSTD,
@@ -117,6 +117,71 @@ int rafs_read_bootstrap(struct lp_source *src, void **ret_data,
  */
 int rafs_decode_chunk(const struct model_chunk *c, const void *stored,
 		      size_t stored_len, void *out, struct lp_err *err);
+
+/* ---- data blobs: ToC and blob meta (spec §2.11, §2.12) ------------------ */
+
+/* A ToC entry at the end of a native blob (nydus-image >= 2.2). */
+struct rafs_toc_entry {
+	uint32_t flags; /* 0x1 none, 0x2 zstd, 0x4 lz4_block */
+	/* "image.blob", "blob.meta", "blob.meta.header", "blob.digest",
+	 * "image.boot" */
+	char name[17];
+	uint8_t sha256[32]; /* of the uncompressed bytes; zero = unknown */
+	uint64_t comp_off, comp_size, uncomp_size;
+};
+
+/* Finds entry name in blob's ToC; -ENOENT without a ToC or entry. */
+int rafs_blob_toc_find(struct lp_source *blob, const char *name,
+		       struct rafs_toc_entry *ret, struct lp_err *err);
+/*
+ * Reads and decompresses a ToC entry (checked against its sha256 when the
+ * ToC has one), e.g. the "image.boot" a blob built with
+ * --blob-inline-meta carries.  *ret is malloc'ed.
+ */
+int rafs_blob_toc_read(struct lp_source *blob, const struct rafs_toc_entry *e,
+		       void **ret, size_t *ret_len, struct lp_err *err);
+
+/* The 4096-byte blob-meta (compression-context) header. */
+struct rafs_ci_header {
+	uint32_t features;   /* BlobFeatures; 0x4 = CI v2 entries */
+	uint32_t compressor; /* of the CI area: 0 none, 1 lz4, 2 gzip, 3 zstd */
+	uint32_t entries;    /* = the blob's chunk count */
+	uint64_t ci_offset, ci_comp_size, ci_uncomp_size;
+	uint64_t zran_offset, zran_size;
+	uint32_t zran_count;
+};
+
+/* One chunk of a blob, by chunk index (CI v1 or v2, decoded). */
+enum {
+	RAFS_CI_COMPRESSED = 0x1,
+	RAFS_CI_ZRAN = 0x2,
+	RAFS_CI_BATCH = 0x4,
+	RAFS_CI_ENCRYPTED = 0x8,
+	RAFS_CI_HAS_CRC32 = 0x10,
+};
+struct rafs_ci {
+	uint64_t comp_off, uncomp_off;
+	uint32_t comp_size, uncomp_size;
+	uint32_t flags; /* RAFS_CI_*; v1: COMPRESSED iff the sizes differ */
+	uint64_t data;	/* v2: zran/batch context, or crc32 */
+};
+
+int rafs_ci_header_parse(const void *hdr, size_t len, struct rafs_ci_header *h,
+			 struct lp_err *err);
+/* Decodes n CI entries (16 bytes each for v1, 24 for v2) into out[n]. */
+int rafs_ci_decode(const void *ci, size_t len, uint32_t n, bool v2,
+		   struct rafs_ci *out, struct lp_err *err);
+/*
+ * Parses a `<blob_id>.blob.meta` file (the uncompressed CI area padded to
+ * 4 KiB, then the header), as nydusd caches it and as bootstrap layers ship
+ * it (image/<digest>.blob.meta).  *ret gets h->entries entries (malloc'ed).
+ */
+int rafs_blob_meta_parse(const void *data, size_t len, struct rafs_ci_header *h,
+			 struct rafs_ci **ret, struct lp_err *err);
+/* Reads the blob meta from a native data blob itself (header located by
+ * the ToC, or at the end of a pre-2.2 blob). */
+int rafs_blob_read_ci(struct lp_source *blob, struct rafs_ci_header *h,
+		      struct rafs_ci **ret, struct lp_err *err);
 
 /*
  * The reader ops.  probe: 1 for a raw v5/v6 bootstrap, or for a gzip layer

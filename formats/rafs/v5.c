@@ -112,22 +112,21 @@ static int v5_sb_parse(struct rafs_parse *p, struct v5_sb *sb)
 	sb->ebt_n = rafs_le32(d + 68);
 	sb->ebt_off = rafs_le64(d + 72);
 
-	if (sb->block_size < RAFS_CHUNK_MIN || sb->block_size > RAFS_CHUNK_MAX ||
+	if (sb->block_size < RAFS_CHUNK_MIN ||
+	    sb->block_size > RAFS_CHUNK_MAX ||
 	    (sb->block_size & (sb->block_size - 1)))
 		return lp_err_set(p->err, EINVAL, "bad chunk size %u",
 				  sb->block_size);
 	if (sb->flags & ~V5_KNOWN_FLAGS)
-		return lp_err_set(p->err, EINVAL,
-				  "unknown superblock flags 0x%llx",
-				  (unsigned long long)(sb->flags &
-						       ~V5_KNOWN_FLAGS));
+		return lp_err_set(
+			p->err, EINVAL, "unknown superblock flags 0x%llx",
+			(unsigned long long)(sb->flags & ~V5_KNOWN_FLAGS));
 	if (sb->itable_n == 0)
 		return lp_err_set(p->err, EINVAL, "empty inode table");
 	if (sb->inodes_count > sb->itable_n)
-		return lp_err_set(p->err, EINVAL,
-				  "%llu inodes but %u inode table slots",
-				  (unsigned long long)sb->inodes_count,
-				  sb->itable_n);
+		return lp_err_set(
+			p->err, EINVAL, "%llu inodes but %u inode table slots",
+			(unsigned long long)sb->inodes_count, sb->itable_n);
 	r = sb_table(p, "inode table", sb->itable_off, sb->itable_n, 4);
 	if (r < 0)
 		return r;
@@ -202,9 +201,8 @@ static int v5_blob_table(struct rafs_parse *p, const struct v5_sb *sb)
 			return lp_err_set(p->err, EOPNOTSUPP,
 					  "blob %s is encrypted", blob->id);
 		if (blob->chunk_count > RAFS_BLOB_MAX_CHUNKS)
-			return lp_err_set(p->err, EINVAL,
-					  "blob %s: %u chunks", blob->id,
-					  blob->chunk_count);
+			return lp_err_set(p->err, EINVAL, "blob %s: %u chunks",
+					  blob->id, blob->chunk_count);
 	}
 	return 0;
 }
@@ -227,9 +225,9 @@ static int v5_inode_read(struct v5 *v, uint32_t idx, struct v5_inode *in)
 	const uint8_t *r;
 	uint64_t pos, need;
 
-	in->off = (uint64_t)rafs_le32(p->d + v->sb.itable_off +
-				      4ull * (idx - 1))
-		  << 3;
+	in->off =
+		(uint64_t)rafs_le32(p->d + v->sb.itable_off + 4ull * (idx - 1))
+		<< 3;
 	if (in->off < RAFS_V5_SB_SIZE ||
 	    !rafs_in(p->size, in->off, V5_INODE_SIZE))
 		return lp_err_set(p->err, EINVAL,
@@ -255,9 +253,8 @@ static int v5_inode_read(struct v5 *v, uint32_t idx, struct v5_inode *in)
 		return lp_err_set(p->err, EINVAL, "inode %u: inode number 0",
 				  idx);
 	if (in->name_size == 0 || in->name_size > RAFS_NAME_MAX + 1)
-		return lp_err_set(p->err, EINVAL,
-				  "inode %u: name of %u bytes", idx,
-				  in->name_size);
+		return lp_err_set(p->err, EINVAL, "inode %u: name of %u bytes",
+				  idx, in->name_size);
 
 	pos = in->off + V5_INODE_SIZE;
 	if (!rafs_in(p->size, pos, in->name_size))
@@ -357,7 +354,8 @@ static int v5_xattrs(struct v5 *v, const struct v5_inode *in, uint32_t id)
 	}
 	return 0;
 bad:
-	return lp_err_set(p->err, EINVAL, "%s: bad xattr table", rafs_cur_path(p));
+	return lp_err_set(p->err, EINVAL, "%s: bad xattr table",
+			  rafs_cur_path(p));
 }
 
 static int v5_visit(struct v5 *v, uint32_t idx, const struct v5_inode *in);
@@ -373,8 +371,7 @@ static int v5_children(struct v5 *v, uint32_t idx, const struct v5_inode *in)
 		return lp_err_set(p->err, EINVAL,
 				  "%s: children [%u, %llu) outside (%u, %u]",
 				  rafs_cur_path(p), in->child_index,
-				  (unsigned long long)end, idx,
-				  v->sb.itable_n);
+				  (unsigned long long)end, idx, v->sb.itable_n);
 	for (uint32_t c = in->child_index; c < end; c++) {
 		struct v5_inode ci;
 		size_t old;
@@ -407,15 +404,17 @@ static int v5_visit(struct v5 *v, uint32_t idx, const struct v5_inode *in)
 	int r;
 
 	if (v5_type(in->mode, &e.type) < 0)
-		return lp_err_set(p->err, EINVAL, "%s: bad mode 0%o", rafs_cur_path(p),
-				  in->mode);
+		return lp_err_set(p->err, EINVAL, "%s: bad mode 0%o",
+				  rafs_cur_path(p), in->mode);
 	if (idx == 1 && e.type != MODEL_DIR)
-		return lp_err_set(p->err, EINVAL, "the root is not a directory");
+		return lp_err_set(p->err, EINVAL,
+				  "the root is not a directory");
 	prev = rafs_map_get(&p->ids, in->ino);
 	if (prev && e.type == MODEL_DIR)
 		return lp_err_set(p->err, EINVAL,
 				  "%s: directory inode %llu appears twice",
-				  rafs_cur_path(p), (unsigned long long)in->ino);
+				  rafs_cur_path(p),
+				  (unsigned long long)in->ino);
 	e.mode = in->mode & 07777;
 	e.uid = in->uid;
 	e.gid = in->gid;

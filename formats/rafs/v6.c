@@ -24,7 +24,11 @@
 #define V6_NULL_ADDR 0xffffffffu
 #define V6_CHUNK_INDEXES 0x20u
 
-enum { V6_FLAT_PLAIN = 0, V6_FLAT_INLINE = 2, V6_CHUNK_BASED = 4 };
+enum {
+	V6_FLAT_PLAIN = 0,
+	V6_FLAT_INLINE = 2,
+	V6_CHUNK_BASED = 4
+};
 
 struct v6_sb {
 	uint8_t blkbits;
@@ -63,7 +67,8 @@ struct v6 {
 
 static int v6_sb_parse(struct rafs_parse *p, struct v6_sb *sb)
 {
-	const uint8_t *s = p->d + RAFS_V6_SB_OFF, *x = p->d + RAFS_V6_EXT_SB_OFF;
+	const uint8_t *s = p->d + RAFS_V6_SB_OFF,
+		      *x = p->d + RAFS_V6_EXT_SB_OFF;
 	uint32_t compat, incompat;
 	uint16_t slotoff;
 	uint8_t codec, digest;
@@ -107,27 +112,27 @@ static int v6_sb_parse(struct rafs_parse *p, struct v6_sb *sb)
 	r = rafs_flags_codec(p, sb->flags, &codec, &digest);
 	if (r < 0)
 		return r;
-	if (sb->chunk_size < RAFS_CHUNK_MIN || sb->chunk_size > RAFS_CHUNK_MAX ||
+	if (sb->chunk_size < RAFS_CHUNK_MIN ||
+	    sb->chunk_size > RAFS_CHUNK_MAX ||
 	    (sb->chunk_size & (sb->chunk_size - 1)))
 		return lp_err_set(p->err, EINVAL, "bad chunk size %u",
 				  sb->chunk_size);
-	if (sb->bt_size % V6_BLOB_SIZE || !rafs_in(p->size, sb->bt_off,
-						   sb->bt_size))
+	if (sb->bt_size % V6_BLOB_SIZE ||
+	    !rafs_in(p->size, sb->bt_off, sb->bt_size))
 		return lp_err_set(p->err, EINVAL,
 				  "blob table (offset %llu, %u bytes) is "
 				  "malformed or outside the bootstrap",
 				  (unsigned long long)sb->bt_off, sb->bt_size);
 	if (sb->bt_size / V6_BLOB_SIZE != sb->extra_devices)
-		return lp_err_set(p->err, EINVAL,
-				  "%u blob table entries but %u devices",
-				  sb->bt_size / V6_BLOB_SIZE,
-				  sb->extra_devices);
+		return lp_err_set(
+			p->err, EINVAL, "%u blob table entries but %u devices",
+			sb->bt_size / V6_BLOB_SIZE, sb->extra_devices);
 	if (!rafs_in(p->size, (uint64_t)slotoff * V6_DEVSLOT_SIZE,
 		     (uint64_t)sb->extra_devices * V6_DEVSLOT_SIZE))
 		return lp_err_set(p->err, EINVAL,
 				  "device table is outside the bootstrap");
-	if (sb->ct_size % V6_CHUNK_SIZE || !rafs_in(p->size, sb->ct_off,
-						    sb->ct_size))
+	if (sb->ct_size % V6_CHUNK_SIZE ||
+	    !rafs_in(p->size, sb->ct_off, sb->ct_size))
 		return lp_err_set(p->err, EINVAL,
 				  "chunk table (offset %llu, %llu bytes) is "
 				  "malformed or outside the bootstrap",
@@ -147,7 +152,8 @@ static int v6_blob_table(struct rafs_parse *p, const struct v6_sb *sb)
 
 	p->blobs = lp_xcalloc(n ? n : 1, sizeof(*p->blobs));
 	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *e = p->d + sb->bt_off + (uint64_t)i * V6_BLOB_SIZE;
+		const uint8_t *e =
+			p->d + sb->bt_off + (uint64_t)i * V6_BLOB_SIZE;
 		struct rafs_blob *blob = &p->blobs[i];
 		uint32_t comp = rafs_le32(e + 76), dig = rafs_le32(e + 80);
 		int r;
@@ -430,8 +436,7 @@ static int v6_xattrs(struct v6 *v, const struct v6_inode *in, uint32_t id)
 			return lp_err_set(p->err, EINVAL,
 					  "%s: xattr runs past its area",
 					  rafs_cur_path(p));
-		if (ni >= ARRAY_SIZE(v6_xattr_prefix) ||
-		    !v6_xattr_prefix[ni])
+		if (ni >= ARRAY_SIZE(v6_xattr_prefix) || !v6_xattr_prefix[ni])
 			return lp_err_set(p->err, EOPNOTSUPP,
 					  "%s: unsupported xattr name index %u",
 					  rafs_cur_path(p), ni);
@@ -441,8 +446,8 @@ static int v6_xattrs(struct v6 *v, const struct v6_inode *in, uint32_t id)
 		memcpy(name + pl, a + pos + 4, nl);
 		name[pl + nl] = '\0';
 		if (strlen(name) != pl + nl || (nl == 0 && pre[pl - 1] == '.'))
-			return lp_err_set(p->err, EINVAL,
-					  "%s: bad xattr name", rafs_cur_path(p));
+			return lp_err_set(p->err, EINVAL, "%s: bad xattr name",
+					  rafs_cur_path(p));
 		r = model_builder_add_xattr(p->b, id, name, a + pos + 4 + nl,
 					    vs, p->err);
 		if (r < 0)
@@ -489,11 +494,11 @@ static int v6_chunks(struct v6 *v, const struct v6_inode *in, uint32_t id)
 		if (blk == V6_NULL_ADDR)
 			continue; /* a hole: the builder reports the gap */
 		if (dev == 0 || dev > p->n_blobs)
-			return lp_err_set(p->err, EINVAL,
-					  "%s: chunk %llu names device %u of %u",
-					  rafs_cur_path(p),
-					  (unsigned long long)k, dev,
-					  p->n_blobs);
+			return lp_err_set(
+				p->err, EINVAL,
+				"%s: chunk %llu names device %u of %u",
+				rafs_cur_path(p), (unsigned long long)k, dev,
+				p->n_blobs);
 		blob = &p->blobs[dev - 1];
 		if (blob->features & RAFS_BLOB_TARFS) {
 			/* The blob is the tar itself: data is stored raw at
@@ -532,15 +537,15 @@ static int v6_chunks(struct v6 *v, const struct v6_inode *in, uint32_t id)
 					  (unsigned long long)k, dev - 1, ci);
 		if (rafs_le64(rec + 56) != (uint64_t)blk << v->sb.blkbits ||
 		    rafs_le32(rec + 44) != len)
-			return lp_err_set(p->err, EINVAL,
-					  "%s: chunk %llu: address (block %u, "
-					  "%llu bytes) disagrees with the "
-					  "chunk table (offset %llu, %u bytes)",
-					  rafs_cur_path(p),
-					  (unsigned long long)k, blk,
-					  (unsigned long long)len,
-					  (unsigned long long)rafs_le64(rec + 56),
-					  rafs_le32(rec + 44));
+			return lp_err_set(
+				p->err, EINVAL,
+				"%s: chunk %llu: address (block %u, "
+				"%llu bytes) disagrees with the "
+				"chunk table (offset %llu, %u bytes)",
+				rafs_cur_path(p), (unsigned long long)k, blk,
+				(unsigned long long)len,
+				(unsigned long long)rafs_le64(rec + 56),
+				rafs_le32(rec + 44));
 		r = rafs_add_chunk_record(p, id, rec, k * cs);
 		if (r < 0)
 			return r;
@@ -565,8 +570,8 @@ static int v6_dir_block(struct v6 *v, const struct v6_inode *dir,
 	for (uint32_t i = 0; i < n; i++) {
 		const uint8_t *de = blk + i * V6_DIRENT_SIZE;
 		uint32_t off = rafs_le16(de + 8);
-		uint32_t end = i + 1 < n ? rafs_le16(de + V6_DIRENT_SIZE + 8)
-					 : len;
+		uint32_t end =
+			i + 1 < n ? rafs_le16(de + V6_DIRENT_SIZE + 8) : len;
 		const uint8_t *name = blk + off;
 		size_t nl, old;
 		int r;
@@ -631,7 +636,8 @@ static int v6_visit(struct v6 *v, uint64_t nid, bool root)
 		return lp_err_set(p->err, EINVAL, "%s: bad mode 0%o",
 				  rafs_cur_path(p), in.mode);
 	if (root && e.type != MODEL_DIR)
-		return lp_err_set(p->err, EINVAL, "the root is not a directory");
+		return lp_err_set(p->err, EINVAL,
+				  "the root is not a directory");
 	prev = rafs_map_get(&p->ids, nid);
 	if (prev && e.type == MODEL_DIR)
 		return lp_err_set(p->err, EINVAL,

@@ -152,8 +152,9 @@ static uint8_t *read_content(struct reader *r, uint32_t ino)
 		uint8_t *stored = lp_xmalloc(c->comp_len ? c->comp_len : 1);
 		int fd = c->blob < 4 ? open(r->paths[c->blob], O_RDONLY) : -1;
 
-		if (fd < 0 || pread(fd, stored, c->comp_len, (off_t)c->comp_off) !=
-				      (ssize_t)c->comp_len) {
+		if (fd < 0 ||
+		    pread(fd, stored, c->comp_len, (off_t)c->comp_off) !=
+			    (ssize_t)c->comp_len) {
 			fprintf(stderr, "blob %u: cannot read %s\n", c->blob,
 				c->blob < 4 ? r->paths[c->blob] : "?");
 			r->failed++;
@@ -395,6 +396,9 @@ out:
 
 /* ---- v6 ------------------------------------------------------------------ */
 
+static void check_ci(const struct model *m, const char *blob_path,
+		     uint32_t want_entries);
+
 static void test_v6_22(void)
 {
 	size_t len;
@@ -441,6 +445,7 @@ static void test_v6_22(void)
 		free(read_content(&r, lib));
 		free(read_content(&r, sync));
 		CHECK(r.verified == 2 && r.failed == 0);
+		check_ci(m, r.paths[0], 2);
 	} else {
 		CHECK(!"one chunk each");
 	}
@@ -450,46 +455,76 @@ out:
 	free(boot);
 }
 
+/* The blob meta (CI table) of a native blob must agree with the chunks
+ * the bootstrap's chunk table gave the model. */
+static void check_ci(const struct model *m, const char *blob_path,
+		     uint32_t want_entries)
+{
+	struct lp_source *src = NULL;
+	struct lp_err err = { 0 };
+	struct rafs_ci_header h;
+	struct rafs_ci *ci = NULL;
+
+	CHECK(lp_source_open_file(blob_path, &src, &err) == 0);
+	if (!src)
+		return;
+	CHECK(rafs_blob_read_ci(src, &h, &ci, &err) == 0);
+	if (!ci) {
+		fprintf(stderr, "%s: %s\n", blob_path, err.msg);
+		goto out;
+	}
+	CHECK(h.entries == want_entries);
+	for (uint32_t i = 0; i < m->n_chunks; i++) {
+		const struct model_chunk *c = &m->chunks[i];
+		const struct rafs_ci *e = &ci[c->aux];
+
+		CHECK(c->aux < h.entries);
+		if (c->aux >= h.entries)
+			continue;
+		CHECK(e->comp_off == c->comp_off && e->comp_size == c->comp_len &&
+		      e->uncomp_off == c->aux_off && e->uncomp_size == c->len);
+		CHECK(!!(e->flags & RAFS_CI_COMPRESSED) ==
+		      (c->codec != MODEL_CODEC_NONE));
+	}
+out:
+	free(ci);
+	lp_source_free(src);
+}
+
 /* A native blob with its bootstrap inlined: find image.boot through the
  * blob's ToC (spec §2.12), then read the files from the same blob. */
 static void test_toc_blob(void)
 {
 	const char *path = ref("toc/2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aa"
 			       "a8bd80e5dc292690a4dca");
-	size_t len, boot_len = 0;
-	uint8_t *blob = read_all(path, &len), *boot = NULL;
+	struct lp_source *src = NULL;
+	struct lp_err err = { 0 };
+	struct rafs_toc_entry te;
+	void *boot = NULL;
+	size_t boot_len = 0;
 	struct model *m = NULL;
 	struct reader r = { 0 };
-	uint64_t toc_size = 0;
 
-	CHECK(len > 512);
-	if (len <= 512)
+	CHECK(lp_source_open_file(path, &src, &err) == 0);
+	if (!src)
+		return;
+	CHECK(rafs_blob_toc_find(src, "image.boot", &te, &err) == 0);
+	CHECK(te.flags == 2 && te.comp_off == 7997 && te.comp_size == 501 &&
+	      te.uncomp_size == 20480);
+	CHECK(rafs_blob_toc_read(src, &te, &boot, &boot_len, &err) == 0);
+	CHECK(rafs_blob_toc_find(src, "nope", &te, &err) == -ENOENT);
+	if (!boot) {
+		fprintf(stderr, "toc: %s\n", err.msg);
 		goto out;
-	CHECK(!strcmp((char *)blob + len - 512, "rafs.blob.toc"));
-	sscanf((char *)blob + len - 512 + 124, "%11lo", &toc_size);
-	CHECK(toc_size == 512);
-	for (uint64_t o = len - 512 - toc_size; o + 128 <= len - 512; o += 128) {
-		const uint8_t *e = blob + o;
-		uint64_t co, cs, us;
-
-		if (strncmp((const char *)e + 8, "image.boot", 16))
-			continue;
-		memcpy(&co, e + 56, 8);
-		memcpy(&cs, e + 64, 8);
-		memcpy(&us, e + 72, 8);
-		CHECK(e[0] == 2); /* zstd */
-		boot = lp_xmalloc(us);
-		boot_len = ZSTD_decompress(boot, us, blob + co, cs);
-		CHECK(boot_len == us);
 	}
-	CHECK(boot != NULL);
-	if (!boot)
-		goto out;
 	m = load(boot, boot_len, NULL);
 	CHECK(m != NULL);
 	if (!m)
 		goto out;
 	CHECK(m->n_blobs == 1 && m->n_chunks == 3 && m->n_inodes == 5);
+	CHECK(!strcmp(model_str(m, m->blobs[0].id),
+		      "d788a0eac4ff9779bc2eae3842117a918d847d90fddbea1503f7c529"
+		      "6a4a7de3"));
 	r.m = m;
 	snprintf(r.paths[0], sizeof(r.paths[0]), "%s", path);
 	static const struct {
@@ -505,9 +540,60 @@ static void test_toc_blob(void)
 			free(read_content(&r, ino));
 	}
 	CHECK(r.verified == 3 && r.failed == 0);
+	check_ci(m, path, 3);
 out:
 	model_free(m);
 	free(boot);
+	lp_source_free(src);
+}
+
+/* The blob.meta file format (cache / bootstrap layer), built here from a
+ * blob's CI area, and CI v2 decoding. */
+static void test_blob_meta(void)
+{
+	uint8_t file[8192] = { 0 };
+	struct rafs_ci_header h;
+	struct rafs_ci *ci = NULL, v2[2];
+	struct lp_err err = { 0 };
+	size_t len;
+	uint8_t *blob = read_all(ref("blobs/be7d77eeb719f70884758d1aa800ed0fb0"
+				     "9d701aaec469964e9d54325f0d5fef"),
+				 &len);
+
+	CHECK(len == 14554);
+	if (len != 14554)
+		goto out;
+	memcpy(file, blob + 8314, 32);		 /* CI area (uncompressed) */
+	memcpy(file + 4096, blob + 8346, 4096); /* its header */
+	CHECK(rafs_blob_meta_parse(file, sizeof(file), &h, &ci, &err) == 0);
+	CHECK(h.entries == 2 && h.ci_offset == 8314 && h.compressor == 0 &&
+	      h.features == 0x70000021);
+	CHECK(ci && ci[0].comp_off == 0 && ci[0].comp_size == 4828 &&
+	      ci[0].uncomp_off == 0 && ci[0].uncomp_size == 16931 &&
+	      ci[0].flags == RAFS_CI_COMPRESSED);
+	CHECK(ci && ci[1].comp_off == 4828 && ci[1].comp_size == 2974 &&
+	      ci[1].uncomp_off == 20480 && ci[1].uncomp_size == 13400);
+	free(ci);
+	ci = NULL;
+	CHECK(rafs_blob_meta_parse(file, sizeof(file) - 1, &h, &ci, &err) ==
+	      -EINVAL);
+	file[4096] ^= 1;
+	CHECK(rafs_blob_meta_parse(file, sizeof(file), &h, &ci, &err) ==
+	      -EINVAL);
+
+	/* v2: offset >> 12 | (size - 1) << 32 | flags << 56; coff | csize << 40 */
+	uint8_t e[48] = { 0 };
+	uint64_t u = 5ull | (12345ull - 1) << 32 | 0x13ull << 56;
+	uint64_t c = 777ull | 4000ull << 40;
+	memcpy(e, &u, 8);
+	memcpy(e + 8, &c, 8);
+	memset(e + 16, 0xab, 8);
+	CHECK(rafs_ci_decode(e, sizeof(e), 2, true, v2, &err) == 0);
+	CHECK(v2[0].uncomp_off == 5 * 4096 && v2[0].uncomp_size == 12345 &&
+	      v2[0].flags == 0x13 && v2[0].comp_off == 777 &&
+	      v2[0].comp_size == 4000 && v2[0].data == 0xababababababababull);
+	CHECK(rafs_ci_decode(e, sizeof(e), 3, true, v2, &err) == -EINVAL);
+out:
 	free(blob);
 }
 
@@ -1240,6 +1326,7 @@ int main(int argc, char **argv)
 			0x5);
 	test_v6_22();
 	test_toc_blob();
+	test_blob_meta();
 	test_layers();
 	test_ops();
 	test_invalid();
