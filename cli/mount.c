@@ -83,17 +83,18 @@ static void mount_usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: lazypull mount [OPTIONS] BLOB... MOUNTPOINT\n\n"
-		"Mounts local layer blobs read-only through FUSE.  The BLOBs are "
-		"layers from\nthe bottom up; the mount shows their merged tree "
-		"(OCI whiteouts applied), or\nwith --layer one layer in overlayfs "
-		"form (whiteouts as char 0:0 devices,\nopaque directories with "
-		"trusted.overlay.opaque=y) for use as an overlay\nlowerdir.  "
-		"File data is decoded and verified chunk by chunk when read.\n\n"
+		"Mounts local layer blobs read-only through FUSE.  The BLOBs "
+		"are layers from\nthe bottom up; the mount shows their merged "
+		"tree (OCI whiteouts applied), or\nwith --layer one layer in "
+		"overlayfs form (whiteouts as char 0:0 devices,\nopaque "
+		"directories with trusted.overlay.opaque=y) for use as an "
+		"overlay\nlowerdir.  File data is decoded and verified chunk "
+		"by chunk when read.\n\n"
 		"Runs as a daemon once the mount is up (the command returns 0 "
 		"then) unless\n--foreground; SIGTERM or SIGINT, or 'lazypull "
 		"umount', unmount it.\n\n"
-		"  --layer N           serve only BLOB number N (0 = the first, "
-		"the bottom)\n"
+		"  --layer N           serve only BLOB number N (0 = the "
+		"first, the bottom)\n"
 		"  -f, --foreground    do not daemonize\n"
 		"  --pid-file FILE     write the serving process id to FILE\n"
 		"  --log-file FILE     append log lines to FILE (otherwise "
@@ -271,7 +272,7 @@ int cmd_mount(int argc, char **argv)
 	struct fsrv_opts fo = { 0 };
 	struct lp_err err = { 0 };
 	struct mount_src ms = { 0 };
-	_cleanup_free_ char *pid_file = NULL;
+	_cleanup_free_ char *pid_file = NULL, *blob_dir = NULL;
 	_cleanup_free_ struct engine_layer **layers = NULL;
 	_cleanup_close_ int log_fd = -1;
 	struct model *served = NULL;
@@ -283,7 +284,7 @@ int cmd_mount(int argc, char **argv)
 	int ready_fd = -1, c, r, ret = 1;
 	struct stat st;
 
-	while ((c = getopt_long(argc, argv, "+fho:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fho:", longopts, NULL)) != -1) {
 		if (cli_layer_opt(&lo, c, optarg))
 			continue;
 		switch (c) {
@@ -351,12 +352,20 @@ int cmd_mount(int argc, char **argv)
 			  n_blobs == 1 ? "" : "s", n_blobs - 1);
 		return EXIT_USAGE;
 	}
+	/* data blobs open lazily, after the daemon moved to / */
+	if (lo.blob_dir) {
+		blob_dir = abs_path(lo.blob_dir);
+		lo.blob_dir = blob_dir;
+	}
 	if (lo.toc_digest && n_blobs > 1 && !have_layer) {
 		cli_error("--toc-digest applies to one blob; use --layer");
 		return EXIT_USAGE;
 	}
 	if (stat(mountpoint, &st) < 0) {
-		cli_error("%s: %s", mountpoint, strerror(errno));
+		cli_error("%s: %s%s", mountpoint, strerror(errno),
+			  errno == ENOTCONN ? " (the FUSE daemon of a mount "
+					      "there died: lazypull umount it)"
+					    : "");
 		return 1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -477,7 +486,7 @@ out:
 	return ret;
 }
 
-/* ---- umount ---------------------------------------------------------------- */
+/* ---- umount ------------------------------------------------------------ */
 
 /* Undoes the octal escapes of /proc/self/mountinfo (\040 = space). */
 static void unescape_mountinfo(char *s)

@@ -68,7 +68,8 @@ int fetch_cred_from_b64(const char *b64, size_t len, struct fetch_cred *ret)
 		return -EINVAL;
 	}
 	cred_set(ret, (const char *)buf, (size_t)(colon - (const char *)buf),
-		 colon + 1, (size_t)n - (size_t)(colon - (const char *)buf) - 1);
+		 colon + 1,
+		 (size_t)n - (size_t)(colon - (const char *)buf) - 1);
 	explicit_bzero(buf, (size_t)n);
 	free(buf);
 	return 0;
@@ -97,8 +98,8 @@ static void norm_registry(const char *in, char *out, size_t size)
 }
 
 int fetch_cred_from_docker_config(const char *data, size_t len,
-				  const char *registry,
-				  struct fetch_cred *ret, struct lp_err *err)
+				  const char *registry, struct fetch_cred *ret,
+				  struct lp_err *err)
 {
 	json_error_t jerr;
 	json_t *root, *auths, *v;
@@ -115,7 +116,7 @@ int fetch_cred_from_docker_config(const char *data, size_t len,
 	auths = json_object_get(root, "auths");
 	if (!json_is_object(auths))
 		goto out;
-	json_object_foreach(auths, key, v) {
+	json_object_foreach (auths, key, v) {
 		json_t *a, *u, *p;
 
 		norm_registry(key, have, sizeof(have));
@@ -130,7 +131,8 @@ int fetch_cred_from_docker_config(const char *data, size_t len,
 						ret) < 0) {
 				r = lp_err_set(err, EINVAL,
 					       "docker config: entry for %s: "
-					       "malformed \"auth\"", want);
+					       "malformed \"auth\"",
+					       want);
 				goto out;
 			}
 			r = 1;
@@ -233,11 +235,11 @@ int fetch_cred_resolve(const struct fetch_opts *o, const char *registry,
 	explicit_bzero(data, len);
 	free(data);
 	if (r < 0)
-		return lp_err_wrap(err, "%s", path);
+		return fetch_wrap(r, err, "%s", path);
 	return r;
 }
 
-/* ---- WWW-Authenticate -------------------------------------------------- */
+/* ---- WWW-Authenticate ---------------------------------------------------- */
 
 static bool is_token_char(char c)
 {
@@ -326,11 +328,14 @@ int fetch_challenge_parse(const char *v, struct fetch_challenge *ret)
 			p = skip_ws(p + 1);
 			p = read_value(p, val, sizeof(val));
 			if (klen == 5 && !strncasecmp(k, "realm", 5))
-				fetch_strlcpy(cur.realm, sizeof(cur.realm), val);
+				fetch_strlcpy(cur.realm, sizeof(cur.realm),
+					      val);
 			else if (klen == 7 && !strncasecmp(k, "service", 7))
-				fetch_strlcpy(cur.service, sizeof(cur.service), val);
+				fetch_strlcpy(cur.service, sizeof(cur.service),
+					      val);
 			else if (klen == 5 && !strncasecmp(k, "scope", 5))
-				fetch_strlcpy(cur.scope, sizeof(cur.scope), val);
+				fetch_strlcpy(cur.scope, sizeof(cur.scope),
+					      val);
 			p = skip_ws(p);
 			if (*p != ',')
 				break;

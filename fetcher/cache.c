@@ -58,14 +58,14 @@ struct fetch_cache_blob {
 	uint64_t n_gran;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	uint8_t *present;     /* protected by lock */
-	uint8_t *inflight;    /* protected by lock */
-	uint64_t map_off;     /* protected by lock: replayed up to here */
-	uint64_t n_records;   /* protected by lock */
-	bool map_broken;      /* protected by lock: stop appending */
+	uint8_t *present;   /* protected by lock */
+	uint8_t *inflight;  /* protected by lock */
+	uint64_t map_off;   /* protected by lock: replayed up to here */
+	uint64_t n_records; /* protected by lock */
+	bool map_broken;    /* protected by lock: stop appending */
 };
 
-/* ---- crc32c ------------------------------------------------------------ */
+/* ---- crc32c -------------------------------------------------------------- */
 
 static uint32_t crc_table[256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
@@ -92,7 +92,7 @@ uint32_t fetch_crc32c(uint32_t crc, const void *data, size_t len)
 	return ~crc;
 }
 
-/* ---- little-endian helpers ---------------------------------------------- */
+/* ---- little-endian helpers ----------------------------------------------- */
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -124,7 +124,7 @@ static uint64_t get64(const uint8_t *p)
 	return v;
 }
 
-/* ---- bitmaps --------------------------------------------------------------- */
+/* ---- bitmaps ------------------------------------------------------------- */
 
 static bool bit_get(const uint8_t *m, uint64_t i)
 {
@@ -189,7 +189,8 @@ static int64_t pread_all(int fd, void *buf, size_t len, uint64_t off)
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = pread(fd, p + done, len - done, (off_t)(off + done));
+		ssize_t n =
+			pread(fd, p + done, len - done, (off_t)(off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -230,10 +231,10 @@ static char *path_join(const char *a, const char *b, const char *c)
 	return p;
 }
 
-/* ---- the cache ------------------------------------------------------------ */
+/* ---- the cache ----------------------------------------------------------- */
 
-int fetch_cache_open(const struct fetch_cache_opts *o,
-		     struct fetch_cache **ret, struct lp_err *err)
+int fetch_cache_open(const struct fetch_cache_opts *o, struct fetch_cache **ret,
+		     struct lp_err *err)
 {
 	struct fetch_cache *c;
 	uint32_t g = o->granule ? o->granule : FETCH_GRANULE_DEFAULT;
@@ -244,7 +245,8 @@ int fetch_cache_open(const struct fetch_cache_opts *o,
 	if (g < 4096 || g > (16u << 20) || (g & (g - 1)))
 		return lp_err_set(err, EINVAL,
 				  "blob cache: granule %u is not a power of "
-				  "two in 4 KiB..16 MiB", g);
+				  "two in 4 KiB..16 MiB",
+				  g);
 	c = lp_xcalloc(1, sizeof(*c));
 	c->refs = 1;
 	c->root = lp_xstrdup(o->root);
@@ -289,7 +291,7 @@ void fetch_cache_unref(struct fetch_cache *c)
 	free(c);
 }
 
-/* ---- eviction ------------------------------------------------------------- */
+/* ---- eviction ------------------------------------------------------------ */
 
 struct gc_entry {
 	char *data_path, *map_path;
@@ -420,7 +422,7 @@ static void cache_account(struct fetch_cache *c, uint64_t added)
 	}
 }
 
-/* ---- the map file ----------------------------------------------------------- */
+/* ---- the map file -------------------------------------------------------- */
 
 static void map_header(const struct fetch_cache_blob *b, const uint8_t *bits,
 		       uint8_t hdr[MAP_HDR])
@@ -494,7 +496,8 @@ static bool map_replay(struct fetch_cache_blob *b)
 		for (int64_t i = 0; i + REC_SIZE <= n; i += REC_SIZE) {
 			const uint8_t *rec = buf + i;
 			uint32_t op = get32(rec + 4);
-			uint64_t first = get64(rec + 8), count = get64(rec + 16);
+			uint64_t first = get64(rec + 8),
+				 count = get64(rec + 16);
 
 			if (get32(rec) != REC_MAGIC ||
 			    get32(rec + 28) != fetch_crc32c(0, rec, 28) ||
@@ -546,14 +549,13 @@ static int map_load(struct fetch_cache_blob *b, bool *clean)
 	n = pread_all(b->map_fd, b->present, bb, MAP_HDR);
 	if (n < 0)
 		return (int)n;
-	if ((size_t)n != bb || get32(hdr + 32) != fetch_crc32c(0, b->present,
-								  bb)) {
+	if ((size_t)n != bb ||
+	    get32(hdr + 32) != fetch_crc32c(0, b->present, bb)) {
 		memset(b->present, 0, bb ? bb : 1);
 		return 0;
 	}
 	/* bits past the last granule must be clear */
-	if (b->n_gran % 8 && bb &&
-	    (b->present[bb - 1] >> (b->n_gran % 8)))
+	if (b->n_gran % 8 && bb && (b->present[bb - 1] >> (b->n_gran % 8)))
 		return 0;
 	b->map_off = MAP_HDR + bb;
 	b->n_records = 0;
@@ -650,8 +652,8 @@ static int blob_init(struct fetch_cache_blob *b, struct lp_err *err)
 		return lp_err_set(err, r, "blob cache %s: %s", b->data_path,
 				  strerror(-r));
 	if (fstat(b->data_fd, &st) < 0)
-		return lp_err_set(err, errno, "blob cache %s: %s",
-				  b->data_path, strerror(errno));
+		return lp_err_set(err, errno, "blob cache %s: %s", b->data_path,
+				  strerror(errno));
 	b->map_fd = open(b->map_path, O_RDWR | O_APPEND | O_CLOEXEC);
 	if (b->map_fd < 0 && errno != ENOENT)
 		return lp_err_set(err, errno, "blob cache %s: %s", b->map_path,
@@ -668,7 +670,8 @@ static int blob_init(struct fetch_cache_blob *b, struct lp_err *err)
 		if (!excl)
 			return lp_err_set(err, EIO,
 					  "blob cache %s: map is invalid while "
-					  "the blob is in use", b->map_path);
+					  "the blob is in use",
+					  b->map_path);
 		b->granule = b->cache->granule;
 		b->n_gran = (b->size + b->granule - 1) / b->granule;
 		bb = bitmap_bytes(b->n_gran);
@@ -715,7 +718,8 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 				pthread_mutex_unlock(&c->lock);
 				return lp_err_set(err, EINVAL,
 						  "blob %s: opened with size "
-						  "%llu and %llu", digest,
+						  "%llu and %llu",
+						  digest,
 						  (unsigned long long)b->size,
 						  (unsigned long long)size);
 			}
@@ -955,8 +959,7 @@ void fetch_cache_blob_unclaim(struct fetch_cache_blob *b, uint64_t off,
 	pthread_mutex_unlock(&b->lock);
 }
 
-static bool run_ok(const struct fetch_cache_blob *b, uint64_t off,
-		   uint64_t len)
+static bool run_ok(const struct fetch_cache_blob *b, uint64_t off, uint64_t len)
 {
 	return off % b->granule == 0 && off < b->size && len &&
 	       len <= b->size - off &&
@@ -1053,4 +1056,79 @@ uint64_t fetch_cache_blob_present_bytes(struct fetch_cache_blob *b)
 			n += gran_len(b, g, g + 1);
 	pthread_mutex_unlock(&b->lock);
 	return n;
+}
+
+/* ---- documents ----------------------------------------------------------- */
+
+static char *doc_path(struct fetch_cache *c, const char *key, bool tmp)
+{
+	uint8_t sum[32];
+	char hex[65];
+	char *p;
+
+	lp_sha256(key, strlen(key), sum);
+	lp_hex(sum, 32, hex);
+	p = lp_xmalloc(strlen(c->root) + 96);
+	if (tmp)
+		sprintf(p, "%s/docs/%s.%d.tmp", c->root, hex, (int)getpid());
+	else
+		sprintf(p, "%s/docs/%s", c->root, hex);
+	return p;
+}
+
+int fetch_cache_doc_put(struct fetch_cache *c, const char *key,
+			const void *data, size_t len, struct lp_err *err)
+{
+	_cleanup_free_ char *dir = path_join(c->root, "docs", NULL);
+	_cleanup_free_ char *path = doc_path(c, key, false);
+	_cleanup_free_ char *tmp = doc_path(c, key, true);
+	int fd, r;
+
+	r = mkdir_p(dir);
+	if (r < 0)
+		return lp_err_set(err, r, "%s: %s", dir, strerror(-r));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return lp_err_set(err, errno, "%s: %s", tmp, strerror(errno));
+	r = write_all(fd, data, len);
+	if (!r && fdatasync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		return lp_err_set(err, r, "%s: %s", path, strerror(-r));
+	}
+	return 0;
+}
+
+int fetch_cache_doc_get(struct fetch_cache *c, const char *key,
+			int64_t max_age_s, uint8_t **ret, size_t *ret_len)
+{
+	_cleanup_free_ char *path = doc_path(c, key, false);
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+	uint8_t *buf;
+	int64_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (max_age_s >= 0 && time(NULL) - st.st_mtime > max_age_s)
+		return -ENOENT;
+	if (st.st_size > (off_t)FETCH_MANIFEST_MAX + 4096)
+		return -EFBIG;
+	buf = lp_xmalloc((size_t)st.st_size + 1);
+	n = pread_all(fd, buf, (size_t)st.st_size, 0);
+	if (n != st.st_size) {
+		free(buf);
+		return n < 0 ? (int)n : -EIO;
+	}
+	buf[n] = '\0';
+	*ret = buf;
+	*ret_len = (size_t)n;
+	return 0;
 }

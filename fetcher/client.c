@@ -28,7 +28,7 @@
 struct token {
 	struct token *next;
 	char *repo;
-	char *token; /* secret */
+	char *token;		 /* secret */
 	struct timespec expires; /* CLOCK_MONOTONIC */
 };
 
@@ -37,15 +37,15 @@ struct host {
 	struct host *next;
 	char *host;
 	char *registry;
-	bool use_http;	 /* skip_verify fell back to http */
-	bool basic;	 /* the registry asked for basic auth */
-	int cred_state;	 /* 0 unresolved, 1 have cred, -1 none */
+	bool use_http;	/* skip_verify fell back to http */
+	bool basic;	/* the registry asked for basic auth */
+	int cred_state; /* 0 unresolved, 1 have cred, -1 none */
 	struct fetch_cred cred;
 	struct token *tokens;
 };
 
 struct fetch_client {
-	int refs; /* atomic */
+	int refs;	     /* atomic */
 	struct fetch_opts o; /* strings owned */
 	pthread_mutex_t lock;
 	struct host *hosts;	  /* protected by lock */
@@ -57,14 +57,22 @@ struct fetch_client {
 };
 
 enum sink_kind { SINK_DISCARD, SINK_DYN, SINK_RANGE, SINK_STREAM };
-enum xfer_fail { F_NONE, F_TOO_LONG, F_BAD_RANGE, F_TOO_BIG, F_CB, F_DONE };
+enum xfer_fail {
+	F_NONE,
+	F_TOO_LONG,
+	F_BAD_RANGE,
+	F_PAST_END,
+	F_TOO_BIG,
+	F_CB,
+	F_DONE,
+};
 
 struct xfer {
 	/* the request */
 	const char *method; /* "GET" or "HEAD" */
 	const char *accept;
 	bool has_range;
-	uint64_t off, len; /* len 0 = to the end */
+	uint64_t off, len;  /* len 0 = to the end */
 	uint64_t blob_size; /* 0 = unknown */
 	bool stream;	    /* no total timeout */
 	const char *bearer;
@@ -102,7 +110,7 @@ struct xfer {
 	char errbuf[CURL_ERROR_SIZE];
 };
 
-/* ---- helpers -------------------------------------------------------------- */
+/* ---- helpers ------------------------------------------------------------- */
 
 static void mono_now(struct timespec *ts)
 {
@@ -180,7 +188,7 @@ static char *dup_or_null(const char *s)
 	return s ? lp_xstrdup(s) : NULL;
 }
 
-/* ---- curl setup ------------------------------------------------------------- */
+/* ---- curl setup ---------------------------------------------------------- */
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
@@ -190,8 +198,7 @@ static void curl_init(void)
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a,
-		       void *arg)
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *arg)
 {
 	struct fetch_client *c = arg;
 
@@ -226,8 +233,8 @@ int fetch_client_new(const struct fetch_opts *o, struct fetch_client **ret,
 	c->o.auth = dup_or_null(o->auth);
 	c->o.registry_token = dup_or_null(o->registry_token);
 	c->o.docker_config = dup_or_null(o->docker_config);
-	c->o.user_agent = lp_xstrdup(o->user_agent ? o->user_agent :
-						     "lazypull");
+	c->o.user_agent =
+		lp_xstrdup(o->user_agent ? o->user_agent : "lazypull");
 	if (!c->o.connect_timeout_ms)
 		c->o.connect_timeout_ms = 5000;
 	if (!c->o.stall_timeout_s)
@@ -341,7 +348,7 @@ static void pool_put(struct fetch_client *c, CURL *e)
 		curl_easy_cleanup(e);
 }
 
-/* ---- response parsing ------------------------------------------------------- */
+/* ---- response parsing ---------------------------------------------------- */
 
 static void xfer_reset_response(struct xfer *x)
 {
@@ -403,7 +410,7 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *arg)
 	colon = memchr(p, ':', n);
 	if (!colon)
 		return n;
-#define HDR_IS(name)                                                          \
+#define HDR_IS(name)                                                           \
 	((size_t)(colon - p) == sizeof(name) - 1 &&                            \
 	 !strncasecmp(p, name, sizeof(name) - 1))
 	copy_value(v, sizeof(v), colon + 1, n - (size_t)(colon + 1 - p));
@@ -427,8 +434,8 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *arg)
 		int64_t s = parse_u64(v, &ok);
 
 		if (ok) {
-			x->retry_after_ms = s > INT64_MAX / 1000 ?
-						    INT64_MAX : s * 1000;
+			x->retry_after_ms =
+				s > INT64_MAX / 1000 ? INT64_MAX : s * 1000;
 		} else {
 			time_t t = curl_getdate(v, NULL);
 			time_t now = time(NULL);
@@ -479,8 +486,8 @@ static bool parse_content_range(const char *s, uint64_t *a, uint64_t *b,
 	return *s == '\0' && (uint64_t)*total > *b;
 }
 
-static size_t xfer_fail(struct xfer *x, enum xfer_fail f, const char *fmt,
-			...) __attribute__((format(printf, 3, 4)));
+static size_t xfer_fail(struct xfer *x, enum xfer_fail f, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static size_t xfer_fail(struct xfer *x, enum xfer_fail f, const char *fmt, ...)
 {
 	va_list ap;
@@ -513,17 +520,26 @@ static size_t range_start(struct xfer *x)
 		return 1;
 	}
 	if (!parse_content_range(x->content_range, &a, &b, &total))
-		return xfer_fail(x, F_BAD_RANGE, "206 without a valid "
-				 "Content-Range (\"%.60s\")", x->content_range);
-	if (a != x->off || (x->len && b != x->off + x->len - 1) ||
-	    (total >= 0 && x->blob_size &&
-	     (uint64_t)total != x->blob_size) ||
-	    (!x->len && total >= 0 && b + 1 != (uint64_t)total))
 		return xfer_fail(x, F_BAD_RANGE,
-				 "Content-Range \"%.60s\" does not match the "
-				 "requested bytes %llu-%llu", x->content_range,
+				 "206 without a valid "
+				 "Content-Range (\"%.60s\")",
+				 x->content_range);
+	/* servers clip a range that runs past the end: no retry helps */
+	if (total >= 0 && x->len && x->off + x->len > (uint64_t)total)
+		return xfer_fail(x, F_PAST_END,
+				 "range %llu+%llu is past the end of the "
+				 "blob (%lld bytes)",
 				 (unsigned long long)x->off,
-				 (unsigned long long)(x->len ? x->off + x->len - 1 : 0));
+				 (unsigned long long)x->len, (long long)total);
+	if (a != x->off || (x->len && b != x->off + x->len - 1) ||
+	    (total >= 0 && x->blob_size && (uint64_t)total != x->blob_size) ||
+	    (!x->len && total >= 0 && b + 1 != (uint64_t)total))
+		return xfer_fail(
+			x, F_BAD_RANGE,
+			"Content-Range \"%.60s\" does not match the "
+			"requested bytes %llu-%llu",
+			x->content_range, (unsigned long long)x->off,
+			(unsigned long long)(x->len ? x->off + x->len - 1 : 0));
 	return 1;
 }
 
@@ -600,7 +616,7 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 	return sz * nm;
 }
 
-/* ---- one exchange ------------------------------------------------------------ */
+/* ---- one exchange -------------------------------------------------------- */
 
 static void xfer_perform(struct fetch_client *c, CURL *e, struct xfer *x,
 			 const char *url)
@@ -694,9 +710,10 @@ static void xfer_perform(struct fetch_client *c, CURL *e, struct xfer *x,
 		curl_easy_reset(e);
 }
 
-/* ---- requests with auth and retries ------------------------------------------ */
+/* ---- requests with auth and retries -------------------------------------- */
 
-static struct host *host_get(struct fetch_client *c, const struct fetch_ref *ref)
+static struct host *host_get(struct fetch_client *c,
+			     const struct fetch_ref *ref)
 {
 	struct host *h;
 
@@ -716,8 +733,7 @@ static struct host *host_get(struct fetch_client *c, const struct fetch_ref *ref
 }
 
 /* Resolves the host's credentials once; caller holds c->lock. */
-static int host_cred(struct fetch_client *c, struct host *h,
-		     struct lp_err *err)
+static int host_cred(struct fetch_client *c, struct host *h, struct lp_err *err)
 {
 	int r;
 
@@ -748,8 +764,7 @@ static bool token_valid(const struct token *t)
 		now.tv_nsec < t->expires.tv_nsec);
 }
 
-static void token_drop(struct fetch_client *c, struct host *h,
-		       const char *repo)
+static void token_drop(struct fetch_client *c, struct host *h, const char *repo)
 {
 	pthread_mutex_lock(&c->lock);
 	for (struct token **pp = &h->tokens; *pp; pp = &(*pp)->next) {
@@ -800,12 +815,13 @@ static void errbody_summary(const struct xfer *x, char *out, size_t size)
 			json_t *msg = json_object_get(e, "message");
 			int k;
 
-			k = snprintf(out + used, size - used, " (%.40s%s%.80s)",
-				     json_is_string(code) ?
-					     json_string_value(code) : "?",
-				     json_is_string(msg) ? ": " : "",
-				     json_is_string(msg) ?
-					     json_string_value(msg) : "");
+			k = snprintf(
+				out + used, size - used, " (%.40s%s%.80s)",
+				json_is_string(code) ? json_string_value(code) :
+						       "?",
+				json_is_string(msg) ? ": " : "",
+				json_is_string(msg) ? json_string_value(msg) :
+						      "");
 			if (k < 0 || (size_t)k >= size - used)
 				break;
 			used += (size_t)k;
@@ -855,8 +871,8 @@ static bool cc_retriable(CURLcode cc)
 
 static bool status_retriable(long s)
 {
-	return s == 429 || s == 408 || (s >= 500 && s <= 599 && s != 501 &&
-					s != 505);
+	return s == 429 || s == 408 ||
+	       (s >= 500 && s <= 599 && s != 501 && s != 505);
 }
 
 static int status_errno(long s)
@@ -874,8 +890,8 @@ static int status_errno(long s)
 	}
 }
 
-static void trace(struct fetch_client *c, const struct xfer *x,
-		  const char *url, unsigned attempt, double secs)
+static void trace(struct fetch_client *c, const struct xfer *x, const char *url,
+		  unsigned attempt, double secs)
 {
 	struct fetch_trace t = { 0 };
 	char shown[1024];
@@ -925,7 +941,8 @@ static uint64_t backoff_ms(const struct fetch_client *c, unsigned attempt,
 
 static int get_token(struct fetch_client *c, struct host *h,
 		     const struct fetch_ref *ref,
-		     const struct fetch_challenge *ch, struct lp_err *err);
+		     const struct fetch_challenge *ch, char **ret_token,
+		     struct lp_err *err);
 
 /*
  * Performs x against url (a registry path when h is set, else a full URL)
@@ -938,6 +955,7 @@ static int request(struct fetch_client *c, struct host *h,
 {
 	unsigned attempt = 0, auth_round = 0;
 	bool sent_token = false, sent_basic = false;
+	char *fresh = NULL; /* a token just fetched: used even if short-lived */
 	char url[4096], shown[1024];
 	CURL *e = pool_get(c);
 	int r = 0;
@@ -959,7 +977,9 @@ static int request(struct fetch_client *c, struct host *h,
 			struct token *t = token_find(h, ref->repo);
 
 			sent_token = sent_basic = false;
-			if (t && token_valid(t)) {
+			if (fresh) {
+				bearer = TAKE_PTR(fresh);
+			} else if (t && token_valid(t)) {
 				bearer = lp_xstrdup(t->token);
 			} else if (c->o.registry_token &&
 				   c->o.registry_token[0] && auth_round == 0) {
@@ -994,13 +1014,18 @@ static int request(struct fetch_client *c, struct host *h,
 		trace(c, x, url, attempt, mono_sec() - t0);
 
 		if (x->cc != CURLE_OK) {
-			bool body_fault = x->fail == F_TOO_LONG ||
-					  x->fail == F_BAD_RANGE;
+			bool body_fault =
+				x->fail == F_TOO_LONG || x->fail == F_BAD_RANGE;
 
 			if (x->fail == F_CB) {
 				r = lp_err_set(err, x->cb_err, "%s %s: %s",
 					       x->method, shown,
 					       strerror(-x->cb_err));
+				break;
+			}
+			if (x->fail == F_PAST_END) {
+				r = lp_err_set(err, ERANGE, "%s %s: %s",
+					       x->method, shown, x->fail_msg);
 				break;
 			}
 			if (x->fail == F_TOO_BIG) {
@@ -1030,10 +1055,12 @@ static int request(struct fetch_client *c, struct host *h,
 					       x->method, shown, x->status,
 					       x->fail_msg);
 			else
-				r = lp_err_set(err, cc_errno(x->cc),
-					       "%s %s: %s", x->method, shown,
-					       x->errbuf[0] ? x->errbuf :
-					       curl_easy_strerror(x->cc));
+				r = lp_err_set(
+					err, cc_errno(x->cc), "%s %s: %s",
+					x->method, shown,
+					x->errbuf[0] ?
+						x->errbuf :
+						curl_easy_strerror(x->cc));
 			if (attempt)
 				lp_err_wrap(err, "after %u retries", attempt);
 			break;
@@ -1046,8 +1073,8 @@ static int request(struct fetch_client *c, struct host *h,
 			if (fetch_challenge_parse(x->www_auth, &ch) < 0) {
 				r = lp_err_set(err, EACCES,
 					       "%s %s: HTTP 401 without a "
-					       "usable challenge", x->method,
-					       shown);
+					       "usable challenge",
+					       x->method, shown);
 				break;
 			}
 			pthread_mutex_lock(&c->lock);
@@ -1060,14 +1087,13 @@ static int request(struct fetch_client *c, struct host *h,
 			auth_round++;
 			if (ch.scheme == CHAL_BASIC) {
 				if (!have || sent_basic) {
-					r = lp_err_set(err, EACCES,
-						       "%s %s: %s", x->method,
-						       shown,
+					r = lp_err_set(err, EACCES, "%s %s: %s",
+						       x->method, shown,
 						       have ? "credentials "
-						       "rejected" :
-						       "authentication "
-						       "required (no "
-						       "credentials)");
+							      "rejected" :
+							      "authentication "
+							      "required (no "
+							      "credentials)");
 					break;
 				}
 				pthread_mutex_lock(&c->lock);
@@ -1077,13 +1103,14 @@ static int request(struct fetch_client *c, struct host *h,
 			}
 			if (sent_token)
 				token_drop(c, h, ref->repo);
-			r = get_token(c, h, ref, &ch, err);
+			r = get_token(c, h, ref, &ch, &fresh, err);
 			if (r < 0)
 				break;
 			continue;
 		}
 		if (x->status == 401 && h) {
-			r = lp_err_set(err, EACCES, "%s %s: access denied "
+			r = lp_err_set(err, EACCES,
+				       "%s %s: access denied "
 				       "(HTTP 401 with fresh credentials)",
 				       x->method, shown);
 			break;
@@ -1116,8 +1143,10 @@ static int request(struct fetch_client *c, struct host *h,
 				attempt++;
 				continue;
 			}
-			r = lp_err_set(err, EIO, "%s %s: short body: %llu of "
-				       "%llu bytes", x->method, shown,
+			r = lp_err_set(err, EIO,
+				       "%s %s: short body: %llu of "
+				       "%llu bytes",
+				       x->method, shown,
 				       (unsigned long long)x->got,
 				       (unsigned long long)x->len);
 			if (attempt)
@@ -1131,8 +1160,10 @@ static int request(struct fetch_client *c, struct host *h,
 				attempt++;
 				continue;
 			}
-			r = lp_err_set(err, EIO, "%s %s: short body: %llu of "
-				       "%llu bytes", x->method, shown,
+			r = lp_err_set(err, EIO,
+				       "%s %s: short body: %llu of "
+				       "%llu bytes",
+				       x->method, shown,
 				       (unsigned long long)x->delivered,
 				       (unsigned long long)x->blob_size);
 			break;
@@ -1140,15 +1171,18 @@ static int request(struct fetch_client *c, struct host *h,
 		r = 0;
 		break;
 	}
+	fetch_free_secret(fresh);
 	pool_put(c, e);
 	return r;
 }
 
 static int get_token(struct fetch_client *c, struct host *h,
 		     const struct fetch_ref *ref,
-		     const struct fetch_challenge *ch, struct lp_err *err)
+		     const struct fetch_challenge *ch, char **ret_token,
+		     struct lp_err *err)
 {
-	struct xfer x = { .method = "GET", .sink = SINK_DYN,
+	struct xfer x = { .method = "GET",
+			  .sink = SINK_DYN,
 			  .dyn_max = TOKEN_MAX };
 	struct fetch_cred cred = { 0 };
 	char url[4096], scope[600];
@@ -1159,13 +1193,13 @@ static int get_token(struct fetch_client *c, struct host *h,
 
 	if (strncasecmp(ch->realm, "https://", 8) &&
 	    strncasecmp(ch->realm, "http://", 7))
-		return lp_err_set(err, EACCES, "token realm is not an "
+		return lp_err_set(err, EACCES,
+				  "token realm is not an "
 				  "http(s) URL");
 	if (ch->scope[0])
 		snprintf(scope, sizeof(scope), "%s", ch->scope);
 	else
-		snprintf(scope, sizeof(scope), "repository:%s:pull",
-			 ref->repo);
+		snprintf(scope, sizeof(scope), "repository:%s:pull", ref->repo);
 	snprintf(url, sizeof(url), "%s%c", ch->realm,
 		 strchr(ch->realm, '?') ? '&' : '?');
 	if (ch->service[0]) {
@@ -1187,7 +1221,7 @@ static int get_token(struct fetch_client *c, struct host *h,
 	fetch_cred_release(&cred);
 	if (r < 0) {
 		free(x.dyn);
-		return lp_err_wrap(err, "token for %s", ref->repo);
+		return fetch_wrap(r, err, "token for %s", ref->repo);
 	}
 	root = x.dyn ? json_loadb((char *)x.dyn, x.dyn_len, 0, NULL) : NULL;
 	if (x.dyn) {
@@ -1199,7 +1233,8 @@ static int get_token(struct fetch_client *c, struct host *h,
 		tok = json_object_get(root, "access_token");
 	if (!json_is_string(tok) || !json_string_length(tok)) {
 		json_decref(root);
-		return lp_err_set(err, EACCES, "token for %s: the token "
+		return lp_err_set(err, EACCES,
+				  "token for %s: the token "
 				  "server answered without a token",
 				  ref->repo);
 	}
@@ -1215,7 +1250,17 @@ static int get_token(struct fetch_client *c, struct host *h,
 	json_decref(root);
 	mono_now(&t->expires);
 	/* refresh a little early so a request does not race the expiry */
-	t->expires.tv_sec += ttl > 20 ? ttl - 10 : ttl / 2;
+	{
+		int64_t ms = ttl * 1000 - (ttl > 40 ? 10000 : ttl * 250);
+
+		t->expires.tv_sec += (time_t)(ms / 1000);
+		t->expires.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (t->expires.tv_nsec >= 1000000000L) {
+			t->expires.tv_sec++;
+			t->expires.tv_nsec -= 1000000000L;
+		}
+	}
+	*ret_token = lp_xstrdup(t->token);
 	pthread_mutex_lock(&c->lock);
 	for (struct token **pp = &h->tokens; *pp; pp = &(*pp)->next) {
 		if (!strcmp((*pp)->repo, t->repo)) {
@@ -1235,18 +1280,20 @@ static int get_token(struct fetch_client *c, struct host *h,
 	return 0;
 }
 
-/* ---- the public calls ----------------------------------------------------------- */
+/* ---- the public calls ---------------------------------------------------- */
 
 static const char accept_manifests[] =
-	FETCH_MT_OCI_INDEX ", " FETCH_MT_OCI_MANIFEST ", "
-	FETCH_MT_DOCKER_LIST ", " FETCH_MT_DOCKER_MANIFEST;
+	FETCH_MT_OCI_INDEX ", " FETCH_MT_OCI_MANIFEST ", " FETCH_MT_DOCKER_LIST
+			   ", " FETCH_MT_DOCKER_MANIFEST;
 
 int fetch_get_manifest(struct fetch_client *c, const struct fetch_ref *ref,
 		       const char *reference, struct fetch_manifest **ret,
 		       struct lp_err *err)
 {
-	struct xfer x = { .method = "GET", .accept = accept_manifests,
-			  .sink = SINK_DYN, .dyn_max = FETCH_MANIFEST_MAX };
+	struct xfer x = { .method = "GET",
+			  .accept = accept_manifests,
+			  .sink = SINK_DYN,
+			  .dyn_max = FETCH_MANIFEST_MAX };
 	struct fetch_manifest *m = NULL;
 	struct host *h = host_get(c, ref);
 	bool by_digest;
@@ -1261,29 +1308,29 @@ int fetch_get_manifest(struct fetch_client *c, const struct fetch_ref *ref,
 	r = request(c, h, ref, path, &x, err);
 	if (r < 0) {
 		free(x.dyn);
-		return lp_err_wrap(err, "manifest %s/%s:%s", ref->registry,
-				   ref->repo, reference);
+		return fetch_wrap(r, err, "manifest %s/%s:%s", ref->registry,
+				  ref->repo, reference);
 	}
 	r = fetch_manifest_parse(x.dyn ? x.dyn : (uint8_t *)"", x.dyn_len,
 				 x.content_type, &m, err);
 	free(x.dyn);
 	if (r < 0)
-		return lp_err_wrap(err, "%s/%s:%s", ref->registry, ref->repo,
-				   reference);
+		return fetch_wrap(r, err, "%s/%s:%s", ref->registry, ref->repo,
+				  reference);
 	if (by_digest && !strncmp(reference, "sha256:", 7) &&
 	    strcmp(m->digest, reference)) {
 		fetch_manifest_free(m);
-		return lp_err_set(err, EBADMSG, "manifest %s/%s@%s: content "
-				  "does not match its digest", ref->registry,
-				  ref->repo, reference);
+		return lp_err_set(err, EBADMSG,
+				  "manifest %s/%s@%s: content "
+				  "does not match its digest",
+				  ref->registry, ref->repo, reference);
 	}
 	*ret = m;
 	return 0;
 }
 
 int fetch_get_image(struct fetch_client *c, const struct fetch_ref *ref,
-		    const struct fetch_platform *p,
-		    struct fetch_manifest **ret,
+		    const struct fetch_platform *p, struct fetch_manifest **ret,
 		    struct fetch_manifest **ret_index, struct lp_err *err)
 {
 	struct fetch_manifest *m = NULL, *index = NULL;
@@ -1298,8 +1345,10 @@ int fetch_get_image(struct fetch_client *c, const struct fetch_ref *ref,
 		struct fetch_manifest *next = NULL;
 
 		if (depth == 2) {
-			r = lp_err_set(err, ELOOP, "%s/%s: indexes nested "
-				       "too deeply", ref->registry, ref->repo);
+			r = lp_err_set(err, ELOOP,
+				       "%s/%s: indexes nested "
+				       "too deeply",
+				       ref->registry, ref->repo);
 			goto fail;
 		}
 		r = fetch_index_select(m, p, &d, err);
@@ -1330,8 +1379,7 @@ fail:
 }
 
 int fetch_blob_head(struct fetch_client *c, const struct fetch_ref *ref,
-		    const char *digest, uint64_t *ret_size,
-		    struct lp_err *err)
+		    const char *digest, uint64_t *ret_size, struct lp_err *err)
 {
 	struct xfer x = { .method = "HEAD", .sink = SINK_DISCARD };
 	struct host *h = host_get(c, ref);
@@ -1343,13 +1391,15 @@ int fetch_blob_head(struct fetch_client *c, const struct fetch_ref *ref,
 	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->repo, digest);
 	r = request(c, h, ref, path, &x, err);
 	if (r < 0)
-		return lp_err_wrap(err, "blob %s", digest);
+		return fetch_wrap(r, err, "blob %s", digest);
 	if (x.content_length < 0)
 		return lp_err_set(err, EIO, "HEAD blob %s: no Content-Length",
 				  digest);
 	if (x.docker_digest[0] && strcmp(x.docker_digest, digest))
-		return lp_err_set(err, EIO, "HEAD blob %s: the registry "
-				  "answered for another digest", digest);
+		return lp_err_set(err, EIO,
+				  "HEAD blob %s: the registry "
+				  "answered for another digest",
+				  digest);
 	*ret_size = (uint64_t)x.content_length;
 	return 0;
 }
@@ -1358,9 +1408,13 @@ int fetch_blob_read(struct fetch_client *c, const struct fetch_ref *ref,
 		    const char *digest, uint64_t blob_size, void *buf,
 		    size_t len, uint64_t off, struct lp_err *err)
 {
-	struct xfer x = { .method = "GET", .sink = SINK_RANGE,
-			  .has_range = true, .off = off, .len = len,
-			  .blob_size = blob_size, .buf = buf };
+	struct xfer x = { .method = "GET",
+			  .sink = SINK_RANGE,
+			  .has_range = true,
+			  .off = off,
+			  .len = len,
+			  .blob_size = blob_size,
+			  .buf = buf };
 	struct host *h = host_get(c, ref);
 	char path[1024];
 	int r;
@@ -1370,13 +1424,14 @@ int fetch_blob_read(struct fetch_client *c, const struct fetch_ref *ref,
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
 		return lp_err_set(err, EINVAL, "bad blob digest");
 	if (off + len < off || (blob_size && off + len > blob_size))
-		return lp_err_set(err, EINVAL, "blob %s: range %llu+%zu out "
-				  "of bounds", digest, (unsigned long long)off,
-				  len);
+		return lp_err_set(err, EINVAL,
+				  "blob %s: range %llu+%zu out "
+				  "of bounds",
+				  digest, (unsigned long long)off, len);
 	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->repo, digest);
 	r = request(c, h, ref, path, &x, err);
 	if (r < 0)
-		return lp_err_wrap(err, "blob %.19s", digest);
+		return fetch_wrap(r, err, "blob %.19s", digest);
 	return 0;
 }
 
@@ -1385,8 +1440,11 @@ int fetch_blob_stream(struct fetch_client *c, const struct fetch_ref *ref,
 		      int (*cb)(const void *data, size_t len, void *arg),
 		      void *arg, struct lp_err *err)
 {
-	struct xfer x = { .method = "GET", .sink = SINK_STREAM, .cb = cb,
-			  .cbarg = arg, .stream = true };
+	struct xfer x = { .method = "GET",
+			  .sink = SINK_STREAM,
+			  .cb = cb,
+			  .cbarg = arg,
+			  .stream = true };
 	struct host *h = host_get(c, ref);
 	char path[1024], hex[72];
 	uint8_t sum[32];
@@ -1394,17 +1452,21 @@ int fetch_blob_stream(struct fetch_client *c, const struct fetch_ref *ref,
 
 	if (strncmp(digest, "sha256:", 7) ||
 	    fetch_digest_check(digest, strlen(digest)) < 0)
-		return lp_err_set(err, EINVAL, "blob %s: only sha256 blobs "
-				  "can be verified", digest);
+		return lp_err_set(err, EINVAL,
+				  "blob %s: only sha256 blobs "
+				  "can be verified",
+				  digest);
 	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->repo, digest);
 	x.hash = lp_sha256_new();
 	r = request(c, h, ref, path, &x, err);
 	lp_sha256_final(x.hash, sum);
 	if (r < 0)
-		return lp_err_wrap(err, "blob %.19s", digest);
+		return fetch_wrap(r, err, "blob %.19s", digest);
 	lp_hex(sum, 32, hex);
 	if (strcmp(hex, digest + 7))
-		return lp_err_set(err, EBADMSG, "blob %s: content does not "
-				  "match its digest", digest);
+		return lp_err_set(err, EBADMSG,
+				  "blob %s: content does not "
+				  "match its digest",
+				  digest);
 	return 0;
 }

@@ -29,8 +29,8 @@ void fetch_cred_release(struct fetch_cred *c);
 int fetch_cred_from_b64(const char *b64, size_t len, struct fetch_cred *ret);
 /* Reads the auths of a docker config.json (data[0..len)) for registry. */
 int fetch_cred_from_docker_config(const char *data, size_t len,
-				  const char *registry,
-				  struct fetch_cred *ret, struct lp_err *err);
+				  const char *registry, struct fetch_cred *ret,
+				  struct lp_err *err);
 
 /* A parsed WWW-Authenticate challenge. */
 struct fetch_challenge {
@@ -53,6 +53,9 @@ static inline void fetch_strlcpy(char *dst, size_t size, const char *src)
 	memcpy(dst, src, n);
 	dst[n] = '\0';
 }
+
+/* lp_err_wrap() that keeps the code r (lp_err_wrap(NULL) says -EIO). */
+#define fetch_wrap(r, err, ...) (lp_err_wrap((err), __VA_ARGS__), (r))
 
 /* Wipes a secret string before freeing it. */
 void fetch_free_secret(char *s);
@@ -131,8 +134,8 @@ uint64_t fetch_cache_blob_present_bytes(struct fetch_cache_blob *b);
 struct fetch_backend {
 	int (*read)(void *arg, void *buf, size_t len, uint64_t off,
 		    struct lp_err *err);
-	int (*stream)(void *arg, int (*cb)(const void *data, size_t len,
-					   void *cbarg),
+	int (*stream)(void *arg,
+		      int (*cb)(const void *data, size_t len, void *cbarg),
 		      void *cbarg, struct lp_err *err);
 	void (*free)(void *arg);
 };

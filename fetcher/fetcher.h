@@ -96,9 +96,9 @@ enum fetch_manifest_kind {
 
 struct fetch_manifest {
 	enum fetch_manifest_kind kind;
-	char *media_type;  /* from the JSON, else from Content-Type */
-	char digest[72];   /* "sha256:" + hex of the raw bytes */
-	uint8_t *raw;	   /* the bytes as served (hashing needs them) */
+	char *media_type; /* from the JSON, else from Content-Type */
+	char digest[72];  /* "sha256:" + hex of the raw bytes */
+	uint8_t *raw;	  /* the bytes as served (hashing needs them) */
 	size_t raw_len;
 	struct fetch_desc config; /* image manifests */
 	struct fetch_desc *layers;
@@ -118,17 +118,15 @@ struct fetch_manifest {
  * schema 1 and unknown types are -EPROTONOSUPPORT; bad JSON, digests or
  * sizes -EINVAL.  The bytes are copied into ret->raw.
  */
-int fetch_manifest_parse(const void *data, size_t len,
-			 const char *content_type, struct fetch_manifest **ret,
-			 struct lp_err *err);
+int fetch_manifest_parse(const void *data, size_t len, const char *content_type,
+			 struct fetch_manifest **ret, struct lp_err *err);
 void fetch_manifest_free(struct fetch_manifest *m);
 static inline void fetch_manifest_freep(struct fetch_manifest **m)
 {
 	fetch_manifest_free(*m);
 }
 /* An annotation's value or NULL. */
-const char *fetch_desc_annotation(const struct fetch_desc *d,
-				  const char *key);
+const char *fetch_desc_annotation(const struct fetch_desc *d, const char *key);
 
 /*
  * Parses "os/arch[/variant]" and normalizes architecture aliases
@@ -162,8 +160,8 @@ struct fetch_trace {
 	const char *url;    /* without user info and query string */
 	bool has_range;
 	uint64_t range_off, range_len;
-	long status;	 /* 0 if no HTTP answer (connection error) */
-	uint64_t bytes;	 /* body bytes received */
+	long status;	  /* 0 if no HTTP answer (connection error) */
+	uint64_t bytes;	  /* body bytes received */
 	unsigned attempt; /* 0 for the first try */
 	double seconds;
 	const char *error; /* a transport error, or NULL */
@@ -245,14 +243,12 @@ int fetch_get_manifest(struct fetch_client *c, const struct fetch_ref *ref,
  * the index if there was one, else NULL.
  */
 int fetch_get_image(struct fetch_client *c, const struct fetch_ref *ref,
-		    const struct fetch_platform *p,
-		    struct fetch_manifest **ret,
+		    const struct fetch_platform *p, struct fetch_manifest **ret,
 		    struct fetch_manifest **ret_index, struct lp_err *err);
 
 /* HEADs a blob: its size from Content-Length. */
 int fetch_blob_head(struct fetch_client *c, const struct fetch_ref *ref,
-		    const char *digest, uint64_t *ret_size,
-		    struct lp_err *err);
+		    const char *digest, uint64_t *ret_size, struct lp_err *err);
 
 /*
  * Reads exactly len bytes of a blob at off with one Range request (retried
@@ -327,8 +323,8 @@ struct fetch_cache_opts {
 
 struct fetch_cache;
 
-int fetch_cache_open(const struct fetch_cache_opts *o,
-		     struct fetch_cache **ret, struct lp_err *err);
+int fetch_cache_open(const struct fetch_cache_opts *o, struct fetch_cache **ret,
+		     struct lp_err *err);
 struct fetch_cache *fetch_cache_ref(struct fetch_cache *c);
 void fetch_cache_unref(struct fetch_cache *c);
 static inline void fetch_cache_unrefp(struct fetch_cache **c)
@@ -341,6 +337,31 @@ static inline void fetch_cache_unrefp(struct fetch_cache **c)
  */
 int64_t fetch_cache_gc(struct fetch_cache *c, uint64_t target,
 		       struct lp_err *err);
+
+/*
+ * Small documents (manifests, tag resolutions) kept beside the blobs, under
+ * root/docs/<sha256 of key>, written atomically (temporary file + rename).
+ * get returns -ENOENT when absent or older than max_age_s (< 0 = any age);
+ * *ret is malloc'd and NUL-terminated.
+ */
+int fetch_cache_doc_put(struct fetch_cache *c, const char *key,
+			const void *data, size_t len, struct lp_err *err);
+int fetch_cache_doc_get(struct fetch_cache *c, const char *key,
+			int64_t max_age_s, uint8_t **ret, size_t *ret_len);
+
+/*
+ * fetch_get_image() with the manifests kept in the cache: manifests are
+ * content-addressed and reused forever (re-verified on load); a tag's
+ * resolution is reused while younger than tag_ttl_s (0 = always ask the
+ * registry, < 0 = forever).  So a warm cache resolves a digest reference,
+ * or a tag within its TTL, without any request.
+ */
+int fetch_get_image_cached(struct fetch_client *c, struct fetch_cache *cache,
+			   const struct fetch_ref *ref,
+			   const struct fetch_platform *p, int64_t tag_ttl_s,
+			   struct fetch_manifest **ret,
+			   struct fetch_manifest **ret_index,
+			   struct lp_err *err);
 
 /* ---- a blob as a byte source ------------------------------------------ */
 

@@ -74,8 +74,8 @@ const char *fetch_desc_annotation(const struct fetch_desc *d, const char *key)
 	return NULL;
 }
 
-static int parse_annotations(json_t *obj, struct fetch_kv **ret,
-			     size_t *ret_n, struct lp_err *err)
+static int parse_annotations(json_t *obj, struct fetch_kv **ret, size_t *ret_n,
+			     struct lp_err *err)
 {
 	const char *key;
 	json_t *v;
@@ -90,7 +90,7 @@ static int parse_annotations(json_t *obj, struct fetch_kv **ret,
 		return lp_err_set(err, EINVAL, "annotations: too many");
 	kv = lp_xcalloc(json_object_size(obj) ? json_object_size(obj) : 1,
 			sizeof(*kv));
-	json_object_foreach(obj, key, v) {
+	json_object_foreach (obj, key, v) {
 		if (!json_is_string(v)) {
 			kv_free(kv, n);
 			return lp_err_set(err, EINVAL,
@@ -120,8 +120,8 @@ static int parse_desc(json_t *o, struct fetch_desc *d, bool want_platform,
 	if (mt && !json_is_string(mt))
 		return lp_err_set(err, EINVAL, "descriptor: bad mediaType");
 	if (!json_is_string(dg) ||
-	    fetch_digest_check(json_string_value(dg),
-			       json_string_length(dg)) < 0)
+	    fetch_digest_check(json_string_value(dg), json_string_length(dg)) <
+		    0)
 		return lp_err_set(err, EINVAL, "descriptor: bad digest");
 	if (!json_is_integer(sz) || json_integer_value(sz) < 0)
 		return lp_err_set(err, EINVAL, "descriptor %s: bad size",
@@ -142,7 +142,8 @@ static int parse_desc(json_t *o, struct fetch_desc *d, bool want_platform,
 		if (!json_is_string(os) || !json_is_string(arch))
 			return lp_err_set(err, EINVAL,
 					  "descriptor %s: platform without "
-					  "os/architecture", d->digest);
+					  "os/architecture",
+					  d->digest);
 		d->platform.os = jstrdup(os);
 		d->platform.arch = jstrdup(arch);
 		if (json_is_string(var) && json_string_length(var))
@@ -172,7 +173,7 @@ static int parse_desc_array(json_t *a, const char *what,
 
 		*ret_n = i + 1;
 		if (r < 0)
-			return lp_err_wrap(err, "%s[%zu]", what, i);
+			return fetch_wrap(r, err, "%s[%zu]", what, i);
 	}
 	*ret_n = n;
 	return 0;
@@ -196,9 +197,8 @@ static void media_type_base(const char *ct, char *out, size_t size)
 	out[n] = '\0';
 }
 
-int fetch_manifest_parse(const void *data, size_t len,
-			 const char *content_type, struct fetch_manifest **ret,
-			 struct lp_err *err)
+int fetch_manifest_parse(const void *data, size_t len, const char *content_type,
+			 struct fetch_manifest **ret, struct lp_err *err)
 {
 	_cleanup_(fetch_manifest_freep) struct fetch_manifest *m = NULL;
 	json_error_t jerr;
@@ -209,8 +209,10 @@ int fetch_manifest_parse(const void *data, size_t len,
 	int r = 0;
 
 	if (len > FETCH_MANIFEST_MAX)
-		return lp_err_set(err, EFBIG, "manifest: %zu bytes, larger "
-				  "than %u", len, FETCH_MANIFEST_MAX);
+		return lp_err_set(err, EFBIG,
+				  "manifest: %zu bytes, larger "
+				  "than %u",
+				  len, FETCH_MANIFEST_MAX);
 	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return lp_err_set(err, EINVAL,
@@ -234,8 +236,7 @@ int fetch_manifest_parse(const void *data, size_t len,
 		goto out;
 	}
 	if (!json_is_integer(sv) || json_integer_value(sv) != 2) {
-		r = lp_err_set(err, EINVAL,
-			       "manifest: schemaVersion is not 2");
+		r = lp_err_set(err, EINVAL, "manifest: schemaVersion is not 2");
 		goto out;
 	}
 	type = mt ? json_string_value(mt) : ct;
@@ -296,7 +297,7 @@ out:
 	return r;
 }
 
-/* ---- platforms ---------------------------------------------------------- */
+/* ---- platforms ----------------------------------------------------------- */
 
 static void set_str(char **dst, const char *s, size_t n)
 {
@@ -330,8 +331,7 @@ static void platform_normalize(struct fetch_platform *p)
 				strlen(alias[i].variant));
 		break;
 	}
-	if (!strcmp(p->arch, "arm64") && p->variant &&
-	    !strcmp(p->variant, "8"))
+	if (!strcmp(p->arch, "arm64") && p->variant && !strcmp(p->variant, "8"))
 		set_str(&p->variant, "v8", 2);
 	if (!strcmp(p->arch, "arm") && p->variant && p->variant[0] >= '5' &&
 	    p->variant[0] <= '8' && !p->variant[1]) {
@@ -356,13 +356,15 @@ int fetch_platform_parse(const char *s, struct fetch_platform *ret,
 		if (n == 3 || !l || l > 64)
 			return lp_err_set(err, EINVAL,
 					  "platform \"%.80s\": want "
-					  "os/arch[/variant]", s);
+					  "os/arch[/variant]",
+					  s);
 		for (size_t i = 0; i < l; i++)
 			if (!isalnum((unsigned char)q[i]) && q[i] != '_' &&
 			    q[i] != '-' && q[i] != '.')
 				return lp_err_set(err, EINVAL,
 						  "platform \"%.80s\": bad "
-						  "character", s);
+						  "character",
+						  s);
 		parts[n] = q;
 		lens[n++] = l;
 		if (!slash)
@@ -454,7 +456,8 @@ int fetch_index_select(const struct fetch_manifest *idx,
 		p.os = lp_xstrdup(d->platform.os);
 		p.arch = lp_xstrdup(d->platform.arch);
 		p.variant = d->platform.variant ?
-				    lp_xstrdup(d->platform.variant) : NULL;
+				    lp_xstrdup(d->platform.variant) :
+				    NULL;
 		for (char *c = p.os; *c; c++)
 			*c = (char)tolower((unsigned char)*c);
 		for (char *c = p.arch; *c; c++)
@@ -480,10 +483,13 @@ int fetch_index_select(const struct fetch_manifest *idx,
 		if (!strcmp(p.os, want->os) && !strcmp(p.arch, want->arch)) {
 			if (want->variant)
 				score = variant_eq(p.arch, p.variant,
-						   want->variant) ? 2 : -1;
+						   want->variant) ?
+						2 :
+						-1;
 			else
 				score = variant_eq(p.arch, p.variant, NULL) ?
-						2 : 1;
+						2 :
+						1;
 		}
 		if (score > best_score) {
 			best_score = score;
@@ -496,7 +502,8 @@ int fetch_index_select(const struct fetch_manifest *idx,
 	if (!best || best_score < 0)
 		return lp_err_set(err, ENOENT,
 				  "no manifest for platform %s (available: "
-				  "%s)", wbuf, used ? avail : "none");
+				  "%s)",
+				  wbuf, used ? avail : "none");
 	*ret = best;
 	return 0;
 }

@@ -112,8 +112,9 @@ static bool domain_ok(const char *s, size_t len)
 		if (n < 2)
 			return false;
 		for (size_t k = 1; k <= n; k++)
-			if (!is_hex_lower(s[k]) && !(s[k] >= 'A' && s[k] <= 'F') &&
-			    s[k] != ':' && s[k] != '.')
+			if (!is_hex_lower(s[k]) &&
+			    !(s[k] >= 'A' && s[k] <= 'F') && s[k] != ':' &&
+			    s[k] != '.')
 				return false;
 		i = n + 2;
 	} else {
@@ -198,8 +199,10 @@ int fetch_ref_parse(const char *s, size_t len, struct fetch_ref *ret,
 	if (!len)
 		return lp_err_set(err, EINVAL, "empty image reference");
 	if (memchr(s, '\0', len))
-		return lp_err_set(err, EINVAL, "image reference \"%s\": "
-				  "contains NUL", shown);
+		return lp_err_set(err, EINVAL,
+				  "image reference \"%s\": "
+				  "contains NUL",
+				  shown);
 
 	at = memchr(s, '@', len);
 	name_len = at ? (size_t)(at - s) : len;
@@ -209,7 +212,8 @@ int fetch_ref_parse(const char *s, size_t len, struct fetch_ref *ret,
 		if (fetch_digest_check(at + 1, dlen) < 0)
 			return lp_err_set(err, EINVAL,
 					  "image reference \"%s\": bad digest "
-					  "(want sha256:<64 hex>)", shown);
+					  "(want sha256:<64 hex>)",
+					  shown);
 		r.digest = xstrndup(at + 1, dlen);
 	}
 
@@ -243,12 +247,6 @@ int fetch_ref_parse(const char *s, size_t len, struct fetch_ref *ret,
 				  "image reference \"%s\": no repository",
 				  shown);
 	}
-	if (name_len > NAME_MAX_LEN) {
-		fetch_ref_release(&r);
-		return lp_err_set(err, EINVAL,
-				  "image reference \"%s\": name longer than "
-				  "%d characters", shown, NAME_MAX_LEN);
-	}
 
 	slash = memchr(name, '/', name_len);
 	if (slash) {
@@ -268,7 +266,8 @@ int fetch_ref_parse(const char *s, size_t len, struct fetch_ref *ret,
 			fetch_ref_release(&r);
 			return lp_err_set(err, EINVAL,
 					  "image reference \"%s\": bad "
-					  "registry host", shown);
+					  "registry host",
+					  shown);
 		}
 		r.registry = xstrndup(name, dom_len);
 		name += dom_len + 1;
@@ -311,6 +310,14 @@ int fetch_ref_parse(const char *s, size_t len, struct fetch_ref *ret,
 		r.repo = xstrndup(name, name_len);
 		r.host = lp_xstrdup(r.registry);
 	}
+	/* docker counts the normalized name: "docker.io/library/x" */
+	if (strlen(r.registry) + 1 + strlen(r.repo) > NAME_MAX_LEN) {
+		fetch_ref_release(&r);
+		return lp_err_set(err, EINVAL,
+				  "image reference \"%s\": name longer than "
+				  "%d characters",
+				  shown, NAME_MAX_LEN);
+	}
 	if (!r.tag && !r.digest)
 		r.tag = lp_xstrdup("latest");
 	*ret = r;
@@ -324,9 +331,9 @@ char *fetch_ref_string(const struct fetch_ref *r)
 		   (r->digest ? strlen(r->digest) : 0);
 	char *s = lp_xmalloc(n);
 
-	snprintf(s, n, "%s/%s%s%s%s%s", r->registry, r->repo,
-		 r->tag ? ":" : "", r->tag ? r->tag : "",
-		 r->digest ? "@" : "", r->digest ? r->digest : "");
+	snprintf(s, n, "%s/%s%s%s%s%s", r->registry, r->repo, r->tag ? ":" : "",
+		 r->tag ? r->tag : "", r->digest ? "@" : "",
+		 r->digest ? r->digest : "");
 	return s;
 }
 

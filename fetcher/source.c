@@ -85,8 +85,8 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 				r = b->be.read(b->arg, buf, (size_t)plen, pos,
 					       err);
 			for (size_t k = 0; k < n; k++) {
-				uint64_t a = runs[k].off > pos ? runs[k].off :
-								 pos;
+				uint64_t a =
+					runs[k].off > pos ? runs[k].off : pos;
 				uint64_t e = run_end(&runs[k]) < pos + plen ?
 						     run_end(&runs[k]) :
 						     pos + plen;
@@ -110,22 +110,63 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 	return r;
 }
 
-/* Claims what [off, off+len) (grown by min_size) is missing. */
+/*
+ * Claims what [off, off+len) is missing; if anything was, also what the
+ * read-ahead (min_size) adds, so cache hits never wait for read-ahead.
+ */
 static void claim_range(struct bsrc *b, uint64_t off, uint64_t len,
 			struct fetch_range **all, size_t *n, size_t *cap)
 {
-	struct fetch_range *runs = NULL;
-	size_t k = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		struct fetch_range *runs = NULL;
+		size_t k = 0;
 
-	if (b->plan.min_size && len < b->plan.min_size)
-		len = b->plan.min_size;
-	fetch_cache_blob_claim(b->blob, off, len, &runs, &k);
-	if (k) {
-		lp_grow((void **)all, sizeof(**all), cap, *n + k);
-		memcpy(*all + *n, runs, k * sizeof(*runs));
-		*n += k;
+		if (pass == 1) {
+			if (!b->plan.min_size || len >= b->plan.min_size)
+				break;
+			len = b->plan.min_size;
+		}
+		fetch_cache_blob_claim(b->blob, off, len, &runs, &k);
+		if (k) {
+			lp_grow((void **)all, sizeof(**all), cap, *n + k);
+			memcpy(*all + *n, runs, k * sizeof(*runs));
+			*n += k;
+		}
+		free(runs);
+		if (!k)
+			break;
 	}
-	free(runs);
+}
+
+/*
+ * Requests that merge runs across a gap download the gap too: claim the
+ * gap's missing granules so those bytes are kept rather than dropped.
+ */
+static void claim_gaps(struct bsrc *b, struct fetch_range **runs, size_t *n,
+		       size_t *cap)
+{
+	struct fetch_plan_opts po = b->plan;
+	struct fetch_range *req;
+	size_t nreq, n0 = *n;
+
+	po.min_size = 0;
+	req = lp_xmalloc(n0 * sizeof(*req));
+	memcpy(req, *runs, n0 * sizeof(*req));
+	nreq = fetch_plan(req, n0, &po, fetch_cache_blob_size(b->blob));
+	for (size_t i = 0; i < nreq; i++) {
+		struct fetch_range *more = NULL;
+		size_t k = 0;
+
+		fetch_cache_blob_claim(b->blob, req[i].off, req[i].len, &more,
+				       &k);
+		if (k) {
+			lp_grow((void **)runs, sizeof(**runs), cap, *n + k);
+			memcpy(*runs + *n, more, k * sizeof(*more));
+			*n += k;
+		}
+		free(more);
+	}
+	free(req);
 }
 
 /* Makes every range present (waiting for other fetchers when wait). */
@@ -141,6 +182,8 @@ static int ensure(struct bsrc *b, const struct fetch_range *want, size_t n,
 		for (size_t i = 0; i < n; i++)
 			claim_range(b, want[i].off, want[i].len, &runs, &nruns,
 				    &cap);
+		if (nruns > 1)
+			claim_gaps(b, &runs, &nruns, &cap);
 		if (nruns)
 			r = fetch_runs(b, runs, nruns, err);
 		free(runs);
@@ -159,7 +202,8 @@ static int ensure(struct bsrc *b, const struct fetch_range *want, size_t n,
 			return 0;
 		/* another reader's fetch failed: try ourselves */
 	}
-	return lp_err_set(err, EIO, "concurrent fetches of the range keep "
+	return lp_err_set(err, EIO,
+			  "concurrent fetches of the range keep "
 			  "failing");
 }
 
@@ -267,7 +311,7 @@ int fetch_source_prefetch(struct lp_source *s, const struct fetch_range *r,
 		return lp_err_set(err, EINVAL, "not a fetcher blob source");
 	rc = ensure(b, r, n, true, err);
 	if (rc < 0)
-		return lp_err_wrap(err, "%s: prefetch", s->name);
+		return fetch_wrap(rc, err, "%s: prefetch", s->name);
 	return 0;
 }
 
@@ -299,7 +343,7 @@ int fetch_source_last_error(struct lp_source *s, struct lp_err *ret)
 	return ret->code;
 }
 
-/* ---- whole-blob fill --------------------------------------------------------- */
+/* ---- whole-blob fill ----------------------------------------------------- */
 
 struct fill_state {
 	struct bsrc *b;
@@ -350,9 +394,10 @@ int fetch_source_fill(struct lp_source *s, struct lp_err *err)
 	if (f.n) {
 		r = b->be.stream(b->arg, fill_cb, &f, err);
 		if (r == 0 && f.pos != s->size)
-			r = lp_err_set(err, EIO, "%s: stream ended at %llu of "
-				       "%llu bytes", s->name,
-				       (unsigned long long)f.pos,
+			r = lp_err_set(err, EIO,
+				       "%s: stream ended at %llu of "
+				       "%llu bytes",
+				       s->name, (unsigned long long)f.pos,
 				       (unsigned long long)s->size);
 		for (size_t k = 0; k < f.n; k++) {
 			if (r < 0)
@@ -365,7 +410,7 @@ int fetch_source_fill(struct lp_source *s, struct lp_err *err)
 		}
 		free(f.runs);
 		if (r < 0)
-			return lp_err_wrap(err, "%s: fill", s->name);
+			return fetch_wrap(r, err, "%s: fill", s->name);
 	}
 	/* granules others were fetching: wait for them (or fetch them) */
 	{
@@ -376,7 +421,7 @@ int fetch_source_fill(struct lp_source *s, struct lp_err *err)
 	return r;
 }
 
-/* ---- the registry backend -------------------------------------------------------- */
+/* ---- the registry backend ------------------------------------------------ */
 
 struct reg_backend {
 	struct fetch_client *client;

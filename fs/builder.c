@@ -2,6 +2,7 @@
 /*
  * The model builder: entries by path in, a frozen tree out.
  */
+#define LP_MODNAME "model"
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -276,7 +277,8 @@ int model_builder_add(struct model_builder *b, const struct model_entry *in,
 	free(clean);
 	e = &b->e[id];
 	e->type = (uint8_t)in->type;
-	e->mode = in->mode & 07777;
+	/* a symlink's permissions mean nothing on Linux: always 0777 */
+	e->mode = in->type == MODEL_SYMLINK ? 0777 : in->mode & 07777;
 	e->uid = in->uid;
 	e->gid = in->gid;
 	e->size = in->type == MODEL_REG ? in->size : 0;
@@ -335,6 +337,16 @@ int model_builder_add_xattr(struct model_builder *b, uint32_t id,
 				  "entry \"%s\": xattr \"%.60s\" too long or "
 				  "empty",
 				  b->arena + b->e[id].path, name);
+	/*
+	 * Linux serves only namespaced names; others (macOS tars carry bare
+	 * names) cannot be set by an extraction either, so they are dropped.
+	 */
+	if (strncmp(name, "user.", 5) && strncmp(name, "trusted.", 8) &&
+	    strncmp(name, "security.", 9) && strncmp(name, "system.", 7)) {
+		lp_debug("entry \"%s\": dropping xattr \"%.60s\" (no Linux "
+			 "namespace)", b->arena + b->e[id].path, name);
+		return 0;
+	}
 	lp_grow((void **)&b->x, sizeof(*b->x), &b->cap_x, b->n_x + 1);
 	x = &b->x[b->n_x++];
 	x->owner = id;
@@ -651,7 +663,8 @@ int model_builder_finish(struct model_builder *b, struct model **ret,
 		in->size = e->type == MODEL_REG ? e->size : 0;
 		in->rdev_major = e->rdev_major;
 		in->rdev_minor = e->rdev_minor;
-		in->layer = e->layer;
+		in->layer = (uint16_t)e->layer;
+		in->flags = e->synth ? MODEL_INODE_SYNTH : 0;
 		in->nlink = e->type == MODEL_DIR ? 2 : 1;
 		in->parent = i == root ? MODEL_ROOT_INO : b->e[e->parent].ino;
 		in->name = i == root ? 0

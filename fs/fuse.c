@@ -18,6 +18,7 @@
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "fs/fuse.h"
 
@@ -27,6 +28,7 @@
 /* Reads spanning more chunks than this are copied into one buffer. */
 #define FSRV_MAX_IOV 64
 #define FSRV_BLOCK 4096
+#define FSRV_LOG_BURST 20
 /* Largest chunk decoded into memory (the engine's limit too). */
 #define FSRV_MAX_CHUNK (256ull << 20)
 
@@ -70,14 +72,21 @@ struct fsrv {
 	struct chunk_cache cache;
 	struct fuse_session *se;
 	bool mounted;
+	/* read-error log lines: at most FSRV_LOG_BURST per second */
+	pthread_mutex_t log_lock;
+	int64_t log_sec;	/* protected by log_lock */
+	uint32_t log_count;	/* protected by log_lock */
+	uint64_t log_dropped;	/* protected by log_lock */
 	/* statistics: atomics */
 	uint64_t n_reads, n_read_bytes, n_read_errors;
 	uint64_t n_hits, n_misses, n_waits;
 	uint64_t n_lookups;
 };
 
-#define STAT_ADD(s, field, v) __atomic_add_fetch(&(s)->field, (v), __ATOMIC_RELAXED)
-#define STAT_SUB(s, field, v) __atomic_sub_fetch(&(s)->field, (v), __ATOMIC_RELAXED)
+#define STAT_ADD(s, field, v)                                                  \
+	__atomic_add_fetch(&(s)->field, (v), __ATOMIC_RELAXED)
+#define STAT_SUB(s, field, v)                                                  \
+	__atomic_sub_fetch(&(s)->field, (v), __ATOMIC_RELAXED)
 #define STAT_GET(s, field) __atomic_load_n(&(s)->field, __ATOMIC_RELAXED)
 
 /* ---- decoded-chunk cache ------------------------------------------------ */
@@ -160,12 +169,16 @@ static void cache_unhash(struct chunk_cache *c, struct cent *e)
 	}
 }
 
-/* Drops least recently used, unreferenced entries until under the cap. */
+/*
+ * Drops least recently used, unreferenced entries until under the cap.  The
+ * most recent entry stays even if it alone is over the cap, so 4 KiB reads
+ * of a chunk larger than the cache do not decode it every time.
+ */
 static void cache_evict(struct chunk_cache *c)
 {
 	struct cent *e = c->lru.lprev;
 
-	while (c->bytes > c->cap && e != &c->lru) {
+	while (c->bytes > c->cap && e != &c->lru && e != c->lru.lnext) {
 		struct cent *prev = e->lprev;
 
 		if (e->refs == 0) {
@@ -201,8 +214,9 @@ static int cache_get(struct fsrv *s, uint32_t idx, struct cent **ret,
 	const struct model_chunk *ch = &s->m->chunks[idx];
 	struct lp_err err = { 0 };
 	struct cent *e, **slot;
+	char ebuf[128];
 	uint8_t *buf;
-	int r;
+	int r, st;
 
 	pthread_mutex_lock(&c->lock);
 	slot = cache_slot(c, idx);
@@ -221,8 +235,9 @@ static int cache_get(struct fsrv *s, uint32_t idx, struct cent **ret,
 		STAT_ADD(s, n_waits, 1);
 		while (e->state == CENT_LOADING)
 			pthread_cond_wait(&c->cond, &c->lock);
+		st = e->state; /* final: READY or FAILED */
 		pthread_mutex_unlock(&c->lock);
-		if (e->state == CENT_READY) {
+		if (st == CENT_READY) {
 			*ret = e;
 			return 0;
 		}
@@ -258,7 +273,9 @@ static int cache_get(struct fsrv *s, uint32_t idx, struct cent **ret,
 		free(buf);
 		e->state = CENT_FAILED;
 		e->error = r;
-		e->why = lp_xstrdup(err.msg[0] ? err.msg : strerror(-r));
+		e->why = lp_xstrdup(err.msg[0] ? err.msg
+					       : strerror_r(-r, ebuf,
+							    sizeof(ebuf)));
 		/* failures are not cached: the next read tries again */
 		cache_unhash(c, e);
 		if (why)
@@ -306,8 +323,30 @@ static void log_read_error(struct fsrv *s, uint32_t ino, uint64_t off,
 			   uint32_t idx, int r, const char *why)
 {
 	const struct model_chunk *c = &s->m->chunks[idx];
-	char path[4096];
+	char path[4096], ebuf[128];
+	struct timespec now;
+	uint64_t dropped = 0;
 
+	/* a reader retrying a bad file must not fill the disk with logs */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&s->log_lock);
+	if (now.tv_sec != s->log_sec) {
+		s->log_sec = now.tv_sec;
+		s->log_count = 0;
+		dropped = s->log_dropped;
+		s->log_dropped = 0;
+	}
+	if (s->log_count >= FSRV_LOG_BURST) {
+		s->log_dropped++;
+		pthread_mutex_unlock(&s->log_lock);
+		return;
+	}
+	s->log_count++;
+	pthread_mutex_unlock(&s->log_lock);
+	if (dropped)
+		lp_log(LP_LOG_ERROR, "%s%s%llu more read errors not logged",
+		       s->name ? s->name : "", s->name ? ": " : "",
+		       (unsigned long long)dropped);
 	if (model_path(s->m, ino, path, sizeof(path)) < 0)
 		snprintf(path, sizeof(path), "inode %u", ino);
 	lp_log(LP_LOG_ERROR,
@@ -316,7 +355,7 @@ static void log_read_error(struct fsrv *s, uint32_t ino, uint64_t off,
 	       s->name ? s->name : "", s->name ? ": " : "", path,
 	       (unsigned long long)off, idx, (unsigned long long)c->file_off,
 	       (unsigned long long)c->len, (unsigned long long)c->comp_off,
-	       why && why[0] ? why : strerror(-r));
+	       why && why[0] ? why : strerror_r(-r, ebuf, sizeof(ebuf)));
 }
 
 /*
@@ -800,10 +839,12 @@ static void fsrv_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 	if (!in)
 		return;
-	for (uint32_t i = 0; i < in->xattr_count; i++)
-		total += strlen(model_str(
-				 s->m, s->m->xattrs[in->xattr_first + i].name)) +
-			 1;
+	for (uint32_t i = 0; i < in->xattr_count; i++) {
+		const struct model_xattr *x =
+			&s->m->xattrs[in->xattr_first + i];
+
+		total += strlen(model_str(s->m, x->name)) + 1;
+	}
 	if (size == 0) {
 		fuse_reply_xattr(req, total);
 		return;
@@ -914,7 +955,8 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
 		o = &none;
 	if (!m || m->n_inodes <= MODEL_ROOT_INO ||
 	    !S_ISDIR(m->inodes[MODEL_ROOT_INO].mode))
-		return lp_err_set(err, EINVAL, "the model has no root directory");
+		return lp_err_set(err, EINVAL,
+				  "the model has no root directory");
 	if (!ops || !ops->read_chunk)
 		return lp_err_set(err, EINVAL, "no chunk source");
 	if (o->fsname && bad_opt_value(o->fsname))
@@ -938,6 +980,7 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
 			s->total_blocks +=
 				(m->inodes[i].size + FSRV_BLOCK - 1) /
 				FSRV_BLOCK;
+	pthread_mutex_init(&s->log_lock, NULL);
 	cache_init(&s->cache, o->cache_bytes ? o->cache_bytes
 					     : FSRV_DEFAULT_CACHE,
 		   m->n_chunks);
@@ -1020,6 +1063,7 @@ void fsrv_free(struct fsrv *s)
 	if (s->se)
 		fuse_session_destroy(s->se);
 	cache_release(&s->cache);
+	pthread_mutex_destroy(&s->log_lock);
 	free(s->name);
 	free(s->fsname);
 	free(s->subtype);

@@ -35,7 +35,8 @@ struct fsrv_opts {
 	const char *name;    /* image / layer named in log lines; may be NULL */
 	bool allow_other;    /* -o allow_other */
 	bool debug;	     /* libfuse request tracing (-d) */
-	unsigned max_idle_threads; /* 0 = default (libfuse caps workers at 10) */
+	unsigned max_idle_threads; /* 0 = 10; libfuse >= 3.12 runs at most
+				      10 workers for FUSE_USE_VERSION 35 */
 	uint64_t cache_bytes;	   /* decoded-chunk cache; 0 = 32 MiB */
 	double timeout;		   /* entry/attr seconds; 0 = one day */
 };
@@ -76,7 +77,11 @@ enum {
  */
 int fsrv_run(struct fsrv *s, unsigned flags);
 
-/* Asks fsrv_run() to return (async-signal-safe). */
+/*
+ * Asks fsrv_run() to return.  Async-signal-safe; from a signal handler on
+ * the thread in fsrv_run() it takes effect at once, otherwise when the
+ * next request arrives (libfuse's loop only then looks at the flag).
+ */
 void fsrv_exit(struct fsrv *s);
 
 /* Unmounts if still mounted; safe to call twice. */

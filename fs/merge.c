@@ -188,6 +188,20 @@ static int merge_dir(struct copier *cp, struct model *const *layers,
 					  "path too long under %s", path);
 		path[plen] = '/';
 		memcpy(path + plen + 1, nm, nl + 1);
+		/*
+		 * A directory a layer only implied (a child without its parent
+		 * entry) takes its attributes from the topmost layer that
+		 * declared it, as extracting the layers in order would.
+		 */
+		for (uint32_t k = 0; k < n_sub; k++) {
+			const struct model *sm = layers[sub[k].layer];
+
+			if (!(sm->inodes[sub[k].ino].flags & MODEL_INODE_SYNTH)) {
+				top_layer = sub[k].layer;
+				top_ino = sub[k].ino;
+				break;
+			}
+		}
 		r = copy_inode(cp, layers[top_layer], top_layer, top_ino, path,
 			       NULL);
 		if (r < 0)
@@ -282,18 +296,25 @@ int model_merge(struct model *const *layers, uint32_t n, struct model **ret,
 	if (n_roots) {
 		struct model_entry root = { .path = "/", .path_len = 1,
 					    .type = MODEL_DIR };
-		const struct model_inode *ri =
-			&layers[roots[0].layer]->inodes[MODEL_ROOT_INO];
-		uint32_t id;
+		uint32_t rl = roots[0].layer, id;
+		const struct model_inode *ri;
 
+		for (uint32_t k = 0; k < n_roots; k++) {
+			if (!(layers[roots[k].layer]->inodes[MODEL_ROOT_INO]
+				      .flags & MODEL_INODE_SYNTH)) {
+				rl = roots[k].layer;
+				break;
+			}
+		}
+		ri = &layers[rl]->inodes[MODEL_ROOT_INO];
 		root.mode = ri->mode & 07777;
 		root.uid = ri->uid;
 		root.gid = ri->gid;
 		root.mtime = ri->mtime;
-		root.layer = roots[0].layer;
+		root.layer = rl;
 		r = model_builder_add(cp->b, &root, &id, err);
 		for (uint32_t i = 0; r == 0 && i < ri->xattr_count; i++) {
-			const struct model *m = layers[roots[0].layer];
+			const struct model *m = layers[rl];
 			const struct model_xattr *x =
 				&m->xattrs[ri->xattr_first + i];
 

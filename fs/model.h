@@ -107,8 +107,12 @@ struct model_inode {
 	uint32_t xattr_first, xattr_count;
 	uint32_t first; /* dir: first dirent; reg: first chunk */
 	uint32_t count; /* dir: dirent count; reg: chunk count */
-	uint32_t layer; /* source layer index in a merged model */
+	uint16_t layer; /* source layer index in a merged model */
+	uint16_t flags; /* MODEL_INODE_* */
 };
+
+/* A directory no entry declared: the builder made it for a child. */
+#define MODEL_INODE_SYNTH 0x1
 
 struct model {
 	struct model_inode *inodes; /* [0] unused; [1] = root */

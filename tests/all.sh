@@ -17,9 +17,13 @@ echo "== tests under ASan+UBSan"
 SAN=$LP_SRC/build-san
 if [ ! -f "$SAN/build.ninja" ]; then
 	CC=clang meson setup "$SAN" "$LP_SRC" -Db_sanitize=address,undefined \
-		-Db_lundef=false -Dfuzzers=true >/dev/null
+		-Db_lundef=false -Dfuzzers=true >"$SAN.setup.log" 2>&1 ||
+		{ cat "$SAN.setup.log"; rm -rf "$SAN"; exit 1; }
 fi
-ninja -C "$SAN" >/dev/null
+ninja -C "$SAN" >"$SAN.ninja.log" 2>&1 || {
+	grep -E -B2 -A12 'FAILED|error' "$SAN.ninja.log" | head -80
+	exit 1
+}
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 ASAN_OPTIONS=detect_leaks=1 \
 	meson test -C "$SAN" --print-errorlogs --num-processes 2 \
@@ -27,16 +31,20 @@ ASAN_OPTIONS=detect_leaks=1 \
 
 echo "== fuzzing (${FUZZ_SECONDS}s per target)"
 shopt -s nullglob
-for f in "$SAN"/tests/fuzz/fuzz-*; do
-	[ -x "$f" ] || continue
+for f in "$SAN"/tests/fuzz-*; do
+	[ -f "$f" ] && [ -x "$f" ] || continue
 	name=$(basename "$f")
 	corpus=$(mktemp -d)
-	seeds=$LP_SRC/testdata/fuzz/$name
+	args=("$corpus")
+	[ -d "$LP_SRC/testdata/fuzz/$name" ] && args+=("$LP_SRC/testdata/fuzz/$name")
 	echo "-- $name"
-	"$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
-		-print_final_stats=0 "$corpus" ${seeds:+$( [ -d "$seeds" ] && echo "$seeds")} \
-		2>"$corpus.log" || { tail -50 "$corpus.log"; exit 1; }
-	grep -E '^(#[0-9]+.*DONE|Done)' "$corpus.log" | tail -1 || true
+	if ! "$f" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+		-print_final_stats=1 "${args[@]}" >"$corpus.log" 2>&1; then
+		tail -60 "$corpus.log"
+		echo "fuzz target $name failed (crash input saved in $PWD)"
+		exit 1
+	fi
+	grep -E '^stat::number_of_executed_units' "$corpus.log" || true
 	rm -rf "$corpus" "$corpus.log"
 done
 echo "== all tests passed"

@@ -14,7 +14,7 @@ PKGS=(
 	libfuse3-dev libcurl4-openssl-dev libcmocka-dev
 	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
 	# tools the tests drive
-	fuse3 zstd gzip tar jq python3 b3sum attr
+	fuse3 zstd gzip tar jq python3 b3sum attr apache2-utils busybox-static
 	golang-go golang-github-containerd-stargz-snapshotter-dev
 	golang-github-containerd-containerd-dev
 	containerd runc stargz-snapshotter docker-registry skopeo umoci
@@ -33,7 +33,14 @@ if ((${#missing[@]})); then
 fi
 
 if [ ! -f "$LP_BUILD/build.ninja" ]; then
-	meson setup "$LP_BUILD" "$LP_SRC" >/dev/null
+	meson setup "$LP_BUILD" "$LP_SRC" >"$LP_BUILD.setup.log" 2>&1 || {
+		cat "$LP_BUILD.setup.log"
+		rm -rf "$LP_BUILD"
+		exit 1
+	}
 fi
-ninja -C "$LP_BUILD" >/dev/null
+ninja -C "$LP_BUILD" >"$LP_BUILD.ninja.log" 2>&1 || {
+	grep -E -B2 -A12 'FAILED|error' "$LP_BUILD.ninja.log" | head -80
+	exit 1
+}
 echo "setup: built $LP_BUILD/cli/lazypull"

@@ -84,6 +84,12 @@ def make_layers(src, work):
         layers = json.load(f)
     for l in layers:
         l["tar"] = os.path.join(out, l["tar"])
+    # upstream tar vectors with every entry type (nydus tests/texture/tar)
+    ref = os.path.join(src, "testdata", "reference", "tar")
+    for t in ("all-entry-type.tar", "all-entry-type-macos.tar"):
+        if os.path.exists(os.path.join(ref, t)):
+            layers.append({"name": "vector-" + t[:-4],
+                           "tar": os.path.join(ref, t)})
     return layers
 
 

@@ -816,8 +816,8 @@ static void test_ops(void)
 	/* ordinary gzip layers and other files are not RAFS */
 	const char *nots[] = { "layers/invalid.tar.gz",
 			       "sha256-nocompress-repeatable.result",
-			       "toc/2fa78cad554b75ac91a4a125ed148d0ddeb25efa"
-			       "4aaa8bd80e5dc292690a4dca" };
+			       ("toc/2fa78cad554b75ac91a4a125ed148d0ddeb25efa"
+				"4aaa8bd80e5dc292690a4dca") };
 	for (size_t i = 0; i < ARRAY_SIZE(nots); i++) {
 		struct lp_source *src = NULL;
 		struct lp_err err = { 0 };

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cli/fetch: opening layers of an image in a registry for the inspect, ls,
+ * cat and check commands, and the `lazypull manifest` debug command.
+ *
+ * Typical use in a command:
+ *
+ *	struct cli_remote_opts ro;              // cli_remote_opts_init(),
+ *						// getopt: cli_remote_opt()
+ *	struct cli_remote *rem = NULL;
+ *	struct format_hints h;
+ *	struct lp_source *src;
+ *
+ *	if (cli_is_remote(arg)) {
+ *		if (cli_open_remote(arg, &ro, &rem, &h, &src) < 0)
+ *			return 1;                // message already printed
+ *		eo.hints = &h;
+ *		engine_open(src, &eo, &layer, &err);   // takes src
+ *	}
+ *	...
+ *	engine_close(layer);
+ *	cli_remote_close(rem);                  // after the layer; -v summary
+ */
+#ifndef LP_CLI_FETCH_H
+#define LP_CLI_FETCH_H
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "fetcher/fetcher.h"
+#include "fs/model.h"
+
+struct cli_remote_opts {
+	const char *root;     /* state dir: NULL = $LAZYPULL_ROOT or
+				 /var/lib/lazypull; the cache is ROOT/cache */
+	const char *platform; /* os/arch[/variant]; NULL = the host's */
+	const char *user;     /* USER[:PASSWORD] */
+	bool plain_http;      /* http:// instead of https:// */
+	bool insecure;	      /* https without certificate checks */
+	int layer;	      /* --layer N (0-based); -1 = not given */
+	const char *layer_digest;
+	uint64_t cache_max;   /* bytes, 0 = unbounded */
+	int64_t tag_ttl;      /* reuse a tag's resolution this many seconds
+				 (0 = ask the registry, --refresh) */
+	bool verbose;	      /* each request on stderr, totals at close */
+};
+
+/* getopt_long ids (clear of cli.h's 0x100 range) */
+enum {
+	OPT_PLAIN_HTTP = 0x200,
+	OPT_INSECURE,
+	OPT_PLATFORM,
+	OPT_ROOT,
+	OPT_USER,
+	OPT_LAYER,
+	OPT_LAYER_DIGEST,
+	OPT_CACHE_MAX,
+	OPT_REFRESH,
+};
+
+#define CLI_REMOTE_LONGOPTS                                                    \
+	{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },                   \
+		{ "insecure", no_argument, NULL, OPT_INSECURE },               \
+		{ "platform", required_argument, NULL, OPT_PLATFORM },         \
+		{ "root", required_argument, NULL, OPT_ROOT },                 \
+		{ "user", required_argument, NULL, OPT_USER },                 \
+		{ "layer", required_argument, NULL, OPT_LAYER },               \
+		{ "layer-digest", required_argument, NULL, OPT_LAYER_DIGEST }, \
+		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },       \
+		{ "refresh", no_argument, NULL, OPT_REFRESH }
+
+#define CLI_REMOTE_HELP                                                        \
+	"Registry references ([REGISTRY/]REPO[:TAG|@DIGEST]):\n"               \
+	"  --plain-http        talk http, not https, to the registry\n"        \
+	"  --insecure          https without certificate verification\n"      \
+	"  --platform P        os/arch[/variant] in a multi-platform image\n"  \
+	"  --layer N           the N-th layer (0-based) of the image\n"        \
+	"  --layer-digest D    the layer with digest D\n"                      \
+	"  --user U[:P]        registry credentials (else IMAGE_PULL_AUTH,\n"  \
+	"                      then ~/.docker/config.json)\n"                  \
+	"  --root DIR          state: blob cache in DIR/cache (default\n"      \
+	"                      $LAZYPULL_ROOT or /var/lib/lazypull)\n"         \
+	"  --cache-max BYTES   bound the blob cache (LRU eviction)\n"          \
+	"  --refresh           resolve the tag again (else reused for 5 min)\n"
+
+#define CLI_TAG_TTL_DEFAULT 300
+
+/* Sets o to "nothing given" (layer -1, tag TTL 5 minutes). */
+void cli_remote_opts_init(struct cli_remote_opts *o);
+/*
+ * Handles a CLI_REMOTE_LONGOPTS option: 1 if it was one, 0 if not, -1 on
+ * a bad value (message printed).  arg is optarg: the password of --user is
+ * copied and then blanked in argv.
+ */
+int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg);
+
+/* An argument is a registry reference when no such file exists and it
+ * parses as a reference. */
+bool cli_is_remote(const char *arg);
+
+struct cli_remote {
+	struct fetch_ref ref;
+	struct fetch_client *client;
+	struct fetch_cache *cache;
+	struct fetch_manifest *manifest; /* the image manifest */
+	struct fetch_manifest *index;	 /* the index it came from, or NULL */
+	const char ***annotations; /* per layer: key, value, ..., NULL */
+	bool verbose;
+};
+
+/*
+ * Resolves ref to an image manifest (through an index by platform) and
+ * sets up the client and the blob cache.  Manifests are kept in the cache
+ * (fetch_get_image_cached), so with a warm cache a digest reference, or a
+ * tag within o->tag_ttl, costs no request.  Prints a one-line error.
+ */
+int cli_remote_open(const char *ref, const struct cli_remote_opts *o,
+		    struct cli_remote **ret);
+/* With -v prints "fetched: N requests, B bytes".  Accepts NULL. */
+void cli_remote_close(struct cli_remote *r);
+static inline void cli_remote_closep(struct cli_remote **r)
+{
+	cli_remote_close(*r);
+}
+
+/* Opens layer i (manifest order) as a cached, lazily fetched source. */
+int cli_remote_layer(struct cli_remote *r, size_t i, struct lp_source **ret);
+/* Engine hints for layer i: media type, TOC digest, annotations (valid
+ * while r lives). */
+void cli_remote_hints(const struct cli_remote *r, size_t i,
+		      struct format_hints *ret);
+/* Any blob of the repository (e.g. a RAFS data blob); size 0 = HEAD. */
+int cli_remote_blob(struct cli_remote *r, const char *digest, uint64_t size,
+		    struct lp_source **ret);
+/*
+ * The layer o picks: --layer N, --layer-digest D, else the nydus
+ * bootstrap layer if there is one, else the only layer.  -EINVAL with a
+ * message when the image has several layers and none was picked.
+ */
+int cli_remote_pick(const struct cli_remote *r,
+		    const struct cli_remote_opts *o, size_t *ret);
+
+/*
+ * All of the above for the common case: opens ref and the layer o picks.
+ * *ret_hints stays valid while *ret_remote lives.
+ */
+int cli_open_remote(const char *ref, const struct cli_remote_opts *o,
+		    struct cli_remote **ret_remote,
+		    struct format_hints *ret_hints, struct lp_source **ret);
+
+/* `lazypull manifest [OPTIONS] REF`: prints the manifest JSON. */
+int cmd_manifest(int argc, char **argv);
+
+#endif

@@ -1,0 +1,868 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Integration tests of the fetcher against a real docker-registry.
+
+    run.py FETCH_TOOL SUITE      SUITE: registry | faults | auth
+
+The test starts its own docker-registry (Debian package docker-registry) on
+127.0.0.1 with a random port and its own storage, pushes a hand-written OCI
+layout with skopeo, and drives fetcher/ through tests/fetcher/fetch-tool.
+Faults come from a loopback HTTP proxy in this file that sits between the
+fetcher and the registry and can answer with canned 401/429/503 replies,
+short, long or corrupted bodies, stalls, connection resets, ignored ranges
+and redirects; it also plays the bearer token server.
+
+Exit status: 0 pass, 1 fail, 77 skip (docker-registry or skopeo missing).
+"""
+
+import base64
+import gzip
+import hashlib
+import http.client
+import http.server
+import io
+import json
+import os
+import random
+import secrets
+import shutil
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.parse
+
+FAILURES = []
+
+
+def check(cond, what):
+    if cond:
+        print(f"ok   {what}")
+    else:
+        print(f"FAIL {what}")
+        FAILURES.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=20.0):
+    host = urllib.parse.urlparse(url)
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            c = http.client.HTTPConnection(host.hostname, host.port,
+                                           timeout=1)
+            c.request("GET", host.path)
+            r = c.getresponse()
+            r.read()
+            c.close()
+            if r.status in (200, 401):
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def sha256(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+# ---- the image ---------------------------------------------------------------
+
+class Layout:
+    """A hand-written OCI image layout: tag v1 (one image, two layers) and
+    tag multi (an index for linux/amd64 and linux/arm64/v8)."""
+
+    def __init__(self, root):
+        self.root = root
+        self.blobs = {}
+        os.makedirs(os.path.join(root, "blobs", "sha256"))
+        rnd = random.Random(1234)
+        self.big = bytes(rnd.getrandbits(8) for _ in range(1536 * 1024))
+        self.layer1 = self._layer({"data.bin": self.big,
+                                   "hello.txt": b"hello, lazy world\n"})
+        self.layer2 = self._layer({"etc/motd": b"second layer\n"})
+        m_amd = self._image("amd64", None, [self.layer1, self.layer2])
+        m_arm = self._image("arm64", "v8", [self.layer2])
+        self.manifest_v1 = m_amd
+        self.manifest_arm = m_arm
+        idx = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                dict(self._desc(m_amd),
+                     platform={"os": "linux", "architecture": "amd64"}),
+                dict(self._desc(m_arm),
+                     platform={"os": "linux", "architecture": "arm64",
+                               "variant": "v8"}),
+            ],
+        }
+        self.index = self._put(json.dumps(idx).encode(),
+                               "application/vnd.oci.image.index.v1+json")
+        top = {
+            "schemaVersion": 2,
+            "manifests": [
+                dict(self._desc(m_amd), annotations={
+                    "org.opencontainers.image.ref.name": "v1"}),
+                dict(self._desc(self.index), annotations={
+                    "org.opencontainers.image.ref.name": "multi"}),
+            ],
+        }
+        with open(os.path.join(root, "index.json"), "w") as f:
+            json.dump(top, f)
+        with open(os.path.join(root, "oci-layout"), "w") as f:
+            json.dump({"imageLayoutVersion": "1.0.0"}, f)
+
+    def _put(self, data, media_type):
+        d = sha256(data)
+        with open(os.path.join(self.root, "blobs", "sha256", d[7:]),
+                  "wb") as f:
+            f.write(data)
+        self.blobs[d] = data
+        return {"digest": d, "size": len(data), "mediaType": media_type,
+                "data": data}
+
+    @staticmethod
+    def _desc(b):
+        return {"mediaType": b["mediaType"], "digest": b["digest"],
+                "size": b["size"]}
+
+    def _layer(self, files):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w",
+                          format=tarfile.PAX_FORMAT) as t:
+            for name, data in sorted(files.items()):
+                ti = tarfile.TarInfo(name)
+                ti.size = len(data)
+                ti.mtime = 1700000000
+                ti.mode = 0o644
+                t.addfile(ti, io.BytesIO(data))
+        tar = raw.getvalue()
+        gz = gzip.compress(tar, compresslevel=6, mtime=0)
+        b = self._put(gz, "application/vnd.oci.image.layer.v1.tar+gzip")
+        b["diff_id"] = sha256(tar)
+        return b
+
+    def _image(self, arch, variant, layers):
+        cfg = {"architecture": arch, "os": "linux",
+               "rootfs": {"type": "layers",
+                          "diff_ids": [l["diff_id"] for l in layers]},
+               "config": {"Cmd": ["/bin/true"]}}
+        if variant:
+            cfg["variant"] = variant
+        c = self._put(json.dumps(cfg).encode(),
+                      "application/vnd.oci.image.config.v1+json")
+        m = {"schemaVersion": 2,
+             "mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "config": self._desc(c),
+             "layers": [self._desc(l) for l in layers]}
+        return self._put(json.dumps(m).encode(),
+                         "application/vnd.oci.image.manifest.v1+json")
+
+
+# ---- the registry ---------------------------------------------------------------
+
+class Registry:
+    def __init__(self, work, name, htpasswd=None):
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.dir = os.path.join(work, name)
+        os.makedirs(os.path.join(self.dir, "storage"))
+        conf = os.path.join(self.dir, "config.yml")
+        # our own config: Debian's default enables htpasswd on :5000
+        lines = ["version: 0.1",
+                 "log:", "  level: warn",
+                 "storage:",
+                 f"  filesystem: {{rootdirectory: {self.dir}/storage}}",
+                 "  delete: {enabled: true}",
+                 "http:", f"  addr: {self.addr}"]
+        if htpasswd:
+            lines += ["auth:", "  htpasswd:", "    realm: test-realm",
+                      f"    path: {htpasswd}"]
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.log = open(os.path.join(self.dir, "registry.log"), "w")
+        self.proc = subprocess.Popen(["docker-registry", "serve", conf],
+                                     stdout=self.log, stderr=self.log,
+                                     stdin=subprocess.DEVNULL)
+        if not wait_http(f"http://{self.addr}/v2/"):
+            self.stop()
+            raise RuntimeError(f"registry on {self.addr} did not start; "
+                               f"see {self.dir}/registry.log")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def skopeo_push(work, layout, tag, dest, creds=None, all_=False):
+    policy = os.path.join(work, "policy.json")
+    if not os.path.exists(policy):
+        with open(policy, "w") as f:
+            json.dump({"default": [{"type": "insecureAcceptAnything"}]}, f)
+    cmd = ["skopeo", "--policy", policy, "copy", "--quiet",
+           "--dest-tls-verify=false"]
+    if all_:
+        cmd.append("--all")
+    if creds:
+        cmd += ["--dest-creds", creds]
+    cmd += [f"oci:{layout.root}:{tag}", f"docker://{dest}"]
+    r = subprocess.run(cmd, capture_output=True, text=True,
+                       env=dict(os.environ, HOME=work))
+    if r.returncode:
+        raise RuntimeError(f"skopeo: {r.stderr.strip()}")
+
+
+# ---- the fault-injecting proxy, token server and redirect target ----------------
+
+class Rule:
+    def __init__(self, kind, match="/blobs/", method=None, count=1, **kw):
+        self.kind, self.match, self.method, self.count = \
+            kind, match, method, count
+        self.kw = kw
+
+
+class ProxyServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients hanging up on purpose (timeouts, resets)
+
+
+class Proxy:
+    """Forwards to upstream; see Handler for the faults."""
+
+    def __init__(self, upstream, prefix=""):
+        self.upstream = upstream
+        self.prefix = prefix
+        self.rules = []
+        self.log = []
+        self.lock = threading.Lock()
+        self.auth_mode = False
+        self.users = {}
+        self.tokens = set()
+        self.token_ttl = 300
+        self.token_requests = 0
+        self.redirect_to = None
+        self.server = ProxyServer(("127.0.0.1", 0), Handler)
+        self.server.ctx = self
+        self.port = self.server.server_address[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever,
+                         daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add(self, rule):
+        with self.lock:
+            self.rules.append(rule)
+
+    def reset(self):
+        with self.lock:
+            self.rules = []
+            self.log = []
+
+    def take(self, method, path, ranged):
+        with self.lock:
+            for r in self.rules:
+                if r.count and r.match in path and \
+                        (not r.method or r.method == method) and \
+                        (not r.kw.get("ranged") or ranged):
+                    r.count -= 1
+                    return r
+        return None
+
+    def blob_gets(self):
+        with self.lock:
+            return [e for e in self.log
+                    if e["method"] == "GET" and "/blobs/" in e["path"]]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def finish(self):
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def do_GET(self):
+        self.serve("GET")
+
+    def do_HEAD(self):
+        self.serve("HEAD")
+
+    def reply(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def serve(self, method):
+        p = self.server.ctx
+        path = self.path
+        auth = self.headers.get("Authorization")
+        entry = {"method": method, "path": path,
+                 "range": self.headers.get("Range"), "auth": auth,
+                 "status": None, "port": self.client_address[1]}
+        with p.lock:
+            p.log.append(entry)
+        if path.startswith("/token"):
+            return self.token(p, entry)
+        if p.prefix and path.startswith(p.prefix):
+            path = path[len(p.prefix):].split("?")[0]
+        if p.auth_mode and path.startswith("/v2/"):
+            ok = auth and auth.startswith("Bearer ") and \
+                auth[7:] in p.tokens
+            if not ok:
+                repo = path[4:].split("/blobs/")[0].split("/manifests/")[0]
+                chal = (f'Bearer realm="http://{p.addr}/token",'
+                        f'service="test-registry",'
+                        f'scope="repository:{repo}:pull"')
+                entry["status"] = 401
+                return self.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"'
+                                  b',"message":"authentication required"}]}',
+                                  [("WWW-Authenticate", chal),
+                                   ("Content-Type", "application/json")])
+        rule = p.take(method, path, bool(self.headers.get("Range")))
+        kind = rule.kind if rule else None
+        if kind == "revoke":
+            with p.lock:
+                p.tokens.clear()
+        if kind == "status":
+            hdrs = [("Content-Type", "application/json")]
+            if "retry_after" in rule.kw:
+                hdrs.append(("Retry-After", str(rule.kw["retry_after"])))
+            entry["status"] = rule.kw["code"]
+            return self.reply(rule.kw["code"],
+                              b'{"errors":[{"code":"UNAVAILABLE",'
+                              b'"message":"injected"}]}', hdrs)
+        if kind == "reset":
+            entry["status"] = "reset"
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
+        if kind == "redirect" and method == "GET":
+            entry["status"] = 307
+            loc = (f"http://{p.redirect_to}/storage{path}"
+                   f"?X-Amz-Signature=topsecret")
+            return self.reply(307, b"", [("Location", loc)])
+
+        hdrs = {}
+        if self.headers.get("Accept"):
+            hdrs["Accept"] = self.headers["Accept"]
+        if self.headers.get("Range") and kind != "ignore_range":
+            hdrs["Range"] = self.headers["Range"]
+        c = http.client.HTTPConnection(p.upstream, timeout=30)
+        c.request(method, path, headers=hdrs)
+        r = c.getresponse()
+        body = r.read()
+        c.close()
+        out = [(k, v) for k, v in r.getheaders()
+               if k.lower() not in ("content-length", "connection",
+                                    "transfer-encoding", "date")]
+        entry["status"] = r.status
+        length = int(r.getheader("Content-Length", len(body)))
+        if method == "HEAD" or r.status >= 300:
+            self.send_response(r.status)
+            for k, v in out:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            if method != "HEAD":
+                self.wfile.write(body)
+            return
+        if kind == "flip" and body:
+            b = bytearray(body)
+            b[len(b) // 2] ^= 0xFF
+            body = bytes(b)
+        if kind == "long":
+            body += b"EXTRABYTES"
+        if kind == "bad_range":
+            out = [(k, v) for k, v in out if k.lower() != "content-range"]
+            cr = r.getheader("Content-Range", "bytes 0-0/0")
+            a, rest = cr[6:].split("-", 1)
+            out.append(("Content-Range", f"bytes {int(a) + 1}-{rest}"))
+        send_len = len(body)
+        if kind == "short_cl":
+            body = body[: len(body) // 2]
+            send_len = len(body)
+        self.send_response(r.status)
+        for k, v in out:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(send_len))
+        self.end_headers()
+        if kind == "stall":
+            self.wfile.write(body[:10])
+            self.wfile.flush()
+            time.sleep(rule.kw.get("seconds", 5))
+            self.close_connection = True
+            return
+        if kind == "short":
+            # promise everything, send half, hang up
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def token(self, p, entry):
+        with p.lock:
+            p.token_requests += 1
+        auth = self.headers.get("Authorization", "")
+        ok = False
+        if auth.startswith("Basic "):
+            try:
+                u, _, pw = base64.b64decode(auth[6:]).decode().partition(":")
+                ok = p.users.get(u) == pw
+            except Exception:
+                ok = False
+        if not ok:
+            entry["status"] = 401
+            return self.reply(401, b'{"details":"bad credentials"}',
+                              [("WWW-Authenticate",
+                                'Basic realm="token"')])
+        tok = secrets.token_hex(16)
+        with p.lock:
+            p.tokens.add(tok)
+        entry["status"] = 200
+        body = json.dumps({"token": tok, "expires_in": p.token_ttl,
+                           "issued_at": "2026-01-01T00:00:00Z"}).encode()
+        self.reply(200, body, [("Content-Type", "application/json")])
+
+
+# ---- running the tool ------------------------------------------------------------
+
+class Result:
+    def __init__(self, proc, secs):
+        self.rc = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr.decode(errors="replace")
+        self.secs = secs
+        self.stats = {}
+        for line in self.err.splitlines():
+            if line.startswith("stats: "):
+                for kv in line[7:].split():
+                    k, v = kv.split("=")
+                    self.stats[k] = int(v)
+
+    def __repr__(self):
+        return f"rc={self.rc} {self.err.strip()[-300:]}"
+
+
+TOOL = None
+ENV = None
+
+
+def tool(*args, env=None, timeout=120):
+    e = dict(ENV)
+    if env:
+        e.update(env)
+    t0 = time.time()
+    p = subprocess.run([TOOL] + [str(a) for a in args], capture_output=True,
+                       env=e, timeout=timeout)
+    return Result(p, time.time() - t0)
+
+
+FAST = ["--plain-http", "--retry-base-ms", "50", "--retry-max-ms", "2000",
+        "--timeout-ms", "10000"]
+
+
+# ---- suites --------------------------------------------------------------------
+
+def suite_registry(work, layout, reg):
+    proxy = Proxy(reg.addr)
+    ref = f"{proxy.addr}/test/img:v1"
+    l1 = layout.layer1
+
+    r = tool(*FAST, "manifest", ref)
+    check(r.rc == 0, f"manifest by tag {r}")
+    out = r.out.decode()
+    check(f"digest {layout.manifest_v1['digest']}" in out,
+          "manifest digest is the pushed one")
+    check(f"layer {l1['digest']} {l1['size']} "
+          "application/vnd.oci.image.layer.v1.tar+gzip" in out,
+          "first layer descriptor")
+    check(out.count("\nlayer ") == 2, "two layers")
+
+    r = tool(*FAST, "manifest",
+             f"{proxy.addr}/test/img@{layout.manifest_v1['digest']}")
+    check(r.rc == 0 and layout.manifest_v1["digest"] in r.out.decode(),
+          f"manifest by digest {r}")
+
+    r = tool(*FAST, "manifest", f"{proxy.addr}/test/img:multi")
+    check(r.rc == 0 and "kind index" in r.out.decode() and
+          "linux/arm64/v8" in r.out.decode(), f"index by tag {r}")
+    r = tool(*FAST, "image", f"{proxy.addr}/test/img:multi")
+    check(r.rc == 0 and f"digest {layout.manifest_v1['digest']}"
+          in r.out.decode(), f"index -> host platform (amd64) {r}")
+    r = tool(*FAST, "--platform", "linux/arm64", "image",
+             f"{proxy.addr}/test/img:multi")
+    check(r.rc == 0 and f"digest {layout.manifest_arm['digest']}"
+          in r.out.decode(), f"index -> linux/arm64 {r}")
+    r = tool(*FAST, "--platform", "linux/s390x", "image",
+             f"{proxy.addr}/test/img:multi")
+    check(r.rc == 1 and "no manifest for platform linux/s390x" in r.err and
+          "linux/arm64/v8" in r.err, f"missing platform is a clear error {r}")
+    # manifests kept in the cache: no request when warm
+    mc = os.path.join(work, "cache-manifests")
+    multi = f"{proxy.addr}/test/img:multi"
+    r1 = tool(*FAST, "--cache", mc, "--tag-ttl", 60, "image", multi)
+    r2 = tool(*FAST, "--cache", mc, "--tag-ttl", 60, "image", multi)
+    r3 = tool(*FAST, "--cache", mc, "--tag-ttl", 0, "image", multi)
+    r4 = tool(*FAST, "--cache", mc, "--platform", "linux/arm64", "image",
+              f"{proxy.addr}/test/img@{layout.index['digest']}")
+    check(r1.rc == 0 and r1.stats.get("requests") == 2 and
+          r2.rc == 0 and r2.out == r1.out and r2.stats.get("requests") == 0,
+          f"cached image resolution: 2 requests, then none {r1} {r2}")
+    check(r3.rc == 0 and r3.out == r1.out and r3.stats.get("requests") == 1,
+          f"tag TTL 0: the tag is resolved again, children cached {r3}")
+    check(r4.rc == 0 and layout.manifest_arm["digest"] in r4.out.decode()
+          and r4.stats.get("requests") == 1,
+          f"by digest: index cached, arm64 manifest fetched {r4}")
+
+    r = tool(*FAST, "manifest", f"{proxy.addr}/test/img:nope")
+    check(r.rc == 1 and "errno 2)" in r.err and "MANIFEST_UNKNOWN" in r.err,
+          f"unknown tag is ENOENT {r}")
+
+    r = tool(*FAST, "head", ref, l1["digest"])
+    check(r.rc == 0 and r.out.decode().strip() == str(l1["size"]),
+          f"blob HEAD size {r}")
+
+    ranges = [(0, 100), (12345, 4096), (l1["size"] - 51, 51),
+              (700000, 300000)]
+    proxy.reset()
+    r = tool(*FAST, "read", ref, l1["digest"],
+             *[f"{a}:{b}" for a, b in ranges])
+    ports = {e["port"] for e in proxy.blob_gets()}
+    check(len(proxy.blob_gets()) == 4 and len(ports) == 1,
+          f"four range reads over one kept-alive connection {ports}")
+    want = b"".join(l1["data"][a:a + b] for a, b in ranges)
+    check(r.rc == 0 and r.out == want, f"direct range reads {r}")
+    check(r.stats.get("requests") == len(ranges),
+          "one request per range read")
+    r = tool(*FAST, "read", ref, l1["digest"], f"{l1['size'] - 10}:20")
+    check(r.rc == 1 and "errno 34)" in r.err,
+          f"range past the end is ERANGE (HTTP 416) {r}")
+
+    r = tool(*FAST, "stream", ref, l1["digest"])
+    check(r.rc == 0 and r.out == l1["data"], f"whole-blob stream {r}")
+
+    # through the cache: only range requests, then hits after a restart
+    cache = os.path.join(work, "cache")
+    proxy.reset()
+    cat_ranges = [(0, 10), (5000, 10), (1000000, 200), (l1["size"] - 51, 51)]
+    args = [*FAST, "--cache", cache, "cat", ref, l1["digest"],
+            *[f"{a}:{b}" for a, b in cat_ranges]]
+    want = b"".join(l1["data"][a:a + b] for a, b in cat_ranges)
+    r = tool(*args)
+    check(r.rc == 0 and r.out == want, f"cat through the cache {r}")
+    gets = proxy.blob_gets()
+    check(gets and all(g["range"] for g in gets),
+          "every blob GET is a range request")
+    fetched = r.stats.get("bytes", 0)
+    check(0 < fetched < l1["size"] // 2,
+          f"fetched {fetched} of {l1['size']} bytes, not the whole blob")
+    proxy.reset()
+    r = tool(*args)
+    check(r.rc == 0 and r.out == want, "second cat: same bytes")
+    check(not proxy.blob_gets(),
+          f"second cat (new process): no blob request {proxy.blob_gets()}")
+    # a HEAD for the size is the only request
+    check(r.stats.get("requests") == 1, f"second cat: one HEAD only {r}")
+
+    proxy.reset()
+    r = tool(*FAST, "--cache", cache, "fill", ref, l1["digest"],
+             f"0:{l1['size']}")
+    check(r.rc == 0 and r.out.endswith(l1["data"]) and
+          f"cached {l1['size']} of {l1['size']}".encode() in r.out,
+          f"fill: whole blob cached and verified {r}")
+    r = tool(*FAST, "--cache", cache, "cat", ref, l1["digest"],
+             f"0:{l1['size']}")
+    check(r.rc == 0 and r.out == l1["data"] and
+          r.stats.get("requests") == 1, "after fill: all from the cache")
+
+    # many threads, one client and one cache; some reads fail and retry
+    proxy.reset()
+    proxy.add(Rule("status", code=503, count=5, ranged=True))
+    proxy.add(Rule("reset", count=3, ranged=True))
+    r = tool(*FAST, "--cache", os.path.join(work, "cache-stress"), "stress",
+             ref, l1["digest"], 8, 40)
+    check(r.rc == 0 and b"stress ok" in r.out,
+          f"8 threads x 40 random reads, cached and direct {r.out} {r}")
+
+    # redirect to another host drops Authorization and keeps the range
+    store = Proxy(reg.addr, prefix="/storage")
+    proxy.redirect_to = store.addr
+    proxy.add(Rule("redirect", count=100))
+    r = tool(*FAST, "--token", "registry-token-xyz", "read", ref,
+             l1["digest"], "4096:1000")
+    check(r.rc == 0 and r.out == l1["data"][4096:5096],
+          f"redirected range read {r}")
+    sl = [e for e in store.log if "/blobs/" in e["path"]]
+    check(sl and sl[0]["range"] == "bytes=4096-5095",
+          "the storage host got the range")
+    check(sl and not sl[0]["auth"],
+          "the storage host got no Authorization header")
+    check("topsecret" not in r.err, "signed query string not shown")
+    store.stop()
+    proxy.stop()
+
+
+def suite_faults(work, layout, reg):
+    proxy = Proxy(reg.addr)
+    ref = f"{proxy.addr}/test/img:v1"
+    l1 = layout.layer1
+    want = l1["data"][2000:6000]
+
+    def read(*extra, rng="2000:4000"):
+        return tool(*FAST, *extra, "read", ref, l1["digest"], rng)
+
+    proxy.reset()
+    proxy.add(Rule("status", code=503, count=2))
+    r = read()
+    check(r.rc == 0 and r.out == want and r.stats.get("retries") == 2,
+          f"503 twice, then success: retried {r}")
+
+    proxy.reset()
+    proxy.add(Rule("status", code=429, retry_after=1))
+    r = read()
+    check(r.rc == 0 and r.out == want and r.secs >= 1.0,
+          f"429 with Retry-After: 1 honoured ({r.secs:.2f}s) {r}")
+
+    proxy.reset()
+    proxy.add(Rule("status", code=503, count=100))
+    r = read("--retries", "2")
+    check(r.rc == 1 and "HTTP 503" in r.err and "after 2 retries" in r.err
+          and r.stats.get("requests") == 3, f"retry limit {r}")
+
+    proxy.reset()
+    proxy.add(Rule("status", code=500, match="/manifests/", count=100))
+    r = tool(*FAST, "--retries", "1", "manifest", ref)
+    check(r.rc == 1 and "HTTP 500" in r.err, f"manifest 500 -> error {r}")
+
+    proxy.reset()
+    proxy.add(Rule("reset", count=1))
+    r = read()
+    check(r.rc == 0 and r.out == want and r.stats.get("retries") == 1,
+          f"connection reset, then success {r}")
+
+    for kind in ("short", "short_cl", "long", "bad_range"):
+        proxy.reset()
+        proxy.add(Rule(kind, count=100))
+        r = read("--retries", "1")
+        check(r.rc == 1 and r.out == b"" and "errno 5)" in r.err,
+              f"{kind} body -> EIO, never data {r}")
+        proxy.reset()
+        proxy.add(Rule(kind, count=1))
+        r = read()
+        check(r.rc == 0 and r.out == want, f"{kind} once, then success")
+
+    proxy.reset()
+    proxy.add(Rule("ignore_range", count=100))
+    r = read(rng="1000000:5000")
+    check(r.rc == 0 and r.out == l1["data"][1000000:1005000],
+          f"200 for a range request: the asked bytes are cut out {r}")
+
+    proxy.reset()
+    proxy.add(Rule("stall", seconds=6, count=100))
+    r = read("--timeout-ms", "1000", "--retries", "1")
+    check(r.rc == 1 and "errno 110)" in r.err and r.secs < 5,
+          f"stall -> ETIMEDOUT within the timeouts ({r.secs:.2f}s) {r}")
+
+    proxy.reset()
+    proxy.add(Rule("flip", count=100))
+    r = tool(*FAST, "stream", ref, l1["digest"])
+    check(r.rc == 1 and "errno 74)" in r.err,
+          f"flipped byte in a whole-blob stream -> EBADMSG {r}")
+
+    # the cache never keeps a failed range
+    cache = os.path.join(work, "cache-faults")
+    proxy.reset()
+    proxy.add(Rule("short", count=100))
+    r = tool(*FAST, "--retries", "1", "--cache", cache, "cat", ref,
+             l1["digest"], "3000:10")
+    check(r.rc == 1 and r.out == b"", f"cat with short bodies fails {r}")
+    proxy.reset()
+    r = tool(*FAST, "--cache", cache, "cat", ref, l1["digest"], "3000:10")
+    check(r.rc == 0 and r.out == l1["data"][3000:3010] and
+          len(proxy.blob_gets()) == 1, "the failed range was not cached")
+
+    # connection refused: a clear error, bounded time
+    dead = f"127.0.0.1:{free_port()}"
+    r = tool(*FAST, "--retries", "2", "manifest", f"{dead}/x:y")
+    check(r.rc == 1 and "errno 111)" in r.err and r.secs < 10,
+          f"connection refused -> ECONNREFUSED {r}")
+    proxy.stop()
+
+
+def suite_auth(work, layout, reg):
+    proxy = Proxy(reg.addr)
+    proxy.auth_mode = True
+    proxy.users = {"alice": "s3cr3t-pw"}
+    ref = f"{proxy.addr}/test/img:v1"
+    l1 = layout.layer1
+    secret_bits = ["s3cr3t-pw", base64.b64encode(b"alice:s3cr3t-pw").decode()]
+
+    def leaks(r):
+        text = r.err + r.out.decode(errors="replace")
+        return [s for s in secret_bits + list(proxy.tokens) if s in text]
+
+    r = tool(*FAST, "-v", "--no-env-auth", "--docker-config", "",
+             "manifest", ref)
+    check(r.rc == 1 and "errno 13)" in r.err,
+          f"bearer: no credentials -> EACCES {r}")
+
+    proxy.token_requests = 0
+    r = tool(*FAST, "-v", "--user", "alice:s3cr3t-pw", "read", ref,
+             l1["digest"], "0:100", "100000:100", "200000:100")
+    check(r.rc == 0 and r.out == l1["data"][0:100] +
+          l1["data"][100000:100100] + l1["data"][200000:200100],
+          f"bearer with user:pass {r}")
+    check(proxy.token_requests == 1,
+          f"token fetched once and cached ({proxy.token_requests})")
+    check(not leaks(r), f"no credential or token in the output {leaks(r)}")
+
+    r = tool(*FAST, "--user", "alice:wrong", "manifest", ref)
+    check(r.rc == 1 and "errno 13)" in r.err and "wrong" not in r.err,
+          f"wrong password -> EACCES, not echoed {r}")
+
+    b64 = base64.b64encode(b"alice:s3cr3t-pw").decode()
+    r = tool(*FAST, "--docker-config", "", "manifest", ref,
+             env={"IMAGE_PULL_AUTH": b64})
+    check(r.rc == 0, f"IMAGE_PULL_AUTH {r}")
+    r = tool(*FAST, "--no-env-auth", "--docker-config", "", "--auth", b64,
+             "manifest", ref)
+    check(r.rc == 0, f"nydusd-style auth (base64) {r}")
+
+    dc = os.path.join(work, "dockercfg")
+    os.makedirs(dc, exist_ok=True)
+    with open(os.path.join(dc, "config.json"), "w") as f:
+        json.dump({"auths": {f"http://{proxy.addr}": {"auth": b64}}}, f)
+    r = tool(*FAST, "--no-env-auth", "manifest", ref,
+             env={"DOCKER_CONFIG": dc})
+    check(r.rc == 0, f"credentials from $DOCKER_CONFIG/config.json {r}")
+    home = os.path.join(work, "home")
+    os.makedirs(os.path.join(home, ".docker"), exist_ok=True)
+    shutil.copy(os.path.join(dc, "config.json"),
+                os.path.join(home, ".docker", "config.json"))
+    r = tool(*FAST, "--no-env-auth", "manifest", ref,
+             env={"HOME": home, "DOCKER_CONFIG": ""})
+    check(r.rc == 0, f"credentials from $HOME/.docker/config.json {r}")
+
+    # tokens revoked mid-run: the 401 refreshes the token once
+    proxy.token_requests = 0
+    proxy.add(Rule("revoke", count=1))
+    r = tool(*FAST, "--user", "alice:s3cr3t-pw", "read", ref, l1["digest"],
+             "0:10", "10:10")
+    check(r.rc == 0 and r.out == l1["data"][:20] and
+          proxy.token_requests == 2,
+          f"revoked token refreshed on 401 ({proxy.token_requests}) {r}")
+
+    # expiring tokens are refreshed before use
+    proxy.token_ttl = 1
+    proxy.token_requests = 0
+    r = tool(*FAST, "--user", "alice:s3cr3t-pw", "--pause-ms", "1100",
+             "read", ref, l1["digest"], "0:10", "10:10", "20:10")
+    check(r.rc == 0 and r.out == l1["data"][:30] and
+          proxy.token_requests >= 3,
+          f"short-lived tokens refreshed ({proxy.token_requests}) {r}")
+    proxy.token_ttl = 300
+    proxy.stop()
+
+    # basic auth against a real registry with htpasswd
+    if not shutil.which("htpasswd"):
+        print("skip basic auth: no htpasswd (apache2-utils)")
+        return
+    hp = os.path.join(work, "htpasswd")
+    subprocess.run(["htpasswd", "-Bbc", hp, "bob", "b0b-pw"], check=True,
+                   capture_output=True)
+    breg = Registry(work, "registry-basic", htpasswd=hp)
+    try:
+        skopeo_push(work, layout, "v1", f"{breg.addr}/test/img:v1",
+                    creds="bob:b0b-pw")
+        bref = f"{breg.addr}/test/img:v1"
+        r = tool(*FAST, "--no-env-auth", "--docker-config", "",
+                 "manifest", bref)
+        check(r.rc == 1 and "errno 13)" in r.err,
+              f"htpasswd registry without credentials -> EACCES {r}")
+        r = tool(*FAST, "-v", "--user", "bob:b0b-pw", "read", bref,
+                 l1["digest"], "0:100")
+        check(r.rc == 0 and r.out == l1["data"][:100],
+              f"htpasswd registry with basic auth {r}")
+        check("b0b-pw" not in r.err and
+              base64.b64encode(b"bob:b0b-pw").decode() not in r.err,
+              "basic credentials not in the output")
+        r = tool(*FAST, "--user", "bob:nope", "manifest", bref)
+        check(r.rc == 1 and "errno 13)" in r.err,
+              f"htpasswd wrong password -> EACCES {r}")
+    finally:
+        breg.stop()
+
+
+def main():
+    global TOOL, ENV
+    if len(sys.argv) != 3:
+        print(__doc__)
+        return 2
+    TOOL, suite = os.path.abspath(sys.argv[1]), sys.argv[2]
+    for t in ("docker-registry", "skopeo"):
+        if not shutil.which(t):
+            print(f"SKIP: {t} not installed (apt-get install {t})")
+            return 77
+    ENV = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
+                                "image_pull_auth", "docker_config")}
+    ENV["NO_PROXY"] = "127.0.0.1,localhost"
+    work = tempfile.mkdtemp(prefix=f"lp-fetcher-{suite}-")
+    ENV["HOME"] = work  # no stray ~/.docker/config.json
+    reg = None
+    try:
+        layout = Layout(os.path.join(work, "oci"))
+        reg = Registry(work, "registry")
+        skopeo_push(work, layout, "v1", f"{reg.addr}/test/img:v1")
+        skopeo_push(work, layout, "multi", f"{reg.addr}/test/img:multi",
+                    all_=True)
+        {"registry": suite_registry, "faults": suite_faults,
+         "auth": suite_auth}[suite](work, layout, reg)
+    finally:
+        if reg:
+            reg.stop()
+    if FAILURES:
+        print(f"{len(FAILURES)} failure(s); work dir {work}")
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    print("all passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

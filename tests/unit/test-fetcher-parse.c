@@ -1,0 +1,478 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests of the fetcher's parsers (no network): references, digests,
+ * manifests and indexes, platform selection, WWW-Authenticate challenges,
+ * credentials, URL redaction, range planning.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "fetcher/fetcher-int.h"
+
+static int failures;
+
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
+				__LINE__, #cond);                              \
+			failures++;                                            \
+		}                                                              \
+	} while (0)
+
+#define STREQ(a, b) ((a) && (b) && !strcmp((a), (b)))
+
+static const char D1[] = "sha256:"
+			 "0123456789abcdef0123456789abcdef"
+			 "0123456789abcdef0123456789abcdef";
+
+static void ref_ok(const char *in, const char *registry, const char *host,
+		   const char *repo, const char *tag, const char *digest)
+{
+	struct fetch_ref r;
+	struct lp_err err = { 0 };
+
+	if (fetch_ref_parse(in, strlen(in), &r, &err) < 0) {
+		fprintf(stderr, "ref %s: %s\n", in, err.msg);
+		failures++;
+		return;
+	}
+	CHECK(STREQ(r.registry, registry));
+	CHECK(STREQ(r.host, host));
+	CHECK(STREQ(r.repo, repo));
+	if (tag)
+		CHECK(STREQ(r.tag, tag));
+	else
+		CHECK(!r.tag);
+	if (digest)
+		CHECK(STREQ(r.digest, digest));
+	else
+		CHECK(!r.digest);
+	if (failures)
+		fprintf(stderr, "  (%s -> %s %s %s %s %s)\n", in, r.registry,
+			r.host, r.repo, r.tag ? r.tag : "-",
+			r.digest ? r.digest : "-");
+	fetch_ref_release(&r);
+}
+
+static void ref_bad(const char *in)
+{
+	struct fetch_ref r;
+	struct lp_err err = { 0 };
+
+	if (fetch_ref_parse(in, strlen(in), &r, &err) == 0) {
+		fprintf(stderr, "ref %s: accepted\n", in);
+		failures++;
+		fetch_ref_release(&r);
+		return;
+	}
+	CHECK(err.code == -EINVAL && err.msg[0]);
+}
+
+static void test_refs(void)
+{
+	char buf[512];
+	struct fetch_ref r;
+
+	ref_ok("ubuntu", "docker.io", "registry-1.docker.io", "library/ubuntu",
+	       "latest", NULL);
+	ref_ok("ubuntu:22.04", "docker.io", "registry-1.docker.io",
+	       "library/ubuntu", "22.04", NULL);
+	ref_ok("docker.io/ubuntu", "docker.io", "registry-1.docker.io",
+	       "library/ubuntu", "latest", NULL);
+	ref_ok("index.docker.io/library/ubuntu:x", "docker.io",
+	       "registry-1.docker.io", "library/ubuntu", "x", NULL);
+	ref_ok("someone/app", "docker.io", "registry-1.docker.io",
+	       "someone/app", "latest", NULL);
+	ref_ok("localhost/app", "localhost", "localhost", "app", "latest",
+	       NULL);
+	ref_ok("localhost:5000/a/b/c:v1", "localhost:5000", "localhost:5000",
+	       "a/b/c", "v1", NULL);
+	ref_ok("127.0.0.1:5000/busybox:org", "127.0.0.1:5000", "127.0.0.1:5000",
+	       "busybox", "org", NULL);
+	ref_ok("ghcr.io/stargz-containers/python:3.9-esgz", "ghcr.io",
+	       "ghcr.io", "stargz-containers/python", "3.9-esgz", NULL);
+	snprintf(buf, sizeof(buf), "quay.io/a/b@%s", D1);
+	ref_ok(buf, "quay.io", "quay.io", "a/b", NULL, D1);
+	snprintf(buf, sizeof(buf), "quay.io/a/b:t@%s", D1);
+	ref_ok(buf, "quay.io", "quay.io", "a/b", "t", D1);
+	ref_ok("[::1]:5000/x", "[::1]:5000", "[::1]:5000", "x", "latest", NULL);
+	ref_ok("Registry/x", "Registry", "Registry", "x", "latest", NULL);
+	ref_ok("a__b/c-d.e--f_g", "docker.io", "registry-1.docker.io",
+	       "a__b/c-d.e--f_g", "latest", NULL);
+
+	ref_bad("");
+	ref_bad("UPPER");
+	ref_bad("a//b");
+	ref_bad("/a");
+	ref_bad("a/");
+	ref_bad("a:");
+	ref_bad("a:-x");
+	ref_bad("a@sha256:abc");
+	ref_bad("a@md5:0123456789abcdef0123456789abcdef");
+	ref_bad("host:99999/a");
+	ref_bad("-host.io/a");
+	ref_bad("a_-b");
+	ref_bad("a___b");
+	ref_bad("a/.b");
+	ref_bad("quay.io/a b");
+	memset(buf, 'a', 300);
+	buf[300] = '\0';
+	ref_bad(buf);
+	/* tags are at most 128 characters */
+	snprintf(buf, sizeof(buf), "a:");
+	memset(buf + 2, 't', 129);
+	buf[131] = '\0';
+	ref_bad(buf);
+
+	/* the length argument bounds the parse */
+	CHECK(fetch_ref_parse("ubuntu:22.04", 6, &r, NULL) == 0);
+	CHECK(STREQ(r.tag, "latest"));
+	{
+		char *s = fetch_ref_string(&r);
+
+		CHECK(STREQ(s, "docker.io/library/ubuntu:latest"));
+		free(s);
+	}
+	CHECK(STREQ(fetch_ref_reference(&r), "latest"));
+	fetch_ref_release(&r);
+
+	CHECK(fetch_digest_check(D1, strlen(D1)) == 0);
+	CHECK(fetch_digest_check(D1, strlen(D1) - 1) < 0);
+	CHECK(fetch_digest_check("sha256:0123456789ABCDEF0123456789abcdef"
+				 "0123456789abcdef0123456789abcdef",
+				 71) < 0);
+}
+
+static const char oci_manifest[] =
+	"{\"schemaVersion\":2,"
+	"\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+"
+	"json\",\"digest\":\"sha256:"
+	"1111111111111111111111111111111111111111111111111111111111111111\","
+	"\"size\":7023},"
+	"\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+"
+	"gzip\",\"digest\":\"sha256:"
+	"2222222222222222222222222222222222222222222222222222222222222222\","
+	"\"size\":32654,\"annotations\":{\"containerd.io/snapshot/stargz/"
+	"toc.digest\":\"sha256:"
+	"3333333333333333333333333333333333333333333333333333333333333333\"}},"
+	"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\","
+	"\"digest\":\"sha256:"
+	"4444444444444444444444444444444444444444444444444444444444444444\","
+	"\"size\":16724}]}";
+
+static const char docker_list[] =
+	"{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker."
+	"distribution.manifest.list.v2+json\",\"manifests\":["
+	"{\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+"
+	"json\",\"digest\":\"sha256:"
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
+	"\"size\":1,\"platform\":{\"architecture\":\"arm\",\"os\":\"linux\","
+	"\"variant\":\"v7\"}},"
+	"{\"mediaType\":\"x\",\"digest\":\"sha256:"
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\","
+	"\"size\":2,\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\","
+	"\"variant\":\"v8\"}},"
+	"{\"mediaType\":\"x\",\"digest\":\"sha256:"
+	"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\","
+	"\"size\":3,\"platform\":{\"architecture\":\"unknown\",\"os\":"
+	"\"unknown\"}},"
+	"{\"mediaType\":\"x\",\"digest\":\"sha256:"
+	"dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd\","
+	"\"size\":4,\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}"
+	"}]}";
+
+static void test_manifests(void)
+{
+	struct fetch_manifest *m = NULL;
+	const struct fetch_desc *d = NULL;
+	struct fetch_platform p = { 0 };
+	struct lp_err err = { 0 };
+	uint8_t sum[32];
+	char hex[65];
+
+	CHECK(fetch_manifest_parse(oci_manifest, strlen(oci_manifest), NULL, &m,
+				   &err) == 0);
+	if (!m) {
+		fprintf(stderr, "manifest: %s\n", err.msg);
+		failures++;
+		return;
+	}
+	CHECK(m->kind == FETCH_MANIFEST_IMAGE);
+	CHECK(STREQ(m->media_type, FETCH_MT_OCI_MANIFEST));
+	CHECK(m->config.size == 7023);
+	CHECK(m->n_layers == 2);
+	CHECK(m->layers[0].size == 32654);
+	CHECK(STREQ(
+		fetch_desc_annotation(&m->layers[0],
+				      "containerd.io/snapshot/stargz/"
+				      "toc.digest"),
+		"sha256:3333333333333333333333333333333333333333333333333333"
+		"333333333333"));
+	CHECK(!fetch_desc_annotation(&m->layers[1], "x"));
+	CHECK(STREQ(m->layers[1].media_type,
+		    "application/vnd.oci.image.layer.v1.tar+zstd"));
+	lp_sha256(oci_manifest, strlen(oci_manifest), sum);
+	lp_hex(sum, 32, hex);
+	CHECK(!strcmp(m->digest + 7, hex));
+	CHECK(m->raw_len == strlen(oci_manifest));
+	fetch_manifest_free(m);
+	m = NULL;
+
+	CHECK(fetch_manifest_parse(docker_list, strlen(docker_list),
+				   "application/json", &m, &err) == 0);
+	if (!m) {
+		fprintf(stderr, "list: %s\n", err.msg);
+		failures++;
+		return;
+	}
+	CHECK(m->kind == FETCH_MANIFEST_INDEX);
+	CHECK(m->n_manifests == 4);
+	CHECK(fetch_platform_parse("linux/amd64", &p, &err) == 0);
+	CHECK(fetch_index_select(m, &p, &d, &err) == 0 && d && d->size == 4);
+	fetch_platform_release(&p);
+	CHECK(fetch_platform_parse("linux/aarch64", &p, &err) == 0);
+	CHECK(STREQ(p.arch, "arm64"));
+	CHECK(fetch_index_select(m, &p, &d, &err) == 0 && d && d->size == 2);
+	fetch_platform_release(&p);
+	CHECK(fetch_platform_parse("linux/arm64/v8", &p, &err) == 0);
+	CHECK(fetch_index_select(m, &p, &d, &err) == 0 && d->size == 2);
+	fetch_platform_release(&p);
+	CHECK(fetch_platform_parse("linux/armhf", &p, &err) == 0);
+	CHECK(STREQ(p.arch, "arm") && STREQ(p.variant, "v7"));
+	CHECK(fetch_index_select(m, &p, &d, &err) == 0 && d->size == 1);
+	fetch_platform_release(&p);
+	CHECK(fetch_platform_parse("linux/arm/v6", &p, &err) == 0);
+	lp_err_clear(&err);
+	CHECK(fetch_index_select(m, &p, &d, &err) == -ENOENT);
+	CHECK(strstr(err.msg, "linux/amd64") && !strstr(err.msg, "unknown"));
+	fetch_platform_release(&p);
+	CHECK(fetch_platform_parse("windows/amd64", &p, &err) == 0);
+	CHECK(fetch_index_select(m, &p, &d, &err) == -ENOENT);
+	fetch_platform_release(&p);
+#if defined(__x86_64__)
+	CHECK(fetch_index_select(m, NULL, &d, &err) == 0 && d->size == 4);
+#endif
+	fetch_manifest_free(m);
+
+	CHECK(fetch_platform_parse("linux", &p, NULL) < 0);
+	CHECK(fetch_platform_parse("linux/", &p, NULL) < 0);
+	CHECK(fetch_platform_parse("a/b/c/d", &p, NULL) < 0);
+
+	/* rejections */
+	lp_err_clear(&err);
+	CHECK(fetch_manifest_parse("{\"schemaVersion\":1}", 19, NULL, &m,
+				   &err) == -EPROTONOSUPPORT);
+	CHECK(fetch_manifest_parse("[]", 2, NULL, &m, NULL) == -EINVAL);
+	CHECK(fetch_manifest_parse("{", 1, NULL, &m, NULL) == -EINVAL);
+	{
+		const char *t = "{\"schemaVersion\":2,\"mediaType\":"
+				"\"text/plain\"}";
+
+		CHECK(fetch_manifest_parse(t, strlen(t), NULL, &m, NULL) ==
+		      -EPROTONOSUPPORT);
+	}
+	{
+		const char *bad = "{\"schemaVersion\":2,\"config\":{\"digest\":"
+				  "\"sha256:12\",\"size\":1},\"layers\":[]}";
+
+		CHECK(fetch_manifest_parse(bad, strlen(bad), NULL, &m, NULL) ==
+		      -EINVAL);
+	}
+	{
+		const char *bad =
+			"{\"schemaVersion\":2,\"manifests\":[{\"digest\""
+			":\"sha256:dddddddddddddddddddddddddddddddddd"
+			"dddddddddddddddddddddddddddddd\",\"size\":"
+			"-1}]}";
+
+		CHECK(fetch_manifest_parse(bad, strlen(bad), NULL, &m, NULL) ==
+		      -EINVAL);
+	}
+}
+
+static void test_challenges(void)
+{
+	struct fetch_challenge ch;
+
+	CHECK(fetch_challenge_parse("Bearer realm=\"https://auth.docker.io/"
+				    "token\",service=\"registry.docker.io\","
+				    "scope=\"repository:library/ubuntu:pull\"",
+				    &ch) == 0);
+	CHECK(ch.scheme == CHAL_BEARER);
+	CHECK(!strcmp(ch.realm, "https://auth.docker.io/token"));
+	CHECK(!strcmp(ch.service, "registry.docker.io"));
+	CHECK(!strcmp(ch.scope, "repository:library/ubuntu:pull"));
+
+	CHECK(fetch_challenge_parse("Basic realm=\"Registry Realm\"", &ch) ==
+	      0);
+	CHECK(ch.scheme == CHAL_BASIC && !strcmp(ch.realm, "Registry Realm"));
+
+	CHECK(fetch_challenge_parse("Basic realm=\"x\", Bearer realm=\"http://"
+				    "t/tok\", service=svc",
+				    &ch) == 0);
+	CHECK(ch.scheme == CHAL_BEARER && !strcmp(ch.realm, "http://t/tok") &&
+	      !strcmp(ch.service, "svc"));
+	CHECK(fetch_challenge_parse("bearer REALM=\"a\\\"b\"", &ch) == 0);
+	CHECK(!strcmp(ch.realm, "a\"b"));
+	CHECK(fetch_challenge_parse("Negotiate abc==", &ch) == -ENOENT);
+	CHECK(fetch_challenge_parse("", &ch) == -ENOENT);
+	CHECK(fetch_challenge_parse(",,= ,\"", &ch) == -ENOENT);
+}
+
+static void test_creds(void)
+{
+	struct fetch_cred c = { 0 };
+	struct lp_err err = { 0 };
+	const char *cfg =
+		"{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":"
+		"\"aHViOnNlY3JldA==\"},\"127.0.0.1:5000\":{\"auth\":"
+		"\"bG9jYWw6cHc6d2l0aDpjb2xvbnM=\"},\"http://example.com/v2/\":"
+		"{\"username\":\"u\",\"password\":\"p\"},\"partial.io\":{"
+		"\"identitytoken\":\"x\"}}}";
+	struct fetch_opts o;
+
+	CHECK(fetch_cred_from_b64("dXNlcjpwYXNz", 12, &c) == 0);
+	CHECK(STREQ(c.user, "user") && STREQ(c.pass, "pass"));
+	fetch_cred_release(&c);
+	CHECK(fetch_cred_from_b64("dXNlcg==", 8, &c) == -EINVAL); /* "user" */
+	CHECK(fetch_cred_from_b64("!!!", 3, &c) == -EINVAL);
+
+	CHECK(fetch_cred_from_docker_config(cfg, strlen(cfg), "docker.io", &c,
+					    &err) == 1);
+	CHECK(STREQ(c.user, "hub") && STREQ(c.pass, "secret"));
+	fetch_cred_release(&c);
+	CHECK(fetch_cred_from_docker_config(cfg, strlen(cfg), "127.0.0.1:5000",
+					    &c, &err) == 1);
+	CHECK(STREQ(c.user, "local") && STREQ(c.pass, "pw:with:colons"));
+	fetch_cred_release(&c);
+	CHECK(fetch_cred_from_docker_config(cfg, strlen(cfg), "example.com", &c,
+					    &err) == 1);
+	CHECK(STREQ(c.user, "u") && STREQ(c.pass, "p"));
+	fetch_cred_release(&c);
+	CHECK(fetch_cred_from_docker_config(cfg, strlen(cfg), "partial.io", &c,
+					    &err) == 0);
+	CHECK(fetch_cred_from_docker_config(cfg, strlen(cfg), "other.io", &c,
+					    &err) == 0);
+	CHECK(fetch_cred_from_docker_config("{", 1, "x", &c, &err) == -EINVAL);
+
+	/* order: explicit, IMAGE_PULL_AUTH, auth, docker config */
+	fetch_opts_init(&o);
+	o.docker_config = "";
+	setenv("IMAGE_PULL_AUTH", "ZW52OmVudnB3", 1); /* env:envpw */
+	o.auth = "Y2ZnOmNmZ3B3";		      /* cfg:cfgpw */
+	CHECK(fetch_cred_resolve(&o, "x.io", &c, NULL) == 1);
+	CHECK(STREQ(c.user, "env"));
+	fetch_cred_release(&c);
+	o.username = "me";
+	o.password = "pw";
+	CHECK(fetch_cred_resolve(&o, "x.io", &c, NULL) == 1);
+	CHECK(STREQ(c.user, "me") && STREQ(c.pass, "pw"));
+	fetch_cred_release(&c);
+	o.username = o.password = NULL;
+	o.no_env_auth = true;
+	CHECK(fetch_cred_resolve(&o, "x.io", &c, NULL) == 1);
+	CHECK(STREQ(c.user, "cfg"));
+	fetch_cred_release(&c);
+	o.auth = NULL;
+	CHECK(fetch_cred_resolve(&o, "x.io", &c, NULL) == 0);
+	unsetenv("IMAGE_PULL_AUTH");
+	o.no_env_auth = false;
+	setenv("IMAGE_PULL_AUTH", "bad", 1);
+	lp_err_clear(&err);
+	CHECK(fetch_cred_resolve(&o, "x.io", &c, &err) == -EINVAL);
+	CHECK(!strstr(err.msg, "bad"));
+	unsetenv("IMAGE_PULL_AUTH");
+}
+
+static void test_redact(void)
+{
+	char out[256];
+
+	fetch_redact_url("https://user:pw@host:1/v2/x?X-Amz-Signature=s#f", out,
+			 sizeof(out));
+	CHECK(!strcmp(out, "https://host:1/v2/x"));
+	fetch_redact_url("http://h/p", out, sizeof(out));
+	CHECK(!strcmp(out, "http://h/p"));
+	fetch_redact_url("http://h?q@x", out, sizeof(out));
+	CHECK(!strcmp(out, "http://h"));
+}
+
+static size_t plan(struct fetch_range *r, size_t n, uint64_t gap, uint64_t min,
+		   uint64_t max, uint64_t limit)
+{
+	struct fetch_plan_opts o = { .max_gap = gap,
+				     .min_size = min,
+				     .max_size = max };
+
+	return fetch_plan(r, n, &o, limit);
+}
+
+static void test_plan(void)
+{
+	struct fetch_range r[8];
+	size_t n;
+
+	/* adjacent and overlapping merge; far apart stays */
+	r[0] = (struct fetch_range){ 100, 10 };
+	r[1] = (struct fetch_range){ 0, 50 };
+	r[2] = (struct fetch_range){ 50, 10 };
+	r[3] = (struct fetch_range){ 55, 30 };
+	r[4] = (struct fetch_range){ 1000, 0 };
+	n = plan(r, 5, 0, 0, 0, 0);
+	CHECK(n == 2);
+	CHECK(r[0].off == 0 && r[0].len == 85);
+	CHECK(r[1].off == 100 && r[1].len == 10);
+
+	/* a gap of 15 merges with max_gap 15, not 14 */
+	r[0] = (struct fetch_range){ 0, 85 };
+	r[1] = (struct fetch_range){ 100, 10 };
+	CHECK(plan(r, 2, 14, 0, 0, 0) == 2);
+	CHECK(plan(r, 2, 15, 0, 0, 0) == 1 && r[0].len == 110);
+
+	/* max_size stops merging of separate ranges */
+	r[0] = (struct fetch_range){ 0, 60 };
+	r[1] = (struct fetch_range){ 70, 60 };
+	r[2] = (struct fetch_range){ 140, 10 };
+	n = plan(r, 3, 100, 0, 130, 0);
+	CHECK(n == 2 && r[0].len == 130 && r[1].off == 140);
+
+	/* min_size grows forward, backward at the limit, then re-merges */
+	r[0] = (struct fetch_range){ 10, 5 };
+	r[1] = (struct fetch_range){ 990, 5 };
+	n = plan(r, 2, 0, 100, 0, 1000);
+	CHECK(n == 2);
+	CHECK(r[0].off == 10 && r[0].len == 100);
+	CHECK(r[1].off == 900 && r[1].len == 100);
+	r[0] = (struct fetch_range){ 10, 5 };
+	r[1] = (struct fetch_range){ 60, 5 };
+	n = plan(r, 2, 0, 100, 0, 1000);
+	CHECK(n == 1 && r[0].off == 10 && r[0].len == 150);
+
+	/* clamping to the limit and dropping what lies beyond */
+	r[0] = (struct fetch_range){ 990, 50 };
+	r[1] = (struct fetch_range){ 2000, 5 };
+	n = plan(r, 2, 0, 0, 0, 1000);
+	CHECK(n == 1 && r[0].off == 990 && r[0].len == 10);
+	/* overflowing ranges are cut at 2^64 */
+	r[0] = (struct fetch_range){ UINT64_MAX - 5, 100 };
+	n = plan(r, 1, 0, 0, 0, 0);
+	CHECK(n == 1 && r[0].len == 5);
+	CHECK(plan(r, 0, 0, 0, 0, 0) == 0);
+}
+
+int main(void)
+{
+	test_refs();
+	test_manifests();
+	test_challenges();
+	test_creds();
+	test_redact();
+	test_plan();
+	if (failures) {
+		fprintf(stderr, "%d failure(s)\n", failures);
+		return 1;
+	}
+	printf("ok\n");
+	return 0;
+}
