@@ -11,7 +11,7 @@ static void cat_usage(FILE *f)
 		   "verifying only\nthe chunks it needs.  No byte is written "
 		   "before its chunk verified.\n\n"
 		   "  -v, --verbose       report chunks and compressed bytes "
-		   "read on stderr\n" CLI_LAYER_HELP);
+		   "read on stderr\n" CLI_LAYER_HELP CLI_REMOTE_HELP);
 }
 
 static int write_all(int fd, const void *buf, size_t len)
@@ -36,9 +36,10 @@ int cmd_cat(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "verbose", no_argument, NULL, 'v' },
 		CLI_LAYER_LONGOPTS,
+		CLI_REMOTE_LONGOPTS,
 		{ 0 },
 	};
-	struct cli_layer_opts lo = { 0 };
+	_cleanup_(cli_layer_opts_release) struct cli_layer_opts lo;
 	_cleanup_(engine_closep) struct engine_layer *l = NULL;
 	_cleanup_free_ uint8_t *buf = NULL;
 	const struct model_inode *in;
@@ -47,12 +48,18 @@ int cmd_cat(int argc, char **argv)
 	uint32_t ino;
 	int c;
 
+	cli_layer_opts_init(&lo);
 	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
-		if (cli_layer_opt(&lo, c, optarg))
+		int h = cli_layer_opt(&lo, c, optarg);
+
+		if (h < 0)
+			return EXIT_USAGE;
+		if (h)
 			continue;
 		switch (c) {
 		case 'v':
 			verbose = true;
+			lo.ro.verbose = true;
 			break;
 		case 'h':
 			cat_usage(stdout);

@@ -12,7 +12,7 @@ static void check_usage(FILE *f)
 		   "everything holds; each failure is\nreported with its file "
 		   "and chunk.\n\n"
 		   "  -q, --quiet         only the exit status and failures\n"
-		   CLI_LAYER_HELP);
+		   CLI_LAYER_HELP CLI_REMOTE_HELP);
 }
 
 struct check_state {
@@ -68,16 +68,22 @@ int cmd_check(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "quiet", no_argument, NULL, 'q' },
 		CLI_LAYER_LONGOPTS,
+		CLI_REMOTE_LONGOPTS,
 		{ 0 },
 	};
-	struct cli_layer_opts lo = { 0 };
+	_cleanup_(cli_layer_opts_release) struct cli_layer_opts lo;
 	_cleanup_(engine_closep) struct engine_layer *l = NULL;
 	struct check_state s = { 0 };
 	bool quiet = false;
 	int c;
 
+	cli_layer_opts_init(&lo);
 	while ((c = getopt_long(argc, argv, "qh", longopts, NULL)) != -1) {
-		if (cli_layer_opt(&lo, c, optarg))
+		int h = cli_layer_opt(&lo, c, optarg);
+
+		if (h < 0)
+			return EXIT_USAGE;
+		if (h)
 			continue;
 		switch (c) {
 		case 'q':

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdio.h>
 
+#include "cli/fetch.h"
 #include "fs/engine.h"
 
 #define EXIT_USAGE 2
@@ -16,7 +17,13 @@ struct cli_layer_opts {
 	const char *toc_digest;
 	const char *media_type;
 	const char *index;
+	struct cli_remote_opts ro; /* for registry references */
+	struct cli_remote *remote; /* set by cli_open for a reference */
 };
+
+/* Sets defaults; pair with cli_layer_opts_release (after the layer). */
+void cli_layer_opts_init(struct cli_layer_opts *o);
+void cli_layer_opts_release(struct cli_layer_opts *o);
 
 /* getopt_long ids for the shared options */
 enum {
@@ -50,10 +57,15 @@ enum {
 	"                      index build) instead of streaming the layer\n"   \
 	"  -h, --help          this help\n"
 
-/* Handles a shared option; returns 1 if it was one, 0 if not. */
-int cli_layer_opt(struct cli_layer_opts *o, int c, const char *arg);
-/* Opens the layer, printing a one-line error on failure (returns -errno). */
-int cli_open(const char *path, const struct cli_layer_opts *o,
+/* Handles a shared option (CLI_LAYER_LONGOPTS or CLI_REMOTE_LONGOPTS):
+ * 1 if it was one, 0 if not, -1 on a bad value (message printed). */
+int cli_layer_opt(struct cli_layer_opts *o, int c, char *arg);
+/*
+ * Opens the layer: a local file, or a registry reference (the layer the
+ * options pick, fetched lazily through the blob cache).  Prints a one-line
+ * error on failure (returns -errno).
+ */
+int cli_open(const char *path, struct cli_layer_opts *o,
 	     struct engine_layer **ret);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

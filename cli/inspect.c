@@ -9,7 +9,7 @@ static void inspect_usage(FILE *f)
 	fprintf(f, "Usage: lazypull inspect [OPTIONS] BLOB\n\n"
 		   "Shows the layer's format, TOC digest and location, entry "
 		   "and chunk counts,\nsizes and prefetch landmarks.\n\n"
-		   "  --json              one JSON object\n" CLI_LAYER_HELP);
+		   "  --json              one JSON object\n" CLI_LAYER_HELP CLI_REMOTE_HELP);
 }
 
 struct counts {
@@ -56,9 +56,10 @@ int cmd_inspect(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, OPT_JSON },
 		CLI_LAYER_LONGOPTS,
+		CLI_REMOTE_LONGOPTS,
 		{ 0 },
 	};
-	struct cli_layer_opts lo = { 0 };
+	_cleanup_(cli_layer_opts_release) struct cli_layer_opts lo;
 	_cleanup_(engine_closep) struct engine_layer *l = NULL;
 	struct counts cnt = { 0 };
 	const struct format_info *fi;
@@ -66,8 +67,13 @@ int cmd_inspect(int argc, char **argv)
 	bool json = false;
 	int c;
 
+	cli_layer_opts_init(&lo);
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (cli_layer_opt(&lo, c, optarg))
+		int h = cli_layer_opt(&lo, c, optarg);
+
+		if (h < 0)
+			return EXIT_USAGE;
+		if (h)
 			continue;
 		switch (c) {
 		case OPT_JSON:

@@ -179,7 +179,7 @@ static void ls_usage(FILE *f)
 		   "                      size, link, rdev, xattrs (base64), "
 		   "sha256\n"
 		   "  --digest            also hash every regular file "
-		   "(decodes and verifies it)\n" CLI_LAYER_HELP);
+		   "(decodes and verifies it)\n" CLI_LAYER_HELP CLI_REMOTE_HELP);
 }
 
 int cmd_ls(int argc, char **argv)
@@ -188,15 +188,21 @@ int cmd_ls(int argc, char **argv)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "digest", no_argument, NULL, OPT_DIGEST },
 		CLI_LAYER_LONGOPTS,
+		CLI_REMOTE_LONGOPTS,
 		{ 0 },
 	};
-	struct cli_layer_opts lo = { 0 };
+	_cleanup_(cli_layer_opts_release) struct cli_layer_opts lo;
 	_cleanup_(engine_closep) struct engine_layer *l = NULL;
 	struct ls_state s = { 0 };
 	int c, r;
 
+	cli_layer_opts_init(&lo);
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (cli_layer_opt(&lo, c, optarg))
+		int h = cli_layer_opt(&lo, c, optarg);
+
+		if (h < 0)
+			return EXIT_USAGE;
+		if (h)
 			continue;
 		switch (c) {
 		case OPT_JSON:

@@ -12,6 +12,7 @@ static const struct {
 	{ "ls", cmd_ls, "list a layer's entries" },
 	{ "cat", cmd_cat, "write a file of a layer to stdout" },
 	{ "check", cmd_check, "verify every chunk and the TOC of a layer" },
+	{ "manifest", cmd_manifest, "print an image's manifest from a registry" },
 	{ "index", cmd_index, "build a zran index of a plain gzip layer" },
 	{ "mount", cmd_mount, "serve layers read-only through FUSE" },
 	{ "umount", cmd_umount, "unmount a lazypull mount" },

@@ -121,7 +121,7 @@ static void umount_usage(FILE *f)
 }
 
 enum {
-	OPT_LAYER = 0x200,
+	OPT_MOUNT_LAYER = 0x300,
 	OPT_PID_FILE,
 	OPT_LOG_FILE,
 	OPT_LOG_LEVEL,
@@ -258,7 +258,7 @@ static void detach_stdio(int log_fd)
 int cmd_mount(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "layer", required_argument, NULL, OPT_LAYER },
+		{ "layer", required_argument, NULL, OPT_MOUNT_LAYER },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "pid-file", required_argument, NULL, OPT_PID_FILE },
 		{ "log-file", required_argument, NULL, OPT_LOG_FILE },
@@ -268,7 +268,7 @@ int cmd_mount(int argc, char **argv)
 		CLI_LAYER_LONGOPTS,
 		{ 0 },
 	};
-	struct cli_layer_opts lo = { 0 };
+	struct cli_layer_opts lo;
 	struct fsrv_opts fo = { 0 };
 	struct lp_err err = { 0 };
 	struct mount_src ms = { 0 };
@@ -284,11 +284,12 @@ int cmd_mount(int argc, char **argv)
 	int ready_fd = -1, c, r, ret = 1;
 	struct stat st;
 
+	cli_layer_opts_init(&lo);
 	while ((c = getopt_long(argc, argv, "fho:", longopts, NULL)) != -1) {
 		if (cli_layer_opt(&lo, c, optarg))
 			continue;
 		switch (c) {
-		case OPT_LAYER:
+		case OPT_MOUNT_LAYER:
 			if (parse_u32(optarg, UINT32_MAX - 1, &layer) < 0) {
 				cli_error("--layer %s: not a layer number",
 					  optarg);

@@ -15,8 +15,24 @@ void cli_error(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-int cli_layer_opt(struct cli_layer_opts *o, int c, const char *arg)
+void cli_layer_opts_init(struct cli_layer_opts *o)
 {
+	memset(o, 0, sizeof(*o));
+	cli_remote_opts_init(&o->ro);
+}
+
+void cli_layer_opts_release(struct cli_layer_opts *o)
+{
+	cli_remote_close(o->remote);
+	o->remote = NULL;
+}
+
+int cli_layer_opt(struct cli_layer_opts *o, int c, char *arg)
+{
+	int r = cli_remote_opt(&o->ro, c, arg);
+
+	if (r)
+		return r;
 	switch (c) {
 	case OPT_FORMAT:
 		o->format = arg;
@@ -37,7 +53,7 @@ int cli_layer_opt(struct cli_layer_opts *o, int c, const char *arg)
 	return 0;
 }
 
-int cli_open(const char *path, const struct cli_layer_opts *o,
+int cli_open(const char *path, struct cli_layer_opts *o,
 	     struct engine_layer **ret)
 {
 	struct format_hints h = { 0 };
@@ -58,7 +74,22 @@ int cli_open(const char *path, const struct cli_layer_opts *o,
 	eo.format = o->format;
 	eo.blob_dir = o->blob_dir;
 	eo.zran_index = o->index;
-	r = engine_open_path(path, &eo, ret, &err);
+	if (cli_is_remote(path)) {
+		struct format_hints rh;
+		struct lp_source *src;
+
+		r = cli_open_remote(path, &o->ro, &o->remote, &rh, &src);
+		if (r < 0)
+			return r;
+		if (!rh.toc_digest)
+			rh.toc_digest = o->toc_digest;
+		if (o->media_type)
+			rh.media_type = o->media_type;
+		h = rh;
+		r = engine_open(src, &eo, ret, &err);
+	} else {
+		r = engine_open_path(path, &eo, ret, &err);
+	}
 	if (r < 0)
 		cli_error("%s", err.msg[0] ? err.msg : strerror(-r));
 	return r;

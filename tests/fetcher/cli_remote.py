@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""lazypull ls/cat/check/inspect on registry references.
+
+Pushes an image whose layers are an eStargz blob, a zstd:chunked blob (both
+from the upstream Go library, tests/refgen) and a plain gzip layer to a
+docker-registry started here, then checks that for every layer
+`lazypull ls --json --digest REF --layer N` is byte-identical to the same
+command on the local blob, that `cat` returns the right bytes while fetching
+only part of the blob, that a second `cat` (new process, same cache) makes
+no request, and that `check` and `inspect` agree.
+
+Env: LAZYPULL, SRCDIR, WORKDIR.  Exit 77 = skipped."""
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "formats"))
+sys.path.insert(0, HERE)
+import fmtlib as F  # noqa: E402
+import run as R  # noqa: E402
+
+fails = []
+
+
+def fail(msg):
+    fails.append(msg)
+    print("FAIL: " + msg)
+
+
+def put(root, data, media_type, annotations=None):
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    with open(os.path.join(root, "blobs", "sha256", d[7:]), "wb") as f:
+        f.write(data)
+    desc = {"mediaType": media_type, "digest": d, "size": len(data)}
+    if annotations:
+        desc["annotations"] = annotations
+    return desc
+
+
+def main():
+    src, work, lp = F.env_paths()
+    for t in ("docker-registry", "skopeo"):
+        if not shutil.which(t):
+            F.skip("%s not installed" % t)
+    F.prepare_workdir(work)
+    exe = F.build_refgen(src, work)
+    layers = {l["name"]: l for l in F.make_layers(src, work)}
+
+    root = os.path.join(work, "oci")
+    os.makedirs(os.path.join(root, "blobs", "sha256"))
+    descs, diff_ids, local = [], [], []
+    plan = [("chunks", "estargz"), ("links", "zstdchunked"),
+            ("special", "gzip")]
+    for name, fmt in plan:
+        tar = layers[name]["tar"]
+        with open(tar, "rb") as f:
+            raw = f.read()
+        blob = os.path.join(work, "%s.%s" % (name, fmt))
+        ann = None
+        mt = "application/vnd.oci.image.layer.v1.tar+gzip"
+        if fmt == "gzip":
+            with open(blob, "wb") as f:
+                f.write(gzip.compress(raw, 6, mtime=0))
+        else:
+            dg, _ = F.refgen(exe, tar, blob, fmt, chunk=65536)
+            ann = {"containerd.io/snapshot/stargz/toc.digest": dg}
+            if fmt == "zstdchunked":
+                mt = "application/vnd.oci.image.layer.v1.tar+zstd"
+        with open(blob, "rb") as f:
+            data = f.read()
+        descs.append(put(root, data, mt, ann))
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        local.append((name, fmt, blob))
+    cfg = put(root, json.dumps({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode(),
+        "application/vnd.oci.image.config.v1+json")
+    man = put(root, json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": cfg, "layers": descs}).encode(),
+        "application/vnd.oci.image.manifest.v1+json")
+    man["annotations"] = {"org.opencontainers.image.ref.name": "v1"}
+    with open(os.path.join(root, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [man]}, f)
+    with open(os.path.join(root, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+
+    class L:
+        pass
+    lay = L()
+    lay.root = root
+    reg = R.Registry(work, "registry")
+    try:
+        R.skopeo_push(work, lay, "v1", "%s/test/img:v1" % reg.addr)
+        ref = "%s/test/img:v1" % reg.addr
+        cache = os.path.join(work, "state")
+        common = ["--plain-http", "--root", cache]
+        for i, (name, fmt, blob) in enumerate(local):
+            what = "layer %d (%s, %s)" % (i, name, fmt)
+            rc, want, err = F.run([lp, "ls", "--json", "--digest", blob],
+                                  timeout=120)
+            rc2, got, err2 = F.run([lp, "ls", "--json", "--digest",
+                                    "--layer", str(i)] + common + [ref],
+                                   timeout=120)
+            if rc or rc2 or want != got:
+                fail("%s: ls of the reference differs from the local blob "
+                     "(exit %d/%d): %s" % (what, rc, rc2, F.short(err2)))
+            rc, out, err = F.run([lp, "inspect", "--json", "--layer",
+                                  str(i)] + common + [ref])
+            wantfmt = {"estargz": "estargz", "zstdchunked": "zstd:chunked",
+                       "gzip": "zran"}[fmt]
+            if rc or ('"format":"%s"' % wantfmt).encode() not in out:
+                fail("%s: inspect: %s %s" % (what, F.short(out),
+                                             F.short(err)))
+            rc, out, err = F.run([lp, "check", "--layer", str(i)] + common +
+                                 [ref], timeout=120)
+            if rc:
+                fail("%s: check exit %d: %s" % (what, rc, F.short(err)))
+        # cat through a cold cache fetches part of the blob, then nothing
+        cold = ["--plain-http", "--root", os.path.join(work, "cold")]
+        x = os.path.join(work, "x")
+        F.extract(layers["chunks"]["tar"], x)
+        with open(os.path.join(x, "chunks", "f65537"), "rb") as f:
+            truth = f.read()
+        for n in (1, 2):
+            rc, out, err = F.run([lp, "cat", "-v", "--layer", "0"] + cold +
+                                 [ref, "/chunks/f65537"])
+            m = re.search(rb"fetched: (\d+) requests, (\d+) bytes", err)
+            if rc or out != truth or not m:
+                fail("cat #%d: exit %d, %d bytes (want %d): %s" %
+                     (n, rc, len(out), len(truth), F.short(err)))
+                continue
+            reqs, got = int(m.group(1)), int(m.group(2))
+            size = os.path.getsize(local[0][2])
+            print("cat #%d of /chunks/f65537: %d requests, %d bytes of a "
+                  "%d-byte blob" % (n, reqs, got, size))
+            if n == 1 and not 0 < got < size // 2:
+                fail("cold cat fetched %d of %d bytes" % (got, size))
+            if n == 2 and reqs != 0:
+                fail("warm cat made %d requests" % reqs)
+        # a layer that does not exist, a repository that does not exist
+        rc, out, err = F.run([lp, "ls", "--layer", "7"] + common + [ref])
+        if not 0 < rc < 128 or not err.strip():
+            fail("--layer 7: exit %d: %s" % (rc, F.short(err)))
+        rc, out, err = F.run([lp, "ls", "--layer", "0"] + common +
+                             ["%s/no/such:v1" % reg.addr])
+        if not 0 < rc < 128 or not err.strip():
+            fail("missing repo: exit %d: %s" % (rc, F.short(err)))
+        else:
+            print("missing repo: %s" % F.short(err).strip())
+    finally:
+        reg.stop()
+    print("%d failure(s)" % len(fails))
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
