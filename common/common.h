@@ -94,10 +94,20 @@ void lp_grow(void **arr, size_t esz, size_t *cap, size_t need);
  * only at end of source) or -errno.
  */
 struct lp_source;
+struct lp_range {
+	uint64_t off, len;
+};
 struct lp_source_ops {
 	int64_t (*pread)(struct lp_source *s, void *buf, size_t len,
 			 uint64_t off);
 	void (*close)(struct lp_source *s);
+	/* Optional: bring these ranges in ahead of the preads that need
+	 * them, in as few transfers as possible. */
+	int (*prefetch)(struct lp_source *s, const struct lp_range *r,
+			size_t n, struct lp_err *err);
+	/* Optional: forget any cached copy of [off, off+len), e.g. bytes
+	 * that failed a digest, so the next pread fetches them again. */
+	int (*invalidate)(struct lp_source *s, uint64_t off, uint64_t len);
 };
 struct lp_source {
 	const struct lp_source_ops *ops;
@@ -109,6 +119,10 @@ struct lp_source {
 /* Reads exactly len bytes at off; short reads become -EIO with a message. */
 int lp_source_read_full(struct lp_source *s, void *buf, size_t len,
 			uint64_t off, struct lp_err *err);
+/* No-ops (0) for sources without the optional op. */
+int lp_source_prefetch(struct lp_source *s, const struct lp_range *r,
+		       size_t n, struct lp_err *err);
+int lp_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len);
 int lp_source_open_file(const char *path, struct lp_source **ret,
 			struct lp_err *err);
 /* Borrows data (not copied); data must outlive the source. */

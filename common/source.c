@@ -36,6 +36,21 @@ int lp_source_read_full(struct lp_source *s, void *buf, size_t len,
 	return 0;
 }
 
+int lp_source_prefetch(struct lp_source *s, const struct lp_range *r,
+		       size_t n, struct lp_err *err)
+{
+	if (!s->ops->prefetch || n == 0)
+		return 0;
+	return s->ops->prefetch(s, r, n, err);
+}
+
+int lp_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
+{
+	if (!s->ops->invalidate)
+		return 0;
+	return s->ops->invalidate(s, off, len);
+}
+
 struct file_priv {
 	int fd;
 };

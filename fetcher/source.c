@@ -258,9 +258,31 @@ static void bsrc_close(struct lp_source *s)
 	free(b);
 }
 
+static int bsrc_prefetch(struct lp_source *s, const struct lp_range *r,
+			 size_t n, struct lp_err *err)
+{
+	struct fetch_range *fr = lp_xcalloc(n, sizeof(*fr));
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		fr[i].off = r[i].off;
+		fr[i].len = r[i].len;
+	}
+	rc = fetch_source_prefetch(s, fr, n, err);
+	free(fr);
+	return rc;
+}
+
+static int bsrc_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
+{
+	return fetch_source_invalidate(s, off, len);
+}
+
 static const struct lp_source_ops bsrc_ops = {
 	.pread = bsrc_pread,
 	.close = bsrc_close,
+	.prefetch = bsrc_prefetch,
+	.invalidate = bsrc_invalidate,
 };
 
 int fetch_blob_source_open_backend(struct fetch_cache *cache,

@@ -252,15 +252,85 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 				  (unsigned long long)c->file_off,
 				  (unsigned long long)len);
 	stored = lp_xmalloc(len ? (size_t)len : 1);
-	r = lp_source_read_full(src, stored, (size_t)len, c->comp_off, err);
-	if (r < 0)
-		return r;
-	__atomic_add_fetch(&l->stored_bytes_read, len, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&l->chunks_decoded, 1, __ATOMIC_RELAXED);
-	r = l->ops->decode_chunk(l->ctx, c, stored, (size_t)len, out, err);
-	if (r < 0)
-		return r;
-	return model_chunk_verify(c, out, err);
+	/*
+	 * A cached copy that fails to decode or verify may have been damaged
+	 * in transit: forget it and fetch once more before giving up.  Local
+	 * files have nothing to forget, so they fail at once.
+	 */
+	for (int attempt = 0;; attempt++) {
+		struct lp_err e2 = { 0 };
+
+		r = lp_source_read_full(src, stored, (size_t)len, c->comp_off,
+					&e2);
+		if (r == 0) {
+			__atomic_add_fetch(&l->stored_bytes_read, len,
+					   __ATOMIC_RELAXED);
+			__atomic_add_fetch(&l->chunks_decoded, 1,
+					   __ATOMIC_RELAXED);
+			r = l->ops->decode_chunk(l->ctx, c, stored,
+						 (size_t)len, out, &e2);
+			if (r == 0)
+				r = model_chunk_verify(c, out, &e2);
+			if (r == 0)
+				return 0;
+		}
+		if (r == -ENODATA || attempt > 0 || !src->ops->invalidate ||
+		    lp_source_invalidate(src, c->comp_off, len) < 0) {
+			lp_err_set(err, e2.code, "%s", e2.msg);
+			return r;
+		}
+		lp_log(LP_LOG_WARN, "%s: chunk at blob offset %llu: %s; "
+		       "fetching it again", src->name,
+		       (unsigned long long)c->comp_off, e2.msg);
+	}
+}
+
+void engine_prefetch_range(struct engine_layer *l, uint32_t ino, uint64_t off,
+			   uint64_t len)
+{
+	const struct model_inode *in = model_inode(l->model, ino);
+	struct lp_range r[64];
+	struct lp_source *src = NULL;
+	uint32_t blob = UINT32_MAX;
+	size_t n = 0;
+	int64_t first;
+
+	if (!in || !S_ISREG(in->mode) || !len)
+		return;
+	first = model_chunk_at(l->model, ino, off);
+	if (first < 0)
+		return;
+	for (uint32_t i = (uint32_t)first;
+	     i < in->first + in->count && n < ARRAY_SIZE(r); i++) {
+		const struct model_chunk *c = &l->model->chunks[i];
+
+		if (c->file_off >= off + len)
+			break;
+		if (blob == UINT32_MAX)
+			blob = c->blob;
+		else if (c->blob != blob)
+			break;
+		r[n].off = c->comp_off;
+		r[n].len = c->comp_len;
+		n++;
+	}
+	/* one chunk is read by the pread itself: nothing to merge */
+	if (n < 2)
+		return;
+	pthread_mutex_lock(l->last_lock);
+	if (blob_source(l, blob, &src, NULL) < 0)
+		src = NULL;
+	pthread_mutex_unlock(l->last_lock);
+	if (!src || !src->ops->prefetch)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].off >= src->size)
+			return;
+		if (r[i].len > src->size - r[i].off)
+			r[i].len = src->size - r[i].off;
+	}
+	/* best effort: the reads that follow report any error */
+	lp_source_prefetch(src, r, n, NULL);
 }
 
 int64_t engine_read(struct engine_layer *l, uint32_t ino, void *buf,
@@ -278,6 +348,7 @@ int64_t engine_read(struct engine_layer *l, uint32_t ino, void *buf,
 		return 0;
 	if (len > in->size - off)
 		len = (size_t)(in->size - off);
+	engine_prefetch_range(l, ino, off, len);
 	while (done < len) {
 		int64_t ci = model_chunk_at(l->model, ino, off + done);
 		const struct model_chunk *c;

@@ -71,6 +71,14 @@ int engine_read_chunk(struct engine_layer *l, uint32_t idx, void *out,
 int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 			  void *out, struct lp_err *err);
 
+/*
+ * Fetches the stored bytes of every chunk of [off, off+len) of file ino
+ * ahead of time, in as few requests as the source can (a registry blob
+ * merges them); best effort, no-op for local files.
+ */
+void engine_prefetch_range(struct engine_layer *l, uint32_t ino, uint64_t off,
+			   uint64_t len);
+
 /* Reads up to len bytes of regular file ino at off; returns bytes or
  * -errno.  Only chunks that overlap the range are decoded. */
 int64_t engine_read(struct engine_layer *l, uint32_t ino, void *buf,

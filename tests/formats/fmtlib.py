@@ -262,10 +262,16 @@ def toc_listing(toc_bytes):
         m.pop(lm, None)
 
     def attrs(path, e):
-        d = {"path": path, "mode": modestr(e.get("mode", 0)),
+        # Linux semantics: a symlink's mode is 0777, and xattr names
+        # without a namespace (macOS tars) cannot exist on a file
+        mode = 0o777 if e.get("type") == "symlink" else e.get("mode", 0)
+        d = {"path": path, "mode": modestr(mode),
              "uid": e.get("uid", 0), "gid": e.get("gid", 0)}
-        if e.get("xattrs"):
-            d["xattrs"] = dict(sorted(e["xattrs"].items()))
+        xa = {k: v for k, v in (e.get("xattrs") or {}).items()
+              if k.split(".", 1)[0] in ("user", "trusted", "security",
+                                        "system") and "." in k}
+        if xa:
+            d["xattrs"] = dict(sorted(xa.items()))
         return d
 
     out["/"] = attrs("/", root) if root else synth_dir("/")
