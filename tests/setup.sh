@@ -17,7 +17,11 @@ PKGS=(
 	fuse3 zstd gzip tar jq python3 b3sum attr apache2-utils busybox-static
 	golang-go golang-github-containerd-stargz-snapshotter-dev
 	golang-github-containerd-containerd-dev
-	containerd runc stargz-snapshotter docker-registry skopeo umoci
+	containerd runc stargz-snapshotter docker-registry skopeo umoci debootstrap
+	# snapshotter tests: grpc-go (containerd's conformance suite) and
+	# python3-grpcio (a second client stack) clients, curl, unshare
+	golang-google-grpc-dev python3-grpcio python3-protobuf protobuf-compiler
+	curl util-linux
 )
 
 missing=()
