@@ -72,6 +72,12 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
 	case OPT_REFRESH:
 		o->tag_ttl = 0;
 		return 1;
+	case OPT_HOSTS_DIR:
+		o->hosts_dir = arg;
+		return 1;
+	case OPT_NYDUSD_CONFIG:
+		o->nydusd_config = arg;
+		return 1;
 	case OPT_CACHE_MAX:
 		o->cache_max = strtoull(arg, &end, 10);
 		if (*end || end == arg) {
@@ -81,6 +87,13 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
 		return 1;
 	}
 	return 0;
+}
+
+const char *cli_remote_root(const struct cli_remote_opts *o)
+{
+	const char *root = o->root ? o->root : getenv("LAZYPULL_ROOT");
+
+	return root && root[0] ? root : DEFAULT_ROOT;
 }
 
 bool cli_is_remote(const char *arg)
@@ -170,6 +183,8 @@ int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
 	struct fetch_cache_opts co = { 0 };
 	struct lp_err err = { 0 };
 	struct fetch_opts fo;
+	_cleanup_(fetch_hosts_freep) struct fetch_hosts *nydusd = NULL;
+	const struct fetch_hosts *hl[1];
 	_cleanup_free_ char *user = NULL, *cache_dir = NULL;
 	const char *root;
 	int rc;
@@ -185,6 +200,15 @@ int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
 			goto fail;
 	}
 	fetch_opts_init(&fo);
+	fo.hosts_dir = o->hosts_dir;
+	if (o->nydusd_config) {
+		rc = fetch_hosts_load_nydusd(o->nydusd_config, &nydusd, &err);
+		if (rc < 0)
+			goto fail;
+		hl[0] = nydusd;
+		fo.hosts = hl;
+		fo.n_hosts = 1;
+	}
 	fo.plain_http = o->plain_http;
 	fo.skip_verify = o->insecure;
 	if (o->user) {
@@ -206,9 +230,7 @@ int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
 	if (rc < 0)
 		goto fail;
 
-	root = o->root ? o->root : getenv("LAZYPULL_ROOT");
-	if (!root || !root[0])
-		root = DEFAULT_ROOT;
+	root = cli_remote_root(o);
 	cache_dir = lp_xmalloc(strlen(root) + 8);
 	sprintf(cache_dir, "%s/cache", root);
 	co.root = cache_dir;
@@ -281,6 +303,20 @@ int cli_remote_blob(struct cli_remote *r, const char *digest, uint64_t size,
 	if (rc < 0)
 		cli_error("%s", err.msg);
 	return rc;
+}
+
+int cli_remote_bootstrap(const struct cli_remote *r)
+{
+	const struct fetch_manifest *m = r->manifest;
+
+	for (size_t i = 0; i < m->n_layers; i++) {
+		const char *v =
+			fetch_desc_annotation(&m->layers[i], NYDUS_BOOTSTRAP);
+
+		if (v && !strcmp(v, "true"))
+			return (int)i;
+	}
+	return -1;
 }
 
 int cli_remote_pick(const struct cli_remote *r, const struct cli_remote_opts *o,

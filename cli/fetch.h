@@ -43,6 +43,8 @@ struct cli_remote_opts {
 	int64_t tag_ttl;      /* reuse a tag's resolution this many seconds
 				 (0 = ask the registry, --refresh) */
 	bool verbose;	      /* each request on stderr, totals at close */
+	const char *hosts_dir;	   /* containerd certs.d dir (mirrors) */
+	const char *nydusd_config; /* nydusd JSON: its backend mirrors */
 };
 
 /* getopt_long ids (clear of cli.h's 0x100 range) */
@@ -56,6 +58,8 @@ enum {
 	OPT_LAYER_DIGEST,
 	OPT_CACHE_MAX,
 	OPT_REFRESH,
+	OPT_HOSTS_DIR,
+	OPT_NYDUSD_CONFIG,
 };
 
 #define CLI_REMOTE_LONGOPTS                                                    \
@@ -67,7 +71,9 @@ enum {
 		{ "layer", required_argument, NULL, OPT_LAYER },               \
 		{ "layer-digest", required_argument, NULL, OPT_LAYER_DIGEST }, \
 		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },       \
-		{ "refresh", no_argument, NULL, OPT_REFRESH }
+		{ "refresh", no_argument, NULL, OPT_REFRESH },                 \
+		{ "hosts-dir", required_argument, NULL, OPT_HOSTS_DIR },       \
+		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG }
 
 #define CLI_REMOTE_HELP                                                        \
 	"Registry references ([REGISTRY/]REPO[:TAG|@DIGEST]):\n"               \
@@ -81,7 +87,10 @@ enum {
 	"  --root DIR          state: blob cache in DIR/cache (default\n"      \
 	"                      $LAZYPULL_ROOT or /var/lib/lazypull)\n"         \
 	"  --cache-max BYTES   bound the blob cache (LRU eviction)\n"          \
-	"  --refresh           resolve the tag again (else reused for 5 min)\n"
+	"  --refresh           resolve the tag again (else reused for 5 min)\n" \
+	"  --hosts-dir DIR     mirrors from DIR/<registry>/hosts.toml\n"       \
+	"                      (containerd's certs.d layout, with _default)\n" \
+	"  --nydusd-config F   mirrors from a nydusd JSON backend config\n"
 
 #define CLI_TAG_TTL_DEFAULT 300
 
@@ -93,6 +102,10 @@ void cli_remote_opts_init(struct cli_remote_opts *o);
  * copied and then blanked in argv.
  */
 int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg);
+
+/* The state directory: o->root, else $LAZYPULL_ROOT, else
+ * /var/lib/lazypull. */
+const char *cli_remote_root(const struct cli_remote_opts *o);
 
 /* An argument is a registry reference when no such file exists and it
  * parses as a reference. */
@@ -132,6 +145,8 @@ void cli_remote_hints(const struct cli_remote *r, size_t i,
 /* Any blob of the repository (e.g. a RAFS data blob); size 0 = HEAD. */
 int cli_remote_blob(struct cli_remote *r, const char *digest, uint64_t size,
 		    struct lp_source **ret);
+/* The layer marked containerd.io/snapshot/nydus-bootstrap=true, or -1. */
+int cli_remote_bootstrap(const struct cli_remote *r);
 /*
  * The layer o picks: --layer N, --layer-digest D, else the nydus
  * bootstrap layer if there is one, else the only layer.  -EINVAL with a

@@ -552,8 +552,8 @@ static int parse_key_part(struct parser *ps, char **ret)
 
 		return c < 0 || c == '\n' || c == '\r' ?
 			       perr(ps, "expected a key") :
-			       perr(ps, "unexpected %s where a key was expected",
-				    charname(c, cb));
+			       perr(ps, "unexpected %s where a key was "
+					"expected", charname(c, cb));
 	}
 	const char *s = ps->p;
 
@@ -1036,7 +1036,8 @@ static int open_header(struct parser *ps, struct lp_toml_value *root,
 			cur = val_new(LP_TOML_ARRAY, ps->line);
 			cur->flags |= T_AOT;
 			tab_put(tab, lp_xstrdup(last), cur);
-		} else if (cur->type != LP_TOML_ARRAY || !(cur->flags & T_AOT)) {
+		} else if (cur->type != LP_TOML_ARRAY ||
+			   !(cur->flags & T_AOT)) {
 			lp_toml_free(t);
 			return perr(ps, "key '%s' (line %u) is %s, not an "
 					"array of tables",

@@ -2,11 +2,18 @@
 /*
  * The registry client: HTTP with libcurl, authentication, retries.
  *
- * Every transfer takes a CURL easy handle from the client's pool and gives
- * it back afterwards, so a handle (and its idle keep-alive connections)
+ * Every call takes a curl multi handle from the client's pool, runs its
+ * transfers on easy handles from another pool, and gives both back, so a
+ * handle (and the idle keep-alive connections in a multi handle's cache)
  * is reused but never used by two threads at once.  Only the DNS cache and
  * TLS sessions are shared between handles, through a locked CURLSH;
  * libcurl does not support sharing a connection pool between threads.
+ *
+ * Why multi and not a pool of threads: several ranges of one read go out
+ * at once from the calling thread, and over HTTP/2 they become streams of
+ * one connection, which only a multi handle can do.  Retries, the auth
+ * dance and the fall-through from mirror to mirror to upstream are a small
+ * state machine per request (struct rq) that the multi loop drives.
  */
 #define LP_MODNAME "fetcher"
 #include <ctype.h>
@@ -32,25 +39,53 @@ struct token {
 	struct timespec expires; /* CLOCK_MONOTONIC */
 };
 
-/* What the client knows about one API host. */
+/*
+ * What the client knows about one host it talks to: a registry's own API
+ * host, a hosts.toml server, or a mirror.  Every field after key is
+ * protected by c->lock once the host is on c->hosts.
+ */
 struct host {
 	struct host *next;
-	char *host;
-	char *registry;
-	bool use_http;	/* skip_verify fell back to http */
-	bool basic;	/* the registry asked for basic auth */
+	char *key;	/* lookup key: the API host, or "m|REG|URL" ... */
+	char *host;	/* host[:port] to connect to */
+	char *registry; /* whose credentials it may get; NULL = none */
+	/* its configuration (owned by the client or a route); NULL = a
+	 * registry's own host with the client's settings */
+	const struct fetch_endpoint *ep;
+	bool mirror;   /* failures fall through to the next host */
+	bool use_http; /* skip_verify fell back to http */
+	bool basic;    /* the registry asked for basic auth */
 	int cred_state; /* 0 unresolved, 1 have cred, -1 none */
 	struct fetch_cred cred;
 	struct token *tokens;
+	/* mirror health */
+	unsigned fails; /* in a row */
+	bool down;	/* skipped until retry_at */
+	bool probing;	/* one thread is pinging it */
+	double retry_at;
+};
+
+/* The hosts to try for one registry, in order: mirrors, then upstream. */
+struct route {
+	struct route *next;
+	char *registry;
+	struct fetch_hosts *cfg; /* a loaded hosts.toml (owned), or NULL */
+	struct host **hops;
+	size_t n_hops;
 };
 
 struct fetch_client {
 	int refs;	     /* atomic */
-	struct fetch_opts o; /* strings owned */
+	struct fetch_opts o; /* strings owned; o.hosts is NULL (see cfgs) */
+	struct fetch_hosts **cfgs; /* copies of o.hosts */
+	size_t n_cfgs;
 	pthread_mutex_t lock;
 	struct host *hosts;	  /* protected by lock */
+	struct route *routes;	  /* protected by lock */
 	CURL **pool;		  /* protected by lock */
 	size_t n_pool, cap_pool;  /* protected by lock */
+	CURLM **mpool;		  /* protected by lock */
+	size_t n_mpool, cap_mpool; /* protected by lock */
 	struct fetch_stats stats; /* protected by lock */
 	CURLSH *share;
 	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
@@ -106,6 +141,8 @@ struct xfer {
 	size_t errbody_len;
 	enum xfer_fail fail;
 	char fail_msg[160];
+	int http_version;
+	unsigned new_conns;
 	CURLcode cc;
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -233,6 +270,24 @@ int fetch_client_new(const struct fetch_opts *o, struct fetch_client **ret,
 	c->o.auth = dup_or_null(o->auth);
 	c->o.registry_token = dup_or_null(o->registry_token);
 	c->o.docker_config = dup_or_null(o->docker_config);
+	c->o.hosts_dir = dup_or_null(o->hosts_dir);
+	c->o.hosts = NULL;
+	c->o.n_hosts = 0;
+	if (o->n_hosts) {
+		c->cfgs = lp_xcalloc(o->n_hosts, sizeof(*c->cfgs));
+		for (size_t i = 0; i < o->n_hosts; i++)
+			if (o->hosts[i])
+				c->cfgs[c->n_cfgs++] =
+					fetch_hosts_dup(o->hosts[i]);
+	}
+	if (!c->o.mirror_failure_limit)
+		c->o.mirror_failure_limit = 5;
+	if (!c->o.mirror_health_interval_s)
+		c->o.mirror_health_interval_s = 5;
+	if (!c->o.max_concurrent)
+		c->o.max_concurrent = 8;
+	if (c->o.max_concurrent > 64)
+		c->o.max_concurrent = 64;
 	c->o.user_agent =
 		lp_xstrdup(o->user_agent ? o->user_agent : "lazypull");
 	if (!c->o.connect_timeout_ms)
@@ -284,15 +339,31 @@ void fetch_client_unref(struct fetch_client *c)
 {
 	if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	for (size_t i = 0; i < c->n_mpool; i++)
+		curl_multi_cleanup(c->mpool[i]);
+	free(c->mpool);
 	for (size_t i = 0; i < c->n_pool; i++)
 		curl_easy_cleanup(c->pool[i]);
 	free(c->pool);
 	if (c->share)
 		curl_share_cleanup(c->share);
+	while (c->routes) {
+		struct route *rt = c->routes;
+
+		c->routes = rt->next;
+		free(rt->registry);
+		free(rt->hops);
+		fetch_hosts_free(rt->cfg);
+		free(rt);
+	}
+	for (size_t i = 0; i < c->n_cfgs; i++)
+		fetch_hosts_free(c->cfgs[i]);
+	free(c->cfgs);
 	while (c->hosts) {
 		struct host *h = c->hosts;
 
 		c->hosts = h->next;
+		free(h->key);
 		free(h->host);
 		free(h->registry);
 		fetch_cred_release(&h->cred);
@@ -308,6 +379,7 @@ void fetch_client_unref(struct fetch_client *c)
 	fetch_free_secret((char *)c->o.auth);
 	fetch_free_secret((char *)c->o.registry_token);
 	free((char *)c->o.docker_config);
+	free((char *)c->o.hosts_dir);
 	free((char *)c->o.user_agent);
 	free(c);
 }
@@ -346,6 +418,45 @@ static void pool_put(struct fetch_client *c, CURL *e)
 	pthread_mutex_unlock(&c->lock);
 	if (e)
 		curl_easy_cleanup(e);
+}
+
+/*
+ * Multi handles, like easy handles, are used by one thread at a time and
+ * pooled: the connections a transfer leaves behind stay in its multi
+ * handle's connection cache for the next request.
+ */
+static CURLM *multi_get(struct fetch_client *c)
+{
+	CURLM *m = NULL;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->n_mpool)
+		m = c->mpool[--c->n_mpool];
+	pthread_mutex_unlock(&c->lock);
+	if (m)
+		return m;
+	m = curl_multi_init();
+	if (!m)
+		return NULL;
+	curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	/* keep a connection for each transfer that may run at once */
+	curl_multi_setopt(m, CURLMOPT_MAXCONNECTS,
+			  (long)c->o.max_concurrent + 4);
+	return m;
+}
+
+static void multi_put(struct fetch_client *c, CURLM *m)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->n_mpool < POOL_MAX) {
+		lp_grow((void **)&c->mpool, sizeof(*c->mpool), &c->cap_mpool,
+			c->n_mpool + 1);
+		c->mpool[c->n_mpool++] = m;
+		m = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (m)
+		curl_multi_cleanup(m);
 }
 
 /* ---- response parsing ---------------------------------------------------- */
@@ -618,12 +729,43 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 
 /* ---- one exchange -------------------------------------------------------- */
 
-static void xfer_perform(struct fetch_client *c, CURL *e, struct xfer *x,
-			 const char *url)
+static bool host_http(const struct fetch_client *c, const struct host *h)
 {
+	if (h->ep && h->ep->host)
+		return h->ep->plain_http || h->use_http;
+	return c->o.plain_http || h->use_http;
+}
+
+static const char *host_root(const struct host *h)
+{
+	return h->ep && h->ep->host && h->ep->root ? h->ep->root : "/v2";
+}
+
+/*
+ * Sets e up for x against url.  h (NULL for a token request) brings its
+ * TLS, proxy, connect timeout and header settings.  Returns the header
+ * list, for xfer_finish().
+ */
+static struct curl_slist *xfer_setup(struct fetch_client *c, CURL *e,
+				     struct xfer *x, const char *url,
+				     const struct host *h)
+{
+	const struct fetch_endpoint *ep = h ? h->ep : NULL;
 	struct curl_slist *hdrs = NULL;
 	char range[64], line[4096];
+	bool skip_verify = c->o.skip_verify;
+	const char *ca = c->o.ca_file;
+	unsigned cto = c->o.connect_timeout_ms;
 
+	if (ep) {
+		/* --insecure is about the registry, not its mirrors */
+		skip_verify = ep->skip_verify ||
+			      (!h->mirror && c->o.skip_verify);
+		if (ep->ca_file)
+			ca = ep->ca_file;
+		if (ep->connect_timeout_ms)
+			cto = ep->connect_timeout_ms;
+	}
 	xfer_reset_response(x);
 	x->fail = F_NONE;
 	x->fail_msg[0] = '\0';
@@ -651,19 +793,33 @@ static void xfer_perform(struct fetch_client *c, CURL *e, struct xfer *x,
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
 	curl_easy_setopt(e, CURLOPT_MAXREDIRS, 8L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-			 (long)c->o.connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cto);
 	if (!x->stream && c->o.timeout_ms)
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)c->o.stall_timeout_s);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	if (c->o.skip_verify) {
+	/* concurrent https transfers wait for a connection that may turn
+	 * out to multiplex (HTTP/2) rather than each opening another one;
+	 * plain http is HTTP/1.1 here, so they need their own */
+	if (!strncasecmp(url, "https://", 8))
+		curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	if (skip_verify) {
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (c->o.ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, c->o.ca_file);
+	if (ca)
+		curl_easy_setopt(e, CURLOPT_CAINFO, ca);
+	if (ep && ep->client_cert)
+		curl_easy_setopt(e, CURLOPT_SSLCERT, ep->client_cert);
+	if (ep && ep->client_key)
+		curl_easy_setopt(e, CURLOPT_SSLKEY, ep->client_key);
+	if (ep && ep->proxy)
+		curl_easy_setopt(e, CURLOPT_PROXY, ep->proxy);
+	/* bulk bodies in fewer, larger write callbacks (curl's own tool
+	 * does the same) */
+	if (x->sink == SINK_RANGE || x->sink == SINK_STREAM)
+		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L << 10);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -684,13 +840,23 @@ static void xfer_perform(struct fetch_client *c, CURL *e, struct xfer *x,
 		snprintf(line, sizeof(line), "Accept: %s", x->accept);
 		hdrs = curl_slist_append(hdrs, line);
 	}
+	for (size_t i = 0; ep && i < ep->n_headers; i++) {
+		size_t n = strlen(ep->headers[i].key) +
+			   strlen(ep->headers[i].value) + 4;
+		char *hl = lp_xmalloc(n);
+
+		snprintf(hl, n, "%s: %s", ep->headers[i].key,
+			 ep->headers[i].value);
+		hdrs = curl_slist_append(hdrs, hl);
+		fetch_free_secret(hl);
+	}
 	if (x->bearer) {
 		size_t n = strlen(x->bearer) + 32;
-		char *h = lp_xmalloc(n);
+		char *hl = lp_xmalloc(n);
 
-		snprintf(h, n, "Authorization: Bearer %s", x->bearer);
-		hdrs = curl_slist_append(hdrs, h);
-		fetch_free_secret(h);
+		snprintf(hl, n, "Authorization: Bearer %s", x->bearer);
+		hdrs = curl_slist_append(hdrs, hl);
+		fetch_free_secret(hl);
 	} else if (x->basic) {
 		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		curl_easy_setopt(e, CURLOPT_USERNAME, x->basic->user);
@@ -698,39 +864,242 @@ static void xfer_perform(struct fetch_client *c, CURL *e, struct xfer *x,
 	}
 	if (hdrs)
 		curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+	return hdrs;
+}
 
-	x->cc = curl_easy_perform(e);
+/* Records how the exchange ended and forgets its secrets. */
+static void xfer_finish(CURL *e, struct xfer *x, struct curl_slist *hdrs,
+			CURLcode cc)
+{
+	long v = 0, nc = 0;
+
+	x->cc = cc;
 	if (x->cc == CURLE_WRITE_ERROR && x->fail == F_DONE)
 		x->cc = CURLE_OK;
-	/* a failed cut short still counts what arrived */
+	curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &v);
+	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nc);
+	x->http_version = v == CURL_HTTP_VERSION_1_0 ? 10 :
+			  v == CURL_HTTP_VERSION_1_1 ? 11 :
+			  v == CURL_HTTP_VERSION_2_0 ? 20 :
+			  v == CURL_HTTP_VERSION_3   ? 30 :
+						       0;
+	x->new_conns = nc > 0 ? (unsigned)nc : 0;
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+	for (struct curl_slist *l = hdrs; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(hdrs);
 	/* the password lives in the handle until reset; reset now */
 	if (x->basic)
 		curl_easy_reset(e);
 }
 
-/* ---- requests with auth and retries -------------------------------------- */
+/* ---- hosts, routes and mirror health ------------------------------------- */
 
-static struct host *host_get(struct fetch_client *c,
-			     const struct fetch_ref *ref)
+/* Finds or adds a host; caller holds c->lock. */
+static struct host *host_get_locked(struct fetch_client *c, const char *key,
+				    const char *hostname, const char *registry,
+				    const struct fetch_endpoint *ep,
+				    bool mirror)
 {
 	struct host *h;
 
-	pthread_mutex_lock(&c->lock);
 	for (h = c->hosts; h; h = h->next)
-		if (!strcmp(h->host, ref->host))
-			break;
-	if (!h) {
-		h = lp_xcalloc(1, sizeof(*h));
-		h->host = lp_xstrdup(ref->host);
-		h->registry = lp_xstrdup(ref->registry);
-		h->next = c->hosts;
-		c->hosts = h;
-	}
-	pthread_mutex_unlock(&c->lock);
+		if (!strcmp(h->key, key))
+			return h;
+	h = lp_xcalloc(1, sizeof(*h));
+	h->key = lp_xstrdup(key);
+	h->host = lp_xstrdup(hostname);
+	h->registry = registry ? lp_xstrdup(registry) : NULL;
+	h->ep = ep;
+	h->mirror = mirror;
+	h->next = c->hosts;
+	c->hosts = h;
 	return h;
 }
+
+static struct route *route_find_locked(struct fetch_client *c,
+				       const char *registry)
+{
+	for (struct route *rt = c->routes; rt; rt = rt->next)
+		if (!strcmp(rt->registry, registry))
+			return rt;
+	return NULL;
+}
+
+/* Builds the route of ref's registry from cfg (may be NULL). */
+static struct route *route_add_locked(struct fetch_client *c,
+				      const struct fetch_ref *ref,
+				      const struct fetch_hosts *cfg)
+{
+	const struct fetch_endpoint *srv = cfg ? cfg->server : NULL;
+	struct route *rt = lp_xcalloc(1, sizeof(*rt));
+	size_t nm = cfg ? cfg->n_mirrors : 0;
+	char key[4400];
+
+	rt->registry = lp_xstrdup(ref->registry);
+	rt->hops = lp_xcalloc(nm + 1, sizeof(*rt->hops));
+	for (size_t i = 0; i < nm; i++) {
+		const struct fetch_endpoint *ep = &cfg->mirrors[i];
+
+		/* per registry: health, tokens and credentials too */
+		snprintf(key, sizeof(key), "m|%s|%s|%s", ref->registry,
+			 ep->plain_http ? "http" : "https", ep->url);
+		rt->hops[rt->n_hops++] = host_get_locked(
+			c, key, ep->host,
+			ep->auth_through ? ref->registry : NULL, ep, true);
+	}
+	if (srv && srv->host) {
+		/* "docker.io" is not an API host */
+		const char *hn = strcmp(srv->host, "docker.io") ?
+					 srv->host :
+					 "registry-1.docker.io";
+
+		snprintf(key, sizeof(key), "s|%s|%s", ref->registry, srv->url);
+		rt->hops[rt->n_hops++] =
+			host_get_locked(c, key, hn, ref->registry, srv, false);
+	} else {
+		rt->hops[rt->n_hops++] = host_get_locked(
+			c, ref->host, ref->host, ref->registry, srv, false);
+	}
+	rt->next = c->routes;
+	c->routes = rt;
+	return rt;
+}
+
+/*
+ * The hosts to try for ref: its registry's config from o.hosts, else a
+ * hosts.toml under o.hosts_dir (read once), else just its API host.
+ */
+static struct route *route_get(struct fetch_client *c,
+			       const struct fetch_ref *ref, struct lp_err *err)
+{
+	const struct fetch_hosts *cfg = NULL;
+	struct fetch_hosts *loaded = NULL;
+	struct route *rt;
+
+	pthread_mutex_lock(&c->lock);
+	rt = route_find_locked(c, ref->registry);
+	pthread_mutex_unlock(&c->lock);
+	if (rt)
+		return rt;
+	for (size_t i = 0; i < c->n_cfgs && !cfg; i++)
+		if (fetch_hosts_match(c->cfgs[i]->registry, ref->registry,
+				      ref->host))
+			cfg = c->cfgs[i];
+	/* a broken file fails every request until it is fixed */
+	if (!cfg && c->o.hosts_dir) {
+		if (fetch_hosts_load_dir(c->o.hosts_dir, ref->registry, &loaded,
+					 err) < 0)
+			return NULL;
+		cfg = loaded;
+	}
+	pthread_mutex_lock(&c->lock);
+	rt = route_find_locked(c, ref->registry);
+	if (!rt) {
+		rt = route_add_locked(c, ref, cfg);
+		rt->cfg = TAKE_PTR(loaded);
+	}
+	pthread_mutex_unlock(&c->lock);
+	fetch_hosts_free(loaded);
+	return rt;
+}
+
+enum { MIRROR_USE, MIRROR_SKIP, MIRROR_PROBE };
+
+static unsigned mirror_limit(const struct fetch_client *c,
+			     const struct host *h)
+{
+	return h->ep->failure_limit ? h->ep->failure_limit :
+				      c->o.mirror_failure_limit;
+}
+
+static unsigned mirror_interval(const struct fetch_client *c,
+				const struct host *h)
+{
+	return h->ep->health_interval_s ? h->ep->health_interval_s :
+					  c->o.mirror_health_interval_s;
+}
+
+/* May a request go to mirror h now?  PROBE: the caller pings it first. */
+static int mirror_check(struct fetch_client *c, struct host *h)
+{
+	int r = MIRROR_USE;
+
+	pthread_mutex_lock(&c->lock);
+	if (h->down) {
+		if (h->probing || mono_sec() < h->retry_at) {
+			r = MIRROR_SKIP;
+		} else {
+			h->probing = true;
+			r = MIRROR_PROBE;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+static void mirror_result(struct fetch_client *c, struct host *h, bool ok,
+			  bool probe)
+{
+	pthread_mutex_lock(&c->lock);
+	if (probe)
+		h->probing = false;
+	if (ok) {
+		if (h->down)
+			lp_debug("mirror %s: healthy again", h->ep->url);
+		h->down = false;
+		h->fails = 0;
+	} else {
+		h->fails++;
+		if (probe || (!h->down && h->fails >= mirror_limit(c, h))) {
+			if (!h->down)
+				lp_debug("mirror %s: %u failures in a row, "
+					 "skipped for %u s",
+					 h->ep->url, h->fails,
+					 mirror_interval(c, h));
+			h->down = true;
+			h->retry_at = mono_sec() + mirror_interval(c, h);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void trace(struct fetch_client *c, const struct xfer *x, const char *url,
+		  unsigned attempt, double secs);
+
+/* GETs the mirror's ping URL: any answer but a 5xx means it is back. */
+static bool mirror_ping(struct fetch_client *c, struct host *h)
+{
+	struct xfer x = { .method = "GET", .sink = SINK_DISCARD };
+	struct curl_slist *hdrs;
+	char url[4096];
+	CURL *e = pool_get(c);
+	unsigned cto = h->ep->connect_timeout_ms ? h->ep->connect_timeout_ms :
+						   c->o.connect_timeout_ms;
+	double t0 = mono_sec();
+	bool http, ok;
+
+	if (!e)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	http = host_http(c, h);
+	pthread_mutex_unlock(&c->lock);
+	if (h->ep->ping_url)
+		snprintf(url, sizeof(url), "%s", h->ep->ping_url);
+	else
+		snprintf(url, sizeof(url), "%s://%s%s/", http ? "http" : "https",
+			 h->host, host_root(h));
+	hdrs = xfer_setup(c, e, &x, url, h);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)cto * 2);
+	xfer_finish(e, &x, hdrs, curl_easy_perform(e));
+	trace(c, &x, url, 0, mono_sec() - t0);
+	ok = x.cc == CURLE_OK && x.status >= 200 && x.status < 500;
+	lp_debug("mirror %s: ping %s", h->ep->url, ok ? "ok" : "failed");
+	pool_put(c, e);
+	return ok;
+}
+
+/* ---- helpers for requests ------------------------------------------------ */
 
 /* Resolves the host's credentials once; caller holds c->lock. */
 static int host_cred(struct fetch_client *c, struct host *h, struct lp_err *err)
@@ -739,13 +1108,17 @@ static int host_cred(struct fetch_client *c, struct host *h, struct lp_err *err)
 
 	if (h->cred_state)
 		return h->cred_state > 0;
+	if (!h->registry) {
+		/* a mirror without auth_through never gets credentials */
+		h->cred_state = -1;
+		return 0;
+	}
 	r = fetch_cred_resolve(&c->o, h->registry, &h->cred, err);
 	if (r < 0)
 		return r;
 	h->cred_state = r ? 1 : -1;
 	return r;
 }
-
 static struct token *token_find(struct host *h, const char *repo)
 {
 	for (struct token *t = h->tokens; t; t = t->next)
@@ -914,6 +1287,8 @@ static void trace(struct fetch_client *c, const struct xfer *x, const char *url,
 	t.bytes = x->body_bytes;
 	t.attempt = attempt;
 	t.seconds = secs;
+	t.http_version = x->http_version;
+	t.new_connections = x->new_conns;
 	if (x->fail && x->fail != F_DONE)
 		t.error = x->fail_msg;
 	else if (x->cc != CURLE_OK)
@@ -939,240 +1314,534 @@ static uint64_t backoff_ms(const struct fetch_client *c, unsigned attempt,
 	return d;
 }
 
+
 static int get_token(struct fetch_client *c, struct host *h,
 		     const struct fetch_ref *ref,
 		     const struct fetch_challenge *ch, char **ret_token,
 		     struct lp_err *err);
 
+/* ---- requests: hosts in order, retries, authentication ------------------- */
+
 /*
- * Performs x against url (a registry path when h is set, else a full URL)
- * with retries and, for registry requests, authentication.  On success the
- * status is 2xx and x holds the response.
+ * One logical request.  A registry request (route set) goes to the
+ * route's hosts in order; a token request goes to a full URL.  It is a
+ * small state machine so that many can share one curl multi handle: every
+ * exchange ends in rq_done(), which finishes the request, schedules a
+ * retry, or moves on to the next host.
  */
-static int request(struct fetch_client *c, struct host *h,
-		   const struct fetch_ref *ref, const char *path,
-		   struct xfer *x, struct lp_err *err)
+struct rq {
+	struct xfer *x;
+	const struct fetch_ref *ref;
+	const char *path; /* below the API root ("/REPO/blobs/D"), or a URL */
+	unsigned cap;	  /* FETCH_CAP_* the request needs */
+	struct route *route;
+	size_t hop;	 /* index into route->hops */
+	struct host *h;	 /* the current host; NULL for a URL */
+	unsigned attempt, auth_round;
+	bool sent_token, sent_basic;
+	bool started; /* on the multi handle */
+	bool done;
+	bool upstream_only; /* skip the mirrors */
+	char *fresh; /* a token just fetched: used even if short-lived */
+	char *bearer;
+	struct fetch_cred basic;
+	struct curl_slist *hdrs;
+	CURL *e;
+	double due, t0;
+	int r;
+	struct lp_err err;  /* this request's failure */
+	struct lp_err merr; /* the last mirror's, if nothing else is left */
+	char url[4096];
+};
+
+static void rq_release(struct rq *q)
 {
-	unsigned attempt = 0, auth_round = 0;
-	bool sent_token = false, sent_basic = false;
-	char *fresh = NULL; /* a token just fetched: used even if short-lived */
-	char url[4096], shown[1024];
-	CURL *e = pool_get(c);
-	int r = 0;
+	fetch_free_secret(q->fresh);
+	q->fresh = NULL;
+}
 
-	if (!e)
-		return lp_err_set(err, ENOMEM, "libcurl: no easy handle");
-	for (;;) {
-		char *bearer = NULL;
-		struct fetch_cred basic = { 0 };
-		double t0;
+/* Moves q to the next host it may use (from q->hop on): 0 or -errno. */
+static int rq_pick(struct fetch_client *c, struct rq *q)
+{
+	struct route *rt = q->route;
 
-		if (h) {
-			bool http;
+	for (; q->hop < rt->n_hops; q->hop++) {
+		struct host *h = rt->hops[q->hop];
+		unsigned caps = h->ep ? h->ep->caps : FETCH_CAP_ALL;
+
+		if (!(caps & q->cap) || (h->mirror && q->upstream_only))
+			continue;
+		if (h->mirror) {
+			int st = mirror_check(c, h);
+
+			if (st == MIRROR_SKIP)
+				continue;
+			if (st == MIRROR_PROBE) {
+				bool ok = mirror_ping(c, h);
+
+				mirror_result(c, h, ok, true);
+				if (!ok)
+					continue;
+			}
+		}
+		q->h = h;
+		return 0;
+	}
+	if (q->merr.code) {
+		q->err = q->merr;
+		return q->err.code;
+	}
+	return lp_err_set(&q->err, EHOSTUNREACH,
+			  "%s: no usable host may %s (see its capabilities)",
+			  q->ref->registry,
+			  q->cap == FETCH_CAP_RESOLVE ? "resolve tags" : "pull");
+}
+
+/* Gives up on a mirror: the next host starts afresh. */
+static void rq_next_hop(struct rq *q)
+{
+	q->merr = q->err;
+	lp_err_wrap(&q->merr, "mirror %s", q->h->ep->url);
+	lp_err_clear(&q->err);
+	rq_release(q);
+	q->attempt = q->auth_round = 0;
+	q->h = NULL;
+	q->hop++;
+	q->due = 0;
+}
+
+static void rq_fail(struct rq *q, int code)
+{
+	q->r = q->err.code ? q->err.code : code;
+	q->done = true;
+}
+
+/* Starts the next exchange of q on m: 1, or 0 when q ended instead. */
+static int rq_start(struct fetch_client *c, struct rq *q, CURLM *m)
+{
+	struct xfer *x = q->x;
+	struct host *h;
+
+	if (q->route && !q->h && rq_pick(c, q) < 0) {
+		rq_fail(q, -EHOSTUNREACH);
+		return 0;
+	}
+	h = q->h;
+	q->bearer = NULL;
+	if (h) {
+		bool may_auth = !h->mirror || h->ep->auth_through;
+		struct token *t;
+		size_t n;
+
+		pthread_mutex_lock(&c->lock);
+		n = (size_t)snprintf(q->url, sizeof(q->url), "%s://%s%s%s",
+				     host_http(c, h) ? "http" : "https",
+				     h->host, host_root(h), q->path);
+		if (h->mirror && h->ep->add_ns && n < sizeof(q->url)) {
+			strncat(q->url, "?ns=", sizeof(q->url) - n - 1);
+			url_append_escaped(q->url, sizeof(q->url),
+					   q->ref->registry);
+		}
+		t = token_find(h, q->ref->repo);
+		q->sent_token = q->sent_basic = false;
+		if (q->fresh) {
+			q->bearer = TAKE_PTR(q->fresh);
+		} else if (t && token_valid(t)) {
+			q->bearer = lp_xstrdup(t->token);
+		} else if (may_auth && c->o.registry_token &&
+			   c->o.registry_token[0] && q->auth_round == 0) {
+			q->bearer = lp_xstrdup(c->o.registry_token);
+		} else if (h->basic && h->cred_state > 0) {
+			q->basic.user = lp_xstrdup(h->cred.user);
+			q->basic.pass = lp_xstrdup(h->cred.pass);
+		}
+		pthread_mutex_unlock(&c->lock);
+		q->sent_token = q->bearer != NULL;
+		q->sent_basic = q->basic.user != NULL;
+		x->basic = q->sent_basic ? &q->basic : NULL;
+	} else {
+		snprintf(q->url, sizeof(q->url), "%s", q->path);
+	}
+	x->bearer = q->bearer;
+	if (x->sink == SINK_STREAM && x->delivered) {
+		/* resume after what the consumer already has */
+		x->has_range = true;
+		x->off = x->delivered;
+		x->len = 0;
+	}
+	q->e = pool_get(c);
+	if (q->e) {
+		q->hdrs = xfer_setup(c, q->e, x, q->url, h);
+		curl_easy_setopt(q->e, CURLOPT_PRIVATE, (void *)q);
+		if (curl_multi_add_handle(m, q->e) == CURLM_OK) {
+			q->t0 = mono_sec();
+			q->started = true;
+			return 1;
+		}
+		xfer_finish(q->e, x, q->hdrs, CURLE_FAILED_INIT);
+		pool_put(c, q->e);
+		q->e = NULL;
+	}
+	fetch_free_secret(q->bearer);
+	q->bearer = NULL;
+	x->bearer = NULL;
+	if (h) {
+		fetch_cred_release(&q->basic);
+		x->basic = NULL;
+	}
+	lp_err_set(&q->err, ENOMEM, "libcurl: cannot start a transfer");
+	rq_fail(q, -ENOMEM);
+	return 0;
+}
+
+/* What an exchange's outcome means for its request. */
+enum verdict { V_DONE, V_AGAIN, V_FAIL, V_FATAL };
+
+static enum verdict rq_verdict(struct fetch_client *c, struct rq *q,
+			       uint64_t *delay, bool *sick)
+{
+	struct xfer *x = q->x;
+	struct host *h = q->h;
+	unsigned limit = h && h->mirror ? 0 : c->o.retry_limit;
+	char shown[1024];
+
+	*delay = 0;
+	*sick = false;
+	fetch_redact_url(q->url, shown, sizeof(shown));
+	if (x->cc != CURLE_OK) {
+		bool body_fault =
+			x->fail == F_TOO_LONG || x->fail == F_BAD_RANGE;
+
+		if (x->fail == F_CB) {
+			lp_err_set(&q->err, x->cb_err, "%s %s: %s", x->method,
+				   shown, strerror(-x->cb_err));
+			return V_FATAL;
+		}
+		if (x->fail == F_PAST_END) {
+			lp_err_set(&q->err, ERANGE, "%s %s: %s", x->method,
+				   shown, x->fail_msg);
+			return V_FAIL;
+		}
+		if (x->fail == F_TOO_BIG) {
+			lp_err_set(&q->err, EFBIG, "%s %s: %s", x->method,
+				   shown, x->fail_msg);
+			return V_FAIL;
+		}
+		/* nydusd's rule for a registry configured skip_verify */
+		if (h && !h->mirror && !(h->ep && h->ep->host) &&
+		    !c->o.plain_http && c->o.skip_verify &&
+		    (x->cc == CURLE_SSL_CONNECT_ERROR ||
+		     x->cc == CURLE_COULDNT_CONNECT)) {
+			bool was;
 
 			pthread_mutex_lock(&c->lock);
-			http = c->o.plain_http || h->use_http;
-			snprintf(url, sizeof(url), "%s://%s%s",
-				 http ? "http" : "https", h->host, path);
-			struct token *t = token_find(h, ref->repo);
-
-			sent_token = sent_basic = false;
-			if (fresh) {
-				bearer = TAKE_PTR(fresh);
-			} else if (t && token_valid(t)) {
-				bearer = lp_xstrdup(t->token);
-			} else if (c->o.registry_token &&
-				   c->o.registry_token[0] && auth_round == 0) {
-				bearer = lp_xstrdup(c->o.registry_token);
-			} else if (h->basic && h->cred_state > 0) {
-				basic.user = lp_xstrdup(h->cred.user);
-				basic.pass = lp_xstrdup(h->cred.pass);
-			}
+			was = h->use_http;
+			h->use_http = true;
 			pthread_mutex_unlock(&c->lock);
-			sent_token = bearer != NULL;
-			sent_basic = basic.user != NULL;
-		} else {
-			snprintf(url, sizeof(url), "%s", path);
-		}
-		fetch_redact_url(url, shown, sizeof(shown));
-		x->bearer = bearer;
-		if (h)
-			x->basic = sent_basic ? &basic : NULL;
-		if (x->sink == SINK_STREAM && x->delivered) {
-			/* resume after what the consumer already has */
-			x->has_range = true;
-			x->off = x->delivered;
-			x->len = 0;
-		}
-		t0 = mono_sec();
-		xfer_perform(c, e, x, url);
-		fetch_free_secret(bearer);
-		x->bearer = NULL;
-		fetch_cred_release(&basic);
-		if (h)
-			x->basic = NULL;
-		trace(c, x, url, attempt, mono_sec() - t0);
-
-		if (x->cc != CURLE_OK) {
-			bool body_fault =
-				x->fail == F_TOO_LONG || x->fail == F_BAD_RANGE;
-
-			if (x->fail == F_CB) {
-				r = lp_err_set(err, x->cb_err, "%s %s: %s",
-					       x->method, shown,
-					       strerror(-x->cb_err));
-				break;
-			}
-			if (x->fail == F_PAST_END) {
-				r = lp_err_set(err, ERANGE, "%s %s: %s",
-					       x->method, shown, x->fail_msg);
-				break;
-			}
-			if (x->fail == F_TOO_BIG) {
-				r = lp_err_set(err, EFBIG, "%s %s: %s",
-					       x->method, shown, x->fail_msg);
-				break;
-			}
-			if (h && !c->o.plain_http && c->o.skip_verify &&
-			    !h->use_http &&
-			    (x->cc == CURLE_SSL_CONNECT_ERROR ||
-			     x->cc == CURLE_COULDNT_CONNECT)) {
+			if (!was) {
 				lp_debug("%s: TLS failed, trying http",
 					 h->host);
-				pthread_mutex_lock(&c->lock);
-				h->use_http = true;
-				pthread_mutex_unlock(&c->lock);
-				continue;
+				return V_AGAIN;
 			}
-			if ((body_fault || cc_retriable(x->cc)) &&
-			    attempt < c->o.retry_limit) {
-				sleep_ms(backoff_ms(c, attempt, -1));
-				attempt++;
-				continue;
-			}
-			if (body_fault)
-				r = lp_err_set(err, EIO, "%s %s: HTTP %ld: %s",
-					       x->method, shown, x->status,
-					       x->fail_msg);
-			else
-				r = lp_err_set(
-					err, cc_errno(x->cc), "%s %s: %s",
-					x->method, shown,
-					x->errbuf[0] ?
-						x->errbuf :
-						curl_easy_strerror(x->cc));
-			if (attempt)
-				lp_err_wrap(err, "after %u retries", attempt);
-			break;
 		}
+		*sick = body_fault || cc_retriable(x->cc) ||
+			x->cc == CURLE_COULDNT_RESOLVE_HOST ||
+			x->cc == CURLE_COULDNT_RESOLVE_PROXY;
+		if ((body_fault || cc_retriable(x->cc)) && q->attempt < limit) {
+			*delay = backoff_ms(c, q->attempt, -1);
+			q->attempt++;
+			return V_AGAIN;
+		}
+		if (body_fault)
+			lp_err_set(&q->err, EIO, "%s %s: HTTP %ld: %s",
+				   x->method, shown, x->status, x->fail_msg);
+		else
+			lp_err_set(&q->err, cc_errno(x->cc), "%s %s: %s",
+				   x->method, shown,
+				   x->errbuf[0] ? x->errbuf :
+						  curl_easy_strerror(x->cc));
+		if (q->attempt)
+			lp_err_wrap(&q->err, "after %u retries", q->attempt);
+		return V_FAIL;
+	}
 
-		if (x->status == 401 && h && auth_round < 2) {
-			struct fetch_challenge ch;
-			int have;
+	if (x->status == 401 && h && q->auth_round < 2) {
+		struct fetch_challenge ch;
+		int have;
 
-			if (fetch_challenge_parse(x->www_auth, &ch) < 0) {
-				r = lp_err_set(err, EACCES,
-					       "%s %s: HTTP 401 without a "
-					       "usable challenge",
-					       x->method, shown);
-				break;
+		if (fetch_challenge_parse(x->www_auth, &ch) < 0) {
+			lp_err_set(&q->err, EACCES,
+				   "%s %s: HTTP 401 without a usable "
+				   "challenge",
+				   x->method, shown);
+			return V_FAIL;
+		}
+		pthread_mutex_lock(&c->lock);
+		have = host_cred(c, h, &q->err);
+		pthread_mutex_unlock(&c->lock);
+		if (have < 0)
+			return V_FAIL;
+		q->auth_round++;
+		if (ch.scheme == CHAL_BASIC) {
+			if (!have || q->sent_basic) {
+				lp_err_set(&q->err, EACCES, "%s %s: %s",
+					   x->method, shown,
+					   have ? "credentials rejected" :
+						  "authentication required "
+						  "(no credentials)");
+				return V_FAIL;
 			}
 			pthread_mutex_lock(&c->lock);
-			have = host_cred(c, h, err);
+			h->basic = true;
 			pthread_mutex_unlock(&c->lock);
-			if (have < 0) {
-				r = have;
-				break;
-			}
-			auth_round++;
-			if (ch.scheme == CHAL_BASIC) {
-				if (!have || sent_basic) {
-					r = lp_err_set(err, EACCES, "%s %s: %s",
-						       x->method, shown,
-						       have ? "credentials "
-							      "rejected" :
-							      "authentication "
-							      "required (no "
-							      "credentials)");
-					break;
-				}
-				pthread_mutex_lock(&c->lock);
-				h->basic = true;
-				pthread_mutex_unlock(&c->lock);
-				continue;
-			}
-			if (sent_token)
-				token_drop(c, h, ref->repo);
-			r = get_token(c, h, ref, &ch, &fresh, err);
-			if (r < 0)
-				break;
-			continue;
+			return V_AGAIN;
 		}
-		if (x->status == 401 && h) {
-			r = lp_err_set(err, EACCES,
-				       "%s %s: access denied "
-				       "(HTTP 401 with fresh credentials)",
-				       x->method, shown);
-			break;
-		}
-		if (status_retriable(x->status) && attempt < c->o.retry_limit) {
-			uint64_t d = backoff_ms(c, attempt, x->retry_after_ms);
-
+		if (q->sent_token)
+			token_drop(c, h, q->ref->repo);
+		if (get_token(c, h, q->ref, &ch, &q->fresh, &q->err) < 0)
+			return V_FAIL;
+		return V_AGAIN;
+	}
+	if (x->status == 401 && h) {
+		lp_err_set(&q->err, EACCES,
+			   "%s %s: access denied (HTTP 401 with fresh "
+			   "credentials)",
+			   x->method, shown);
+		return V_FAIL;
+	}
+	if (status_retriable(x->status)) {
+		*sick = true;
+		if (q->attempt < limit) {
+			*delay = backoff_ms(c, q->attempt, x->retry_after_ms);
 			lp_debug("%s %s: HTTP %ld, retrying in %llu ms",
 				 x->method, shown, x->status,
-				 (unsigned long long)d);
-			sleep_ms(d);
-			attempt++;
-			continue;
+				 (unsigned long long)*delay);
+			q->attempt++;
+			return V_AGAIN;
 		}
-		if (x->status < 200 || x->status > 299) {
-			char sum[300];
-
-			errbody_summary(x, sum, sizeof(sum));
-			r = lp_err_set(err, status_errno(x->status),
-				       "%s %s: HTTP %ld%s", x->method, shown,
-				       x->status, sum);
-			if (attempt)
-				lp_err_wrap(err, "after %u retries", attempt);
-			break;
-		}
-		/* a complete 2xx: is the body what was asked for? */
-		if (x->sink == SINK_RANGE && x->got != x->len) {
-			if (attempt < c->o.retry_limit) {
-				sleep_ms(backoff_ms(c, attempt, -1));
-				attempt++;
-				continue;
-			}
-			r = lp_err_set(err, EIO,
-				       "%s %s: short body: %llu of "
-				       "%llu bytes",
-				       x->method, shown,
-				       (unsigned long long)x->got,
-				       (unsigned long long)x->len);
-			if (attempt)
-				lp_err_wrap(err, "after %u retries", attempt);
-			break;
-		}
-		if (x->sink == SINK_STREAM && x->blob_size &&
-		    x->delivered != x->blob_size) {
-			if (attempt < c->o.retry_limit) {
-				sleep_ms(backoff_ms(c, attempt, -1));
-				attempt++;
-				continue;
-			}
-			r = lp_err_set(err, EIO,
-				       "%s %s: short body: %llu of "
-				       "%llu bytes",
-				       x->method, shown,
-				       (unsigned long long)x->delivered,
-				       (unsigned long long)x->blob_size);
-			break;
-		}
-		r = 0;
-		break;
 	}
-	fetch_free_secret(fresh);
-	pool_put(c, e);
+	if (x->status < 200 || x->status > 299) {
+		char sum[300];
+
+		errbody_summary(x, sum, sizeof(sum));
+		lp_err_set(&q->err, status_errno(x->status), "%s %s: HTTP %ld%s",
+			   x->method, shown, x->status, sum);
+		if (q->attempt)
+			lp_err_wrap(&q->err, "after %u retries", q->attempt);
+		return V_FAIL;
+	}
+	/* a complete 2xx: is the body what was asked for? */
+	if ((x->sink == SINK_RANGE && x->got != x->len) ||
+	    (x->sink == SINK_STREAM && x->blob_size &&
+	     x->delivered != x->blob_size)) {
+		*sick = true;
+		if (q->attempt < limit) {
+			*delay = backoff_ms(c, q->attempt, -1);
+			q->attempt++;
+			return V_AGAIN;
+		}
+		lp_err_set(&q->err, EIO, "%s %s: short body: %llu of %llu bytes",
+			   x->method, shown,
+			   (unsigned long long)(x->sink == SINK_RANGE ?
+							x->got :
+							x->delivered),
+			   (unsigned long long)(x->sink == SINK_RANGE ?
+							x->len :
+							x->blob_size));
+		if (q->attempt)
+			lp_err_wrap(&q->err, "after %u retries", q->attempt);
+		return V_FAIL;
+	}
+	return V_DONE;
+}
+
+/* The exchange of q on m finished with cc. */
+static void rq_done(struct fetch_client *c, struct rq *q, CURLM *m,
+		    CURLcode cc)
+{
+	struct xfer *x = q->x;
+	enum verdict v;
+	uint64_t delay;
+	bool sick;
+
+	curl_multi_remove_handle(m, q->e);
+	xfer_finish(q->e, x, q->hdrs, cc);
+	q->hdrs = NULL;
+	pool_put(c, q->e);
+	q->e = NULL;
+	q->started = false;
+	fetch_free_secret(q->bearer);
+	q->bearer = NULL;
+	x->bearer = NULL;
+	if (q->h) {
+		fetch_cred_release(&q->basic);
+		x->basic = NULL;
+	}
+	trace(c, x, q->url, q->attempt, mono_sec() - q->t0);
+
+	v = rq_verdict(c, q, &delay, &sick);
+	if (q->h && q->h->mirror && v != V_AGAIN) {
+		if (v == V_DONE) {
+			mirror_result(c, q->h, true, false);
+		} else if (v == V_FAIL) {
+			if (sick)
+				mirror_result(c, q->h, false, false);
+			lp_debug("mirror %s: %s; trying the next host",
+				 q->h->ep->url, q->err.msg);
+			rq_next_hop(q);
+			return;
+		}
+	}
+	switch (v) {
+	case V_AGAIN:
+		q->due = mono_sec() + (double)delay / 1000.0;
+		return;
+	case V_DONE:
+		q->r = 0;
+		q->done = true;
+		return;
+	case V_FAIL:
+	case V_FATAL:
+		rq_fail(q, -EIO);
+		return;
+	}
+}
+
+/*
+ * Runs requests to their end on one multi handle, at most max_concurrent
+ * exchanges at a time; one waiting for its retry holds up no other.
+ */
+static void drive(struct fetch_client *c, struct rq *qs, size_t n)
+{
+	CURLM *m = multi_get(c);
+	size_t left = 0, running = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!qs[i].done)
+			left++;
+	if (!m) {
+		for (size_t i = 0; i < n; i++) {
+			if (qs[i].done)
+				continue;
+			lp_err_set(&qs[i].err, ENOMEM, "libcurl: no multi "
+						       "handle");
+			rq_fail(&qs[i], -ENOMEM);
+		}
+		return;
+	}
+	while (left) {
+		double now = mono_sec(), next = now + 1.0;
+		int still = 0, k;
+		CURLMsg *msg;
+
+		for (size_t i = 0; i < n && running < c->o.max_concurrent;
+		     i++) {
+			struct rq *q = &qs[i];
+
+			if (q->done || q->started || q->due > now)
+				continue;
+			if (rq_start(c, q, m))
+				running++;
+			else
+				left--;
+		}
+		if (running)
+			curl_multi_perform(m, &still);
+		while ((msg = curl_multi_info_read(m, &k))) {
+			struct rq *q = NULL;
+			CURLcode cc = msg->data.result;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+					  (char **)&q);
+			running--;
+			rq_done(c, q, m, cc);
+			if (q->done)
+				left--;
+		}
+		if (!left)
+			break;
+		/* sleep until a transfer has news or a retry is due */
+		if (running < c->o.max_concurrent)
+			for (size_t i = 0; i < n; i++)
+				if (!qs[i].done && !qs[i].started &&
+				    qs[i].due < next)
+					next = qs[i].due;
+		now = mono_sec();
+		if (next <= now)
+			continue;
+		if (running)
+			curl_multi_poll(m, NULL, 0, (int)((next - now) * 1000) + 1,
+					NULL);
+		else
+			sleep_ms((uint64_t)((next - now) * 1000) + 1);
+	}
+	multi_put(c, m);
+}
+
+/* Copies a request's failure into the caller's err. */
+static int rq_result(struct rq *q, struct lp_err *err)
+{
+	if (q->r < 0)
+		lp_err_set(err, q->r, "%s", q->err.msg[0] ? q->err.msg :
+							    strerror(-q->r));
+	return q->r;
+}
+
+/*
+ * x against path below the API root of ref's registry (cap: what for);
+ * upstream_only skips the mirrors.  *ret_mirror (may be NULL) says whether
+ * a mirror answered.
+ */
+static int request_via(struct fetch_client *c, const struct fetch_ref *ref,
+		       unsigned cap, const char *path, struct xfer *x,
+		       bool upstream_only, bool *ret_mirror,
+		       struct lp_err *err)
+{
+	struct rq *q = lp_xcalloc(1, sizeof(*q));
+	struct lp_err rerr = { 0 };
+	int r;
+
+	q->route = route_get(c, ref, &rerr);
+	if (!q->route) {
+		free(q);
+		return lp_err_set(err, rerr.code, "%s", rerr.msg);
+	}
+	q->x = x;
+	q->ref = ref;
+	q->cap = cap;
+	q->path = path;
+	q->upstream_only = upstream_only;
+	drive(c, q, 1);
+	r = rq_result(q, err);
+	if (ret_mirror)
+		*ret_mirror = r == 0 && q->h && q->h->mirror;
+	rq_release(q);
+	free(q);
+	return r;
+}
+
+static int request(struct fetch_client *c, const struct fetch_ref *ref,
+		   unsigned cap, const char *path, struct xfer *x,
+		   struct lp_err *err)
+{
+	return request_via(c, ref, cap, path, x, false, NULL, err);
+}
+
+/* x against a full URL (the token server): retries, no auth. */
+static int request_url(struct fetch_client *c, const char *url,
+		       struct xfer *x, struct lp_err *err)
+{
+	struct rq *q = lp_xcalloc(1, sizeof(*q));
+	int r;
+
+	q->x = x;
+	q->path = url;
+	drive(c, q, 1);
+	r = rq_result(q, err);
+	rq_release(q);
+	free(q);
 	return r;
 }
 
@@ -1217,7 +1886,7 @@ static int get_token(struct fetch_client *c, struct host *h,
 	}
 	pthread_mutex_unlock(&c->lock);
 	x.basic = cred.user ? &cred : NULL;
-	r = request(c, NULL, NULL, url, &x, err);
+	r = request_url(c, url, &x, err);
 	fetch_cred_release(&cred);
 	if (r < 0) {
 		free(x.dyn);
@@ -1295,36 +1964,50 @@ int fetch_get_manifest(struct fetch_client *c, const struct fetch_ref *ref,
 			  .sink = SINK_DYN,
 			  .dyn_max = FETCH_MANIFEST_MAX };
 	struct fetch_manifest *m = NULL;
-	struct host *h = host_get(c, ref);
-	bool by_digest;
+	bool by_digest, mirror = false, upstream_only = false;
 	char path[1024];
 	int r;
 
 	if (!reference)
 		reference = fetch_ref_reference(ref);
 	by_digest = fetch_digest_check(reference, strlen(reference)) == 0;
-	snprintf(path, sizeof(path), "/v2/%s/manifests/%s", ref->repo,
+	snprintf(path, sizeof(path), "/%s/manifests/%s", ref->repo,
 		 reference);
-	r = request(c, h, ref, path, &x, err);
+again:
+	r = request_via(c, ref, by_digest ? FETCH_CAP_PULL : FETCH_CAP_RESOLVE,
+			path, &x, upstream_only, &mirror, err);
 	if (r < 0) {
 		free(x.dyn);
 		return fetch_wrap(r, err, "manifest %s/%s:%s", ref->registry,
 				  ref->repo, reference);
 	}
 	r = fetch_manifest_parse(x.dyn ? x.dyn : (uint8_t *)"", x.dyn_len,
-				 x.content_type, &m, err);
+				 x.content_type, &m, mirror ? NULL : err);
 	free(x.dyn);
+	x.dyn = NULL;
+	x.dyn_len = x.dyn_cap = 0;
+	if (r == 0 && by_digest && !strncmp(reference, "sha256:", 7) &&
+	    strcmp(m->digest, reference)) {
+		fetch_manifest_free(m);
+		m = NULL;
+		r = -EBADMSG;
+		if (!mirror)
+			return lp_err_set(err, EBADMSG,
+					  "manifest %s/%s@%s: content does "
+					  "not match its digest",
+					  ref->registry, ref->repo, reference);
+	}
+	if (r < 0 && mirror) {
+		/* a mirror's bad copy is no reason to fail */
+		lp_debug("manifest %s from a mirror is unusable (%s); asking "
+			 "the upstream",
+			 reference, strerror(-r));
+		upstream_only = true;
+		goto again;
+	}
 	if (r < 0)
 		return fetch_wrap(r, err, "%s/%s:%s", ref->registry, ref->repo,
 				  reference);
-	if (by_digest && !strncmp(reference, "sha256:", 7) &&
-	    strcmp(m->digest, reference)) {
-		fetch_manifest_free(m);
-		return lp_err_set(err, EBADMSG,
-				  "manifest %s/%s@%s: content "
-				  "does not match its digest",
-				  ref->registry, ref->repo, reference);
-	}
 	*ret = m;
 	return 0;
 }
@@ -1382,14 +2065,13 @@ int fetch_blob_head(struct fetch_client *c, const struct fetch_ref *ref,
 		    const char *digest, uint64_t *ret_size, struct lp_err *err)
 {
 	struct xfer x = { .method = "HEAD", .sink = SINK_DISCARD };
-	struct host *h = host_get(c, ref);
 	char path[1024];
 	int r;
 
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
 		return lp_err_set(err, EINVAL, "bad blob digest");
-	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->repo, digest);
-	r = request(c, h, ref, path, &x, err);
+	snprintf(path, sizeof(path), "/%s/blobs/%s", ref->repo, digest);
+	r = request(c, ref, FETCH_CAP_PULL, path, &x, err);
 	if (r < 0)
 		return fetch_wrap(r, err, "blob %s", digest);
 	if (x.content_length < 0)
@@ -1415,7 +2097,6 @@ int fetch_blob_read(struct fetch_client *c, const struct fetch_ref *ref,
 			  .len = len,
 			  .blob_size = blob_size,
 			  .buf = buf };
-	struct host *h = host_get(c, ref);
 	char path[1024];
 	int r;
 
@@ -1428,11 +2109,68 @@ int fetch_blob_read(struct fetch_client *c, const struct fetch_ref *ref,
 				  "blob %s: range %llu+%zu out "
 				  "of bounds",
 				  digest, (unsigned long long)off, len);
-	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->repo, digest);
-	r = request(c, h, ref, path, &x, err);
+	snprintf(path, sizeof(path), "/%s/blobs/%s", ref->repo, digest);
+	r = request(c, ref, FETCH_CAP_PULL, path, &x, err);
 	if (r < 0)
 		return fetch_wrap(r, err, "blob %.19s", digest);
 	return 0;
+}
+
+int fetch_blob_read_many(struct fetch_client *c, const struct fetch_ref *ref,
+			 const char *digest, uint64_t blob_size,
+			 struct fetch_read *r, size_t n, struct lp_err *err)
+{
+	struct lp_err rerr = { 0 };
+	struct route *rt;
+	struct xfer *xs;
+	struct rq *qs;
+	char path[1024];
+	int rc = 0;
+
+	if (fetch_digest_check(digest, strlen(digest)) < 0)
+		return lp_err_set(err, EINVAL, "bad blob digest");
+	for (size_t i = 0; i < n; i++) {
+		r[i].result = 0;
+		if (r[i].off + r[i].len < r[i].off ||
+		    (blob_size && r[i].off + r[i].len > blob_size))
+			return lp_err_set(err, EINVAL,
+					  "blob %s: range %llu+%zu out of "
+					  "bounds",
+					  digest, (unsigned long long)r[i].off,
+					  r[i].len);
+	}
+	rt = route_get(c, ref, &rerr);
+	if (!rt)
+		return lp_err_set(err, rerr.code, "%s", rerr.msg);
+	snprintf(path, sizeof(path), "/%s/blobs/%s", ref->repo, digest);
+	xs = lp_xcalloc(n, sizeof(*xs));
+	qs = lp_xcalloc(n, sizeof(*qs));
+	for (size_t i = 0; i < n; i++) {
+		xs[i] = (struct xfer){ .method = "GET",
+				       .sink = SINK_RANGE,
+				       .has_range = true,
+				       .off = r[i].off,
+				       .len = r[i].len,
+				       .blob_size = blob_size,
+				       .buf = r[i].buf };
+		qs[i].x = &xs[i];
+		qs[i].ref = ref;
+		qs[i].cap = FETCH_CAP_PULL;
+		qs[i].path = path;
+		qs[i].route = rt;
+		qs[i].done = !r[i].len;
+	}
+	drive(c, qs, n);
+	for (size_t i = 0; i < n; i++) {
+		r[i].result = qs[i].r;
+		if (qs[i].r < 0 && !rc)
+			rc = fetch_wrap(rq_result(&qs[i], err), err,
+					"blob %.19s", digest);
+		rq_release(&qs[i]);
+	}
+	free(qs);
+	free(xs);
+	return rc;
 }
 
 int fetch_blob_stream(struct fetch_client *c, const struct fetch_ref *ref,
@@ -1445,7 +2183,6 @@ int fetch_blob_stream(struct fetch_client *c, const struct fetch_ref *ref,
 			  .cb = cb,
 			  .cbarg = arg,
 			  .stream = true };
-	struct host *h = host_get(c, ref);
 	char path[1024], hex[72];
 	uint8_t sum[32];
 	int r;
@@ -1456,9 +2193,9 @@ int fetch_blob_stream(struct fetch_client *c, const struct fetch_ref *ref,
 				  "blob %s: only sha256 blobs "
 				  "can be verified",
 				  digest);
-	snprintf(path, sizeof(path), "/v2/%s/blobs/%s", ref->repo, digest);
+	snprintf(path, sizeof(path), "/%s/blobs/%s", ref->repo, digest);
 	x.hash = lp_sha256_new();
-	r = request(c, h, ref, path, &x, err);
+	r = request(c, ref, FETCH_CAP_PULL, path, &x, err);
 	lp_sha256_final(x.hash, sum);
 	if (r < 0)
 		return fetch_wrap(r, err, "blob %.19s", digest);

@@ -60,6 +60,28 @@ static inline void fetch_strlcpy(char *dst, size_t size, const char *src)
 /* Wipes a secret string before freeing it. */
 void fetch_free_secret(char *s);
 
+/* ---- registry hosts (hosts.c) ------------------------------------------ */
+
+/* A deep copy (for the client, which outlives the caller's config). */
+struct fetch_hosts *fetch_hosts_dup(const struct fetch_hosts *h);
+/*
+ * True if a config for cfg_registry (NULL = any) applies to a reference
+ * with this registry and API host; docker.io aliases are equal.
+ */
+bool fetch_hosts_match(const char *cfg_registry, const char *registry,
+		       const char *host);
+/*
+ * A Go duration ("1s", "500ms", "1m30s", "1.5s") in milliseconds, rounded
+ * up; -EINVAL if malformed or above a day.
+ */
+int fetch_duration_ms(const char *s, uint64_t *ret);
+/*
+ * Reads a whole file of at most max bytes (NUL-terminated): 1, 0 if it
+ * does not exist, or -errno with "PATH: why".
+ */
+int fetch_read_file(const char *path, size_t max, char **ret, size_t *ret_len,
+		    struct lp_err *err);
+
 /* ---- misc -------------------------------------------------------------- */
 
 /* Copies url without user info and query string into out. */
@@ -134,6 +156,9 @@ uint64_t fetch_cache_blob_present_bytes(struct fetch_cache_blob *b);
 struct fetch_backend {
 	int (*read)(void *arg, void *buf, size_t len, uint64_t off,
 		    struct lp_err *err);
+	/* optional: several ranges at once (fetch_blob_read_many) */
+	int (*read_many)(void *arg, struct fetch_read *r, size_t n,
+			 struct lp_err *err);
 	int (*stream)(void *arg,
 		      int (*cb)(const void *data, size_t len, void *cbarg),
 		      void *cbarg, struct lp_err *err);

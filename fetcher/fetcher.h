@@ -9,8 +9,9 @@
  *
  * Threads: a fetch_client, a fetch_cache and a blob source may be used by
  * any number of threads at once.  Every transfer runs on a CURL easy handle
- * taken from the client's pool, so no CURL handle is ever used by two
- * threads at the same time.
+ * taken from the client's pool, driven by a curl multi handle also taken
+ * from a pool for the duration of one call, so no CURL or CURLM handle is
+ * ever used by two threads at the same time.
  *
  * Errors: functions return 0 (or a count) or -errno, and explain why in the
  * optional struct lp_err.  Credentials, tokens and signed URL query strings
@@ -152,6 +153,115 @@ int fetch_index_select(const struct fetch_manifest *idx,
 		       const struct fetch_platform *p,
 		       const struct fetch_desc **ret, struct lp_err *err);
 
+/* ---- registry hosts: mirrors and upstream servers ---------------------- */
+
+/*
+ * What a host may be asked for (containerd's capabilities).  A request
+ * goes to the first healthy host with the capability it needs: blobs and
+ * manifests by digest need PULL, manifests by tag RESOLVE.
+ */
+#define FETCH_CAP_PULL 0x1u
+#define FETCH_CAP_RESOLVE 0x2u
+#define FETCH_CAP_PUSH 0x4u /* parsed; this client never pushes */
+#define FETCH_CAP_ALL 0x7u
+
+/*
+ * One host to send registry requests to: a mirror, or the server that
+ * replaces a registry's own API host.
+ */
+struct fetch_endpoint {
+	char *url;	 /* as configured, for messages */
+	char *host;	 /* host[:port]; NULL = the registry's own API host
+			    (a server entry that only sets TLS options) */
+	bool plain_http; /* the URL said http:// */
+	/* the API root: the URL path with "/v2" appended unless it already
+	 * ends in /v2, or the path as written with override_path */
+	char *root;
+	unsigned caps; /* FETCH_CAP_*; all unless configured */
+	bool skip_verify;
+	char *ca_file;
+	char *client_cert, *client_key; /* TLS client certificate */
+	char *proxy;			/* an HTTP(S)/SOCKS proxy URL */
+	unsigned connect_timeout_ms;	/* 0 = the client's */
+	/* extra request headers, sent as given (a repeated key is a
+	 * repeated header); values may be secrets and are never logged */
+	struct fetch_kv *headers;
+	size_t n_headers;
+	/* nydusd: send the registry's credentials to this mirror too;
+	 * otherwise a mirror never sees them */
+	bool auth_through;
+	bool add_ns; /* append ?ns=<registry> to the URL (containerd) */
+	/* a mirror failing this many requests in a row is skipped until
+	 * health_interval_s has passed and a GET of ping_url (default: the
+	 * API root + "/") gets an answer that is not a 5xx; 0 = the client's
+	 * mirror_failure_limit and mirror_health_interval_s */
+	unsigned failure_limit;
+	unsigned health_interval_s;
+	char *ping_url;
+};
+
+/* The hosts of one registry (a hosts.toml or a nydusd backend config). */
+struct fetch_hosts {
+	char *registry; /* "docker.io", "127.0.0.1:5000"; NULL = any */
+	char *source;	/* the file it came from, for messages, or NULL */
+	struct fetch_endpoint *mirrors; /* tried in order */
+	size_t n_mirrors;
+	/* the upstream tried after the mirrors; NULL = the registry's own
+	 * API host with the client's settings */
+	struct fetch_endpoint *server;
+};
+
+void fetch_hosts_free(struct fetch_hosts *h);
+static inline void fetch_hosts_freep(struct fetch_hosts **h)
+{
+	fetch_hosts_free(*h);
+}
+
+/*
+ * Parses a containerd hosts.toml from data[0..len): `server`, the
+ * top-level host keys (which configure the server) and `[host."URL"]`
+ * tables with capabilities, skip_verify, ca, client, header,
+ * override_path, dial_timeout and proxy.  Host tables keep their order.
+ * path names the file in messages and anchors relative ca/client paths
+ * (may be NULL).  Unknown keys are ignored; a value of the wrong type or
+ * a bad URL, capability or duration is -EINVAL with "PATH: line N: ...".
+ * Mirrors get add_ns.  registry (may be NULL) is stored in the result.
+ */
+int fetch_hosts_parse_toml(const char *data, size_t len, const char *path,
+			   const char *registry, struct fetch_hosts **ret,
+			   struct lp_err *err);
+
+/*
+ * Finds the hosts.toml for registry under dir as containerd does:
+ * dir/HOST_PORT_/ and dir/HOST:PORT/ for a registry with a port, else
+ * dir/REGISTRY/, then dir/_default/.  The first of these directories that
+ * exists is used: its hosts.toml, or without one docker's certificate
+ * files (*.crt a CA, *.cert with *.key a client certificate) for the
+ * registry's own host.  Returns 1 and *ret, 0 when nothing applies, or
+ * -errno (a broken file: "PATH: line N: ...").
+ */
+int fetch_hosts_load_dir(const char *dir, const char *registry,
+			 struct fetch_hosts **ret, struct lp_err *err);
+
+/*
+ * Reads the mirrors of a nydusd JSON config from data[0..len): a whole
+ * config (device.backend.config), a backend config object, or a bare
+ * array of mirrors.  Each mirror has host (a URL), headers, auth_through,
+ * health_check_interval (s, default 5), failure_limit (default 5) and
+ * ping_url (default the host's /v2/).  A `proxy` {url, fallback, ping_url,
+ * check_interval} becomes a mirror, or with fallback false the server.
+ * Mirrors get FETCH_CAP_PULL only: nydusd never resolves tags through
+ * them.  registry is the backend's `host` if set (docker aliases
+ * normalized to docker.io), else NULL.  Errors name path and, for syntax
+ * errors, line and column; for bad values the JSON path
+ * ("mirrors[1].failure_limit").
+ */
+int fetch_hosts_parse_nydusd(const char *data, size_t len, const char *path,
+			     struct fetch_hosts **ret, struct lp_err *err);
+/* Reads and parses a nydusd config file. */
+int fetch_hosts_load_nydusd(const char *path, struct fetch_hosts **ret,
+			    struct lp_err *err);
+
 /* ---- the registry client --------------------------------------------- */
 
 /* One finished HTTP exchange, for -v style tracing. */
@@ -165,6 +275,9 @@ struct fetch_trace {
 	unsigned attempt; /* 0 for the first try */
 	double seconds;
 	const char *error; /* a transport error, or NULL */
+	int http_version;  /* 10, 11, 20 (HTTP/2), 30; 0 if none */
+	unsigned new_connections; /* opened for this exchange (0: reused,
+				     or a stream of a multiplexed one) */
 };
 typedef void (*fetch_trace_fn)(const struct fetch_trace *t, void *data);
 
@@ -199,6 +312,26 @@ struct fetch_opts {
 	unsigned retry_limit;
 	unsigned retry_base_ms; /* first backoff; doubles, jittered; 200 */
 	unsigned retry_max_ms;	/* cap of one wait, Retry-After too; 10000 */
+
+	/*
+	 * Mirrors.  hosts (n_hosts entries, copied) are used first: the
+	 * first whose registry matches (NULL matches any); else a hosts.toml
+	 * found under hosts_dir (containerd's certs.d layout, NULL = none),
+	 * read once per registry.  Requests go to the first usable mirror
+	 * with the needed capability; a connection error, timeout, 5xx,
+	 * 429 or bad body falls through to the next host at once (no retry
+	 * on a mirror), a 4xx too (without counting as a failure), and the
+	 * upstream gets the retries.  Credentials and registry_token only go
+	 * to the upstream and to auth_through mirrors.
+	 */
+	const struct fetch_hosts *const *hosts;
+	size_t n_hosts;
+	const char *hosts_dir;
+	unsigned mirror_failure_limit;	   /* default 5 */
+	unsigned mirror_health_interval_s; /* default 5 */
+
+	/* transfers at once in fetch_blob_read_many(); default 8 */
+	unsigned max_concurrent;
 
 	const char *user_agent; /* NULL = "lazypull/<version>" */
 	fetch_trace_fn trace;	/* called after every HTTP exchange */
@@ -262,6 +395,26 @@ int fetch_blob_head(struct fetch_client *c, const struct fetch_ref *ref,
 int fetch_blob_read(struct fetch_client *c, const struct fetch_ref *ref,
 		    const char *digest, uint64_t blob_size, void *buf,
 		    size_t len, uint64_t off, struct lp_err *err);
+
+/* One range of fetch_blob_read_many(). */
+struct fetch_read {
+	uint64_t off;
+	size_t len;
+	void *buf;  /* len bytes */
+	int result; /* set: 0 or -errno */
+};
+
+/*
+ * fetch_blob_read() of n ranges at once: up to max_concurrent transfers
+ * run together on one curl multi handle (several connections over
+ * HTTP/1.1, streams of one connection where the server offers HTTP/2),
+ * each with the same checks, retries and mirror fall-through as a single
+ * read.  Returns 0 when every range was read, else the first failure's
+ * code with its message in err; r[i].result says which ranges failed.
+ */
+int fetch_blob_read_many(struct fetch_client *c, const struct fetch_ref *ref,
+			 const char *digest, uint64_t blob_size,
+			 struct fetch_read *r, size_t n, struct lp_err *err);
 
 /*
  * Streams a whole blob to cb (which returns 0 or -errno to stop) and checks
@@ -385,8 +538,10 @@ int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,
 bool fetch_source_is(const struct lp_source *s);
 /*
  * Makes sure the given ranges are cached, fetching what is missing with as
- * few requests as the planner allows.  Engines call this with every chunk
- * a read needs before decoding them.
+ * few requests as the planner allows; requests for ranges the planner did
+ * not merge run concurrently (fetch_blob_read_many, at most 64 MiB held at
+ * once).  Engines call this with every chunk a read needs before decoding
+ * them.
  */
 int fetch_source_prefetch(struct lp_source *s, const struct fetch_range *r,
 			  size_t n, struct lp_err *err);

@@ -47,20 +47,53 @@ static uint64_t run_end(const struct fetch_range *r)
 	return r->off + r->len;
 }
 
+/* bytes of pieces fetched (and held in memory) at once */
+#define BATCH_BYTES (64u << 20)
+
+/* Fills the runs overlapping piece p from it, or unclaims them if p failed
+ * or an earlier fill did (*r). */
+static void fill_piece(struct bsrc *b, const struct fetch_range *runs,
+		       size_t n, const struct fetch_read *p, int *r,
+		       struct lp_err *err)
+{
+	for (size_t k = 0; k < n; k++) {
+		uint64_t a = runs[k].off > p->off ? runs[k].off : p->off;
+		uint64_t e = run_end(&runs[k]) < p->off + p->len ?
+				     run_end(&runs[k]) :
+				     p->off + p->len;
+		int rf;
+
+		if (a >= e)
+			continue;
+		if (p->result < 0 || *r < 0) {
+			fetch_cache_blob_unclaim(b->blob, a, e - a);
+			continue;
+		}
+		rf = fetch_cache_blob_fill(b->blob, a,
+					   (const uint8_t *)p->buf +
+						   (a - p->off),
+					   e - a, err);
+		if (rf < 0)
+			*r = rf;
+	}
+}
+
 /*
  * Fetches claimed runs: merges them into requests, splits requests larger
- * than max_size at granule boundaries, and fills each run from the
- * response.  Every run is either filled or unclaimed on return.
+ * than max_size at granule boundaries, fetches the pieces (several at once
+ * when the backend can) and fills each run from the response.  Every run
+ * is either filled or unclaimed on return.
  */
 static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 		      struct lp_err *err)
 {
 	struct fetch_plan_opts po = b->plan;
 	struct fetch_range *req;
+	struct fetch_read *pc = NULL;
 	uint32_t g = fetch_cache_granule(b->blob);
 	uint64_t size = fetch_cache_blob_size(b->blob);
 	uint64_t piece_max;
-	size_t nreq;
+	size_t nreq, np = 0, cap = 0;
 	int r = 0;
 
 	piece_max = po.max_size ? po.max_size / g * g : 0;
@@ -70,43 +103,55 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 	req = lp_xmalloc(n * sizeof(*req));
 	memcpy(req, runs, n * sizeof(*req));
 	nreq = fetch_plan(req, n, &po, size);
-
 	for (size_t i = 0; i < nreq; i++) {
 		uint64_t pos = req[i].off, end = run_end(&req[i]);
 
 		while (pos < end) {
 			uint64_t plen = end - pos;
-			uint8_t *buf;
 
 			if (piece_max && plen > piece_max)
 				plen = piece_max;
-			buf = r < 0 ? NULL : lp_xmalloc((size_t)plen);
-			if (buf)
-				r = b->be.read(b->arg, buf, (size_t)plen, pos,
-					       err);
-			for (size_t k = 0; k < n; k++) {
-				uint64_t a =
-					runs[k].off > pos ? runs[k].off : pos;
-				uint64_t e = run_end(&runs[k]) < pos + plen ?
-						     run_end(&runs[k]) :
-						     pos + plen;
-
-				if (a >= e)
-					continue;
-				if (r < 0) {
-					fetch_cache_blob_unclaim(b->blob, a,
-								 e - a);
-					continue;
-				}
-				r = fetch_cache_blob_fill(b->blob, a,
-							  buf + (a - pos),
-							  e - a, err);
-			}
-			free(buf);
+			lp_grow((void **)&pc, sizeof(*pc), &cap, np + 1);
+			pc[np++] = (struct fetch_read){ .off = pos,
+							.len = (size_t)plen };
 			pos += plen;
 		}
 	}
 	free(req);
+
+	for (size_t i = 0; i < np;) {
+		uint64_t bytes = 0;
+		size_t j = i;
+
+		while (j < np && (j == i || bytes + pc[j].len <= BATCH_BYTES))
+			bytes += pc[j++].len;
+		for (size_t k = i; k < j; k++) {
+			pc[k].result = r;
+			pc[k].buf = r < 0 ? NULL : lp_xmalloc(pc[k].len);
+		}
+		if (r == 0 && b->be.read_many && j - i > 1) {
+			r = b->be.read_many(b->arg, pc + i, j - i, err);
+		} else {
+			for (size_t k = i; k < j; k++) {
+				if (r == 0)
+					r = b->be.read(b->arg, pc[k].buf,
+						       pc[k].len, pc[k].off,
+						       err);
+				pc[k].result = r;
+			}
+		}
+		/* a failed piece does not spoil the good ones */
+		for (size_t k = i; k < j; k++) {
+			int rf = 0;
+
+			fill_piece(b, runs, n, &pc[k], &rf, err);
+			if (rf < 0 && r == 0)
+				r = rf;
+			free(pc[k].buf);
+		}
+		i = j;
+	}
+	free(pc);
 	return r;
 }
 
@@ -461,6 +506,15 @@ static int reg_read(void *arg, void *buf, size_t len, uint64_t off,
 			       len, off, err);
 }
 
+static int reg_read_many(void *arg, struct fetch_read *r, size_t n,
+			 struct lp_err *err)
+{
+	struct reg_backend *rb = arg;
+
+	return fetch_blob_read_many(rb->client, &rb->ref, rb->digest, rb->size,
+				    r, n, err);
+}
+
 static int reg_stream(void *arg,
 		      int (*cb)(const void *data, size_t len, void *cbarg),
 		      void *cbarg, struct lp_err *err)
@@ -483,6 +537,7 @@ static void reg_free(void *arg)
 
 static const struct fetch_backend reg_backend_ops = {
 	.read = reg_read,
+	.read_many = reg_read_many,
 	.stream = reg_stream,
 	.free = reg_free,
 };

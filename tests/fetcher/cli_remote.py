@@ -146,6 +146,33 @@ def main():
                 fail("cold cat fetched %d of %d bytes" % (got, size))
             if n == 2 and reqs != 0:
                 fail("warm cat made %d requests" % reqs)
+        # --hosts-dir: a pull-through cache registry as the mirror; reads
+        # go to it, and to the origin once it is stopped
+        mreg = R.Registry(work, "mirror", remote="http://%s" % reg.addr)
+        try:
+            hd = R.hosts_toml(os.path.join(work, "certs.d"), reg.addr,
+                              '[host."http://%s"]\n' % mreg.addr)
+            for n, root in ((1, "mirror-1"), (2, "mirror-2")):
+                if n == 2:
+                    mreg.stop()
+                rc, out, err = F.run([lp, "cat", "-v", "--layer", "0",
+                                      "--plain-http", "--hosts-dir", hd,
+                                      "--root", os.path.join(work, root),
+                                      ref, "/chunks/f65537"])
+                via = len([ln for ln in err.splitlines()
+                           if ("/%s/v2/test/img/blobs/" % mreg.addr)
+                           .encode() in ln and b" -> 20" in ln])
+                if rc or out != truth:
+                    fail("cat via mirror #%d: exit %d: %s" %
+                         (n, rc, F.short(err)))
+                elif (n == 1) != (via > 0):
+                    fail("cat via mirror #%d: %d blob reads from the "
+                         "mirror: %s" % (n, via, F.short(err)))
+                else:
+                    print("cat with a mirror %s: ok, %d blob reads from "
+                          "it" % ("up" if n == 1 else "stopped", via))
+        finally:
+            mreg.stop()
         # a layer that does not exist, a repository that does not exist
         rc, out, err = F.run([lp, "ls", "--layer", "7"] + common + [ref])
         if not 0 < rc < 128 or not err.strip():

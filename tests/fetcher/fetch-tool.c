@@ -15,6 +15,18 @@
  *   fetch-tool [OPTIONS] stress REF DIGEST THREADS READS
  *                        threads reading random ranges through the cache
  *                        and directly, compared with the streamed blob
+ *   fetch-tool [OPTIONS] many REF DIGEST OFF:LEN...   fetch_blob_read_many
+ *   fetch-tool [OPTIONS] prefetch REF DIGEST OFF:LEN...  through the cache:
+ *                        one fetch_source_prefetch, then the bytes
+ *   fetch-tool [OPTIONS] session REF DIGEST   one client, commands on stdin,
+ *                        one answer line each on stdout:
+ *                          read OFF:LEN...  -> "ok SHA256HEX requests=N"
+ *                          manifest         -> "ok DIGEST requests=N"
+ *                          (N: requests this command made), or
+ *                          "error MSG (errno N) requests=N"
+ *
+ * Mirrors: --hosts-dir DIR (containerd certs.d), --nydusd-config FILE,
+ * --mirror-failure-limit N, --mirror-health-s S; --max-concurrent N.
  *
  * Bytes go to stdout; one "stats: requests=N bytes=B retries=R" line and
  * any error ("error: MSG (errno N)") go to stderr.  Exit 0 or 1.
@@ -34,9 +46,10 @@ static void on_trace(const struct fetch_trace *t, void *data)
 		fprintf(stderr, " range=%llu+%llu",
 			(unsigned long long)t->range_off,
 			(unsigned long long)t->range_len);
-	fprintf(stderr, " status=%ld bytes=%llu attempt=%u%s%s\n", t->status,
-		(unsigned long long)t->bytes, t->attempt,
-		t->error ? " error=" : "", t->error ? t->error : "");
+	fprintf(stderr, " status=%ld bytes=%llu attempt=%u http=%d conns=%u%s%s\n",
+		t->status, (unsigned long long)t->bytes, t->attempt,
+		t->http_version, t->new_connections, t->error ? " error=" : "",
+		t->error ? t->error : "");
 }
 
 static void put_desc(const char *what, const struct fetch_desc *d)
@@ -143,10 +156,80 @@ static void *stress_thread(void *arg)
 	return NULL;
 }
 
+static uint64_t n_requests(struct fetch_client *c)
+{
+	struct fetch_stats st;
+
+	fetch_client_stats(c, &st);
+	return st.requests;
+}
+
+/* Commands on stdin, one answer line each (see the top of the file). */
+static int session(struct fetch_client *c, const struct fetch_ref *ref,
+		   const char *digest)
+{
+	char line[4096];
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	while (fgets(line, sizeof(line), stdin)) {
+		uint64_t r0 = n_requests(c);
+		struct lp_err err = { 0 };
+		char *save = NULL, *w = strtok_r(line, " \t\r\n", &save);
+		char out[100] = "";
+		int r = 0;
+
+		if (!w)
+			continue;
+		if (!strcmp(w, "quit"))
+			break;
+		if (!strcmp(w, "read")) {
+			struct lp_sha256_ctx *h = lp_sha256_new();
+			uint8_t sum[32];
+
+			while (r == 0 && (w = strtok_r(NULL, " \t\r\n",
+						       &save))) {
+				uint64_t off, len;
+				void *buf;
+
+				if (parse_range(w, &off, &len) < 0) {
+					r = lp_err_set(&err, EINVAL,
+						       "bad range %s", w);
+					break;
+				}
+				buf = malloc(len ? len : 1);
+				r = fetch_blob_read(c, ref, digest, 0, buf, len,
+						    off, &err);
+				if (r == 0)
+					lp_sha256_update(h, buf, len);
+				free(buf);
+			}
+			lp_sha256_final(h, sum);
+			lp_hex(sum, 32, out);
+		} else if (!strcmp(w, "manifest")) {
+			struct fetch_manifest *m = NULL;
+
+			r = fetch_get_manifest(c, ref, NULL, &m, &err);
+			if (r == 0)
+				snprintf(out, sizeof(out), "%s", m->digest);
+			fetch_manifest_free(m);
+		} else {
+			r = lp_err_set(&err, EINVAL, "unknown command %s", w);
+		}
+		if (r < 0)
+			printf("error %s (errno %d) requests=%llu\n", err.msg,
+			       -r, (unsigned long long)(n_requests(c) - r0));
+		else
+			printf("ok %s requests=%llu\n", out,
+			       (unsigned long long)(n_requests(c) - r0));
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "plain-http", no_argument, NULL, 'H' },
+		{ "insecure", no_argument, NULL, 'K' },
 		{ "user", required_argument, NULL, 'u' },
 		{ "auth", required_argument, NULL, 'a' },
 		{ "token", required_argument, NULL, 'T' },
@@ -165,6 +248,11 @@ int main(int argc, char **argv)
 		{ "pause-ms", required_argument, NULL, 'P' },
 		{ "tag-ttl", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "hosts-dir", required_argument, NULL, 'O' },
+		{ "nydusd-config", required_argument, NULL, 'N' },
+		{ "mirror-failure-limit", required_argument, NULL, 'F' },
+		{ "mirror-health-s", required_argument, NULL, 'I' },
+		{ "max-concurrent", required_argument, NULL, 'J' },
 		{ 0 }
 	};
 	struct fetch_opts o;
@@ -177,6 +265,7 @@ int main(int argc, char **argv)
 	struct fetch_ref ref = { 0 };
 	struct lp_err err = { 0 };
 	struct fetch_stats st;
+	struct fetch_hosts *nydus = NULL;
 	char *user = NULL;
 	unsigned pause_ms = 0;
 	int64_t tag_ttl = 0;
@@ -188,6 +277,9 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'H':
 			o.plain_http = true;
+			break;
+		case 'K':
+			o.skip_verify = true;
 			break;
 		case 'u':
 			user = strdup(optarg);
@@ -254,6 +346,26 @@ int main(int argc, char **argv)
 			o.trace = on_trace;
 			lp_log_max = LP_LOG_DEBUG;
 			break;
+		case 'O':
+			o.hosts_dir = optarg;
+			break;
+		case 'N':
+			fetch_hosts_free(nydus);
+			nydus = NULL;
+			if (fetch_hosts_load_nydusd(optarg, &nydus, &err) < 0) {
+				fprintf(stderr, "error: %s\n", err.msg);
+				return 2;
+			}
+			break;
+		case 'F':
+			o.mirror_failure_limit = (unsigned)atoi(optarg);
+			break;
+		case 'I':
+			o.mirror_health_interval_s = (unsigned)atoi(optarg);
+			break;
+		case 'J':
+			o.max_concurrent = (unsigned)atoi(optarg);
+			break;
 		default:
 			return 2;
 		}
@@ -267,8 +379,19 @@ int main(int argc, char **argv)
 	if (fetch_ref_parse(argv[optind + 1], strlen(argv[optind + 1]), &ref,
 			    &err) < 0)
 		goto fail;
-	if (fetch_client_new(&o, &c, &err) < 0)
+	if (nydus) {
+		const struct fetch_hosts *hl[1] = { nydus };
+
+		o.hosts = hl;
+		o.n_hosts = 1;
+		r = fetch_client_new(&o, &c, &err);
+		o.hosts = NULL;
+		o.n_hosts = 0;
+		if (r < 0)
+			goto fail;
+	} else if (fetch_client_new(&o, &c, &err) < 0) {
 		goto fail;
+	}
 
 	if (!strcmp(cmd, "manifest") || !strcmp(cmd, "image")) {
 		struct fetch_manifest *m = NULL, *idx = NULL;
@@ -324,6 +447,36 @@ int main(int argc, char **argv)
 			if (r < 0)
 				goto fail;
 		}
+	} else if (!strcmp(cmd, "many")) {
+		size_t n = (size_t)(argc - optind - 3);
+		struct fetch_read *rd = calloc(n ? n : 1, sizeof(*rd));
+
+		for (size_t i = 0; r == 0 && i < n; i++) {
+			uint64_t off, len;
+
+			if (parse_range(argv[optind + 3 + (int)i], &off,
+					&len) < 0) {
+				fprintf(stderr, "error: bad range\n");
+				r = -EINVAL;
+				break;
+			}
+			rd[i].off = off;
+			rd[i].len = (size_t)len;
+			rd[i].buf = malloc(len ? len : 1);
+		}
+		if (r == 0)
+			r = fetch_blob_read_many(c, &ref, argv[optind + 2], 0,
+						 rd, n, &err);
+		for (size_t i = 0; i < n; i++) {
+			if (r == 0)
+				fwrite(rd[i].buf, 1, rd[i].len, stdout);
+			free(rd[i].buf);
+		}
+		free(rd);
+		if (r < 0)
+			goto fail;
+	} else if (!strcmp(cmd, "session")) {
+		r = session(c, &ref, argv[optind + 2]);
 	} else if (!strcmp(cmd, "stream")) {
 		r = fetch_blob_stream(c, &ref, argv[optind + 2], write_cb, NULL,
 				      &err);
@@ -385,7 +538,8 @@ int main(int argc, char **argv)
 		free(blob.data);
 		if (bad)
 			r = -EIO;
-	} else if (!strcmp(cmd, "cat") || !strcmp(cmd, "fill")) {
+	} else if (!strcmp(cmd, "cat") || !strcmp(cmd, "fill") ||
+		   !strcmp(cmd, "prefetch")) {
 		struct lp_source *s = NULL;
 
 		if (!co.root) {
@@ -404,6 +558,19 @@ int main(int argc, char **argv)
 			printf("cached %llu of %llu\n",
 			       (unsigned long long)fetch_source_cached_bytes(s),
 			       (unsigned long long)s->size);
+		}
+		if (!strcmp(cmd, "prefetch")) {
+			size_t n = (size_t)(argc - optind - 3), k = 0;
+			struct fetch_range *fr =
+				calloc(n ? n : 1, sizeof(*fr));
+
+			for (int i = optind + 3; i < argc; i++, k++)
+				if (parse_range(argv[i], &fr[k].off,
+						&fr[k].len) < 0)
+					r = -EINVAL;
+			if (r == 0)
+				r = fetch_source_prefetch(s, fr, n, &err);
+			free(fr);
 		}
 		for (int i = optind + 3; r == 0 && i < argc; i++) {
 			uint64_t off, len;
@@ -450,6 +617,7 @@ out:
 	fetch_client_unref(c);
 	fetch_ref_release(&ref);
 	fetch_platform_release(&plat);
+	fetch_hosts_free(nydus);
 	free(user);
 	return r < 0 ? 1 : 0;
 }

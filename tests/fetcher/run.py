@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Integration tests of the fetcher against a real docker-registry.
 
-    run.py FETCH_TOOL SUITE      SUITE: registry | faults | auth
+    run.py FETCH_TOOL SUITE      SUITE: registry | faults | auth | mirrors
 
 The test starts its own docker-registry (Debian package docker-registry) on
 127.0.0.1 with a random port and its own storage, pushes a hand-written OCI
@@ -10,7 +10,9 @@ layout with skopeo, and drives fetcher/ through tests/fetcher/fetch-tool.
 Faults come from a loopback HTTP proxy in this file that sits between the
 fetcher and the registry and can answer with canned 401/429/503 replies,
 short, long or corrupted bodies, stalls, connection resets, ignored ranges
-and redirects; it also plays the bearer token server.
+and redirects; it also plays the bearer token server.  The mirrors suite
+adds a second docker-registry configured as a pull-through cache of the
+first, and stops and restarts it under a running client.
 
 Exit status: 0 pass, 1 fail, 77 skip (docker-registry or skopeo missing).
 """
@@ -28,6 +30,7 @@ import secrets
 import shutil
 import socket
 import socketserver
+import ssl
 import struct
 import subprocess
 import sys
@@ -59,8 +62,13 @@ def wait_http(url, timeout=20.0):
     end = time.time() + timeout
     while time.time() < end:
         try:
-            c = http.client.HTTPConnection(host.hostname, host.port,
-                                           timeout=1)
+            if host.scheme == "https":
+                c = http.client.HTTPSConnection(
+                    host.hostname, host.port, timeout=1,
+                    context=ssl._create_unverified_context())
+            else:
+                c = http.client.HTTPConnection(host.hostname, host.port,
+                                               timeout=1)
             c.request("GET", host.path)
             r = c.getresponse()
             r.read()
@@ -173,29 +181,43 @@ class Layout:
 # ---- the registry ---------------------------------------------------------------
 
 class Registry:
-    def __init__(self, work, name, htpasswd=None):
+    def __init__(self, work, name, htpasswd=None, remote=None, tls=None,
+                 storage=None):
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.dir = os.path.join(work, name)
         os.makedirs(os.path.join(self.dir, "storage"))
-        conf = os.path.join(self.dir, "config.yml")
+        conf = self.conf = os.path.join(self.dir, "config.yml")
         # our own config: Debian's default enables htpasswd on :5000
         lines = ["version: 0.1",
                  "log:", "  level: warn",
                  "storage:",
-                 f"  filesystem: {{rootdirectory: {self.dir}/storage}}",
+                 "  filesystem: {rootdirectory: "
+                 f"{storage or self.dir + '/storage'}}}",
                  "  delete: {enabled: true}",
                  "http:", f"  addr: {self.addr}"]
+        if tls:
+            # HTTP/2 is on by default with TLS
+            lines += ["  tls:", f"    certificate: {tls[0]}",
+                      f"    key: {tls[1]}"]
+        self.scheme = "https" if tls else "http"
         if htpasswd:
             lines += ["auth:", "  htpasswd:", "    realm: test-realm",
                       f"    path: {htpasswd}"]
+        if remote:
+            # a pull-through cache of another registry
+            lines += ["proxy:", f"  remoteurl: {remote}"]
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
-        self.log = open(os.path.join(self.dir, "registry.log"), "w")
-        self.proc = subprocess.Popen(["docker-registry", "serve", conf],
+        self.start()
+
+    def start(self):
+        """(Re)starts the registry on its port with its storage."""
+        self.log = open(os.path.join(self.dir, "registry.log"), "a")
+        self.proc = subprocess.Popen(["docker-registry", "serve", self.conf],
                                      stdout=self.log, stderr=self.log,
                                      stdin=subprocess.DEVNULL)
-        if not wait_http(f"http://{self.addr}/v2/"):
+        if not wait_http(f"{self.scheme}://{self.addr}/v2/"):
             self.stop()
             raise RuntimeError(f"registry on {self.addr} did not start; "
                                f"see {self.dir}/registry.log")
@@ -249,7 +271,7 @@ class ProxyServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 class Proxy:
     """Forwards to upstream; see Handler for the faults."""
 
-    def __init__(self, upstream, prefix=""):
+    def __init__(self, upstream, prefix="", port=0):
         self.upstream = upstream
         self.prefix = prefix
         self.rules = []
@@ -261,7 +283,8 @@ class Proxy:
         self.token_ttl = 300
         self.token_requests = 0
         self.redirect_to = None
-        self.server = ProxyServer(("127.0.0.1", 0), Handler)
+        self.conns = set()
+        self.server = ProxyServer(("127.0.0.1", port), Handler)
         self.server.ctx = self
         self.port = self.server.server_address[1]
         self.addr = f"127.0.0.1:{self.port}"
@@ -269,8 +292,16 @@ class Proxy:
                          daemon=True).start()
 
     def stop(self):
+        """Stops listening and hangs up kept-alive connections too."""
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def add(self, rule):
         with self.lock:
@@ -296,6 +327,10 @@ class Proxy:
             return [e for e in self.log
                     if e["method"] == "GET" and "/blobs/" in e["path"]]
 
+    def entries(self, part):
+        with self.lock:
+            return [e for e in self.log if part in e["path"]]
+
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -303,7 +338,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 
+    def setup(self):
+        super().setup()
+        with self.server.ctx.lock:
+            self.server.ctx.conns.add(self.connection)
+
     def finish(self):
+        with self.server.ctx.lock:
+            self.server.ctx.conns.discard(self.connection)
         try:
             super().finish()
         except OSError:
@@ -330,7 +372,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization")
         entry = {"method": method, "path": path,
                  "range": self.headers.get("Range"), "auth": auth,
-                 "status": None, "port": self.client_address[1]}
+                 "status": None, "port": self.client_address[1],
+                 "headers": {k.lower(): v for k, v in self.headers.items()},
+                 "t": time.time()}
         with p.lock:
             p.log.append(entry)
         if path.startswith("/token"):
@@ -370,6 +414,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
+        if kind == "delay":
+            time.sleep(rule.kw.get("seconds", 0.5))
         if kind == "redirect" and method == "GET":
             entry["status"] = 307
             loc = (f"http://{p.redirect_to}/storage{path}"
@@ -636,6 +682,42 @@ def suite_registry(work, layout, reg):
     store.stop()
     proxy.stop()
 
+    # HTTP/2 where offered: the same storage behind a TLS registry;
+    # concurrent ranges become streams of one connection
+    if not shutil.which("openssl"):
+        print("skip HTTP/2: no openssl")
+        return
+    cert, key = (os.path.join(work, n) for n in ("tls.crt", "tls.key"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    treg = Registry(work, "registry-tls", tls=(cert, key),
+                    storage=os.path.join(reg.dir, "storage"))
+    try:
+        tref = f"{treg.addr}/test/img:v1"
+        far = [(0, 1000), (300000, 1000), (600000, 1000), (900000, 1000),
+               (1200000, 1000)]
+        r = tool("-v", "--insecure", "many", tref, l1["digest"],
+                 *[f"{a}:{n}" for a, n in far])
+        check(r.rc == 0 and r.out == b"".join(l1["data"][a:a + n]
+                                              for a, n in far),
+              f"ranges over https {r}")
+        tr = [ln for ln in r.err.splitlines()
+              if ln.startswith("trace: GET") and "/blobs/" in ln]
+        check(len(tr) == 5 and all(" http=20 " in ln for ln in tr),
+              f"the registry offered HTTP/2 and it was used {tr}")
+        conns = sum(int(ln.split(" conns=")[1].split()[0]) for ln in tr)
+        check(conns == 1, f"five concurrent ranges, one connection "
+                          f"({conns})")
+        r = tool("manifest", tref)
+        check(r.rc == 1 and "errno 71)" in r.err,
+              f"a self-signed certificate is refused without "
+              f"--insecure {r}")
+    finally:
+        treg.stop()
+
 
 def suite_faults(work, layout, reg):
     proxy = Proxy(reg.addr)
@@ -828,6 +910,262 @@ def suite_auth(work, layout, reg):
         breg.stop()
 
 
+class Session:
+    """fetch-tool session: one client, commands on stdin."""
+
+    def __init__(self, work, *args):
+        self.errf = open(os.path.join(work, "session.err"), "a")
+        self.p = subprocess.Popen([TOOL] + [str(a) for a in args],
+                                  stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE,
+                                  stderr=self.errf, env=ENV, text=True)
+
+    def cmd(self, line):
+        """Returns (ok, value, requests)."""
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        out = self.p.stdout.readline().strip()
+        words = out.split()
+        req = -1
+        if words and words[-1].startswith("requests="):
+            req = int(words[-1][9:])
+        ok = bool(words) and words[0] == "ok"
+        return ok, (words[1] if ok and len(words) > 2 else out), req
+
+    def close(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.close()
+            self.p.wait(20)
+        except (OSError, subprocess.TimeoutExpired):
+            self.p.kill()
+            self.p.wait()
+        self.errf.close()
+        check(self.p.returncode == 0,
+              f"session exited cleanly ({self.p.returncode})")
+
+
+def hosts_toml(root, registry, text):
+    d = os.path.join(root, registry)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "hosts.toml"), "w") as f:
+        f.write(text)
+    return root
+
+
+def suite_mirrors(work, layout, reg):
+    l1 = layout.layer1
+    data = l1["data"]
+    origin = Proxy(reg.addr)   # what reaches the origin registry
+    mreg = Registry(work, "mirror", remote=f"http://{reg.addr}")
+    mirror = Proxy(mreg.addr)  # what the mirror is asked
+    ref = f"{origin.addr}/test/img:v1"
+    dg = l1["digest"]
+
+    def reset():
+        origin.reset()
+        mirror.reset()
+
+    def sha(*ranges):
+        return hashlib.sha256(b"".join(data[a:a + n]
+                                       for a, n in ranges)).hexdigest()
+
+    hd = hosts_toml(os.path.join(work, "certs.d"), origin.addr,
+                    f'server = "http://{origin.addr}"\n\n'
+                    f'[host."http://{mirror.addr}"]\n'
+                    f'  capabilities = ["pull", "resolve"]\n')
+    M = [*FAST, "--hosts-dir", hd]
+
+    # reads go to the mirror (a pull-through cache of the origin)
+    reset()
+    r = tool(*M, "image", ref)
+    check(r.rc == 0 and f"digest {layout.manifest_v1['digest']}"
+          in r.out.decode(), f"image resolved through the mirror {r}")
+    check(mirror.entries("/manifests/v1") and
+          not origin.entries("/manifests/"),
+          "the tag was resolved by the mirror, not the origin")
+    check(all(f"ns={origin.addr}" in urllib.parse.unquote(e["path"])
+              for e in mirror.entries("/v2/test/")),
+          "mirror requests carry ?ns=<registry> (containerd)")
+    ranges = [(0, 100), (700000, 300000), (l1["size"] - 51, 51)]
+    reset()
+    r = tool(*M, "--token", "registry-token-xyz", "read", ref, dg,
+             *[f"{a}:{n}" for a, n in ranges])
+    check(r.rc == 0 and r.out == b"".join(data[a:a + n] for a, n in ranges),
+          f"range reads through the mirror {r}")
+    check(len(mirror.blob_gets()) == 3 and not origin.blob_gets(),
+          f"blob GETs went to the mirror only "
+          f"({len(mirror.blob_gets())}, {len(origin.blob_gets())})")
+    check(not any(e["auth"] for e in mirror.log),
+          "no credentials sent to a mirror without auth_through")
+
+    # a mirror's corrupt copy of a manifest: the upstream is asked
+    reset()
+    mirror.add(Rule("flip", match="/manifests/sha256:", count=100))
+    r = tool(*M, "--platform", "linux/arm64", "image",
+             f"{origin.addr}/test/img:multi")
+    check(r.rc == 0 and layout.manifest_arm["digest"] in r.out.decode() and
+          origin.entries("/manifests/sha256:"),
+          f"corrupt manifest from the mirror -> upstream, no error {r}")
+
+    # 5xx from the mirror: the origin answers, and gets the credentials
+    reset()
+    mirror.add(Rule("status", code=503, count=100))
+    r = tool(*M, "--token", "registry-token-xyz", "read", ref, dg, "0:100")
+    check(r.rc == 0 and r.out == data[:100],
+          f"mirror 503 -> origin, no error {r}")
+    check(len(origin.blob_gets()) == 1 and
+          origin.blob_gets()[0]["auth"] == "Bearer registry-token-xyz",
+          "the origin got the read, with the registry token")
+    check(r.stats.get("retries") == 0 and r.stats.get("requests") == 2,
+          f"no retry on a failing mirror, straight to the next host {r}")
+
+    # concurrent ranges of one prefetch (curl multi): four ranges that
+    # each take 0.6 s at the origin finish in about the time of one
+    reset()
+    mirror.add(Rule("status", code=503, count=100))
+    far = [(0, 1000), (400000, 1000), (800000, 1000), (1200000, 1000)]
+    origin.add(Rule("delay", seconds=0.6, count=4, ranged=True))
+    cache = os.path.join(work, "cache-many")
+    r = tool(*M, "--cache", cache, "prefetch", ref, dg,
+             *[f"{a}:{n}" for a, n in far])
+    check(r.rc == 0 and r.out == b"".join(data[a:a + n] for a, n in far),
+          f"prefetch of four distant ranges {r}")
+    gets = origin.blob_gets()
+    check(len(gets) == 4 and len({g["port"] for g in gets}) >= 2 and
+          max(g["t"] for g in gets) - min(g["t"] for g in gets) < 0.5,
+          f"the four range requests ran concurrently "
+          f"({len(gets)} GETs, {len({g['port'] for g in gets})} "
+          f"connections, {r.secs:.2f}s)")
+    reset()
+    origin.add(Rule("delay", seconds=0.6, count=4, ranged=True))
+    r = tool(*FAST, "many", ref, dg, *[f"{a}:{n}" for a, n in far])
+    check(r.rc == 0 and r.out == b"".join(data[a:a + n] for a, n in far)
+          and r.secs < 2.0,
+          f"fetch_blob_read_many: 4 x 0.6 s in {r.secs:.2f}s {r}")
+
+    # a mirror that dies and comes back, under one running client
+    interval = 6
+    s = Session(work, *M, "--mirror-failure-limit", 2, "--mirror-health-s",
+                interval, "session", ref, dg)
+    try:
+        reset()
+        ok, v, n = s.cmd("read 0:100")
+        check(ok and v == sha((0, 100)) and n == 1 and
+              len(mirror.blob_gets()) == 1 and not origin.blob_gets(),
+              f"session: read through the mirror ({ok} {v} {n})")
+        mreg.stop()   # the mirror's registry is gone: empty replies
+        reset()
+        ok, v, n = s.cmd("read 100:100")
+        check(ok and v == sha((100, 100)) and n == 2 and
+              len(origin.blob_gets()) == 1,
+              f"mirror down: the read falls back to the origin ({v} {n})")
+        ok, v, n = s.cmd("read 200:100")
+        t_down = time.time()
+        check(ok and v == sha((200, 100)) and n == 2,
+              f"second failure: still no error ({v} {n})")
+        reset()
+        ok, v, n = s.cmd("read 300:100")
+        check(ok and v == sha((300, 100)) and n == 1 and
+              not mirror.log,
+              f"after failure_limit the mirror is skipped ({v} {n})")
+        mreg.start()  # back, same port and storage
+        reset()
+        ok, v, n = s.cmd("read 400:100")
+        if time.time() < t_down + interval - 0.5:
+            check(ok and v == sha((400, 100)) and n == 1 and
+                  not mirror.log,
+                  f"mirror back, but not tried before the health "
+                  f"interval ({v} {n})")
+        else:
+            print("note: registry restart outlasted the health interval")
+        time.sleep(max(0.0, t_down + interval + 0.3 - time.time()))
+        reset()
+        ok, v, n = s.cmd("read 500:100")
+        check(ok and v == sha((500, 100)) and len(mirror.blob_gets()) == 1
+              and not origin.blob_gets() and n == 2,
+              f"after the interval: pinged, then used again ({v} {n} "
+              f"{[e['path'] for e in mirror.log]})")
+        reset()
+        ok, v, n = s.cmd("read 600:100 800:100")
+        check(ok and v == sha((600, 100), (800, 100)) and n == 2 and
+              len(mirror.blob_gets()) == 2 and not origin.blob_gets(),
+              f"healthy again: reads stay on the mirror ({v} {n})")
+        # nobody listening at all: connection refused, no error either
+        mport = mirror.port
+        mirror.stop()
+        reset()
+        ok, v, n = s.cmd("read 900:100")
+        check(ok and v == sha((900, 100)) and n == 2 and
+              len(origin.blob_gets()) == 1,
+              f"mirror refuses connections: origin ({v} {n})")
+        mirror = Proxy(mreg.addr, port=mport)
+    finally:
+        s.close()
+
+    # nydusd JSON mirrors: headers, auth_through, PULL only
+    nc = os.path.join(work, "nydusd.json")
+    with open(nc, "w") as f:
+        json.dump({"device": {"backend": {"type": "registry", "config": {
+            "host": origin.addr, "repo": "test/img",
+            "mirrors": [{"host": f"http://{mirror.addr}",
+                         "headers": {"X-Dragonfly-Registry":
+                                     f"http://{origin.addr}"},
+                         "auth_through": True, "failure_limit": 1,
+                         "health_check_interval": 1}]}}}}, f)
+    reset()
+    r = tool(*FAST, "--nydusd-config", nc, "--token", "tok-abc", "read",
+             ref, dg, "5000:100")
+    gets = mirror.blob_gets()
+    check(r.rc == 0 and r.out == data[5000:5100] and len(gets) == 1 and
+          not origin.blob_gets(), f"nydusd mirror serves the read {r}")
+    check(gets and gets[0]["headers"].get("x-dragonfly-registry") ==
+          f"http://{origin.addr}", "the mirror's headers are sent")
+    check(gets and gets[0]["auth"] == "Bearer tok-abc",
+          "auth_through: the mirror gets the credentials")
+    check(gets and "ns=" not in gets[0]["path"],
+          "no ns= for nydusd mirrors")
+    reset()
+    r = tool(*FAST, "--nydusd-config", nc, "image", ref)
+    check(r.rc == 0 and origin.entries("/manifests/v1") and
+          not mirror.entries("/manifests/v1"),
+          f"nydusd mirrors never resolve tags {r}")
+
+    # capabilities: a resolve-only mirror gets no blob request
+    hd2 = hosts_toml(os.path.join(work, "certs.d-resolve"), origin.addr,
+                     f'[host."http://{mirror.addr}"]\n'
+                     f'  capabilities = ["resolve"]\n')
+    reset()
+    r = tool(*FAST, "--hosts-dir", hd2, "read", ref, dg, "0:10")
+    check(r.rc == 0 and origin.blob_gets() and not mirror.blob_gets(),
+          f"resolve-only mirror: blobs from the origin {r}")
+    reset()
+    r = tool(*FAST, "--hosts-dir", hd2, "manifest", ref)
+    check(r.rc == 0 and mirror.entries("/manifests/v1") and
+          not origin.entries("/manifests/"),
+          f"resolve-only mirror: the tag from the mirror {r}")
+
+    # a _default mirror for every registry
+    hd3 = hosts_toml(os.path.join(work, "certs.d-default"), "_default",
+                     f'[host."http://{mirror.addr}"]\n')
+    reset()
+    r = tool(*FAST, "--hosts-dir", hd3, "read", ref, dg, "0:10")
+    check(r.rc == 0 and mirror.blob_gets() and not origin.blob_gets(),
+          f"_default/hosts.toml applies to any registry {r}")
+
+    # a broken hosts.toml is a clear error with file and line
+    hd4 = hosts_toml(os.path.join(work, "certs.d-bad"), origin.addr,
+                     'server = "http://x"\n\n[host."http://m"]\n'
+                     '  capabilities = ["pull", "fetch"]\n')
+    r = tool(*FAST, "--hosts-dir", hd4, "manifest", ref)
+    check(r.rc == 1 and f"{origin.addr}/hosts.toml: line 4:" in r.err and
+          "unknown capability \"fetch\"" in r.err and "errno 22)" in r.err,
+          f"bad hosts.toml -> EINVAL with file and line {r}")
+    mirror.stop()
+    origin.stop()
+    mreg.stop()
+
+
 def main():
     global TOOL, ENV
     if len(sys.argv) != 3:
@@ -852,7 +1190,8 @@ def main():
         skopeo_push(work, layout, "multi", f"{reg.addr}/test/img:multi",
                     all_=True)
         {"registry": suite_registry, "faults": suite_faults,
-         "auth": suite_auth}[suite](work, layout, reg)
+         "auth": suite_auth, "mirrors": suite_mirrors}[suite](work, layout,
+                                                              reg)
     finally:
         if reg:
             reg.stop()

@@ -3,8 +3,8 @@
  * Unit tests of the blob cache and the blob source (no network): a fake
  * backend serves a random blob and counts requests.  Covers cache hits,
  * persistence across reopen, single flight under concurrent readers,
- * failed fetches, invalidation, torn map records, request merging, LRU
- * eviction and whole-blob fill.
+ * failed fetches, invalidation, torn map records, request merging,
+ * concurrent batches, LRU eviction and whole-blob fill.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -90,6 +90,32 @@ static int fake_stream(void *arg, int (*cb)(const void *, size_t, void *),
 
 static const struct fetch_backend fake_be = {
 	.read = fake_read,
+	.stream = fake_stream,
+};
+
+/* a backend that takes several ranges at once; records the batches */
+static unsigned many_calls, many_pieces;
+
+static int fake_read_many(void *arg, struct fetch_read *r, size_t n,
+			  struct lp_err *err)
+{
+	int rc = 0;
+
+	many_calls++;
+	many_pieces += (unsigned)n;
+	for (size_t i = 0; i < n; i++) {
+		r[i].result = fake_read(arg, r[i].buf, r[i].len, r[i].off,
+					NULL);
+		if (r[i].result < 0 && !rc)
+			rc = lp_err_set(err, r[i].result, "fake: piece %zu",
+					i);
+	}
+	return rc;
+}
+
+static const struct fetch_backend fake_be_many = {
+	.read = fake_read,
+	.read_many = fake_read_many,
 	.stream = fake_stream,
 };
 
@@ -386,6 +412,60 @@ static void test_merge(struct fake *f)
 	fetch_cache_unref(c);
 }
 
+/* independent ranges of one prefetch go to the backend in one batch; a
+ * failed piece does not keep the others out of the cache */
+static void test_read_many(struct fake *f)
+{
+	_cleanup_free_ char *d = digest_of(7);
+	struct fetch_cache *c = cache_open(0);
+	struct fetch_source_opts o = { .plan = { .max_gap = G,
+						 .max_size = 4 * G } };
+	struct fetch_range want[] = {
+		{ 10 * G, 100 },
+		{ 50 * G, 100 },
+		{ 90 * G, 6 * G }, /* two pieces: max_size */
+		{ 200 * G, 1 },
+	};
+	struct lp_source *s = NULL;
+	struct lp_err err = { 0 };
+	unsigned r0;
+
+	CHECK(fetch_blob_source_open_backend(c, d, f->size, &o, &fake_be_many,
+					     f, &s, &err) == 0);
+	many_calls = many_pieces = 0;
+	r0 = requests(f);
+	CHECK(fetch_source_prefetch(s, want, ARRAY_SIZE(want), &err) == 0);
+	CHECK(many_calls == 1 && many_pieces == 5);
+	CHECK(requests(f) == r0 + 5);
+	r0 = requests(f);
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+		CHECK(read_eq(s, f, want[i].off, want[i].len));
+	CHECK(requests(f) == r0);
+
+	/* the first piece of the next batch fails: the rest is cached */
+	{
+		struct fetch_range more[] = {
+			{ 20 * G, 10 },
+			{ 60 * G, 10 },
+			{ 120 * G, 10 },
+		};
+
+		pthread_mutex_lock(&f->lock);
+		f->fail_next = 1;
+		pthread_mutex_unlock(&f->lock);
+		lp_err_clear(&err);
+		CHECK(fetch_source_prefetch(s, more, 3, &err) == -EIO);
+		r0 = requests(f);
+		CHECK(read_eq(s, f, 60 * G, 10));
+		CHECK(read_eq(s, f, 120 * G, 10));
+		CHECK(requests(f) == r0);
+		CHECK(read_eq(s, f, 20 * G, 10)); /* fetched now */
+		CHECK(requests(f) == r0 + 1);
+	}
+	lp_source_free(s);
+	fetch_cache_unref(c);
+}
+
 static void test_fill(struct fake *f)
 {
 	_cleanup_free_ char *d = digest_of(5);
@@ -534,6 +614,7 @@ int main(void)
 	test_failure(&f);
 	test_single_flight(&f);
 	test_merge(&f);
+	test_read_many(&f);
 	test_fill(&f);
 	test_evict(&f);
 	test_docs();
