@@ -284,6 +284,7 @@ void cli_remote_hints(const struct cli_remote *r, size_t i,
 	memset(ret, 0, sizeof(*ret));
 	ret->media_type = d->media_type[0] ? d->media_type : NULL;
 	ret->toc_digest = fetch_desc_annotation(d, STARGZ_TOC);
+	ret->blob_digest = d->digest;
 	ret->annotations = (const char *const *)r->annotations[i];
 }
 

@@ -124,6 +124,27 @@ def main():
                                  [ref], timeout=120)
             if rc:
                 fail("%s: check exit %d: %s" % (what, rc, F.short(err)))
+        # the plain gzip layer's zran index went to the index store, and a
+        # corrupt stored index is rebuilt, not trusted
+        gz_hex = descs[2]["digest"].split(":", 1)[1]
+        idx = os.path.join(cache, "indexes", "sha256", gz_hex + ".zran")
+        if not os.path.exists(idx):
+            fail("no zran index stored at %s" % idx)
+        else:
+            with open(idx, "r+b") as f:
+                f.seek(100)
+                b = f.read(1)
+                f.seek(100)
+                f.write(bytes([b[0] ^ 0xFF]))
+            rc, got, err = F.run([lp, "ls", "--json", "--digest", "--layer",
+                                  "2"] + common + [ref], timeout=120)
+            rc0, want, _ = F.run([lp, "ls", "--json", "--digest",
+                                  local[2][2]], timeout=120)
+            if rc or got != want:
+                fail("ls with a corrupt stored index: exit %d: %s" %
+                     (rc, F.short(err)))
+            elif b"rebuilding" not in err:
+                fail("corrupt stored index not reported: %s" % F.short(err))
         # cat through a cold cache fetches part of the blob, then nothing
         cold = ["--plain-http", "--root", os.path.join(work, "cold")]
         x = os.path.join(work, "x")
