@@ -1,10 +1,11 @@
 #!/bin/bash
-# Builds and runs the Go tests in tests/snapshotter/go offline, in GOPATH
+# Builds and runs the Go pieces of tests/snapshotter/go offline, in GOPATH
 # mode, against Debian's containerd and grpc-go sources.  Exit 77 (SKIP)
 # when Go or those sources are not installed.
-#   usage: run-go.sh WORKDIR SNAPSHOTTER-BINARY [go test args…]
+#   run-go.sh test  WORKDIR SNAPSHOTTER-BINARY [go test args…]
+#   run-go.sh build WORKDIR OUTPUT          (builds snapctl)
 set -euo pipefail
-work=$1 bin=$2
+mode=$1 work=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 gocode=/usr/share/gocode
@@ -15,14 +16,23 @@ if ! command -v go >/dev/null ||
 		"and golang-google-grpc-dev"
 	exit 77
 fi
-if [ "$(id -u)" != 0 ]; then
-	echo "SKIP: needs root (mounts)"
-	exit 77
-fi
 mkdir -p "$work/gopath/src"
 ln -sfn "$here/go" "$work/gopath/src/lazypull"
 export GO111MODULE=off GOPROXY=off GOFLAGS= GOPATH="$work/gopath:$gocode"
 export GOCACHE=${GOCACHE:-$work/gocache}
-export LAZYPULL_SNAPSHOTTER=$bin
 cd "$work/gopath/src/lazypull"
-exec go test -count=1 "$@"
+case $mode in
+build)
+	exec go build -o "$1" lazypull/snapctl ;;
+test)
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIP: needs root (the conformance suite mounts)"
+		exit 77
+	fi
+	export LAZYPULL_SNAPSHOTTER=$1
+	shift
+	exec go test -count=1 "$@" ./snaptest ;;
+*)
+	echo "usage: $0 test|build …" >&2
+	exit 2 ;;
+esac

@@ -139,3 +139,11 @@ func (d *daemon) logText() string {
 	b, _ := os.ReadFile(filepath.Join(d.root, "daemon.log"))
 	return string(b)
 }
+
+// mustStop is a SIGTERM stop that fails the test when the process did not
+// exit 0 (a sanitizer report or a leak makes it exit non-zero).
+func (d *daemon) mustStop() {
+	if err := d.stop(syscall.SIGTERM); err != nil {
+		d.t.Errorf("snapshotter exit: %v\n%s", err, d.logText())
+	}
+}
