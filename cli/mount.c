@@ -11,6 +11,10 @@
 #define LP_MODNAME "mount"
 #include <fcntl.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,13 +24,39 @@
 
 #include "cli/cli.h"
 #include "fs/fuse.h"
+#ifdef LP_HAVE_ZRAN
+#include "formats/zran/zran.h"
+#endif
 
 struct mount_src {
 	struct engine_layer **layers;
 	uint32_t n_layers;
 	const struct model *m; /* the served model */
 	uint32_t *blob_base;   /* per layer: its first blob in m->blobs */
+	struct engine_prefetch *pf; /* set before serving; may be NULL */
 };
+
+/* The layer of served blob b and b's index in that layer's model. */
+static int map_blob(const struct mount_src *ms, uint32_t b,
+		    struct engine_layer **ret, uint32_t *ret_blob,
+		    struct lp_err *err)
+{
+	uint32_t lay;
+
+	if (b >= ms->m->n_blobs)
+		return lp_err_set(err, EINVAL, "blob %u of %u", b,
+				  ms->m->n_blobs);
+	lay = ms->m->blobs[b].layer;
+	if (lay >= ms->n_layers)
+		return lp_err_set(err, EINVAL, "blob %u names layer %u of %u",
+				  b, lay, ms->n_layers);
+	if (b - ms->blob_base[lay] >= ms->layers[lay]->model->n_blobs)
+		return lp_err_set(err, EINVAL, "blob %u is not in layer %u",
+				  b, lay);
+	*ret = ms->layers[lay];
+	*ret_blob = b - ms->blob_base[lay];
+	return 0;
+}
 
 static int src_read_chunk(void *priv, uint32_t idx, void *out,
 			  struct lp_err *err)
@@ -34,29 +64,60 @@ static int src_read_chunk(void *priv, uint32_t idx, void *out,
 	struct mount_src *ms = priv;
 	struct model_chunk c;
 	struct engine_layer *l;
-	uint32_t lay;
+	int r;
 
 	if (idx >= ms->m->n_chunks)
 		return lp_err_set(err, EINVAL, "no chunk %u", idx);
 	c = ms->m->chunks[idx];
-	if (c.blob >= ms->m->n_blobs)
-		return lp_err_set(err, EINVAL, "chunk %u names blob %u of %u",
-				  idx, c.blob, ms->m->n_blobs);
-	lay = ms->m->blobs[c.blob].layer;
-	if (lay >= ms->n_layers)
-		return lp_err_set(err, EINVAL, "blob %u names layer %u of %u",
-				  c.blob, lay, ms->n_layers);
-	l = ms->layers[lay];
-	c.blob -= ms->blob_base[lay];
-	if (c.blob >= l->model->n_blobs)
-		return lp_err_set(err, EINVAL,
-				  "chunk %u: blob %u is not in layer %u", idx,
-				  c.blob, lay);
-	return engine_read_chunk_rec(l, &c, out, err);
+	r = map_blob(ms, c.blob, &l, &c.blob, err);
+	if (r < 0)
+		return lp_err_wrap(err, "chunk %u", idx);
+	/* the background prefetcher holds off while this runs */
+	engine_prefetch_demand_begin(ms->pf);
+	r = engine_read_chunk_rec(l, &c, out, err);
+	engine_prefetch_demand_end(ms->pf);
+	return r;
+}
+
+/* A read of several chunks: one fetch per blob for all of them. */
+static void src_prefetch(void *priv, const uint32_t *idx, uint32_t n)
+{
+	struct mount_src *ms = priv;
+	struct lp_range r[64];
+	uint32_t i = 0;
+
+	engine_prefetch_demand_begin(ms->pf);
+	while (i < n) {
+		uint32_t blob = ms->m->chunks[idx[i]].blob, lb, k = 0;
+		struct lp_source *src = NULL;
+		struct engine_layer *l;
+
+		for (; i < n && k < ARRAY_SIZE(r); i++, k++) {
+			const struct model_chunk *c = &ms->m->chunks[idx[i]];
+
+			if (c->blob != blob)
+				break;
+			r[k].off = c->comp_off;
+			r[k].len = c->comp_len;
+		}
+		if (map_blob(ms, blob, &l, &lb, NULL) < 0 ||
+		    engine_blob_source(l, lb, &src, NULL) < 0 ||
+		    !src->ops->prefetch)
+			continue;
+		for (uint32_t q = 0; q < k; q++) {
+			if (r[q].off >= src->size)
+				r[q].len = 0;
+			else if (r[q].len > src->size - r[q].off)
+				r[q].len = src->size - r[q].off;
+		}
+		lp_source_prefetch(src, r, k, NULL);
+	}
+	engine_prefetch_demand_end(ms->pf);
 }
 
 static const struct fsrv_source_ops src_ops = {
 	.read_chunk = src_read_chunk,
+	.prefetch = src_prefetch,
 };
 
 static void mount_src_init(struct mount_src *ms, const struct model *m,
@@ -79,22 +140,216 @@ static void mount_src_init(struct mount_src *ms, const struct model *m,
 			ms->blob_base[l] = 0; /* no chunks of it either */
 }
 
+/* ---- layers of an image in a registry --------------------------------- */
+
+struct remote_open {
+	struct cli_remote *rem;
+	const size_t *which;	    /* manifest layer indices */
+	struct engine_layer **out;  /* one per which[] */
+	uint32_t n;
+	uint32_t next;		    /* atomic: the next which[] to open */
+	int failed;		    /* atomic */
+	char *zran_dir;		    /* saved zran indexes; NULL = none */
+};
+
+/* RAFS data blobs: named by their sha256 in the bootstrap's blob table. */
+static int remote_open_blob(void *arg, const char *id, struct lp_source **ret,
+			    struct lp_err *err)
+{
+	struct cli_remote *rem = arg;
+	char digest[80];
+	int r;
+
+	if (strchr(id, ':'))
+		snprintf(digest, sizeof(digest), "%s", id);
+	else
+		snprintf(digest, sizeof(digest), "sha256:%s", id);
+	if (fetch_digest_check(digest, strlen(digest)) < 0)
+		return lp_err_set(err, EINVAL, "blob id \"%s\" is not a "
+				  "registry digest", id);
+	r = cli_remote_blob(rem, digest, 0, ret);
+	if (r < 0)
+		return lp_err_set(err, r, "opening blob %s in the registry",
+				  digest);
+	return 0;
+}
+
+static char *zran_index_path(const struct remote_open *ro, const char *digest)
+{
+	const char *hex = strchr(digest, ':') ? strchr(digest, ':') + 1
+					      : digest;
+	char *p;
+
+	if (!ro->zran_dir)
+		return NULL;
+	p = lp_xmalloc(strlen(ro->zran_dir) + strlen(hex) + 8);
+	sprintf(p, "%s/%s.idx", ro->zran_dir, hex);
+	return p;
+}
+
+/*
+ * Plain gzip layers need one pass over the whole layer to index it; keep
+ * the index (next to the blob cache) so the next mount loads it instead.
+ */
+static void zran_index_keep(const struct remote_open *ro,
+			    struct engine_layer *l, const char *digest)
+{
+#ifdef LP_HAVE_ZRAN
+	_cleanup_free_ char *path = zran_index_path(ro, digest), *tmp = NULL;
+	struct lp_err err = { 0 };
+
+	if (!path || strcmp(l->info.format, "zran"))
+		return;
+	tmp = lp_xmalloc(strlen(path) + 24);
+	sprintf(tmp, "%s.%ld.tmp", path, (long)gettid());
+	if (zran_index_save(zran_ctx_index(l->ctx), tmp, &err) < 0 ||
+	    rename(tmp, path) < 0) {
+		lp_log(LP_LOG_WARN, "keeping the zran index of %s: %s", digest,
+		       err.msg[0] ? err.msg : strerror(errno));
+		unlink(tmp);
+	}
+#else
+	(void)ro;
+	(void)l;
+	(void)digest;
+#endif
+}
+
+static int open_remote_one(struct remote_open *ro, uint32_t k)
+{
+	size_t i = ro->which[k];
+	const struct fetch_desc *d = &ro->rem->manifest->layers[i];
+	_cleanup_free_ char *idx = zran_index_path(ro, d->digest);
+	struct engine_opts eo = { 0 };
+	struct format_hints h;
+	struct lp_err err = { 0 };
+	struct lp_source *src;
+	int r;
+
+	cli_remote_hints(ro->rem, i, &h);
+	eo.hints = &h;
+	eo.open_blob = remote_open_blob;
+	eo.open_blob_arg = ro->rem;
+	if (idx && access(idx, R_OK) == 0) {
+		eo.zran_index = idx;
+		r = cli_remote_layer(ro->rem, i, &src);
+		if (r < 0)
+			return r;
+		r = engine_open(src, &eo, &ro->out[k], &err);
+		if (r == 0)
+			return 0;
+		lp_log(LP_LOG_WARN, "layer %zu: saved zran index %s: %s; "
+		       "indexing the layer again", i, idx, err.msg);
+		unlink(idx);
+		lp_err_clear(&err);
+		eo.zran_index = NULL;
+	}
+	r = cli_remote_layer(ro->rem, i, &src);
+	if (r < 0)
+		return r;
+	r = engine_open(src, &eo, &ro->out[k], &err);
+	if (r < 0) {
+		cli_error("layer %zu (%s): %s", i, d->digest,
+			  err.msg[0] ? err.msg : strerror(-r));
+		return r;
+	}
+	zran_index_keep(ro, ro->out[k], d->digest);
+	return 0;
+}
+
+static void *open_worker(void *arg)
+{
+	struct remote_open *ro = arg;
+
+	for (;;) {
+		uint32_t k = __atomic_fetch_add(&ro->next, 1, __ATOMIC_RELAXED);
+
+		if (k >= ro->n ||
+		    __atomic_load_n(&ro->failed, __ATOMIC_RELAXED))
+			break;
+		if (open_remote_one(ro, k) < 0)
+			__atomic_store_n(&ro->failed, 1, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+/* Layers open on up to this many threads (each is mostly waiting for the
+ * registry, or inflating a plain gzip layer once to index it). */
+#define OPEN_THREADS 8
+
+/*
+ * Opens layers which[0..n) of the image in parallel into out[].  0, or -1
+ * with every opened layer closed again (messages printed).
+ */
+static int open_remote_layers(struct cli_remote *rem,
+			      const struct cli_remote_opts *o,
+			      const size_t *which, uint32_t n,
+			      struct engine_layer **out)
+{
+	struct remote_open ro = { .rem = rem, .which = which, .out = out,
+				  .n = n };
+	pthread_t th[OPEN_THREADS];
+	uint32_t nt = n < OPEN_THREADS ? n : OPEN_THREADS, started = 0;
+	const char *root = cli_remote_root(o);
+
+	ro.zran_dir = lp_xmalloc(strlen(root) + 8);
+	sprintf(ro.zran_dir, "%s/zran", root);
+	if (mkdir(ro.zran_dir, 0700) < 0 && errno != EEXIST) {
+		lp_log(LP_LOG_WARN, "%s: %s (zran indexes are not kept)",
+		       ro.zran_dir, strerror(errno));
+		free(ro.zran_dir);
+		ro.zran_dir = NULL;
+	}
+	for (uint32_t t = 1; t < nt; t++) {
+		if (pthread_create(&th[t], NULL, open_worker, &ro))
+			break;
+		started++;
+	}
+	open_worker(&ro);
+	for (uint32_t t = 1; t <= started; t++)
+		pthread_join(th[t], NULL);
+	free(ro.zran_dir);
+	if (!ro.failed)
+		return 0;
+	for (uint32_t k = 0; k < n; k++) {
+		engine_close(out[k]);
+		out[k] = NULL;
+	}
+	return -1;
+}
+
 static void mount_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: lazypull mount [OPTIONS] BLOB... MOUNTPOINT\n\n"
-		"Mounts local layer blobs read-only through FUSE.  The BLOBs "
-		"are layers from\nthe bottom up; the mount shows their merged "
-		"tree (OCI whiteouts applied), or\nwith --layer one layer in "
-		"overlayfs form (whiteouts as char 0:0 devices,\nopaque "
-		"directories with trusted.overlay.opaque=y) for use as an "
-		"overlay\nlowerdir.  File data is decoded and verified chunk "
-		"by chunk when read.\n\n"
+		"Usage: lazypull mount [OPTIONS] BLOB... MOUNTPOINT\n"
+		"       lazypull mount [OPTIONS] REF MOUNTPOINT\n\n"
+		"Mounts an image read-only through FUSE: local layer blobs "
+		"(bottom up), or\nthe layers of image REF in a registry, "
+		"fetched lazily through the blob cache\n(a nydus image: its "
+		"RAFS bootstrap and data blobs).  The mount shows the\nmerged "
+		"tree (OCI whiteouts applied), or with --layer one layer in "
+		"overlayfs\nform (whiteouts as char 0:0 devices, opaque "
+		"directories with\ntrusted.overlay.opaque=y) for use as an "
+		"overlay lowerdir.  File data is\nfetched, decoded and "
+		"verified chunk by chunk when read.\n\n"
+		"Files an image marks for prefetch (eStargz/zstd:chunked "
+		"entries before the\n.prefetch.landmark, RAFS prefetch tables) "
+		"are fetched in the background at\nonce, always behind "
+		"on-demand reads.\n\n"
 		"Runs as a daemon once the mount is up (the command returns 0 "
 		"then) unless\n--foreground; SIGTERM or SIGINT, or 'lazypull "
 		"umount', unmount it.\n\n"
-		"  --layer N           serve only BLOB number N (0 = the "
-		"first, the bottom)\n"
+		"  --layer N           serve only layer N (0 = the bottom "
+		"one)\n"
+		"  --layer-digest D    REF: serve only the layer with digest "
+		"D\n"
+		"  --prefetch-all      after the priority files, fetch the "
+		"whole image in the\n"
+		"                      background\n"
+		"  --no-prefetch       no background fetching at all\n"
+		"  --read-ahead KiB    kernel read-ahead of the mount "
+		"(default 4096, 0 = the\n"
+		"                      kernel's 128)\n"
 		"  -f, --foreground    do not daemonize\n"
 		"  --pid-file FILE     write the serving process id to FILE\n"
 		"  --log-file FILE     append log lines to FILE (otherwise "
@@ -102,10 +357,29 @@ static void mount_usage(FILE *f)
 		"                      foreground, nowhere as a daemon)\n"
 		"  --log-level L       error, warn (default), info, debug\n"
 		"  -o OPT[,OPT...]     allow_other, debug (trace every FUSE "
-		"request)\n"
+		"request),\n"
+		"                      no_readahead (do not decode the next "
+		"chunk of a file\n"
+		"                      read sequentially ahead of the reads)\n"
 		"  --cache-size MiB    decoded-chunk cache (default 32)\n"
 		"  --threads N         idle worker threads kept (default 10)\n"
-		CLI_LAYER_HELP);
+		CLI_LAYER_HELP
+		"\nRegistry references ([REGISTRY/]REPO[:TAG|@DIGEST]):\n"
+		"  --plain-http        talk http, not https, to the registry\n"
+		"  --insecure          https without certificate "
+		"verification\n"
+		"  --platform P        os/arch[/variant] in a multi-platform "
+		"image\n"
+		"  --user U[:P]        registry credentials (else "
+		"IMAGE_PULL_AUTH,\n"
+		"                      then ~/.docker/config.json)\n"
+		"  --root DIR          state: blob cache in DIR/cache, zran "
+		"indexes in\n"
+		"                      DIR/zran (default $LAZYPULL_ROOT or "
+		"/var/lib/lazypull)\n"
+		"  --cache-max BYTES   bound the blob cache (LRU eviction)\n"
+		"  --refresh           resolve the tag again (else reused for "
+		"5 min)\n");
 }
 
 static void umount_usage(FILE *f)
@@ -128,6 +402,9 @@ enum {
 	OPT_CACHE_SIZE,
 	OPT_THREADS,
 	OPT_FORCE,
+	OPT_PREFETCH_ALL,
+	OPT_NO_PREFETCH,
+	OPT_READ_AHEAD,
 };
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *ret)
@@ -154,11 +431,13 @@ static int parse_mount_opts(const char *arg, struct fsrv_opts *fo)
 			fo->allow_other = true;
 		} else if (!strcmp(t, "debug")) {
 			fo->debug = true;
+		} else if (!strcmp(t, "no_readahead")) {
+			fo->no_readahead = true;
 		} else if (!strcmp(t, "ro")) {
 			/* always */
 		} else {
 			cli_error("-o %s: unknown mount option (allow_other, "
-				  "debug)", t);
+				  "debug, no_readahead)", t);
 			return -EINVAL;
 		}
 	}
@@ -255,6 +534,99 @@ static void detach_stdio(int log_fd)
 		dup2(log_fd, STDERR_FILENO);
 }
 
+/* Opens the BLOB arguments (local files), bottom to top. */
+static int open_local_layers(char **args, uint32_t n, bool have_layer,
+			     uint32_t layer, struct cli_layer_opts *lo,
+			     struct engine_layer **layers, uint32_t *ret_n)
+{
+	uint32_t n_open = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		if (have_layer && i != layer)
+			continue;
+		if (cli_open(args[i], lo, &layers[n_open]) < 0) {
+			for (uint32_t k = 0; k < n_open; k++)
+				engine_close(layers[k]);
+			return -1;
+		}
+		n_open++;
+	}
+	*ret_n = n_open;
+	return 0;
+}
+
+/*
+ * Opens the layers of image ref: all of them (merged view), layer
+ * *layer alone (have_layer), or for a nydus image its RAFS bootstrap,
+ * whose data blobs open from the registry when first read.
+ */
+static int open_image(const char *ref, struct cli_layer_opts *lo,
+		      bool *have_layer, uint32_t *layer,
+		      struct engine_layer ***ret_layers, uint32_t *ret_n,
+		      struct cli_remote **ret_rem)
+{
+	_cleanup_(cli_remote_closep) struct cli_remote *rem = NULL;
+	_cleanup_free_ size_t *which = NULL;
+	struct engine_layer **layers;
+	const struct fetch_manifest *m;
+	uint32_t n = 0;
+	int boot;
+
+	if (cli_remote_open(ref, &lo->ro, &rem) < 0)
+		return -1;
+	m = rem->manifest;
+	if (!m->n_layers) {
+		cli_error("%s: the image has no layers", ref);
+		return -1;
+	}
+	if (lo->ro.layer_digest) {
+		size_t i;
+
+		for (i = 0; i < m->n_layers; i++)
+			if (!strcmp(m->layers[i].digest, lo->ro.layer_digest))
+				break;
+		if (i == m->n_layers) {
+			cli_error("--layer-digest %s: not a layer of %s",
+				  lo->ro.layer_digest, ref);
+			return -1;
+		}
+		*have_layer = true;
+		*layer = (uint32_t)i;
+	}
+	which = lp_xcalloc(m->n_layers, sizeof(*which));
+	boot = cli_remote_bootstrap(rem);
+	if (boot >= 0) {
+		if (*have_layer) {
+			cli_error("%s is a nydus (RAFS) image: its "
+				  "bootstrap is one merged tree, --layer does "
+				  "not apply", ref);
+			return -1;
+		}
+		which[n++] = (size_t)boot;
+	} else if (*have_layer) {
+		if (*layer >= m->n_layers) {
+			cli_error("--layer %u: %s has %zu layer%s (0 to %zu)",
+				  *layer, ref, m->n_layers,
+				  m->n_layers == 1 ? "" : "s",
+				  m->n_layers - 1);
+			return -1;
+		}
+		which[n++] = *layer;
+	} else {
+		for (size_t i = 0; i < m->n_layers; i++)
+			which[n++] = i;
+	}
+	layers = lp_xcalloc(n, sizeof(*layers));
+	if (open_remote_layers(rem, &lo->ro, which, n, layers) < 0) {
+		free(layers);
+		return -1;
+	}
+	*ret_layers = layers;
+	*ret_n = n;
+	*ret_rem = TAKE_PTR(rem);
+	return 0;
+}
+
 int cmd_mount(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -265,28 +637,56 @@ int cmd_mount(int argc, char **argv)
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 		{ "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
 		{ "threads", required_argument, NULL, OPT_THREADS },
+		{ "prefetch-all", no_argument, NULL, OPT_PREFETCH_ALL },
+		{ "read-ahead", required_argument, NULL, OPT_READ_AHEAD },
+		{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
+		{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },
+		{ "insecure", no_argument, NULL, OPT_INSECURE },
+		{ "platform", required_argument, NULL, OPT_PLATFORM },
+		{ "root", required_argument, NULL, OPT_ROOT },
+		{ "user", required_argument, NULL, OPT_USER },
+		{ "layer-digest", required_argument, NULL, OPT_LAYER_DIGEST },
+		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },
+		{ "refresh", no_argument, NULL, OPT_REFRESH },
 		CLI_LAYER_LONGOPTS,
 		{ 0 },
 	};
 	struct cli_layer_opts lo;
 	struct fsrv_opts fo = { 0 };
+	struct engine_prefetch_opts po = { 0 };
 	struct lp_err err = { 0 };
 	struct mount_src ms = { 0 };
-	_cleanup_free_ char *pid_file = NULL, *blob_dir = NULL;
-	_cleanup_free_ struct engine_layer **layers = NULL;
+	_cleanup_free_ char *pid_file = NULL, *blob_dir = NULL, *root = NULL;
+	struct engine_layer **layers = NULL;
+	struct cli_remote *rem = NULL;
 	_cleanup_close_ int log_fd = -1;
 	struct model *served = NULL;
 	struct fsrv *s = NULL;
 	const char *mountpoint, *log_file = NULL;
 	char name[512];
-	bool foreground = false, have_layer = false;
+	bool foreground = false, have_layer = false, remote = false;
+	bool no_prefetch = false;
 	uint32_t layer = 0, n_blobs, n_open = 0, v;
-	int ready_fd = -1, c, r, ret = 1;
+	int ready_fd = -1, c, h, r, ret = 1;
 	struct stat st;
 
+#ifdef __GLIBC__
+	/*
+	 * The daemon runs for days: decoded chunks (up to MiBs each) come and
+	 * go on many threads.  A fixed mmap threshold keeps glibc from raising
+	 * it after the first free of such a buffer, and fewer arenas keep the
+	 * heaps from holding freed chunks per thread, so RSS follows the
+	 * bounded caches instead of the peak.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 << 10);
+	mallopt(M_ARENA_MAX, 2);
+#endif
 	cli_layer_opts_init(&lo);
 	while ((c = getopt_long(argc, argv, "fho:", longopts, NULL)) != -1) {
-		if (cli_layer_opt(&lo, c, optarg))
+		h = cli_layer_opt(&lo, c, optarg);
+		if (h < 0)
+			return EXIT_USAGE;
+		if (h)
 			continue;
 		switch (c) {
 		case OPT_MOUNT_LAYER:
@@ -329,6 +729,20 @@ int cmd_mount(int argc, char **argv)
 			}
 			fo.max_idle_threads = v;
 			break;
+		case OPT_PREFETCH_ALL:
+			po.all = true;
+			break;
+		case OPT_NO_PREFETCH:
+			no_prefetch = true;
+			break;
+		case OPT_READ_AHEAD:
+			if (parse_u32(optarg, 1u << 20, &v) < 0) {
+				cli_error("--read-ahead %s: KiB, 0 to 1048576",
+					  optarg);
+				return EXIT_USAGE;
+			}
+			fo.read_ahead_kb = v ? v : FSRV_READ_AHEAD_KERNEL;
+			break;
 		case 'o':
 			if (parse_mount_opts(optarg, &fo) < 0)
 				return EXIT_USAGE;
@@ -347,16 +761,34 @@ int cmd_mount(int argc, char **argv)
 	}
 	n_blobs = (uint32_t)(argc - optind - 1);
 	mountpoint = argv[argc - 1];
-	if (have_layer && layer >= n_blobs) {
+	for (uint32_t i = 0; i < n_blobs; i++) {
+		if (!cli_is_remote(argv[optind + i]))
+			continue;
+		if (n_blobs > 1) {
+			cli_error("%s: an image reference is mounted alone, "
+				  "not with other blobs", argv[optind + i]);
+			return EXIT_USAGE;
+		}
+		remote = true;
+	}
+	if (!remote && have_layer && layer >= n_blobs) {
 		cli_error("--layer %u: there %s only %u blob%s (0 to %u)",
 			  layer, n_blobs == 1 ? "is" : "are", n_blobs,
 			  n_blobs == 1 ? "" : "s", n_blobs - 1);
+		return EXIT_USAGE;
+	}
+	if (!remote && lo.ro.layer_digest) {
+		cli_error("--layer-digest applies to an image reference");
 		return EXIT_USAGE;
 	}
 	/* data blobs open lazily, after the daemon moved to / */
 	if (lo.blob_dir) {
 		blob_dir = abs_path(lo.blob_dir);
 		lo.blob_dir = blob_dir;
+	}
+	if (lo.ro.root) {
+		root = abs_path(lo.ro.root);
+		lo.ro.root = root;
 	}
 	if (lo.toc_digest && n_blobs > 1 && !have_layer) {
 		cli_error("--toc-digest applies to one blob; use --layer");
@@ -383,18 +815,24 @@ int cmd_mount(int argc, char **argv)
 		}
 	}
 
-	/* open the layers, bottom to top */
-	layers = lp_xcalloc(n_blobs, sizeof(*layers));
-	for (uint32_t i = 0; i < n_blobs; i++) {
-		if (have_layer && i != layer)
-			continue;
-		if (cli_open(argv[optind + i], &lo, &layers[n_open]) < 0)
+	if (remote) {
+		if (open_image(argv[optind], &lo, &have_layer, &layer, &layers,
+			       &n_open, &rem) < 0)
 			goto out;
-		n_open++;
+	} else {
+		layers = lp_xcalloc(n_blobs, sizeof(*layers));
+		if (open_local_layers(argv + optind, n_blobs, have_layer,
+				      layer, &lo, layers, &n_open) < 0)
+			goto out;
 	}
 	if (have_layer) {
 		r = model_to_overlay(layers[0]->model, &served, &err);
-		snprintf(name, sizeof(name), "%s", argv[optind + layer]);
+		if (remote)
+			snprintf(name, sizeof(name), "%s layer %u",
+				 argv[optind], layer);
+		else
+			snprintf(name, sizeof(name), "%s",
+				 argv[optind + layer]);
 	} else {
 		_cleanup_free_ struct model **models =
 			lp_xcalloc(n_open, sizeof(*models));
@@ -402,7 +840,7 @@ int cmd_mount(int argc, char **argv)
 		for (uint32_t i = 0; i < n_open; i++)
 			models[i] = layers[i]->model;
 		r = model_merge(models, n_open, &served, &err);
-		if (n_open == 1)
+		if (n_open == 1 || remote)
 			snprintf(name, sizeof(name), "%s", argv[optind]);
 		else
 			snprintf(name, sizeof(name), "%s (+%u layers)",
@@ -456,25 +894,58 @@ int cmd_mount(int argc, char **argv)
 	       name, mountpoint, served->n_inodes - 1, served->n_chunks,
 	       have_layer ? " (overlay form)" : "");
 
+	/* threads start only now: the daemon forked with one thread */
+	if (!no_prefetch) {
+		po.name = name;
+		r = engine_prefetch_start(layers, n_open, &po, &ms.pf, &err);
+		if (r < 0)
+			lp_log(LP_LOG_WARN, "%s: no prefetch: %s", name,
+			       err.msg);
+		else if (ms.pf)
+			lp_log(LP_LOG_INFO, "%s: prefetching %s", name,
+			       po.all ? "the priority files, then everything"
+				      : "the priority files");
+	}
+
 	r = fsrv_run(s, FSRV_RUN_SIGNALS);
+	lp_log(LP_LOG_INFO, "%s: the FUSE session ended", mountpoint);
+	/* unmount first: the prefetcher may take a moment to stop */
+	fsrv_unmount(s);
 	if (r < 0) {
 		lp_log(LP_LOG_ERROR, "%s: serving failed: %s", mountpoint,
 		       strerror(-r));
 	} else {
 		struct fsrv_stats fst;
+		struct engine_prefetch_stats pst;
 
 		fsrv_get_stats(s, &fst);
+		engine_prefetch_get_stats(ms.pf, &pst);
 		lp_log(LP_LOG_INFO,
 		       "%s: unmounting: %llu reads (%llu bytes, %llu failed), "
-		       "chunks %llu decoded, %llu cache hits",
+		       "chunks %llu decoded (%llu read ahead), %llu cache "
+		       "hits; prefetched %llu of %llu chunks",
 		       mountpoint, (unsigned long long)fst.reads,
 		       (unsigned long long)fst.read_bytes,
 		       (unsigned long long)fst.read_errors,
 		       (unsigned long long)fst.chunk_misses,
-		       (unsigned long long)fst.chunk_hits);
+		       (unsigned long long)fst.readahead,
+		       (unsigned long long)fst.chunk_hits,
+		       (unsigned long long)pst.chunks_done,
+		       (unsigned long long)pst.chunks_planned);
+		if (rem) {
+			struct fetch_stats fs;
+
+			fetch_client_stats(rem->client, &fs);
+			lp_log(LP_LOG_INFO, "%s: fetched: %llu requests, %llu "
+			       "bytes, %llu retries", mountpoint,
+			       (unsigned long long)fs.requests,
+			       (unsigned long long)fs.bytes,
+			       (unsigned long long)fs.retries);
+		}
 		ret = 0;
 	}
 out:
+	engine_prefetch_stop(ms.pf);
 	fsrv_free(s); /* unmounts */
 	if (pid_file)
 		unlink(pid_file);
@@ -482,8 +953,12 @@ out:
 	model_free(served);
 	for (uint32_t i = 0; i < n_open; i++)
 		engine_close(layers[i]);
+	free(layers);
+	cli_remote_close(rem);
 	if (ready_fd >= 0)
 		close(ready_fd);
+	if (!ret)
+		lp_log(LP_LOG_INFO, "%s: done", mountpoint);
 	return ret;
 }
 

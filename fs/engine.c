@@ -96,6 +96,8 @@ int engine_open(struct lp_source *src, const struct engine_opts *o,
 	l->src = src;
 	l->ops = ops;
 	l->blob_dir = o->blob_dir ? lp_xstrdup(o->blob_dir) : NULL;
+	l->open_blob = o->open_blob;
+	l->open_blob_arg = o->open_blob_arg;
 	l->last_idx = -1;
 	l->last_lock = lp_xmalloc(sizeof(pthread_mutex_t));
 	pthread_mutex_init(l->last_lock, NULL);
@@ -155,6 +157,16 @@ void engine_close(struct engine_layer *l)
 	free(l);
 }
 
+/* Whether blob id names the layer source itself (by its digest). */
+static bool blob_is_layer(const struct engine_layer *l, const char *id)
+{
+	const char *name = l->src->name ? l->src->name : "";
+	const char *hex = strchr(id, ':') ? strchr(id, ':') + 1 : id;
+	const char *nhex = strchr(name, ':') ? strchr(name, ':') + 1 : name;
+
+	return !strcmp(hex, nhex);
+}
+
 /*
  * Blob 0 is the layer itself unless the model names a blob that the layer
  * is not (RAFS bootstraps point at data blobs): those are looked up by id
@@ -177,6 +189,14 @@ static int blob_source(struct engine_layer *l, uint32_t idx,
 	}
 	b = &l->model->blobs[idx];
 	id = model_str(l->model, b->id);
+	if (l->open_blob && id[0] && (idx != 0 || l->model->n_blobs > 1 ||
+				      !blob_is_layer(l, id))) {
+		r = l->open_blob(l->open_blob_arg, id, &l->blob_src[idx], err);
+		if (r < 0)
+			return lp_err_wrap(err, "blob %u (%s)", idx, id);
+		*ret = l->blob_src[idx];
+		return 0;
+	}
 	if (!l->blob_dir || !id[0]) {
 		if (idx != 0)
 			return lp_err_set(err, ENOENT,
@@ -203,6 +223,17 @@ static int blob_source(struct engine_layer *l, uint32_t idx,
 		return r;
 	*ret = l->blob_src[idx];
 	return 0;
+}
+
+int engine_blob_source(struct engine_layer *l, uint32_t idx,
+		       struct lp_source **ret, struct lp_err *err)
+{
+	int r;
+
+	pthread_mutex_lock(l->last_lock);
+	r = blob_source(l, idx, ret, err);
+	pthread_mutex_unlock(l->last_lock);
+	return r;
 }
 
 int engine_read_chunk(struct engine_layer *l, uint32_t idx, void *out,

@@ -17,6 +17,16 @@ struct engine_opts {
 	const char *format;   /* force a reader by name; NULL = probe */
 	const char *blob_dir; /* where blobs other than the layer live */
 	const char *zran_index; /* a saved zran index for a plain gzip layer */
+	/*
+	 * Opens a model blob other than the layer itself (a RAFS data blob)
+	 * by its id as the model names it (64 hex digits or "sha256:…"),
+	 * e.g. from the registry; tried before blob_dir.  Called at most
+	 * once per blob at a time, from any thread, when a chunk of the blob
+	 * is first needed; a failure is retried on the next read.
+	 */
+	int (*open_blob)(void *arg, const char *id, struct lp_source **ret,
+			 struct lp_err *err);
+	void *open_blob_arg;
 };
 
 struct engine_layer {
@@ -27,6 +37,9 @@ struct engine_layer {
 	struct model *model;
 	struct format_info info;
 	char *blob_dir;
+	int (*open_blob)(void *arg, const char *id, struct lp_source **ret,
+			 struct lp_err *err);
+	void *open_blob_arg;
 	/* the last decoded chunk, so sequential reads decode once */
 	void *last_buf;	    /* protected by last_lock */
 	int64_t last_idx;   /* protected by last_lock; -1 = none */
@@ -51,6 +64,14 @@ static inline void engine_closep(struct engine_layer **l)
 {
 	engine_close(*l);
 }
+
+/*
+ * The source of model blob idx (blob 0 is the layer unless the model names
+ * other blobs), opened on first use; thread-safe.  The source stays owned
+ * by the layer.
+ */
+int engine_blob_source(struct engine_layer *l, uint32_t idx,
+		       struct lp_source **ret, struct lp_err *err);
 
 /* Largest chunk the engine decodes (it is held in memory to verify). */
 #define ENGINE_MAX_CHUNK (256ull << 20)
@@ -83,5 +104,71 @@ void engine_prefetch_range(struct engine_layer *l, uint32_t ino, uint64_t off,
  * -errno.  Only chunks that overlap the range are decoded. */
 int64_t engine_read(struct engine_layer *l, uint32_t ino, void *buf,
 		    size_t len, uint64_t off, struct lp_err *err);
+
+/* ---- background prefetch (fs/prefetch.c) ------------------------------- */
+
+/*
+ * A prefetcher brings chunks of a set of open layers into their sources'
+ * caches on one background thread, and decodes and verifies each chunk on
+ * the way (a chunk whose cached bytes fail is fetched once more, as for
+ * any read), so later reads find verified bytes on local disk.
+ *
+ * Order: first the chunks the image marks as wanted at start, per layer —
+ * eStargz/zstd:chunked files before the .prefetch.landmark (the stored
+ * range [0, info.prefetch_offset) is fetched as one range first), the
+ * files and directories of a RAFS prefetch table —, then, with opts.all,
+ * every other chunk of every layer in blob order.
+ *
+ * It always yields to on-demand reads: callers bracket each read that
+ * goes to a source with engine_prefetch_demand_begin/end, and the
+ * prefetcher starts no fetch and no decode while any is in flight or
+ * until idle_ms after the last one ended.  Fetches are cut into batches of
+ * at most batch_bytes, and the thread runs at a lower CPU priority.
+ */
+struct engine_prefetch_opts {
+	bool all;	      /* then every other chunk (--prefetch-all) */
+	uint64_t batch_bytes; /* stored bytes per fetch; 0 = 2 MiB */
+	unsigned idle_ms;     /* quiet time after on-demand reads; 0 = 5 */
+	int nice;	      /* thread niceness; 0 = 10, < 0 = unchanged */
+	const char *name;     /* image named in log lines; may be NULL */
+};
+
+struct engine_prefetch_stats {
+	uint64_t chunks_planned;  /* distinct chunks in the plan */
+	uint64_t chunks_priority; /* of which landmark / RAFS table */
+	uint64_t chunks_done;	  /* fetched and verified (or no digest) */
+	uint64_t chunks_failed;
+	uint64_t bytes_stored;	  /* stored bytes of the chunks done */
+	uint64_t yields;	  /* waits for on-demand reads */
+	bool priority_done;	  /* the priority part is finished */
+	bool finished;		  /* the whole plan is finished */
+	double seconds;		  /* from start to finished (or now) */
+};
+
+struct engine_prefetch;
+
+/*
+ * Starts the prefetcher over layers[0..n) (borrowed: they must stay open
+ * until engine_prefetch_stop).  When nothing is to be fetched (no landmark,
+ * no table, !all) *ret is set to NULL and 0 returned.
+ */
+int engine_prefetch_start(struct engine_layer *const *layers, uint32_t n,
+			  const struct engine_prefetch_opts *o,
+			  struct engine_prefetch **ret, struct lp_err *err);
+/* Stops the thread (at the next chunk), joins it and frees; accepts NULL. */
+void engine_prefetch_stop(struct engine_prefetch *p);
+/* On-demand reads in flight: cheap (atomics); accept NULL. */
+void engine_prefetch_demand_begin(struct engine_prefetch *p);
+void engine_prefetch_demand_end(struct engine_prefetch *p);
+void engine_prefetch_get_stats(struct engine_prefetch *p,
+			       struct engine_prefetch_stats *ret);
+
+/*
+ * The priority chunks of layer l alone, as indices into l->model->chunks
+ * in fetch order (deduplicated), and the stored range [0, *ret_range) of
+ * blob 0 to fetch first (0 = none).  *ret is malloc'ed (NULL when empty).
+ */
+int engine_prefetch_plan(const struct engine_layer *l, uint32_t **ret,
+			 uint32_t *ret_n, uint64_t *ret_range);
 
 #endif

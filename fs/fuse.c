@@ -11,7 +11,10 @@
 #define FUSE_USE_VERSION 35
 
 #include <fuse_lowlevel.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -31,6 +34,8 @@
 #define FSRV_LOG_BURST 20
 /* Largest chunk decoded into memory (the engine's limit too). */
 #define FSRV_MAX_CHUNK (256ull << 20)
+/* Chunks queued for read-ahead at most (more are dropped). */
+#define FSRV_RA_QUEUE 8
 
 enum cent_state { CENT_LOADING, CENT_READY, CENT_FAILED };
 
@@ -44,6 +49,8 @@ struct cent {
 	uint8_t *data;	 /* CENT_READY: len bytes, immutable */
 	uint64_t len;
 	char *why;	 /* CENT_FAILED: the source's message */
+	bool ra_mark;	 /* read ahead, not yet read: reading it reads
+			    ahead again; protected by cache.lock */
 	struct cent *hnext;	     /* hash chain; protected by cache.lock */
 	struct cent *lprev, *lnext; /* LRU (READY entries in the table) */
 };
@@ -72,6 +79,9 @@ struct fsrv {
 	struct chunk_cache cache;
 	struct fuse_session *se;
 	bool mounted;
+	uint32_t read_ahead_kb;
+	char *bdi_ra_path; /* sysfs read_ahead_kb of the mount, or NULL */
+	int ra_tuned;	   /* atomic: bdi_ra_path written */
 	/* read-error log lines: at most FSRV_LOG_BURST per second */
 	pthread_mutex_t log_lock;
 	int64_t log_sec;	/* protected by log_lock */
@@ -81,6 +91,17 @@ struct fsrv {
 	uint64_t n_reads, n_read_bytes, n_read_errors;
 	uint64_t n_hits, n_misses, n_waits;
 	uint64_t n_lookups;
+	uint64_t n_readahead;
+	/* read-ahead: one thread decoding the next chunk of files read
+	 * sequentially, started by fsrv_run */
+	pthread_t ra_thread;
+	bool ra_started;
+	bool ra_enabled;
+	pthread_mutex_t ra_lock;
+	pthread_cond_t ra_cond;
+	uint32_t ra_q[FSRV_RA_QUEUE]; /* protected by ra_lock */
+	uint32_t ra_head, ra_n;	      /* protected by ra_lock */
+	bool ra_stop;		      /* protected by ra_lock */
 };
 
 #define STAT_ADD(s, field, v)                                                  \
@@ -207,8 +228,9 @@ static void cache_put(struct chunk_cache *c, struct cent *e)
  * meanwhile wait for it.  On failure returns -errno and, if why is given,
  * copies the source's message.
  */
-static int cache_get(struct fsrv *s, uint32_t idx, struct cent **ret,
-		     char *why, size_t why_size)
+static int cache_get(struct fsrv *s, uint32_t idx, bool ra,
+		     struct cent **ret, bool *ret_loaded, char *why,
+		     size_t why_size)
 {
 	struct chunk_cache *c = &s->cache;
 	const struct model_chunk *ch = &s->m->chunks[idx];
@@ -218,6 +240,8 @@ static int cache_get(struct fsrv *s, uint32_t idx, struct cent **ret,
 	uint8_t *buf;
 	int r, st;
 
+	if (ret_loaded)
+		*ret_loaded = false;
 	pthread_mutex_lock(&c->lock);
 	slot = cache_slot(c, idx);
 	for (e = *slot; e && e->idx != idx; e = e->hnext)
@@ -253,6 +277,7 @@ static int cache_get(struct fsrv *s, uint32_t idx, struct cent **ret,
 	e->state = CENT_LOADING;
 	e->refs = 1;
 	e->in_table = true;
+	e->ra_mark = ra;
 	e->hnext = *slot;
 	*slot = e;
 	pthread_mutex_unlock(&c->lock);
@@ -294,8 +319,105 @@ static int cache_get(struct fsrv *s, uint32_t idx, struct cent **ret,
 		cache_put(c, e);
 		return r;
 	}
+	if (ret_loaded)
+		*ret_loaded = true;
 	*ret = e;
 	return 0;
+}
+
+/* ---- read-ahead ---------------------------------------------------------- */
+
+/* Queues chunk idx for decoding ahead of the reads that will want it. */
+static void ra_enqueue(struct fsrv *s, uint32_t idx)
+{
+	pthread_mutex_lock(&s->ra_lock);
+	if (s->ra_n < FSRV_RA_QUEUE && !s->ra_stop) {
+		s->ra_q[(s->ra_head + s->ra_n) % FSRV_RA_QUEUE] = idx;
+		s->ra_n++;
+		pthread_cond_signal(&s->ra_cond);
+	}
+	pthread_mutex_unlock(&s->ra_lock);
+}
+
+static void *ra_main(void *arg)
+{
+	struct fsrv *s = arg;
+
+	pthread_mutex_lock(&s->ra_lock);
+	for (;;) {
+		struct cent *e;
+		uint32_t idx;
+
+		while (!s->ra_n && !s->ra_stop)
+			pthread_cond_wait(&s->ra_cond, &s->ra_lock);
+		if (s->ra_stop)
+			break;
+		idx = s->ra_q[s->ra_head];
+		s->ra_head = (s->ra_head + 1) % FSRV_RA_QUEUE;
+		s->ra_n--;
+		pthread_mutex_unlock(&s->ra_lock);
+		/* a failure is the business of the read that needs it */
+		if (cache_get(s, idx, true, &e, NULL, NULL, 0) == 0) {
+			STAT_ADD(s, n_readahead, 1);
+			cache_put(&s->cache, e);
+		}
+		pthread_mutex_lock(&s->ra_lock);
+	}
+	pthread_mutex_unlock(&s->ra_lock);
+	return NULL;
+}
+
+static void ra_start(struct fsrv *s)
+{
+	sigset_t all, old;
+
+	if (!s->ra_enabled || s->ra_started)
+		return;
+	s->ra_stop = false;
+	s->ra_head = s->ra_n = 0;
+	/* signals are for the session loop */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	s->ra_started = pthread_create(&s->ra_thread, NULL, ra_main, s) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void ra_stop(struct fsrv *s)
+{
+	if (!s->ra_started)
+		return;
+	pthread_mutex_lock(&s->ra_lock);
+	s->ra_stop = true;
+	pthread_cond_broadcast(&s->ra_cond);
+	pthread_mutex_unlock(&s->ra_lock);
+	pthread_join(s->ra_thread, NULL);
+	s->ra_started = false;
+}
+
+/*
+ * Sequential reading: a read that decoded the chunk it ends in, starting
+ * at that chunk's first byte, or the first read of a chunk read ahead,
+ * queues the file's next chunk — when the cache holds a few such chunks,
+ * so read-ahead cannot evict what is being read.
+ */
+static void ra_maybe(struct fsrv *s, uint32_t ino, struct cent *last,
+		     bool loaded, uint64_t read_off)
+{
+	const struct model_inode *in = &s->m->inodes[ino];
+	const struct model_chunk *c = &s->m->chunks[last->idx];
+	uint32_t next = last->idx + 1;
+	bool go;
+
+	if (!s->ra_started || next >= in->first + in->count)
+		return;
+	if (3 * s->m->chunks[next].len > s->cache.cap)
+		return;
+	pthread_mutex_lock(&s->cache.lock);
+	go = last->ra_mark || (loaded && read_off <= c->file_off);
+	last->ra_mark = false;
+	pthread_mutex_unlock(&s->cache.lock);
+	if (go)
+		ra_enqueue(s, next);
 }
 
 /* ---- the read path ------------------------------------------------------- */
@@ -359,12 +481,41 @@ static void log_read_error(struct fsrv *s, uint32_t ino, uint64_t off,
 }
 
 /*
+ * A read of several chunks: lets the source fetch the stored bytes of those
+ * not decoded (nor being decoded) in one go rather than one by one.
+ */
+static void span_prefetch(struct fsrv *s, uint32_t first, uint32_t n)
+{
+	struct chunk_cache *c = &s->cache;
+	uint32_t fixed[16], *miss = fixed, k = 0;
+
+	if (n > ARRAY_SIZE(fixed))
+		miss = lp_xcalloc(n, sizeof(*miss));
+	pthread_mutex_lock(&c->lock);
+	for (uint32_t i = 0; i < n; i++) {
+		struct cent *e = *cache_slot(c, first + i);
+
+		while (e && e->idx != first + i)
+			e = e->hnext;
+		if (!e)
+			miss[k++] = first + i;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (k > 1)
+		s->ops->prefetch(s->priv, miss, k);
+	if (miss != fixed)
+		free(miss);
+}
+
+/*
  * Gets (with references) every chunk of regular file ino covering
  * [off, off + len), len already clipped to the file size.
  */
 static int span_get(struct fsrv *s, uint32_t ino, uint64_t off, size_t len,
-		    struct read_span *sp, struct lp_err *err)
+		    bool ra, struct read_span *sp, struct lp_err *err)
 {
+	bool loaded = false;
+
 	const struct model_inode *in = &s->m->inodes[ino];
 	int64_t first = model_chunk_at(s->m, ino, off);
 	uint64_t end = off + len;
@@ -387,10 +538,13 @@ static int span_get(struct fsrv *s, uint32_t ino, uint64_t off, size_t len,
 	if (n > ARRAY_SIZE(sp->fixed))
 		sp->ents = lp_xcalloc(n, sizeof(*sp->ents));
 	sp->skip = off - s->m->chunks[first].file_off;
+	if (n > 1 && s->ops->prefetch)
+		span_prefetch(s, (uint32_t)first, n);
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t idx = (uint32_t)first + i;
 		char why[256] = "";
-		int r = cache_get(s, idx, &sp->ents[i], why, sizeof(why));
+		int r = cache_get(s, idx, false, &sp->ents[i], &loaded, why,
+				  sizeof(why));
 
 		if (r < 0) {
 			uint64_t at = s->m->chunks[idx].file_off;
@@ -402,6 +556,9 @@ static int span_get(struct fsrv *s, uint32_t ino, uint64_t off, size_t len,
 		}
 		sp->n++;
 	}
+	if (ra)
+		ra_maybe(s, ino, sp->ents[n - 1], loaded,
+			 n == 1 ? off : s->m->chunks[first + n - 1].file_off);
 	return 0;
 }
 
@@ -439,7 +596,7 @@ int64_t fsrv_read(struct fsrv *s, uint32_t ino, void *buf, size_t len,
 		return 0;
 	if (len > in->size - off)
 		len = (size_t)(in->size - off);
-	r = span_get(s, ino, off, len, &sp, err);
+	r = span_get(s, ino, off, len, false, &sp, err);
 	if (r < 0)
 		return r;
 	span_copy(&sp, buf);
@@ -493,6 +650,93 @@ static const struct model_inode *req_inode(fuse_req_t req, fuse_ino_t ino)
 	return in;
 }
 
+/* ---- kernel read-ahead --------------------------------------------------- */
+
+/* Undoes the octal escapes of /proc/self/mountinfo (\040 = space). */
+static void unescape_mountinfo(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * The "major:minor" of the topmost FUSE mount at path, from mountinfo: a
+ * stat of the mount would wait for this very server.
+ */
+static int mount_dev(const char *path, char *ret, size_t size)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int found = 0;
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		char *save = NULL, *dev = NULL, *mp = NULL, *t;
+		bool fuse = false, sep = false;
+		int field = 0;
+
+		for (t = strtok_r(line, " \n", &save); t;
+		     t = strtok_r(NULL, " \n", &save), field++) {
+			if (field == 2)
+				dev = t;
+			else if (field == 4)
+				mp = t;
+			else if (sep) {
+				fuse = !strncmp(t, "fuse", 4);
+				break;
+			} else if (field > 5 && !strcmp(t, "-"))
+				sep = true;
+		}
+		if (!dev || !mp || !fuse)
+			continue;
+		unescape_mountinfo(mp);
+		if (!strcmp(mp, path) && !strchr(dev, '/')) {
+			snprintf(ret, size, "%s", dev);
+			found = 1;
+		}
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/*
+ * The kernel agrees on read-ahead in FUSE_INIT (at most its default, 128
+ * KiB) and applies it when the INIT reply arrives, so the larger window
+ * goes to sysfs with the first request after INIT.
+ */
+static void tune_read_ahead(struct fsrv *s)
+{
+	char val[16];
+	int fd, n;
+
+	if (!s->bdi_ra_path ||
+	    __atomic_exchange_n(&s->ra_tuned, 1, __ATOMIC_ACQ_REL))
+		return;
+	fd = open(s->bdi_ra_path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		lp_debug("%s: %s", s->bdi_ra_path, strerror(errno));
+		return;
+	}
+	n = snprintf(val, sizeof(val), "%u", s->read_ahead_kb);
+	if (write(fd, val, (size_t)n) != n)
+		lp_debug("%s: %s", s->bdi_ra_path, strerror(errno));
+	close(fd);
+}
+
 /* ---- operations ---------------------------------------------------------- */
 
 static void fsrv_op_init(void *data, struct fuse_conn_info *conn)
@@ -513,6 +757,7 @@ static void fsrv_op_lookup(fuse_req_t req, fuse_ino_t parent,
 	struct fuse_entry_param e;
 	uint32_t ino;
 
+	tune_read_ahead(s);
 	if (!dir)
 		return;
 	if (!S_ISDIR(dir->mode)) {
@@ -560,6 +805,7 @@ static void fsrv_op_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 
 	(void)fi;
+	tune_read_ahead(s);
 	if (!req_inode(req, ino))
 		return;
 	fill_stat(s, (uint32_t)ino, &st);
@@ -740,7 +986,7 @@ static void fsrv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size,
 	len = size < FSRV_MAX_READ ? size : FSRV_MAX_READ;
 	if (len > in->size - (uint64_t)off)
 		len = (size_t)(in->size - (uint64_t)off);
-	r = span_get(s, (uint32_t)ino, (uint64_t)off, len, &sp, NULL);
+	r = span_get(s, (uint32_t)ino, (uint64_t)off, len, true, &sp, NULL);
 	if (r < 0) {
 		/* logged by span_get; the mount stays up */
 		STAT_ADD(s, n_read_errors, 1);
@@ -787,6 +1033,7 @@ static void fsrv_op_statfs(fuse_req_t req, fuse_ino_t ino)
 	struct statvfs sv;
 
 	(void)ino;
+	tune_read_ahead(s);
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = FSRV_BLOCK;
 	sv.f_frsize = FSRV_BLOCK;
@@ -981,6 +1228,10 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
 				(m->inodes[i].size + FSRV_BLOCK - 1) /
 				FSRV_BLOCK;
 	pthread_mutex_init(&s->log_lock, NULL);
+	pthread_mutex_init(&s->ra_lock, NULL);
+	pthread_cond_init(&s->ra_cond, NULL);
+	s->ra_enabled = !o->no_readahead;
+	s->read_ahead_kb = o->read_ahead_kb ? o->read_ahead_kb : 4096;
 	cache_init(&s->cache, o->cache_bytes ? o->cache_bytes
 					     : FSRV_DEFAULT_CACHE,
 		   m->n_chunks);
@@ -991,8 +1242,8 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
 
 int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err)
 {
-	char opts[512];
-	char *argv[4];
+	char opts[512], dev[32];
+	char *argv[4], *real;
 	struct fuse_args args;
 	int argc = 0;
 
@@ -1013,13 +1264,23 @@ int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err)
 		return lp_err_set(err, EINVAL,
 				  "cannot create the FUSE session (see the "
 				  "libfuse message above)");
+	real = realpath(mountpoint, NULL); /* before it is a FUSE mount */
 	if (fuse_session_mount(s->se, mountpoint) != 0) {
+		free(real);
 		fuse_session_destroy(s->se);
 		s->se = NULL;
 		return lp_err_set(err, EIO, "cannot mount on %s (see the "
 				  "libfuse message above)", mountpoint);
 	}
 	s->mounted = true;
+	free(s->bdi_ra_path);
+	s->bdi_ra_path = NULL;
+	if (real && s->read_ahead_kb != FSRV_READ_AHEAD_KERNEL &&
+	    mount_dev(real, dev, sizeof(dev)) == 1) {
+		s->bdi_ra_path = lp_xmalloc(strlen(dev) + 40);
+		sprintf(s->bdi_ra_path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+	}
+	free(real);
 	return 0;
 }
 
@@ -1034,7 +1295,9 @@ int fsrv_run(struct fsrv *s, unsigned flags)
 	cfg.max_idle_threads = s->max_idle_threads ? s->max_idle_threads : 10;
 	if ((flags & FSRV_RUN_SIGNALS) && fuse_set_signal_handlers(s->se) < 0)
 		return -EIO;
+	ra_start(s);
 	r = fuse_session_loop_mt(s->se, &cfg);
+	ra_stop(s);
 	if (flags & FSRV_RUN_SIGNALS)
 		fuse_remove_signal_handlers(s->se);
 	/* a positive value is the signal that ended the loop */
@@ -1062,8 +1325,12 @@ void fsrv_free(struct fsrv *s)
 	fsrv_unmount(s);
 	if (s->se)
 		fuse_session_destroy(s->se);
+	ra_stop(s);
 	cache_release(&s->cache);
+	pthread_cond_destroy(&s->ra_cond);
+	pthread_mutex_destroy(&s->ra_lock);
 	pthread_mutex_destroy(&s->log_lock);
+	free(s->bdi_ra_path);
 	free(s->name);
 	free(s->fsname);
 	free(s->subtype);
@@ -1080,6 +1347,7 @@ void fsrv_get_stats(struct fsrv *s, struct fsrv_stats *ret)
 	ret->chunk_misses = STAT_GET(s, n_misses);
 	ret->chunk_waits = STAT_GET(s, n_waits);
 	ret->lookups = STAT_GET(s, n_lookups);
+	ret->readahead = STAT_GET(s, n_readahead);
 	pthread_mutex_lock(&s->cache.lock);
 	ret->cache_bytes = s->cache.bytes;
 	ret->cache_entries = s->cache.entries;

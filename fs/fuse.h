@@ -27,6 +27,13 @@
 struct fsrv_source_ops {
 	int (*read_chunk)(void *priv, uint32_t idx, void *out,
 			  struct lp_err *err);
+	/*
+	 * Optional: a read needs chunks idx[0..n) (of one file, in order),
+	 * none of them decoded yet; bring in what they need in as few
+	 * transfers as possible before read_chunk is called for each.  Best
+	 * effort: read_chunk reports any error.
+	 */
+	void (*prefetch)(void *priv, const uint32_t *idx, uint32_t n);
 };
 
 struct fsrv_opts {
@@ -39,7 +46,15 @@ struct fsrv_opts {
 				      10 workers for FUSE_USE_VERSION 35 */
 	uint64_t cache_bytes;	   /* decoded-chunk cache; 0 = 32 MiB */
 	double timeout;		   /* entry/attr seconds; 0 = one day */
+	bool no_readahead;	   /* do not decode the next chunk of a file
+				      read sequentially ahead of time */
+	/* the kernel's read-ahead for the mount (root only: sysfs), so
+	 * sequential reads keep several requests in flight; 0 = 4096 KiB,
+	 * FSRV_READ_AHEAD_KERNEL = leave the kernel's default (128) */
+	uint32_t read_ahead_kb;
 };
+
+#define FSRV_READ_AHEAD_KERNEL UINT32_MAX
 
 /* Counters, read with fsrv_get_stats() (approximate while serving). */
 struct fsrv_stats {
@@ -47,6 +62,7 @@ struct fsrv_stats {
 	uint64_t chunk_hits, chunk_misses, chunk_waits;
 	uint64_t cache_bytes, cache_entries; /* current */
 	uint64_t lookups;		     /* outstanding kernel lookups */
+	uint64_t readahead;		     /* chunks decoded ahead */
 };
 
 struct fsrv;

@@ -53,6 +53,7 @@ void snap_config_release(struct snap_config *c)
 	free(c->log_dir);
 	free(c->cache_dir);
 	free(c->mirrors_dir);
+	free(c->lazypull_path);
 	free(c->cache_type);
 	free(c->backend.type);
 	free(c->backend.scheme);
@@ -317,7 +318,7 @@ out:
 /* which settings the command line gave (those win over the file) */
 struct given {
 	bool root, address, nydusd_config, stargz, level, stdout_, mode,
-		driver;
+		driver, zran, lazypull;
 };
 
 static int load_toml(struct snap_config *c, const struct given *g,
@@ -388,6 +389,9 @@ static int load_toml(struct snap_config *c, const struct given *g,
 	STR("log.dir", if (s[0]) set_str(&c->log_dir, s));
 	BOOL("experimental.enable_stargz",
 	     if (!g->stargz) c->enable_stargz = b);
+	BOOL("experimental.enable_zran", if (!g->zran) c->enable_zran = b);
+	STR("daemon.lazypull_path",
+	    if (!g->lazypull && s[0]) set_str(&c->lazypull_path, s));
 	STR("cache_manager.cache_dir", if (s[0]) set_str(&c->cache_dir, s));
 	STR("remote.mirrors_config.dir",
 	    if (s[0]) set_str(&c->mirrors_dir, s));
@@ -400,7 +404,8 @@ static int load_toml(struct snap_config *c, const struct given *g,
 
 enum {
 	O_ROOT = 256, O_ADDRESS, O_CONFIG, O_NYDUSD_CONFIG, O_STARGZ, O_LEVEL,
-	O_STDOUT, O_VERSION, O_HELP, O_IGNORED, O_MODE, O_DRIVER,
+	O_STDOUT, O_VERSION, O_HELP, O_IGNORED, O_MODE, O_DRIVER, O_ZRAN,
+	O_LAZYPULL,
 };
 
 static const struct option options[] = {
@@ -410,6 +415,8 @@ static const struct option options[] = {
 	{ "nydusd-config", required_argument, NULL, O_NYDUSD_CONFIG },
 	{ "config-path", required_argument, NULL, O_NYDUSD_CONFIG },
 	{ "enable-stargz", optional_argument, NULL, O_STARGZ },
+	{ "enable-zran", optional_argument, NULL, O_ZRAN },
+	{ "lazypull-path", required_argument, NULL, O_LAZYPULL },
 	{ "log-level", required_argument, NULL, O_LEVEL },
 	{ "log-to-stdout", optional_argument, NULL, O_STDOUT },
 	{ "version", no_argument, NULL, O_VERSION },
@@ -436,7 +443,13 @@ static void usage(const char *prog)
 	       "  --nydusd-config FILE   nydusd JSON: registry backend, "
 	       "cache, prefetch\n"
 	       "                         (alias --config-path; default %s)\n"
-	       "  --enable-stargz        serve eStargz layers lazily\n"
+	       "  --enable-stargz        serve eStargz and zstd:chunked layers "
+	       "lazily\n"
+	       "  --enable-zran          serve plain gzip layers lazily (zran "
+	       "index)\n"
+	       "  --lazypull-path FILE   the lazypull binary that serves "
+	       "layers (default:\n"
+	       "                         next to this one, else $PATH)\n"
 	       "  --log-level LEVEL      trace, debug, info, warn, error "
 	       "(default info)\n"
 	       "  --log-to-stdout        log to stdout instead of "
@@ -499,6 +512,16 @@ int snap_config_load(struct snap_config *c, int argc, char **argv,
 			if (r < 0)
 				return r;
 			g.stargz = true;
+			break;
+		case O_ZRAN:
+			r = bool_arg("enable-zran", &c->enable_zran, err);
+			if (r < 0)
+				return r;
+			g.zran = true;
+			break;
+		case O_LAZYPULL:
+			set_str(&c->lazypull_path, optarg);
+			g.lazypull = true;
 			break;
 		case O_LEVEL:
 			if (parse_level(optarg, &c->log_level) < 0)

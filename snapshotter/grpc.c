@@ -1167,6 +1167,8 @@ int snap_server_new(const struct snap_server_opts *o, struct snap_store *st,
 	srv->methods = snap_methods;
 	srv->n_methods = snap_n_methods;
 	srv->svc.store = st;
+	srv->svc.remote = o->remote;
+	srv->svc.remote_ctx = o->remote_ctx;
 	srv->ctx = &srv->svc;
 	srv->address = lp_xstrdup(o->address);
 	srv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

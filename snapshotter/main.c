@@ -92,6 +92,7 @@ int main(int argc, char **argv)
 	struct snap_config cfg;
 	struct snap_store *store = NULL;
 	struct snap_server *srv = NULL;
+	struct snap_remote *remote = NULL;
 	struct lp_err err = { 0 };
 	FILE *logf = NULL;
 	sigset_t mask;
@@ -109,8 +110,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	lp_log(LP_LOG_INFO, "lazypull-snapshotter %s starting: root=%s "
-	       "address=%s stargz=%s daemon-mode=%s", LP_VERSION, cfg.root,
-	       cfg.address, cfg.enable_stargz ? "on" : "off",
+	       "address=%s stargz=%s zran=%s daemon-mode=%s", LP_VERSION,
+	       cfg.root, cfg.address, cfg.enable_stargz ? "on" : "off",
+	       cfg.enable_zran ? "on" : "off",
 	       cfg.daemon_mode == SNAP_DAEMON_SHARED ? "shared" : "dedicated");
 	for (size_t i = 0; i < cfg.n_notes; i++)
 		lp_log(LP_LOG_INFO, "%s", cfg.notes[i]);
@@ -126,11 +128,15 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	r = snap_store_open(cfg.root, &store, &err);
+	if (r == 0)
+		r = snap_remote_new(&cfg, store, &remote, &err);
 	if (r == 0) {
 		struct snap_server_opts o = {
 			.address = cfg.address,
 			.fast_threads = 2,
 			.slow_threads = cfg.threads,
+			.remote = &snap_remote_ops,
+			.remote_ctx = remote,
 		};
 
 		r = snap_server_new(&o, store, &srv, &err);
@@ -143,6 +149,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "lazypull-snapshotter: %s\n", err.msg);
 	}
 	snap_server_free(srv);
+	snap_remote_free(remote);
 	snap_store_close(store);
 	if (r == 0)
 		lp_log(LP_LOG_INFO, "stopped");

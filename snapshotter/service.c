@@ -50,6 +50,24 @@ static struct snap_store *store_of(void *ctx)
 	return ((struct snap_service *)ctx)->store;
 }
 
+static bool has_label(const struct snap_label *l, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(l[i].key, key) && l[i].value[0])
+			return true;
+	return false;
+}
+
+/* Remote parents must be served before a snapshot over them is mounted. */
+static int ensure_lowers(void *ctx, const char *parent, struct lp_err *err)
+{
+	struct snap_service *svc = ctx;
+
+	if (!svc->remote || !parent || !parent[0])
+		return 0;
+	return svc->remote->ensure(svc->remote_ctx, parent, err);
+}
+
 /* Decodes the request; on failure the call is finished with Internal. */
 static ProtobufCMessage *unpack(struct snap_call *c,
 				const ProtobufCMessageDescriptor *d)
@@ -190,6 +208,7 @@ static enum snap_call_ret create(struct snap_call *c, void *ctx,
 	/* Prepare and View requests have the same fields and numbers */
 	PrepareReq *req = (void *)unpack(c, d);
 	PrepareResp resp = PB_INIT(PrepareResp, prepare_snapshot_response);
+	struct snap_service *svc = ctx;
 	struct snap_mounts m = { 0 };
 	struct pb_mounts pm = { 0 };
 	struct lp_err err = { 0 };
@@ -199,8 +218,20 @@ static enum snap_call_ret create(struct snap_call *c, void *ctx,
 	if (!req)
 		return SNAP_CALL_DONE;
 	l = labels_in((PbLabel **)req->labels, req->n_labels);
-	r = snap_store_create(store_of(ctx), kind, req->key, req->parent, l,
-			      req->n_labels, &m, &err);
+	r = 0;
+	if (svc->remote && kind == SNAP_KIND_ACTIVE &&
+	    has_label(l, req->n_labels, SNAP_LABEL_REF)) {
+		/* a layer: maybe a remote one (then AlreadyExists) */
+		r = svc->remote->prepare(svc->remote_ctx, req->key,
+					 req->parent, l, req->n_labels, &err);
+		if (r > 0)
+			r = -EEXIST;
+	}
+	if (r == 0)
+		r = ensure_lowers(ctx, req->parent, &err);
+	if (r == 0)
+		r = snap_store_create(store_of(ctx), kind, req->key,
+				      req->parent, l, req->n_labels, &m, &err);
 	free(l);
 	if (r < 0) {
 		fail(c, kind == SNAP_KIND_ACTIVE ? "prepare" : "view", r, &err);
@@ -241,7 +272,17 @@ static enum snap_call_ret h_mounts(struct snap_call *c, void *ctx)
 
 	if (!req)
 		return SNAP_CALL_DONE;
-	r = snap_store_mounts(store_of(ctx), req->key, &m, &err);
+	r = 0;
+	if (((struct snap_service *)ctx)->remote) {
+		struct snap_info info = { 0 };
+
+		r = snap_store_stat(store_of(ctx), req->key, &info, &err);
+		if (r == 0 && info.kind != SNAP_KIND_COMMITTED)
+			r = ensure_lowers(ctx, info.parent, &err);
+		snap_info_release(&info);
+	}
+	if (r == 0)
+		r = snap_store_mounts(store_of(ctx), req->key, &m, &err);
 	if (r < 0) {
 		fail(c, "mounts", r, &err);
 	} else {
@@ -287,18 +328,27 @@ static enum snap_call_ret h_commit(struct snap_call *c, void *ctx)
 static enum snap_call_ret h_remove(struct snap_call *c, void *ctx)
 {
 	RemoveReq *req = (void *)unpack(c, DESC(remove_snapshot_request));
+	struct snap_service *svc = ctx;
+	struct snap_info info = { 0 };
+	bool have_info = false;
 	struct lp_err err = { 0 };
 	int r;
 
 	if (!req)
 		return SNAP_CALL_DONE;
+	if (svc->remote)
+		have_info = snap_store_stat(store_of(ctx), req->key, &info,
+					    NULL) == 0;
 	r = snap_store_remove(store_of(ctx), req->key, &err);
 	if (r < 0) {
 		fail(c, "remove", r, &err);
 	} else {
 		lp_debug("remove key=%s", req->key);
+		if (have_info)
+			svc->remote->removed(svc->remote_ctx, &info);
 		send_empty(c);
 	}
+	snap_info_release(&info);
 	protobuf_c_message_free_unpacked(&req->base, NULL);
 	return SNAP_CALL_DONE;
 }
@@ -527,7 +577,8 @@ static enum snap_call_ret h_list(struct snap_call *c, void *ctx)
 const struct snap_method snap_methods[] = {
 	{ "Prepare", SNAP_POOL_SLOW, false, h_prepare },
 	{ "View", SNAP_POOL_SLOW, false, h_view },
-	{ "Mounts", SNAP_POOL_INLINE, false, h_mounts },
+	/* may start the fs daemons of remote parents */
+	{ "Mounts", SNAP_POOL_SLOW, false, h_mounts },
 	{ "Commit", SNAP_POOL_SLOW, false, h_commit },
 	{ "Remove", SNAP_POOL_SLOW, false, h_remove },
 	{ "Stat", SNAP_POOL_INLINE, false, h_stat },

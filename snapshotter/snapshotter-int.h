@@ -84,11 +84,87 @@ int snap_memconn_feed(struct snap_memconn *m, const uint8_t *data, size_t len);
 const uint8_t *snap_memconn_output(struct snap_memconn *m, size_t *len);
 void snap_memconn_free(struct snap_memconn *m);
 
+/* ---- label keys ------------------------------------------------------------ */
+
+/* set by containerd's unpacker: the chain id the layer is committed as */
+#define SNAP_LABEL_REF "containerd.io/snapshot.ref"
+/* layer annotations containerd passes on (prefix containerd.io/snapshot/) */
+#define SNAP_LABEL_TOC "containerd.io/snapshot/stargz/toc.digest"
+#define SNAP_LABEL_NYDUS_BOOTSTRAP "containerd.io/snapshot/nydus-bootstrap"
+#define SNAP_LABEL_NYDUS_BLOB "containerd.io/snapshot/nydus-blob"
+/* ctr-remote / nerdctl (source.AppendDefaultLabelsHandlerWrapper) */
+#define SNAP_LABEL_STARGZ_REF "containerd.io/snapshot/remote/stargz.reference"
+#define SNAP_LABEL_STARGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
+/* the CRI plugin */
+#define SNAP_LABEL_CRI_REF "containerd.io/snapshot/cri.image-ref"
+#define SNAP_LABEL_CRI_DIGEST "containerd.io/snapshot/cri.layer-digest"
+/* ours, on a layer committed as remote (the first as stargz's) */
+#define SNAP_LABEL_REMOTE "containerd.io/snapshot/remote"
+#define SNAP_REMOTE_VALUE "remote snapshot"
+#define SNAP_LABEL_FORMAT "containerd.io/snapshot/lazypull.format"
+
+/* ---- remote layers, as the service calls them (remote.c) ----------------- */
+
+struct snap_remote_ops {
+	/*
+	 * Prepare of a layer (labels[0..n) hold containerd.io/snapshot.ref,
+	 * unsorted): 1 when it is, or now was, committed as a remote layer
+	 * under that ref, answered AlreadyExists with err's message; 0 to go
+	 * on with an ordinary snapshot; -errno to fail the call.
+	 */
+	int (*prepare)(void *ctx, const char *key, const char *parent,
+		       const struct snap_label *labels, size_t n,
+		       struct lp_err *err);
+	/*
+	 * parent (and its ancestors) are about to be mounted as lower
+	 * layers: starts the fs daemons of the remote ones that do not run.
+	 * -errno fails the call.
+	 */
+	int (*ensure)(void *ctx, const char *parent, struct lp_err *err);
+	/* info was removed from the store: stops what served it. */
+	void (*removed)(void *ctx, const struct snap_info *info);
+};
+
+/* ---- fs daemons of remote layers (daemon.c) ------------------------------ */
+
+struct snap_daemons;
+struct snap_daemons_opts {
+	const char *root;     /* <root>/mnt/<id>, <root>/daemons/<id>.{pid,log};
+			       * also the daemons' --root (blob cache) */
+	const char *lazypull; /* the binary (a path, or a name for $PATH) */
+	const char *const *args; /* more `lazypull mount` arguments, NULL-
+				  * terminated (registry settings) */
+	const char *auth;     /* IMAGE_PULL_AUTH for the daemons, or NULL */
+	unsigned monitor_s;   /* restart dead daemons this often; 0 = never */
+};
+int snap_daemons_new(const struct snap_daemons_opts *o,
+		     struct snap_daemons **ret, struct lp_err *err);
+/* Starts the thread that restarts wanted daemons that died. */
+void snap_daemons_start_monitor(struct snap_daemons *d);
+/* Stops the monitor; the daemons keep running.  Accepts NULL. */
+void snap_daemons_free(struct snap_daemons *d);
+/* <root>/mnt/<id>, malloc'd */
+char *snap_daemon_mountpoint(const struct snap_daemons *d, uint64_t id);
+/*
+ * Makes sure layer digest of image is served at the mountpoint of id:
+ * re-attaches to a live daemon, else (re)starts one and waits until it
+ * serves.  From then on the monitor keeps it running.
+ */
+int snap_daemon_ensure(struct snap_daemons *d, uint64_t id, const char *image,
+		       const char *digest, struct lp_err *err);
+/* Unmounts and stops the daemon of id, removes its files. */
+void snap_daemon_stop(struct snap_daemons *d, uint64_t id);
+/* The ids that have a pid file (a daemon running, or one that died). */
+int snap_daemons_list(const struct snap_daemons *d, uint64_t **ret,
+		      size_t *ret_n);
+
 /* ---- service (service.c) ------------------------------------------------- */
 
-/* The handlers' context: the store. */
+/* The handlers' context: the store, and the remote layers (may be NULL). */
 struct snap_service {
 	struct snap_store *store;
+	const struct snap_remote_ops *remote;
+	void *remote_ctx;
 };
 
 /* Percent-encodes a grpc-message (RFC: bytes outside 0x20-0x7e and '%'). */

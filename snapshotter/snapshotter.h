@@ -72,6 +72,9 @@ struct snap_config {
 	char *nydusd_config; /* --nydusd-config / --config-path (JSON) */
 	bool nydusd_config_explicit; /* missing file is an error only then */
 	bool enable_stargz;
+	bool enable_zran;    /* plain gzip layers lazily, through zran */
+	char *lazypull_path; /* the lazypull binary (fs daemons); NULL =
+			      * next to this one, else $PATH */
 	enum lp_log_level log_level;
 	bool log_to_stdout;
 	char *log_dir;	     /* [log] dir; default <root>/logs */
@@ -125,6 +128,7 @@ struct snap_info {
 	int64_t created_ns, updated_ns; /* UTC, since the epoch */
 	struct snap_label *labels;	/* sorted by key, no empty values */
 	size_t n_labels;
+	uint64_t id; /* the store's id (<root>/snapshots/<id>); never reused */
 };
 void snap_info_release(struct snap_info *i);
 
@@ -167,6 +171,24 @@ int snap_store_create(struct snap_store *s, enum snap_kind kind,
 		      const char *key, const char *parent,
 		      const struct snap_label *labels, size_t n_labels,
 		      struct snap_mounts *ret, struct lp_err *err);
+/*
+ * Creates committed snapshot `name` directly, with an empty fs: a layer
+ * whose contents are served from elsewhere (a remote layer).  -EEXIST name
+ * exists; -ENOENT parent missing; -EINVAL parent not committed.
+ */
+int snap_store_add_committed(struct snap_store *s, const char *name,
+			     const char *parent,
+			     const struct snap_label *labels, size_t n_labels,
+			     struct lp_err *err);
+/*
+ * Where the layer of committed snapshot `info` is to be found when it is
+ * a parent in mounts: a malloc'd directory, or NULL for its own fs.  Called
+ * inside store transactions, so it must be quick and must not call the
+ * store.
+ */
+typedef char *(*snap_lower_fn)(void *arg, const struct snap_info *info);
+/* Sets the lower hook; call before the store is shared between threads. */
+void snap_store_set_lower(struct snap_store *s, snap_lower_fn fn, void *arg);
 /* -ENOENT missing; -EBUSY when key is committed. */
 int snap_store_mounts(struct snap_store *s, const char *key,
 		      struct snap_mounts *ret, struct lp_err *err);
@@ -255,8 +277,13 @@ struct snap_server_opts {
 	int slow_threads;	/* calls that touch the filesystem; grows on
 				 * demand up to 8x this */
 	uint32_t max_msg;	/* request size cap; 0 = 16 MiB */
+	/* remote layers (snap_remote_ops, a struct snap_remote); NULL =
+	 * an ordinary snapshotter */
+	const struct snap_remote_ops *remote;
+	void *remote_ctx;
 };
 
+struct snap_remote_ops;
 struct snap_server;
 /*
  * Binds the socket (umask 077: mode 0600, parent directories 0700 when
@@ -273,5 +300,38 @@ int snap_server_new(const struct snap_server_opts *o, struct snap_store *st,
 int snap_server_run(struct snap_server *srv, struct lp_err *err);
 void snap_server_stop(struct snap_server *srv); /* async-signal-safe */
 void snap_server_free(struct snap_server *srv);
+
+/* ---- remote layers (remote.c, daemon.c) --------------------------------- */
+
+/*
+ * Lazily pulled layers.  On Prepare of a layer (containerd.io/snapshot.ref
+ * set) the snapshotter decides, per layer, as nydus-snapshotter does:
+ *   - nydus-bootstrap: an ordinary snapshot containerd unpacks;
+ *   - with stargz on: an eStargz / zstd:chunked layer (the toc.digest label
+ *     or a footer probe) whose TOC verifies against the label -> remote;
+ *   - with zran on: a plain gzip layer -> remote (indexed by its daemon);
+ *   - anything else, or any failure: an ordinary snapshot.
+ * A remote layer is committed under the ref with the labels plus
+ * containerd.io/snapshot/remote, and the call answers AlreadyExists, so
+ * containerd never fetches the blob.  The image reference and layer digest
+ * come from the ctr-remote labels (…/remote/stargz.reference, .digest) or
+ * the CRI ones (…/cri.image-ref, .layer-digest).
+ *
+ * A remote layer is served by its own fs daemon, `lazypull mount REF
+ * --layer-digest D` in overlay form, mounted at <root>/mnt/<id> with
+ * <root>/daemons/<id>.pid and .log; started when a snapshot above it is
+ * first prepared or mounted, and put in that snapshot's lowerdir in its
+ * place in the chain.  Daemons outlive the snapshotter: at start it
+ * re-attaches to them by their pid files, and restarts (after a lazy
+ * unmount of the dead mount) any that died, also while it runs.  Removing
+ * the layer unmounts and stops its daemon.
+ */
+struct snap_remote;
+/* Sets the store's lower hook; recovers the daemons.  st is borrowed. */
+int snap_remote_new(const struct snap_config *c, struct snap_store *st,
+		    struct snap_remote **ret, struct lp_err *err);
+/* Stops the supervision; the daemons keep serving.  Accepts NULL. */
+void snap_remote_free(struct snap_remote *r);
+extern const struct snap_remote_ops snap_remote_ops;
 
 #endif

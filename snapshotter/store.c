@@ -49,6 +49,8 @@ struct snap_store {
 	 */
 	pthread_rwlock_t dirlock;
 	bool index_off; /* the kernel's overlay knows index=off */
+	snap_lower_fn lower_fn; /* set before serving, then read-only */
+	void *lower_arg;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -349,6 +351,7 @@ static int rec_decode(const MDB_val *v, struct rec *out, struct lp_err *err)
 	out->info.kind = r.p[1];
 	r.p += 2;
 	out->id = rb_u64(&r);
+	out->info.id = out->id;
 	out->info.created_ns = (int64_t)rb_u64(&r);
 	out->info.updated_ns = (int64_t)rb_u64(&r);
 	out->usage.size = (int64_t)rb_u64(&r);
@@ -500,19 +503,36 @@ static int next_id(struct snap_store *s, MDB_txn *txn, uint64_t *ret,
 	return 0;
 }
 
-/* Ids of the parent chain, nearest first. */
-static int parent_ids(struct snap_store *s, MDB_txn *txn, const char *parent,
-		      uint64_t **ret, size_t *ret_n, struct lp_err *err)
+/* The parent chain, nearest first. */
+struct chain {
+	uint64_t *ids;
+	char **lower; /* per parent: where its lower layer is (the lower
+		       * hook's answer), or NULL for its own fs */
+	size_t n;
+};
+
+static void chain_release(struct chain *c)
 {
-	uint64_t *ids = NULL;
-	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < c->n; i++)
+		free(c->lower[i]);
+	free(c->ids);
+	free(c->lower);
+	memset(c, 0, sizeof(*c));
+}
+
+static int parent_chain(struct snap_store *s, MDB_txn *txn,
+			const char *parent, struct chain *ret,
+			struct lp_err *err)
+{
+	struct chain c = { 0 };
+	size_t cap = 0, lcap = 0;
 	char *cur = lp_xstrdup(parent ? parent : "");
 	int r = 0;
 
 	while (cur[0]) {
 		struct rec pr;
 
-		if (n >= MAX_CHAIN) {
+		if (c.n >= MAX_CHAIN) {
 			r = lp_err_set(err, -EIO, "metadata: parent chain "
 						  "longer than %d", MAX_CHAIN);
 			break;
@@ -523,19 +543,22 @@ static int parent_ids(struct snap_store *s, MDB_txn *txn, const char *parent,
 						  "%.200s", cur);
 		if (r < 0)
 			break;
-		lp_grow((void **)&ids, sizeof(*ids), &cap, n + 1);
-		ids[n++] = pr.id;
+		lp_grow((void **)&c.ids, sizeof(*c.ids), &cap, c.n + 1);
+		lp_grow((void **)&c.lower, sizeof(*c.lower), &lcap, c.n + 1);
+		c.ids[c.n] = pr.id;
+		c.lower[c.n] = s->lower_fn ? s->lower_fn(s->lower_arg,
+							 &pr.info) : NULL;
+		c.n++;
 		free(cur);
 		cur = TAKE_PTR(pr.info.parent);
 		rec_release(&pr);
 	}
 	free(cur);
 	if (r < 0) {
-		free(ids);
+		chain_release(&c);
 		return r;
 	}
-	*ret = ids;
-	*ret_n = n;
+	*ret = c;
 	return 0;
 }
 
@@ -674,13 +697,22 @@ static char *xfmt(const char *fmt, ...)
 	return s;
 }
 
+/* Where parent i of the chain is mounted from: a lower hook's path or its fs. */
+static char *lower_path(struct snap_store *s, const struct chain *c, size_t i)
+{
+	return c->lower[i] ? lp_xstrdup(c->lower[i])
+			   : snap_path(s, c->ids[i], "fs");
+}
+
 /*
  * Mounts as containerd's overlayfs snapshotter returns them: a bind of the
  * snapshot's own fs without parents, a read-only bind of the parent for a
  * view of one layer, otherwise overlay (upper/work for active snapshots).
+ * A parent whose layer is served elsewhere (a remote layer's FUSE mount)
+ * is that directory in the lowerdir list, in its place in the chain.
  */
 static void build_mounts(struct snap_store *s, enum snap_kind kind,
-			 uint64_t id, const uint64_t *pids, size_t np,
+			 uint64_t id, const struct chain *c,
 			 struct snap_mounts *ret)
 {
 	char **o;
@@ -688,11 +720,11 @@ static void build_mounts(struct snap_store *s, enum snap_kind kind,
 	char *p;
 
 	memset(ret, 0, sizeof(*ret));
-	if (np == 0 || (kind == SNAP_KIND_VIEW && np == 1)) {
+	if (c->n == 0 || (kind == SNAP_KIND_VIEW && c->n == 1)) {
 		o = lp_xcalloc(2, sizeof(*o));
 		o[0] = lp_xstrdup(kind == SNAP_KIND_VIEW ? "ro" : "rw");
 		o[1] = lp_xstrdup("rbind");
-		p = snap_path(s, np ? pids[0] : id, "fs");
+		p = c->n ? lower_path(s, c, 0) : snap_path(s, id, "fs");
 		add_mount(ret, "bind", p, o, 2);
 		free(p);
 		return;
@@ -711,8 +743,8 @@ static void build_mounts(struct snap_store *s, enum snap_kind kind,
 	struct wbuf lower = { 0 };
 
 	wb_add(&lower, "lowerdir=", 9);
-	for (size_t i = 0; i < np; i++) {
-		p = snap_path(s, pids[i], "fs");
+	for (size_t i = 0; i < c->n; i++) {
+		p = lower_path(s, c, i);
 		if (i)
 			wb_add(&lower, ":", 1);
 		wb_add(&lower, p, strlen(p));
@@ -969,24 +1001,23 @@ fail:;
 	return sys_err(err, e, "create snapshot directory");
 }
 
-int snap_store_create(struct snap_store *s, enum snap_kind kind,
-		      const char *key, const char *parent,
-		      const struct snap_label *labels, size_t n_labels,
-		      struct snap_mounts *ret, struct lp_err *err)
+/* Active, view, or (snap_store_add_committed) committed: mounts only for
+ * the first two. */
+static int create_snapshot(struct snap_store *s, enum snap_kind kind,
+			   const char *key, const char *parent,
+			   const struct snap_label *labels, size_t n_labels,
+			   struct snap_mounts *ret, struct lp_err *err)
 {
 	struct rec r = { 0 }, pr = { 0 };
 	struct snap_label *nl = NULL;
-	size_t nn = 0, np = 0;
-	uint64_t *pids = NULL;
+	size_t nn = 0;
+	struct chain chain = { 0 };
 	char *td = NULL, *dst = NULL;
 	MDB_txn *txn = NULL;
 	int res;
 
-	if (kind != SNAP_KIND_ACTIVE && kind != SNAP_KIND_VIEW)
-		return lp_err_set(err, -EINVAL, "snapshot type %d invalid; "
-				  "only snapshots of type Active or View can "
-				  "be created: invalid argument", kind);
-	res = check_key("snapshot key", key, err);
+	res = check_key(kind == SNAP_KIND_COMMITTED ? "snapshot name"
+						    : "snapshot key", key, err);
 	if (res < 0)
 		return res;
 	res = snap_labels_normalize(labels, n_labels, &nl, &nn, err);
@@ -1043,9 +1074,11 @@ int snap_store_create(struct snap_store *s, enum snap_kind kind,
 		res = child_link(s, txn, pr.id, r.id, true, err);
 		if (res < 0)
 			goto out;
-		res = parent_ids(s, txn, parent, &pids, &np, err);
-		if (res < 0)
-			goto out;
+		if (kind != SNAP_KIND_COMMITTED) {
+			res = parent_chain(s, txn, parent, &chain, err);
+			if (res < 0)
+				goto out;
+		}
 
 		/* the new upper dir takes the owner of the parent's */
 		struct stat st;
@@ -1080,7 +1113,8 @@ renamed:
 		remove_tree(dst);
 		goto out;
 	}
-	build_mounts(s, kind, r.id, pids, np, ret);
+	if (kind != SNAP_KIND_COMMITTED)
+		build_mounts(s, kind, r.id, &chain, ret);
 	res = 0;
 out:
 	if (txn)
@@ -1091,10 +1125,38 @@ out:
 	}
 	pthread_rwlock_unlock(&s->dirlock);
 	free(dst);
-	free(pids);
+	chain_release(&chain);
 	rec_release(&pr);
 	snap_labels_free(nl, nn);
 	return res;
+}
+
+int snap_store_create(struct snap_store *s, enum snap_kind kind,
+		      const char *key, const char *parent,
+		      const struct snap_label *labels, size_t n_labels,
+		      struct snap_mounts *ret, struct lp_err *err)
+{
+	if (kind != SNAP_KIND_ACTIVE && kind != SNAP_KIND_VIEW)
+		return lp_err_set(err, -EINVAL, "snapshot type %d invalid; "
+				  "only snapshots of type Active or View can "
+				  "be created: invalid argument", kind);
+	return create_snapshot(s, kind, key, parent, labels, n_labels, ret,
+			       err);
+}
+
+int snap_store_add_committed(struct snap_store *s, const char *name,
+			     const char *parent,
+			     const struct snap_label *labels, size_t n_labels,
+			     struct lp_err *err)
+{
+	return create_snapshot(s, SNAP_KIND_COMMITTED, name, parent, labels,
+			       n_labels, NULL, err);
+}
+
+void snap_store_set_lower(struct snap_store *s, snap_lower_fn fn, void *arg)
+{
+	s->lower_fn = fn;
+	s->lower_arg = arg;
 }
 
 int snap_store_mounts(struct snap_store *s, const char *key,
@@ -1102,8 +1164,7 @@ int snap_store_mounts(struct snap_store *s, const char *key,
 {
 	MDB_txn *txn;
 	struct rec r;
-	uint64_t *pids = NULL;
-	size_t np = 0;
+	struct chain chain = { 0 };
 	int res;
 
 	res = txn_begin(s, false, &txn, err);
@@ -1123,12 +1184,12 @@ int snap_store_mounts(struct snap_store *s, const char *key,
 		res = lp_err_set(err, -EBUSY, "requested snapshot %.200s not "
 				 "active or view: failed precondition", key);
 	} else {
-		res = parent_ids(s, txn, r.info.parent, &pids, &np, err);
+		res = parent_chain(s, txn, r.info.parent, &chain, err);
 		if (res == 0)
-			build_mounts(s, r.info.kind, r.id, pids, np, ret);
+			build_mounts(s, r.info.kind, r.id, &chain, ret);
 	}
 	mdb_txn_abort(txn);
-	free(pids);
+	chain_release(&chain);
 	rec_release(&r);
 	return res;
 }

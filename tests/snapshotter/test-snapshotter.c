@@ -320,7 +320,7 @@ static void test_memconn(void)
 				     "\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 	const char *path = "/containerd.services.snapshots.v1.Snapshots/Prepare";
 	uint8_t buf[1024], *p = buf;
-	struct snap_service svc;
+	struct snap_service svc = { 0 };
 	struct snap_memconn *m;
 	struct lp_err err = { 0 };
 	char root[4200];

@@ -1,0 +1,647 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The fs daemons of remote layers: one `lazypull mount` process per layer,
+ * FUSE-mounted at <root>/mnt/<id>, its pid in <root>/daemons/<id>.pid and
+ * its log in <root>/daemons/<id>.log.
+ *
+ * A daemon is alive when the process named in its pid file is a lazypull
+ * serving that mountpoint and a fuse.lazypull mount sits there (read from
+ * /proc/self/mountinfo: asking the mount itself could hang on a stuck
+ * daemon).  Anything else is repaired by starting it again: a dead mount
+ * is lazily unmounted first (whatever still uses it keeps its reference;
+ * new users get the new mount), a process that lost its mount is stopped.
+ *
+ * Daemons are separate sessions (lazypull mount daemonizes), so they
+ * outlive the snapshotter; the pid files are how the next one finds them.
+ */
+#define LP_MODNAME "snapshotter"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snapshotter/snapshotter-int.h"
+
+extern char **environ;
+
+#define START_TIMEOUT_MS 120000 /* a zran layer is indexed before mounting */
+#define STOP_TIMEOUT_MS 5000
+
+struct daemon {
+	uint64_t id;
+	char *image, *digest;	/* what it serves (for restarts) */
+	bool wanted;		/* protected by lock: keep it running */
+	pthread_mutex_t lock;	/* serializes start/stop of this one */
+	struct daemon *next;	/* protected by snap_daemons.lock */
+};
+
+struct snap_daemons {
+	char *root, *mntdir, *piddir;
+	char *lazypull;
+	char **args;		/* extra `lazypull mount` arguments */
+	size_t n_args;
+	char *auth;
+	pthread_mutex_t lock;
+	struct daemon *list;	/* protected by lock; never shrinks */
+	pthread_t monitor;
+	bool have_monitor;
+	pthread_cond_t cond;	/* signals stop to the monitor */
+	bool stop;		/* protected by lock */
+	unsigned monitor_s;
+};
+
+static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xfmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return s;
+}
+
+char *snap_daemon_mountpoint(const struct snap_daemons *d, uint64_t id)
+{
+	return xfmt("%s/%llu", d->mntdir, (unsigned long long)id);
+}
+
+static char *pid_path(const struct snap_daemons *d, uint64_t id)
+{
+	return xfmt("%s/%llu.pid", d->piddir, (unsigned long long)id);
+}
+
+static char *log_path(const struct snap_daemons *d, uint64_t id)
+{
+	return xfmt("%s/%llu.log", d->piddir, (unsigned long long)id);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* 0 when the file holds no pid */
+static pid_t read_pid(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	long v;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	v = strtol(buf, NULL, 10);
+	return v > 1 && v < (1L << 30) ? (pid_t)v : 0;
+}
+
+/*
+ * Is pid a `lazypull mount` serving mp?  Its command line ends in the
+ * mountpoint, which also guards against a recycled pid.
+ */
+static bool pid_serves(pid_t pid, const char *mp)
+{
+	char path[64], buf[8192];
+	ssize_t n, i;
+	int fd;
+
+	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
+		return false;
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || buf[n - 1] != '\0')
+		return false;
+	/* argv[0] NUL "mount" NUL ... NUL mountpoint NUL */
+	i = (ssize_t)strlen(buf) + 1;
+	if (i >= n || strcmp(buf + i, "mount"))
+		return false;
+	for (i = n - 1; i > 0 && buf[i - 1] != '\0'; i--)
+		;
+	return !strcmp(buf + i, mp);
+}
+
+/* mountinfo's octal escapes of a mountpoint */
+static void escape_path(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (; *in && o + 5 < size; in++) {
+		if (*in == ' ' || *in == '\t' || *in == '\n' || *in == '\\')
+			o += (size_t)snprintf(out + o, size - o, "\\%03o",
+					      (unsigned char)*in);
+		else
+			out[o++] = *in;
+	}
+	out[o] = '\0';
+}
+
+/*
+ * The fs type of the topmost mount at mp into type ("" if none).
+ * -errno if mountinfo cannot be read.
+ */
+static int mount_type(const char *mp, char *type, size_t size)
+{
+	char want[8192];
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	type[0] = '\0';
+	if (!f)
+		return -errno;
+	escape_path(mp, want, sizeof(want));
+	while (getline(&line, &cap, f) > 0) {
+		char *save = NULL, *t, *mpt = NULL, *fst = NULL;
+		int field = 0;
+		bool sep = false;
+
+		for (t = strtok_r(line, " \n", &save); t;
+		     t = strtok_r(NULL, " \n", &save), field++) {
+			if (field == 4) {
+				mpt = t;
+			} else if (sep) {
+				fst = t;
+				break;
+			} else if (field > 5 && !strcmp(t, "-")) {
+				sep = true;
+			}
+		}
+		if (mpt && fst && !strcmp(mpt, want))
+			snprintf(type, size, "%s", fst); /* the last wins */
+	}
+	free(line);
+	fclose(f);
+	return 0;
+}
+
+static bool is_mounted(const char *mp)
+{
+	char type[128];
+
+	return mount_type(mp, type, sizeof(type)) == 0 && type[0];
+}
+
+static bool alive(struct snap_daemons *d, uint64_t id, pid_t *ret_pid)
+{
+	_cleanup_free_ char *mp = snap_daemon_mountpoint(d, id);
+	_cleanup_free_ char *pf = pid_path(d, id);
+	pid_t pid = read_pid(pf);
+	char type[128];
+
+	if (ret_pid)
+		*ret_pid = pid;
+	if (!pid_serves(pid, mp))
+		return false;
+	return mount_type(mp, type, sizeof(type)) == 0 &&
+	       !strcmp(type, "fuse.lazypull");
+}
+
+static bool wait_gone(pid_t pid, const char *mp, unsigned ms)
+{
+	for (unsigned t = 0; t < ms; t += 20) {
+		if (!pid_serves(pid, mp))
+			return true;
+		sleep_ms(20);
+	}
+	return !pid_serves(pid, mp);
+}
+
+/* Takes whatever is at mp down: the mount (lazily) and the process. */
+static void teardown(struct snap_daemons *d, uint64_t id, bool lazy)
+{
+	_cleanup_free_ char *mp = snap_daemon_mountpoint(d, id);
+	_cleanup_free_ char *pf = pid_path(d, id);
+	pid_t pid = read_pid(pf);
+
+	/* unmounting ends a live daemon's loop; it removes its pid file */
+	for (int i = 0; i < 8 && is_mounted(mp); i++) {
+		if (umount2(mp, lazy ? MNT_DETACH : 0) == 0)
+			continue;
+		if (errno == EBUSY && !lazy) {
+			lazy = true;
+			continue;
+		}
+		if (errno != EINVAL && errno != ENOENT)
+			lp_log(LP_LOG_WARN, "unmounting %s: %s", mp,
+			       strerror(errno));
+		break;
+	}
+	if (pid_serves(pid, mp) && !wait_gone(pid, mp, STOP_TIMEOUT_MS)) {
+		kill(pid, SIGTERM);
+		if (!wait_gone(pid, mp, STOP_TIMEOUT_MS)) {
+			lp_log(LP_LOG_WARN, "fs daemon %ld of %s ignores "
+			       "SIGTERM: killing it", (long)pid, mp);
+			kill(pid, SIGKILL);
+			wait_gone(pid, mp, 1000);
+		}
+	}
+	unlink(pf);
+}
+
+/* The last non-empty line of the daemon's log, for an error message. */
+static void log_tail(const char *path, char *out, size_t size)
+{
+	char buf[1024];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end;
+	char *p;
+
+	out[0] = '\0';
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end > (off_t)sizeof(buf) - 1)
+		lseek(fd, end - (off_t)sizeof(buf) + 1, SEEK_SET);
+	else
+		lseek(fd, 0, SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	p = strrchr(buf, '\n');
+	p = p ? p + 1 : buf;
+	n = (ssize_t)strlen(p);
+	if ((size_t)n >= size)
+		n = (ssize_t)size - 1;
+	memcpy(out, p, (size_t)n);
+	out[n] = '\0';
+}
+
+/* The environment of a daemon: ours, with IMAGE_PULL_AUTH set or not. */
+static char **daemon_env(const struct snap_daemons *d)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = lp_xcalloc(n + 2, sizeof(*env));
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "IMAGE_PULL_AUTH=", 16))
+			env[k++] = environ[i];
+	if (d->auth)
+		env[k++] = xfmt("IMAGE_PULL_AUTH=%s", d->auth);
+	return env;
+}
+
+/* Runs `lazypull mount` for id and waits until it serves (or failed). */
+static int start(struct snap_daemons *d, struct daemon *dm,
+		 struct lp_err *err)
+{
+	_cleanup_free_ char *mp = snap_daemon_mountpoint(d, dm->id);
+	_cleanup_free_ char *pf = pid_path(d, dm->id);
+	_cleanup_free_ char *lf = log_path(d, dm->id);
+	_cleanup_free_ char **argv = NULL;
+	char **env = NULL;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t sa;
+	sigset_t none, defs;
+	size_t n = 0;
+	pid_t pid;
+	int r, st = 0;
+	unsigned waited = 0;
+
+	teardown(d, dm->id, true);
+	if (mkdir(mp, 0755) < 0 && errno != EEXIST)
+		return lp_err_set(err, -EIO, "mkdir %s: %s", mp,
+				  strerror(errno));
+
+	argv = lp_xcalloc(d->n_args + 20, sizeof(*argv));
+	argv[n++] = d->lazypull;
+	argv[n++] = "mount";
+	argv[n++] = "--layer-digest";
+	argv[n++] = dm->digest;
+	argv[n++] = "--root";
+	argv[n++] = d->root;
+	argv[n++] = "--pid-file";
+	argv[n++] = pf;
+	argv[n++] = "--log-file";
+	argv[n++] = lf;
+	argv[n++] = "--log-level";
+	argv[n++] = "info";
+	argv[n++] = "-o";
+	argv[n++] = "allow_other";
+	for (size_t i = 0; i < d->n_args; i++)
+		argv[n++] = d->args[i];
+	argv[n++] = dm->image;
+	argv[n++] = mp;
+	argv[n] = NULL;
+
+	/* before exec: no inherited descriptors, blocked or ignored
+	 * signals; stdout/stderr go to the log until it detaches */
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, lf,
+					 O_WRONLY | O_CREAT | O_APPEND, 0640);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	posix_spawnattr_init(&sa);
+	sigemptyset(&none);
+	sigfillset(&defs);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &defs);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK |
+					      POSIX_SPAWN_SETSIGDEF);
+	env = daemon_env(d);
+	r = posix_spawnp(&pid, d->lazypull, &fa, &sa, argv, env);
+	if (d->auth) {
+		for (size_t i = 0; env[i]; i++)
+			if (!strncmp(env[i], "IMAGE_PULL_AUTH=", 16)) {
+				explicit_bzero(env[i], strlen(env[i]));
+				free(env[i]);
+			}
+	}
+	free(env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&sa);
+	if (r)
+		return lp_err_set(err, -EIO, "starting %s: %s", d->lazypull,
+				  strerror(r));
+
+	/* it forks the daemon and exits 0 once the mount is up */
+	for (;;) {
+		pid_t w = waitpid(pid, &st, WNOHANG);
+
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
+			return lp_err_set(err, -EIO, "waiting for %s: %s",
+					  d->lazypull, strerror(errno));
+		if (waited >= START_TIMEOUT_MS) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			teardown(d, dm->id, true);
+			return lp_err_set(err, -ETIMEDOUT, "fs daemon for "
+					  "layer %s of %s: not serving after "
+					  "%u s", dm->digest, dm->image,
+					  START_TIMEOUT_MS / 1000);
+		}
+		sleep_ms(waited < 200 ? 5 : 20);
+		waited += waited < 200 ? 5 : 20;
+	}
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		char tail[200];
+
+		log_tail(lf, tail, sizeof(tail));
+		return lp_err_set(err, -EIO, "fs daemon for layer %s of %s "
+				  "failed: %s", dm->digest, dm->image,
+				  tail[0] ? tail : "no message");
+	}
+	if (!alive(d, dm->id, &pid)) {
+		teardown(d, dm->id, true);
+		return lp_err_set(err, -EIO, "fs daemon for layer %s of %s "
+				  "reported success, but %s is not served",
+				  dm->digest, dm->image, mp);
+	}
+	lp_log(LP_LOG_INFO, "fs daemon %ld serves layer %s of %s at %s",
+	       (long)pid, dm->digest, dm->image, mp);
+	return 0;
+}
+
+static struct daemon *get(struct snap_daemons *d, uint64_t id, bool create)
+{
+	struct daemon *dm;
+
+	pthread_mutex_lock(&d->lock);
+	for (dm = d->list; dm; dm = dm->next)
+		if (dm->id == id)
+			break;
+	if (!dm && create) {
+		dm = lp_xcalloc(1, sizeof(*dm));
+		dm->id = id;
+		pthread_mutex_init(&dm->lock, NULL);
+		dm->next = d->list;
+		d->list = dm;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return dm;
+}
+
+int snap_daemon_ensure(struct snap_daemons *d, uint64_t id, const char *image,
+		       const char *digest, struct lp_err *err)
+{
+	struct daemon *dm = get(d, id, true);
+	int r = 0;
+
+	pthread_mutex_lock(&dm->lock);
+	if (!dm->image || strcmp(dm->image, image)) {
+		free(dm->image);
+		dm->image = lp_xstrdup(image);
+	}
+	if (!dm->digest || strcmp(dm->digest, digest)) {
+		free(dm->digest);
+		dm->digest = lp_xstrdup(digest);
+	}
+	if (!alive(d, id, NULL))
+		r = start(d, dm, err);
+	dm->wanted = r == 0;
+	pthread_mutex_unlock(&dm->lock);
+	return r;
+}
+
+void snap_daemon_stop(struct snap_daemons *d, uint64_t id)
+{
+	struct daemon *dm = get(d, id, true);
+	_cleanup_free_ char *mp = snap_daemon_mountpoint(d, id);
+	_cleanup_free_ char *lf = log_path(d, id);
+
+	pthread_mutex_lock(&dm->lock);
+	dm->wanted = false;
+	teardown(d, id, false);
+	if (rmdir(mp) < 0 && errno != ENOENT)
+		lp_log(LP_LOG_WARN, "removing %s: %s", mp, strerror(errno));
+	unlink(lf);
+	pthread_mutex_unlock(&dm->lock);
+	lp_debug("fs daemon of snapshot %llu stopped", (unsigned long long)id);
+}
+
+int snap_daemons_list(const struct snap_daemons *d, uint64_t **ret,
+		      size_t *ret_n)
+{
+	DIR *dir = opendir(d->piddir);
+	struct dirent *de;
+	uint64_t *ids = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!dir)
+		return -errno;
+	while ((de = readdir(dir))) {
+		char *end;
+		unsigned long long v;
+
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		errno = 0;
+		v = strtoull(de->d_name, &end, 10);
+		if (errno || strcmp(end, ".pid"))
+			continue;
+		lp_grow((void **)&ids, sizeof(*ids), &cap, n + 1);
+		ids[n++] = v;
+	}
+	closedir(dir);
+	*ret = ids;
+	*ret_n = n;
+	return 0;
+}
+
+/* Restarts wanted daemons that died, every monitor_s seconds. */
+static void *monitor(void *arg)
+{
+	struct snap_daemons *d = arg;
+
+	pthread_mutex_lock(&d->lock);
+	while (!d->stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += d->monitor_s;
+		pthread_cond_timedwait(&d->cond, &d->lock, &ts);
+		if (d->stop)
+			break;
+		for (struct daemon *dm = d->list; dm; dm = dm->next) {
+			struct lp_err err = { 0 };
+			pid_t pid;
+
+			/* busy ones are being started or stopped */
+			if (pthread_mutex_trylock(&dm->lock))
+				continue;
+			pthread_mutex_unlock(&d->lock);
+			if (dm->wanted && !alive(d, dm->id, &pid)) {
+				lp_log(LP_LOG_WARN, "fs daemon %ld of snapshot "
+				       "%llu is gone: restarting it",
+				       (long)pid, (unsigned long long)dm->id);
+				if (start(d, dm, &err) < 0)
+					lp_log(LP_LOG_ERROR, "%s", err.msg);
+			}
+			pthread_mutex_unlock(&dm->lock);
+			pthread_mutex_lock(&d->lock);
+			if (d->stop)
+				break;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	_cleanup_free_ char *p = lp_xstrdup(path);
+
+	for (char *q = p + 1; *q; q++) {
+		if (*q != '/')
+			continue;
+		*q = '\0';
+		if (mkdir(p, 0711) < 0 && errno != EEXIST)
+			return -errno;
+		*q = '/';
+	}
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int snap_daemons_new(const struct snap_daemons_opts *o,
+		     struct snap_daemons **ret, struct lp_err *err)
+{
+	struct snap_daemons *d = lp_xcalloc(1, sizeof(*d));
+	pthread_condattr_t ca;
+	int r;
+
+	d->root = lp_xstrdup(o->root);
+	d->mntdir = xfmt("%s/mnt", o->root);
+	d->piddir = xfmt("%s/daemons", o->root);
+	d->lazypull = lp_xstrdup(o->lazypull);
+	d->auth = o->auth ? lp_xstrdup(o->auth) : NULL;
+	for (size_t i = 0; o->args && o->args[i]; i++) {
+		d->args = lp_xrealloc(d->args, (i + 1) * sizeof(*d->args));
+		d->args[i] = lp_xstrdup(o->args[i]);
+		d->n_args = i + 1;
+	}
+	d->monitor_s = o->monitor_s;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if ((r = mkdir_p(d->mntdir, 0755)) < 0 ||
+	    (r = mkdir_p(d->piddir, 0700)) < 0) {
+		snap_daemons_free(d);
+		return lp_err_set(err, -EIO, "creating %s/{mnt,daemons}: %s",
+				  o->root, strerror(-r));
+	}
+	*ret = d;
+	return 0;
+}
+
+void snap_daemons_start_monitor(struct snap_daemons *d)
+{
+	if (!d->monitor_s || d->have_monitor)
+		return;
+	if (pthread_create(&d->monitor, NULL, monitor, d) == 0)
+		d->have_monitor = true;
+	else
+		lp_log(LP_LOG_WARN, "no fs daemon monitor: %s",
+		       strerror(errno));
+}
+
+void snap_daemons_free(struct snap_daemons *d)
+{
+	if (!d)
+		return;
+	if (d->have_monitor) {
+		pthread_mutex_lock(&d->lock);
+		d->stop = true;
+		pthread_cond_broadcast(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+		pthread_join(d->monitor, NULL);
+	}
+	while (d->list) {
+		struct daemon *dm = d->list;
+
+		d->list = dm->next;
+		pthread_mutex_destroy(&dm->lock);
+		free(dm->image);
+		free(dm->digest);
+		free(dm);
+	}
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
+	for (size_t i = 0; i < d->n_args; i++)
+		free(d->args[i]);
+	free(d->args);
+	if (d->auth)
+		explicit_bzero(d->auth, strlen(d->auth));
+	free(d->auth);
+	free(d->lazypull);
+	free(d->root);
+	free(d->mntdir);
+	free(d->piddir);
+	free(d);
+}

@@ -1,0 +1,362 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Remote layers through lazypull-snapshotter, driven by a real containerd 1.6
+# (its own root, state, socket and namespaces, CRI disabled) and a private
+# docker-registry on loopback:
+#   - a two-layer busybox image built here, converted by ctr-remote to
+#     eStargz and zstd:chunked, pushed;
+#   - `ctr-remote image rpull --snapshotter nydus`: every layer committed as
+#     remote (AlreadyExists), containerd's content store holds no layer blob,
+#     the registry saw only range reads of the layers;
+#   - `ctr run` prints what it should, from an overlay whose lowerdirs are
+#     the fs daemons' fuse.lazypull mounts (whiteouts of the upper layer
+#     applied);
+#   - SIGKILL + restart of the snapshotter while a container runs: the
+#     container keeps reading every file, the snapshotter re-attaches;
+#   - a killed fs daemon is restarted and new containers run;
+#   - removing the images removes the snapshots, mounts and daemons;
+#   - with stargz off the eStargz image still runs (containerd unpacks it).
+# Every process is stopped by PID and everything unmounted in the trap.
+# Exit 77 (SKIP) when root or a tool is missing.
+#
+# env: SNAPSHOTTER, LAZYPULL (binaries), SRCDIR, WORKDIR
+set -euo pipefail
+
+SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+HERE=$SRCDIR/tests/snapshotter
+SNAP=${SNAPSHOTTER:?set SNAPSHOTTER to the lazypull-snapshotter binary}
+LAZYPULL=${LAZYPULL:?set LAZYPULL to the lazypull binary}
+W=${WORKDIR:-/tmp/lp-snap-remote}
+
+skip() { echo "SKIP: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root"
+for t in containerd ctr ctr-remote runc docker-registry skopeo python3 curl; do
+	command -v $t >/dev/null || skip "$t is not installed"
+done
+[ -x /bin/busybox ] || skip "busybox-static is not installed"
+[ -c /dev/fuse ] || skip "no /dev/fuse"
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
+	skip "no overlayfs"
+
+rm -rf "$W"
+mkdir -p "$W"
+W=$(cd "$W" && pwd)
+R=$(mktemp -d /run/lp-snapr.XXXXXX) # short socket paths
+NS=lp-remote-$$
+NSB=lp-remote-build-$$
+SNAP_PID= CTRD_PID= REG_PID=
+fails=0
+
+log() { printf '%s %s\n' "$(date +%T)" "$*"; }
+fail() {
+	log "FAIL: $*"
+	fails=$((fails + 1))
+}
+ctr_() { ctr -a "$R/ctrd.sock" -n "$NS" "$@"; }
+ctrb() { ctr -a "$R/ctrd.sock" -n "$NSB" "$@"; }
+csnap() { ctr_ snapshot --snapshotter nydus "$@"; }
+
+stop_pid() { # pid [signal]
+	local p=$1 sig=${2:-TERM}
+	[ -n "$p" ] || return 0
+	kill -"$sig" "$p" 2>/dev/null || return 0
+	for _ in $(seq 100); do
+		kill -0 "$p" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$p" 2>/dev/null || true
+}
+
+daemon_pids() {
+	cat "$W"/snap/daemons/*.pid 2>/dev/null || true
+}
+
+kill_containers() {
+	for c in $(ctr_ containers ls -q 2>/dev/null); do
+		ctr_ task kill -s KILL "$c" >/dev/null 2>&1
+		for _ in $(seq 50); do
+			ctr_ task ls 2>/dev/null | grep -q "^$c .*RUNNING" || break
+			sleep 0.1
+		done
+		ctr_ task rm -f "$c" >/dev/null 2>&1
+		ctr_ containers rm "$c" >/dev/null 2>&1
+	done
+}
+
+cleanup() {
+	set +e
+	if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
+		kill_containers
+	fi
+	stop_pid "$SNAP_PID"
+	stop_pid "$CTRD_PID"
+	stop_pid "$REG_PID"
+	# whatever is still mounted under our directories, deepest first;
+	# an unmounted fs daemon exits by itself
+	awk -v w="$W" -v r="$R" '$5 ~ "^" w || $5 ~ "^" r { print $5 }' \
+		/proc/self/mountinfo | sort -r | while read -r m; do
+		umount -l "$m" 2>/dev/null
+	done
+	for p in $(daemon_pids) ${EXTRA_PIDS:-}; do
+		grep -q "$W" "/proc/$p/cmdline" 2>/dev/null && stop_pid "$p"
+	done
+	rm -rf "$R"
+	if [ "$fails" = 0 ] && [ -z "${KEEP:-}" ]; then
+		rm -rf "$W/ctrd" "$W/snap" "$W/registry"
+	fi
+}
+trap cleanup EXIT
+
+start_snapshotter() { # extra flags
+	"$SNAP" --root "$W/snap" --address "$R/snap.sock" --log-level debug \
+		--log-to-stdout --nydusd-config "$W/nydusd.json" \
+		--lazypull-path "$LAZYPULL" "$@" >>"$W/snapshotter.log" 2>&1 &
+	SNAP_PID=$!
+	for _ in $(seq 100); do
+		[ -S "$R/snap.sock" ] && break
+		kill -0 "$SNAP_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -S "$R/snap.sock" ] || { tail "$W/snapshotter.log"; exit 1; }
+	log "snapshotter up, pid $SNAP_PID ($*)"
+}
+
+restart_snapshotter() { # signal, extra flags
+	local sig=$1
+	shift
+	kill -"$sig" "$SNAP_PID"
+	wait "$SNAP_PID" 2>/dev/null || true
+	rm -f "$R/snap.sock"
+	start_snapshotter "$@"
+	# containerd's client reconnects with backoff
+	for _ in $(seq 50); do csnap ls >/dev/null 2>&1 && break; sleep 0.2; done
+}
+
+# ---- registry, images ---------------------------------------------------
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+REG=127.0.0.1:$PORT
+cat >"$W/registry.yml" <<EOF
+version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: $W/registry
+  delete:
+    enabled: true
+http:
+  addr: $REG
+EOF
+docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 100); do
+	curl -fs "http://$REG/v2/" >/dev/null && break
+	sleep 0.1
+done
+curl -fs "http://$REG/v2/" >/dev/null || { cat "$W/registry.log"; exit 1; }
+log "registry on $REG, pid $REG_PID"
+
+python3 "$HERE/mkimage.py" /bin/busybox "$W/oci" bb:1 >/dev/null
+skopeo copy --quiet --dest-tls-verify=false "oci:$W/oci:bb:1" \
+	"docker://$REG/lp/bb:1"
+
+cat >"$W/nydusd.json" <<EOF
+{
+  "device": {
+    "backend": {"type": "registry", "config": {"scheme": "http", "timeout": 10}},
+    "cache": {"type": "blobcache", "config": {"work_dir": "$W/snap/cache"}}
+  },
+  "mode": "direct"
+}
+EOF
+
+mkdir -p "$W/ctrd/root" "$W/ctrd/opt" "$R/state"
+cat >"$W/containerd.toml" <<EOF
+version = 2
+root = "$W/ctrd/root"
+state = "$R/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$R/ctrd.sock"
+[ttrpc]
+  address = "$R/ctrd.sock.ttrpc"
+[debug]
+  level = "info"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$W/ctrd/opt"
+
+[proxy_plugins.nydus]
+  type = "snapshot"
+  address = "$R/snap.sock"
+EOF
+start_snapshotter --enable-stargz
+containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
+CTRD_PID=$!
+for _ in $(seq 100); do
+	ctr -a "$R/ctrd.sock" version >/dev/null 2>&1 && break
+	sleep 0.2
+done
+ctr -a "$R/ctrd.sock" version >/dev/null || { tail "$W/containerd.log"; exit 1; }
+log "containerd up, pid $CTRD_PID, namespaces $NS, $NSB"
+
+# conversion in its own namespace, whose content is then dropped
+ctrb images pull --plain-http "$REG/lp/bb:1" >"$W/build.log" 2>&1 ||
+	{ cat "$W/build.log"; exit 1; }
+ctr-remote -a "$R/ctrd.sock" -n "$NSB" image convert --estargz --oci \
+	"$REG/lp/bb:1" "$REG/lp/bb:esgz" >>"$W/build.log" 2>&1
+ctr-remote -a "$R/ctrd.sock" -n "$NSB" image convert --zstdchunked --oci \
+	"$REG/lp/bb:1" "$REG/lp/bb:zstd" >>"$W/build.log" 2>&1
+for t in esgz zstd; do
+	ctrb images push --plain-http "$REG/lp/bb:$t" >>"$W/build.log" 2>&1 ||
+		{ tail "$W/build.log"; exit 1; }
+done
+for i in $(ctrb images ls -q); do ctrb images rm --sync "$i" >/dev/null; done
+ctrb content ls -q | xargs -r ctrb content rm >/dev/null 2>&1 || true
+log "images pushed: $REG/lp/bb:{1,esgz,zstd}"
+
+# layer digests, from the registry
+layers() { # tag
+	curl -fs -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+		"http://$REG/v2/lp/bb/manifests/$1" |
+		python3 -c 'import json,sys; [print(l["digest"]) for l in json.load(sys.stdin)["layers"]]'
+}
+
+mounts_of() { # the fuse.lazypull mountpoints under the snapshotter root
+	awk -v m="$W/snap/mnt/" '$5 ~ "^" m && / - fuse.lazypull / { print $5 }' \
+		/proc/self/mountinfo | sort
+}
+
+# ---- rpull + run, per format ---------------------------------------------
+
+check_image() { # tag format
+	local tag=$1 fmt=$2 ref=$REG/lp/bb:$1 out d n
+	local regmark
+	regmark=$(wc -l <"$W/registry.log")
+	ctr-remote -a "$R/ctrd.sock" -n "$NS" image rpull --plain-http \
+		--snapshotter nydus "$ref" >"$W/rpull-$tag.log" 2>&1 ||
+		fail "rpull $tag: $(tail -3 "$W/rpull-$tag.log")"
+	n=$(grep -c "remote ($fmt), committed as" "$W/snapshotter.log" || true)
+	[ "$n" -ge 2 ] || fail "$tag: $n layers committed as remote $fmt"
+	for d in $(layers "$tag"); do
+		ctr_ content ls -q | grep -qx "$d" &&
+			fail "$tag: containerd's content store holds layer $d"
+		# only range reads of the layer blobs (HEADs, 206s)
+		if tail -n +"$((regmark + 1))" "$W/registry.log" |
+			grep "GET /v2/lp/bb/blobs/$d" | grep -v '" 206 ' |
+			grep -q .; then
+			fail "$tag: the registry served all of $d: $(tail -n +"$((regmark + 1))" "$W/registry.log" | grep "blobs/$d" | head -3)"
+		fi
+	done
+	out=$(ctr_ run --rm --snapshotter nydus "$ref" "r-$tag-1" echo hi </dev/null 2>&1) || true
+	[ "$out" = hi ] || fail "$tag: ctr run echo hi printed: $out"
+	log "$tag: ctr run … echo hi: $out"
+	out=$(ctr_ run --rm --snapshotter nydus "$ref" "r-$tag-2" cat /hello.txt </dev/null 2>&1) || true
+	[ "$out" = "hello from layer 2" ] || fail "$tag: upper layer file: $out"
+	out=$(ctr_ run --rm --snapshotter nydus "$ref" "r-$tag-3" ls /etc </dev/null 2>&1) || true
+	[ "$out" = passwd ] || fail "$tag: whiteout of /etc/group not applied: $out"
+	out=$(ctr_ run --rm --snapshotter nydus "$ref" "r-$tag-4" sh -c \
+		'busybox md5sum /bin/busybox; grep " / " /proc/mounts' </dev/null 2>&1) || true
+	echo "$out" | sed 's/^/  container: /'
+	echo "$out" | grep -q "^$(md5sum </bin/busybox | cut -d' ' -f1)  /bin/busybox" ||
+		fail "$tag: /bin/busybox differs"
+	echo "$out" | grep -q "lowerdir=$W/snap/mnt/" ||
+		fail "$tag: container root is not over our fs daemons: $out"
+	n=$(mounts_of | wc -l)
+	[ "$n" -ge 2 ] || fail "$tag: $n fuse.lazypull mounts: $(mounts_of)"
+}
+
+check_image esgz estargz
+check_image zstd zstd:chunked
+log "fs daemons: $(mounts_of | wc -l) mounts, pids $(daemon_pids | tr '\n' ' ')"
+
+# ---- SIGKILL + restart of the snapshotter while a container runs -------
+
+ESGZ=$REG/lp/bb:esgz
+ctr_ run -d --snapshotter nydus "$ESGZ" sleeper sleep 600 </dev/null >/dev/null
+sleep 0.5
+before_mounts=$(mounts_of)
+before_pids=$(daemon_pids | sort)
+restart_snapshotter KILL --enable-stargz
+log "snapshotter killed (SIGKILL) and started again"
+[ "$(mounts_of)" = "$before_mounts" ] || fail "mounts changed across restart"
+[ "$(daemon_pids | sort)" = "$before_pids" ] ||
+	fail "fs daemons changed across restart: $before_pids / $(daemon_pids)"
+grep -q "fs daemon of snapshot .* serves" "$W/snapshotter.log" ||
+	fail "no re-attach logged"
+ctr_ task ls | grep -E '^sleeper +[0-9]+ +RUNNING' >/dev/null ||
+	fail "container stopped across the snapshotter restart"
+out=$(ctr_ task exec --exec-id e1 sleeper sh -c \
+	'cat /hello.txt; busybox md5sum /bin/busybox; ls /etc' </dev/null 2>&1) || true
+want="hello from layer 2
+$(md5sum </bin/busybox | cut -d' ' -f1)  /bin/busybox
+passwd"
+[ "$out" = "$want" ] || fail "exec in the running container after restart: $out"
+out=$(ctr_ run --rm --snapshotter nydus "$ESGZ" r-after echo hi </dev/null 2>&1) || true
+[ "$out" = hi ] || fail "ctr run after restart: $out"
+log "restart: daemons re-attached, running container reads its files, new run: $out"
+
+# ---- a crashed fs daemon is restarted ----------------------------------
+
+victim=$(daemon_pids | head -1)
+vfile=$(grep -lx "$victim" "$W"/snap/daemons/*.pid)
+kill -KILL "$victim"
+log "killed fs daemon $victim ($vfile)"
+for _ in $(seq 100); do
+	p=$(cat "$vfile" 2>/dev/null || true)
+	[ -n "$p" ] && [ "$p" != "$victim" ] && kill -0 "$p" 2>/dev/null && break
+	sleep 0.1
+done
+p=$(cat "$vfile" 2>/dev/null || true)
+{ [ -n "$p" ] && [ "$p" != "$victim" ]; } || fail "fs daemon not restarted"
+grep -q "is gone: restarting it" "$W/snapshotter.log" || fail "no restart logged"
+out=$(ctr_ run --rm --snapshotter nydus "$ESGZ" r-crash cat /hello.txt </dev/null 2>&1) || true
+[ "$out" = "hello from layer 2" ] || fail "ctr run after a daemon crash: $out"
+log "daemon crash: restarted as $p; new run: $out"
+
+# ---- remove: snapshots, mounts, daemons go ----------------------------
+
+kill_containers
+for i in $(ctr_ images ls -q); do ctr_ images rm --sync "$i" >/dev/null; done
+for _ in $(seq 150); do
+	[ -z "$(ls "$W/snap/snapshots")" ] && break
+	sleep 0.1
+done
+left=$(ls "$W/snap/snapshots")
+[ -z "$left" ] || fail "GC left backend snapshots: $left; ls: $(csnap ls)"
+[ -z "$(mounts_of)" ] || fail "fuse mounts left after image rm: $(mounts_of)"
+[ -z "$(daemon_pids)" ] || fail "daemon pid files left: $(ls "$W/snap/daemons")"
+log "image rm: backend empty, no mounts, no daemons"
+
+# ---- stargz off: the eStargz image is an ordinary one ------------------
+
+restart_snapshotter TERM
+ctr-remote -a "$R/ctrd.sock" -n "$NS" image rpull --plain-http \
+	--snapshotter nydus "$ESGZ" >"$W/rpull-off.log" 2>&1 ||
+	fail "rpull with stargz off: $(tail -3 "$W/rpull-off.log")"
+out=$(ctr_ run --rm --snapshotter nydus "$ESGZ" r-off cat /hello.txt </dev/null 2>&1) || true
+[ "$out" = "hello from layer 2" ] || fail "run with stargz off: $out"
+[ -z "$(mounts_of)" ] || fail "stargz off, yet fuse mounts: $(mounts_of)"
+log "stargz off: eStargz image unpacked by containerd, run: $out"
+kill_containers
+for i in $(ctr_ images ls -q); do ctr_ images rm --sync "$i" >/dev/null; done
+
+# ---- clean stop ------------------------------------------------------
+
+stop_pid "$SNAP_PID" TERM
+wait "$SNAP_PID" && rc=0 || rc=$?
+SNAP_PID=
+[ $rc = 0 ] || fail "snapshotter exit status $rc after SIGTERM"
+if grep -E "ERROR: (Address|Leak)Sanitizer|runtime error" "$W/snapshotter.log"; then
+	fail "sanitizer report in the snapshotter log"
+fi
+
+if [ $fails != 0 ]; then
+	log "$fails failure(s); logs in $W"
+	exit 1
+fi
+log "all remote-layer checks passed"
