@@ -36,3 +36,7 @@ echo; echo "== lazypull cat /lib/numbers.txt | tail -1 (reads only what it needs
 "$LP" cat -v "$WORK/layer.esgz" /lib/numbers.txt | tail -1
 echo; echo "== lazypull check"
 "$LP" check "$WORK/layer.esgz"
+
+echo
+echo "== end to end: registry, containerd, lazypull-snapshotter"
+"$LP_SRC/tests/demo-e2e.sh" "$LP_BUILD"

@@ -4,7 +4,9 @@
 daemon): layer 1 is busybox-static with a few applet links and /etc files,
 layer 2 adds /hello.txt and deletes /etc/group with an OCI whiteout.
 
-usage: mkimage.py BUSYBOX OUTDIR TAG
+usage: mkimage.py BUSYBOX OUTDIR TAG [EXTRA_MB]
+EXTRA_MB adds that many MiB of incompressible files under /opt/data to
+layer 2 (data a container never reads, to show lazy pulling).
 """
 import gzip
 import hashlib
@@ -53,6 +55,7 @@ def put_blob(out, data):
 
 def main():
     busybox, out, tag = sys.argv[1:4]
+    extra_mb = int(sys.argv[4]) if len(sys.argv) > 4 else 0
     bb = open(busybox, "rb").read()
     l1 = [("bin", "dir", None, 0o755), ("bin/busybox", "file", bb, 0o755)]
     for applet in ("sh", "echo", "cat", "ls", "true", "sleep", "id"):
@@ -64,6 +67,14 @@ def main():
     l2 = [("hello.txt", "file", b"hello from layer 2\n", 0o644),
           ("etc", "dir", None, 0o755),
           ("etc/.wh.group", "file", b"", 0o644)]
+    if extra_mb:
+        import random
+        rnd = random.Random(42)
+        l2.append(("opt", "dir", None, 0o755))
+        l2.append(("opt/data", "dir", None, 0o755))
+        for i in range(extra_mb):
+            l2.append(("opt/data/blob%03d.bin" % i, "file",
+                       rnd.randbytes(1 << 20), 0o644))
 
     layers, diff_ids = [], []
     for entries in (l1, l2):
