@@ -164,10 +164,16 @@ def bench(lab, work, rounds, running):
     make_tar(tar)
     blob = os.path.join(work, "py.esgz")
     dg, _ = F.refgen(refgen, tar, blob, "estargz", chunk=0, verify=False)
+    zblob = os.path.join(work, "py.zstd")
+    zdg, _ = F.refgen(refgen, tar, zblob, "zstdchunked", chunk=0,
+                      verify=False)
     raw = open(tar, "rb").read()
     lay = M.Layout(os.path.join(work, "oci"))
     data = open(blob, "rb").read()
     lay.image("py", [(data, M.MT_GZIP, {M.TOC_ANN: dg}, M.sha256_hex(raw))])
+    data = open(zblob, "rb").read()
+    lay.image("pyz", [(data, M.MT_ZSTD, {M.TOC_ANN: zdg},
+                       M.sha256_hex(raw))])
     lay.finish()
     del raw, data
     ext = os.path.join(work, "extracted")
@@ -179,15 +185,16 @@ def bench(lab, work, rounds, running):
     reg = R.Registry(work, "registry")
     running.append(reg)
     R.skopeo_push(work, lay, "py", "%s/bench/py:1" % reg.addr)
+    R.skopeo_push(work, lay, "pyz", "%s/bench/py:zstd" % reg.addr)
     ref = "%s/bench/py:1" % reg.addr
     n_root = [0]
 
-    def mount(extra=(), root=None):
+    def mount(extra=(), root=None, r=ref):
         if root is None:
             n_root[0] += 1
             root = os.path.join(work, "state%d" % n_root[0])
             os.makedirs(root)
-        mp, pid, logf, secs = M.mount_ref(lab, ref, root, "b", extra)
+        mp, pid, logf, secs = M.mount_ref(lab, r, root, "b", extra)
         return mp, pid, logf, secs, root
 
     # --- 2. cold: python3.11 and a small file, fresh mounts
@@ -237,20 +244,28 @@ def bench(lab, work, rounds, running):
         print("cold blob cache (%s): %5.0f MB/s" % (
             what, statistics.median(v)))
     mp, pid, logf, secs, root = mount()
-    read_all(os.path.join(mp, BIG))  # fills the blob cache
-    fuse_cold, disk_cold, fuse_warm, disk_warm = [], [], [], []
+    zmp, zpid, _, _, zroot = mount(r="%s/bench/py:zstd" % reg.addr)
+    read_all(os.path.join(mp, BIG))  # fills the blob caches
+    read_all(os.path.join(zmp, BIG))
+    fuse_cold, disk_cold, fuse_warm, disk_warm, zstd_cold = [], [], [], \
+        [], []
     for _ in range(rounds):
         fuse_cold.append(throughput(os.path.join(mp, BIG), True))
         fuse_warm.append(throughput(os.path.join(mp, BIG), False))
+        zstd_cold.append(throughput(os.path.join(zmp, BIG), True))
         disk_cold.append(throughput(os.path.join(ext, BIG), True))
         disk_warm.append(throughput(os.path.join(ext, BIG), False))
     fc, dc = statistics.median(fuse_cold), statistics.median(disk_cold)
     fw, dw = statistics.median(fuse_warm), statistics.median(disk_warm)
+    zc = statistics.median(zstd_cold)
     print("warm blob cache, page cache dropped: mount %5.0f MB/s, local "
           "file %5.0f MB/s: ratio %.2f" % (fc, dc, fc / dc))
+    print("  the same image as zstd:chunked:    mount %5.0f MB/s, "
+          "ratio %.2f" % (zc, zc / dc))
     print("warm (read before, page cache):      mount %5.0f MB/s, local "
           "file %5.0f MB/s: ratio %.2f" % (fw, dw, fw / dw))
     lab.umount(mp, pid)
+    lab.umount(zmp, zpid)
 
     # --- 3. RSS after walking and reading everything (blob cache warm)
     print("\n== daemon RSS after walking and reading the whole image")

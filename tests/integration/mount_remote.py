@@ -792,6 +792,25 @@ def prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks):
                                       m.group(3), len(proxy.blob_gets())))
         lab.umount(mp, pid)
 
+    # SIGTERM while --prefetch-all runs: prompt, clean unmount
+    mp, pid, logf, _ = mount_ref(lab, ref("big", proxy),
+                                 fresh_root(work, "term"), "term",
+                                 extra=["--prefetch-all"])
+    time.sleep(0.3)
+    t0 = time.time()
+    os.kill(pid, signal.SIGTERM)
+    gone = MT.wait_gone(pid, 20)
+    check(gone, "SIGTERM during --prefetch-all: daemon still running")
+    check(not MT.is_mounted(mp), "SIGTERM during --prefetch-all: still "
+          "mounted")
+    if gone:
+        lab.mounts.remove(mp)
+    text = open(logf).read()
+    check("prefetch done" not in text and "unmounting" in text,
+          "SIGTERM during --prefetch-all: log:\n" + text[-1500:])
+    log("  SIGTERM during --prefetch-all: unmounted and gone in %.2f s" % (
+        time.time() - t0))
+
     # an on-demand read while --prefetch-all runs (straight to the
     # registry: the proxy would be the bottleneck)
     log("== on-demand reads during --prefetch-all")

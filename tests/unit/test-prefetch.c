@@ -64,11 +64,11 @@ static int rec_prefetch(struct lp_source *s, const struct lp_range *r,
 	if (rc->n_calls == 0) {
 		rc->first_range_len = n ? r[0].off + r[0].len : 0;
 		rc->first_range_n = (unsigned)n;
-		while (rc->gate)
-			pthread_cond_wait(&rc->cond, &rc->lock);
 	}
 	for (size_t i = 0; i < n && rc->n_calls < 256; i++)
 		rc->calls[rc->n_calls++] = r[i];
+	while (rc->gate)
+		pthread_cond_wait(&rc->cond, &rc->lock);
 	pthread_mutex_unlock(&rc->lock);
 	return 0;
 }
