@@ -6,7 +6,7 @@
 
 static void cat_usage(FILE *f)
 {
-	fprintf(f, "Usage: lazypull cat [OPTIONS] BLOB PATH\n\n"
+	fprintf(f, "Usage: lazypull cat [OPTIONS] BLOB|REF PATH\n\n"
 		   "Writes the file PATH of the layer to stdout, decoding and "
 		   "verifying only\nthe chunks it needs.  No byte is written "
 		   "before its chunk verified.\n\n"
@@ -107,13 +107,21 @@ int cmd_cat(int argc, char **argv)
 		}
 		off += (uint64_t)n;
 	}
-	if (verbose)
+	if (verbose) {
+		uint64_t chunks = l->chunks_decoded, bytes = l->stored_bytes_read;
+		uint64_t blob = l->src->size;
+
+		for (uint32_t i = 0; i < l->n_sub; i++) {
+			chunks += l->sub[i]->chunks_decoded;
+			bytes += l->sub[i]->stored_bytes_read;
+			blob += l->sub[i]->src->size;
+		}
 		fprintf(stderr,
 			"lazypull: %s: %llu bytes from %llu chunks, %llu "
 			"compressed bytes read of %llu in the blob\n",
 			argv[optind + 1], (unsigned long long)in->size,
-			(unsigned long long)l->chunks_decoded,
-			(unsigned long long)l->stored_bytes_read,
-			(unsigned long long)l->src->size);
+			(unsigned long long)chunks, (unsigned long long)bytes,
+			(unsigned long long)blob);
+	}
 	return 0;
 }

@@ -171,9 +171,11 @@ static int item_cmp(const void *a, const void *b)
 
 static void ls_usage(FILE *f)
 {
-	fprintf(f, "Usage: lazypull ls [OPTIONS] BLOB\n\n"
+	fprintf(f, "Usage: lazypull ls [OPTIONS] BLOB|REF\n\n"
 		   "Lists the layer's entries as stored (whiteouts under their "
-		   ".wh. names),\nsorted by path.\n\n"
+		   ".wh. names),\nsorted by path.  For an image REF without "
+		   "--layer: the merged tree of all its\nlayers, whiteouts "
+		   "applied.\n\n"
 		   "  --json              one JSON object per line: path, type, "
 		   "mode, uid, gid,\n"
 		   "                      size, link, rdev, xattrs (base64), "

@@ -141,6 +141,67 @@ static int open_remote_indexed(struct cli_layer_opts *o, struct lp_source *src,
 	return r;
 }
 
+static int open_remote_picked(struct cli_layer_opts *o, struct format_hints *h,
+			      struct lp_source **src)
+{
+	size_t i;
+	int r = cli_remote_pick(o->remote, &o->ro, &i);
+
+	if (r < 0)
+		return r;
+	r = cli_remote_layer(o->remote, i, src);
+	if (r < 0)
+		return r;
+	cli_remote_hints(o->remote, i, h);
+	return 0;
+}
+
+/*
+ * No layer picked in a multi-layer image: every layer, merged with OCI
+ * whiteouts applied, as the container sees it.
+ */
+static int open_remote_merged(const char *ref, struct cli_layer_opts *o,
+			      const struct engine_opts *eo_in,
+			      struct engine_layer **ret)
+{
+	size_t n = o->remote->manifest->n_layers;
+	struct engine_layer **layers = lp_xcalloc(n, sizeof(*layers));
+	struct lp_err err = { 0 };
+	size_t opened = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct engine_opts eo = *eo_in;
+		struct format_hints h;
+		struct lp_source *src;
+
+		r = cli_remote_layer(o->remote, i, &src);
+		if (r < 0)
+			break;
+		cli_remote_hints(o->remote, i, &h);
+		if (o->media_type)
+			h.media_type = o->media_type;
+		eo.hints = &h;
+		r = open_remote_indexed(o, src, &eo, &h, &layers[i], &err);
+		if (r < 0) {
+			cli_error("%s: layer %zu: %s", ref, i,
+				  err.msg[0] ? err.msg : strerror(-r));
+			break;
+		}
+		opened++;
+	}
+	if (r == 0) {
+		r = engine_merge(layers, (uint32_t)n, ref, ret, &err);
+		if (r < 0)
+			cli_error("%s: %s", ref, err.msg);
+	} else {
+		for (size_t i = 0; i < opened; i++)
+			engine_close(layers[i]);
+	}
+	free(layers);
+	return r;
+}
+
 int cli_open(const char *path, struct cli_layer_opts *o,
 	     struct engine_layer **ret)
 {
@@ -166,7 +227,14 @@ int cli_open(const char *path, struct cli_layer_opts *o,
 		struct format_hints rh;
 		struct lp_source *src;
 
-		r = cli_open_remote(path, &o->ro, &o->remote, &rh, &src);
+		r = cli_remote_open(path, &o->ro, &o->remote);
+		if (r < 0)
+			return r;
+		if (o->ro.layer < 0 && !o->ro.layer_digest &&
+		    o->remote->manifest->n_layers > 1 &&
+		    cli_remote_bootstrap(o->remote) < 0)
+			return open_remote_merged(path, o, &eo, ret);
+		r = open_remote_picked(o, &rh, &src);
 		if (r < 0)
 			return r;
 		if (!rh.toc_digest)

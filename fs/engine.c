@@ -138,6 +138,10 @@ void engine_close(struct engine_layer *l)
 {
 	if (!l)
 		return;
+	for (uint32_t i = 0; i < l->n_sub; i++)
+		engine_close(l->sub[i]);
+	free(l->sub);
+	free(l->sub_blob_base);
 	if (l->ops && l->ops->destroy && l->ctx)
 		l->ops->destroy(l->ctx);
 	if (l->blob_src && l->model) {
@@ -244,6 +248,61 @@ int engine_read_chunk(struct engine_layer *l, uint32_t idx, void *out,
 	return engine_read_chunk_rec(l, &l->model->chunks[idx], out, err);
 }
 
+static int merged_read_chunk(struct engine_layer *l,
+			     const struct model_chunk *c, void *out,
+			     struct lp_err *err)
+{
+	struct model_chunk lc = *c;
+	uint32_t li;
+
+	if (c->blob >= l->model->n_blobs)
+		return lp_err_set(err, EINVAL, "chunk names blob %u of %u",
+				  c->blob, l->model->n_blobs);
+	li = l->model->blobs[c->blob].layer;
+	if (li >= l->n_sub || c->blob < l->sub_blob_base[li])
+		return lp_err_set(err, EINVAL, "chunk of an unknown layer");
+	lc.blob = c->blob - l->sub_blob_base[li];
+	return engine_read_chunk_rec(l->sub[li], &lc, out, err);
+}
+
+int engine_merge(struct engine_layer **layers, uint32_t n, const char *name,
+		 struct engine_layer **ret, struct lp_err *err)
+{
+	_cleanup_free_ struct model **models = NULL;
+	struct engine_layer *m;
+	uint32_t base = 0;
+	int r;
+
+	models = lp_xcalloc(n ? n : 1, sizeof(*models));
+	for (uint32_t i = 0; i < n; i++)
+		models[i] = layers[i]->model;
+	m = lp_xcalloc(1, sizeof(*m));
+	m->sub = lp_xcalloc(n ? n : 1, sizeof(*m->sub));
+	m->sub_blob_base = lp_xcalloc(n ? n : 1, sizeof(uint32_t));
+	for (uint32_t i = 0; i < n; i++) {
+		m->sub[i] = layers[i];
+		m->sub_blob_base[i] = base;
+		base += layers[i]->model->n_blobs;
+	}
+	m->n_sub = n;
+	m->last_idx = -1;
+	m->last_lock = lp_xmalloc(sizeof(pthread_mutex_t));
+	pthread_mutex_init(m->last_lock, NULL);
+	m->src = lp_source_new_mem("", 0, name);
+	r = model_merge(models, n, &m->model, err);
+	if (r < 0) {
+		engine_close(m);
+		return r;
+	}
+	m->blob_src = lp_xcalloc(m->model->n_blobs ? m->model->n_blobs : 1,
+				 sizeof(*m->blob_src));
+	m->info.format = "merged";
+	for (uint32_t i = 0; i < n; i++)
+		m->info.blob_size += layers[i]->info.blob_size;
+	*ret = m;
+	return 0;
+}
+
 int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 			  void *out, struct lp_err *err)
 {
@@ -251,6 +310,9 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 	_cleanup_free_ void *stored = NULL;
 	uint64_t len;
 	int r;
+
+	if (l->n_sub)
+		return merged_read_chunk(l, c, out, err);
 
 	if (c->len > ENGINE_MAX_CHUNK)
 		return lp_err_set(err, EFBIG,

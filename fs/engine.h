@@ -44,6 +44,10 @@ struct engine_layer {
 	void *last_buf;	    /* protected by last_lock */
 	int64_t last_idx;   /* protected by last_lock; -1 = none */
 	void *last_lock;    /* pthread_mutex_t */
+	/* a merged image (engine_merge): chunk reads go to these layers */
+	struct engine_layer **sub;
+	uint32_t n_sub;
+	uint32_t *sub_blob_base; /* first merged blob index of each layer */
 	/* statistics, updated by reads */
 	uint64_t stored_bytes_read;
 	uint64_t chunks_decoded;
@@ -72,6 +76,15 @@ static inline void engine_closep(struct engine_layer **l)
  */
 int engine_blob_source(struct engine_layer *l, uint32_t idx,
 		       struct lp_source **ret, struct lp_err *err);
+
+/*
+ * Merges opened layers (layers[0] lowest) into one image view: the model is
+ * model_merge() of theirs (OCI whiteouts applied), and every chunk read is
+ * served by the layer it came from.  Takes ownership of the layers (freed
+ * on failure too); name is used in messages.
+ */
+int engine_merge(struct engine_layer **layers, uint32_t n, const char *name,
+		 struct engine_layer **ret, struct lp_err *err);
 
 /* Largest chunk the engine decodes (it is held in memory to verify). */
 #define ENGINE_MAX_CHUNK (256ull << 20)

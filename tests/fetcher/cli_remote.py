@@ -124,6 +124,49 @@ def main():
                                  [ref], timeout=120)
             if rc:
                 fail("%s: check exit %d: %s" % (what, rc, F.short(err)))
+        # without --layer: the merged tree (OCI whiteouts applied) of all
+        # layers; the expected side merges the local listings the same way
+        merged = {}
+        for name, fmt, blob in local:
+            rc, out, err = F.run([lp, "ls", "--json", "--digest", blob],
+                                 timeout=120)
+            got, _, _ = F.parse_ls(out)
+            for p in sorted(got):
+                d, b = p.rsplit("/", 1)
+                d = d or "/"
+                pre = (d.rstrip("/") + "/")
+                if b == ".wh..wh..opq":
+                    for q in [q for q in merged if q.startswith(pre)]:
+                        del merged[q]
+                elif b.startswith(".wh."):
+                    gone = pre + b[4:]
+                    for q in [q for q in merged
+                              if q == gone or q.startswith(gone + "/")]:
+                        del merged[q]
+            for p, e in got.items():
+                b = p.rsplit("/", 1)[1]
+                if not b.startswith(".wh."):
+                    merged[p] = e
+        rc, out, err = F.run([lp, "ls", "--json", "--digest"] + common +
+                             [ref], timeout=120)
+        got, _, errs = F.parse_ls(out)
+
+        def flat(listing):
+            # which name of a hardlinked file is the primary one is an
+            # order detail: compare every name with its file's attributes
+            out = {}
+            for p, e in listing.items():
+                if e.get("type") == "hardlink" and e.get("link") in listing:
+                    e = dict(listing[e["link"]], path=p)
+                out[p] = e
+            return out
+        diffs = errs + F.diff_listings(flat(merged), flat(got))
+        if rc or diffs:
+            fail("merged ls of %s (exit %d): %s" %
+                 (ref, rc, "; ".join(diffs[:6]) or F.short(err)))
+        else:
+            print("merged ls: %d entries from %d layers" %
+                  (len(got), len(local)))
         # the plain gzip layer's zran index went to the index store, and a
         # corrupt stored index is rebuilt, not trusted
         gz_hex = descs[2]["digest"].split(":", 1)[1]
