@@ -12,24 +12,12 @@
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
 
+/* a model inode always has a known type; anything else reads as a file */
 static enum model_type mode_type(uint32_t mode)
 {
-	switch (mode & S_IFMT) {
-	case S_IFDIR:
-		return MODEL_DIR;
-	case S_IFLNK:
-		return MODEL_SYMLINK;
-	case S_IFCHR:
-		return MODEL_CHAR;
-	case S_IFBLK:
-		return MODEL_BLOCK;
-	case S_IFIFO:
-		return MODEL_FIFO;
-	case S_IFSOCK:
-		return MODEL_SOCK;
-	default:
-		return MODEL_REG;
-	}
+	enum model_type t;
+
+	return model_type_from_mode(mode, &t) == 0 ? t : MODEL_REG;
 }
 
 struct copier {

@@ -28,6 +28,34 @@ const char *model_type_name(enum model_type t)
 	return "unknown";
 }
 
+int model_type_from_mode(uint32_t mode, enum model_type *ret)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR:
+		*ret = MODEL_DIR;
+		return 0;
+	case S_IFREG:
+		*ret = MODEL_REG;
+		return 0;
+	case S_IFLNK:
+		*ret = MODEL_SYMLINK;
+		return 0;
+	case S_IFCHR:
+		*ret = MODEL_CHAR;
+		return 0;
+	case S_IFBLK:
+		*ret = MODEL_BLOCK;
+		return 0;
+	case S_IFIFO:
+		*ret = MODEL_FIFO;
+		return 0;
+	case S_IFSOCK:
+		*ret = MODEL_SOCK;
+		return 0;
+	}
+	return -EINVAL;
+}
+
 void model_free(struct model *m)
 {
 	if (!m)

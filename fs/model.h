@@ -32,6 +32,8 @@ enum model_type {
 	MODEL_HARDLINK, /* builder input only: a name for another entry */
 };
 const char *model_type_name(enum model_type t); /* "dir", "reg", ... */
+/* The type of st_mode-style bits: 0, or -EINVAL for no known type. */
+int model_type_from_mode(uint32_t mode, enum model_type *ret);
 
 /* How a chunk's stored bytes turn into its uncompressed bytes. */
 enum model_codec {

@@ -295,33 +295,6 @@ trunc:
 			  idx, (unsigned long long)in->off);
 }
 
-static int v5_type(uint32_t mode, enum model_type *t)
-{
-	switch (mode & S_IFMT) {
-	case S_IFDIR:
-		*t = MODEL_DIR;
-		return 0;
-	case S_IFREG:
-		*t = MODEL_REG;
-		return 0;
-	case S_IFLNK:
-		*t = MODEL_SYMLINK;
-		return 0;
-	case S_IFCHR:
-		*t = MODEL_CHAR;
-		return 0;
-	case S_IFBLK:
-		*t = MODEL_BLOCK;
-		return 0;
-	case S_IFIFO:
-		*t = MODEL_FIFO;
-		return 0;
-	case S_IFSOCK:
-		*t = MODEL_SOCK;
-		return 0;
-	}
-	return -EINVAL;
-}
 
 /* `u32 pair_size | name | NUL | value` pairs. */
 static int v5_xattrs(struct v5 *v, const struct v5_inode *in, uint32_t id)
@@ -403,7 +376,7 @@ static int v5_visit(struct v5 *v, uint32_t idx, const struct v5_inode *in)
 	uint32_t id, prev;
 	int r;
 
-	if (v5_type(in->mode, &e.type) < 0)
+	if (model_type_from_mode(in->mode, &e.type) < 0)
 		return lp_err_set(p->err, EINVAL, "%s: bad mode 0%o",
 				  rafs_cur_path(p), in->mode);
 	if (idx == 1 && e.type != MODEL_DIR)

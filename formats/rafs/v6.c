@@ -373,33 +373,6 @@ out:
 			  rafs_cur_path(p), (unsigned long long)in->size);
 }
 
-static int v6_type(uint32_t mode, enum model_type *t)
-{
-	switch (mode & S_IFMT) {
-	case S_IFDIR:
-		*t = MODEL_DIR;
-		return 0;
-	case S_IFREG:
-		*t = MODEL_REG;
-		return 0;
-	case S_IFLNK:
-		*t = MODEL_SYMLINK;
-		return 0;
-	case S_IFCHR:
-		*t = MODEL_CHAR;
-		return 0;
-	case S_IFBLK:
-		*t = MODEL_BLOCK;
-		return 0;
-	case S_IFIFO:
-		*t = MODEL_FIFO;
-		return 0;
-	case S_IFSOCK:
-		*t = MODEL_SOCK;
-		return 0;
-	}
-	return -EINVAL;
-}
 
 static const char *const v6_xattr_prefix[] = {
 	[1] = "user.",
@@ -632,7 +605,7 @@ static int v6_visit(struct v6 *v, uint64_t nid, bool root)
 	r = v6_inode_read(v, nid, &in);
 	if (r < 0)
 		return r;
-	if (v6_type(in.mode, &e.type) < 0)
+	if (model_type_from_mode(in.mode, &e.type) < 0)
 		return lp_err_set(p->err, EINVAL, "%s: bad mode 0%o",
 				  rafs_cur_path(p), in.mode);
 	if (root && e.type != MODEL_DIR)
