@@ -183,7 +183,7 @@ static char *zran_index_path(const struct remote_open *ro, const char *digest)
 	if (!ro->zran_dir)
 		return NULL;
 	p = lp_xmalloc(strlen(ro->zran_dir) + strlen(hex) + 8);
-	sprintf(p, "%s/%s.idx", ro->zran_dir, hex);
+	sprintf(p, "%s/%s.zran", ro->zran_dir, hex);
 	return p;
 }
 
@@ -292,8 +292,11 @@ static int open_remote_layers(struct cli_remote *rem,
 	uint32_t nt = n < OPEN_THREADS ? n : OPEN_THREADS, started = 0;
 	const char *root = cli_remote_root(o);
 
-	ro.zran_dir = lp_xmalloc(strlen(root) + 8);
-	sprintf(ro.zran_dir, "%s/zran", root);
+	/* the same index store as ls/cat (cli/util.c) */
+	ro.zran_dir = lp_xmalloc(strlen(root) + 24);
+	sprintf(ro.zran_dir, "%s/indexes", root);
+	if (mkdir(ro.zran_dir, 0700) == 0 || errno == EEXIST)
+		strcat(ro.zran_dir, "/sha256");
 	if (mkdir(ro.zran_dir, 0700) < 0 && errno != EEXIST) {
 		lp_log(LP_LOG_WARN, "%s: %s (zran indexes are not kept)",
 		       ro.zran_dir, strerror(errno));
