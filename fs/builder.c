@@ -483,10 +483,11 @@ struct child {
 	uint32_t id;
 };
 
-static const struct model_builder *sort_b;
-
-static int child_cmp(const void *pa, const void *pb)
+/* comparators take the builder as qsort_r's argument: builders run in
+ * parallel (one per layer) so there is no shared sort state */
+static int child_cmp(const void *pa, const void *pb, void *arg)
 {
+	const struct model_builder *sort_b = arg;
 	const struct child *a = pa, *c = pb;
 
 	if (a->parent != c->parent)
@@ -507,8 +508,9 @@ static int chunk_cmp(const void *pa, const void *pb)
 	return a->seq < c->seq ? -1 : a->seq > c->seq;
 }
 
-static int xattr_cmp(const void *pa, const void *pb)
+static int xattr_cmp(const void *pa, const void *pb, void *arg)
 {
+	const struct model_builder *sort_b = arg;
 	const struct bxattr *a = pa, *c = pb;
 	int r;
 
@@ -611,8 +613,7 @@ int model_builder_finish(struct model_builder *b, struct model **ret,
 		kids[n_kids].id = (uint32_t)i;
 		n_kids++;
 	}
-	sort_b = b;
-	qsort(kids, n_kids, sizeof(*kids), child_cmp);
+	qsort_r(kids, n_kids, sizeof(*kids), child_cmp, b);
 	kid_first = lp_xcalloc(b->n_e, sizeof(uint32_t));
 	kid_count = lp_xcalloc(b->n_e, sizeof(uint32_t));
 	for (size_t i = 0; i < n_kids; i++) {
@@ -702,7 +703,7 @@ int model_builder_finish(struct model_builder *b, struct model **ret,
 
 	/* xattrs, sorted per owner, last duplicate wins */
 	if (b->n_x) {
-		qsort(b->x, b->n_x, sizeof(*b->x), xattr_cmp);
+		qsort_r(b->x, b->n_x, sizeof(*b->x), xattr_cmp, b);
 		m->xattrs = lp_xcalloc(b->n_x, sizeof(*m->xattrs));
 		for (size_t i = 0; i < b->n_x; i++) {
 			struct bxattr *x = &b->x[i];

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the model builder, merge and overlay form. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -310,11 +311,88 @@ static void test_merge(void)
 		model_free(layers[i]);
 }
 
+/* Builders run in parallel, one per layer (mount opens layers on 8 threads):
+ * finishing must share no state between them. Each thread builds trees of
+ * many entries with xattrs and checks the sort it got. */
+static void *build_many(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	long bad = 0;
+
+	for (int round = 0; round < 40; round++) {
+		struct model_builder *b = model_builder_new(0);
+		struct lp_err err = { 0 };
+		struct model *m = NULL;
+		char path[64], name[32];
+
+		for (int i = 0; i < 300; i++) {
+			struct model_entry e = { .type = MODEL_REG,
+						 .mode = 0644 };
+			uint32_t id;
+			int k = (int)((seed * 7919u + (unsigned)i * 104729u) %
+				      100000u);
+
+			snprintf(path, sizeof(path), "d%d/f%05d", k % 7, k);
+			e.path = path;
+			e.path_len = strlen(path);
+			if (model_builder_add(b, &e, &id, &err) < 0)
+				bad++;
+			for (int x = 3; x > 0; x--) {
+				snprintf(name, sizeof(name), "user.x%d", x);
+				if (model_builder_add_xattr(b, id, name, path,
+							    strlen(path),
+							    &err) < 0)
+					bad++;
+			}
+		}
+		if (model_builder_finish(b, &m, &err) < 0 || !m) {
+			bad++;
+			continue;
+		}
+		for (uint32_t d = 0; d < m->n_inodes; d++) {
+			const struct model_inode *in = &m->inodes[d];
+
+			for (uint32_t j = 1; S_ISDIR(in->mode) && j < in->count;
+			     j++)
+				if (strcmp(model_str(m,
+					m->dirents[in->first + j - 1].name),
+					   model_str(m,
+					m->dirents[in->first + j].name)) >= 0)
+					bad++;
+			for (uint32_t j = 1; j < in->xattr_count; j++)
+				if (strcmp(model_str(m,
+					m->xattrs[in->xattr_first + j - 1].name),
+					   model_str(m,
+					m->xattrs[in->xattr_first + j].name)) >=
+				    0)
+					bad++;
+		}
+		model_free(m);
+	}
+	return (void *)bad;
+}
+
+static void test_parallel_builders(void)
+{
+	pthread_t t[8];
+
+	for (uintptr_t i = 0; i < 8; i++)
+		CHECK(pthread_create(&t[i], NULL, build_many,
+				     (void *)(i + 1)) == 0);
+	for (int i = 0; i < 8; i++) {
+		void *bad = NULL;
+
+		pthread_join(t[i], &bad);
+		CHECK(bad == NULL);
+	}
+}
+
 int main(void)
 {
 	test_tree();
 	test_errors();
 	test_merge();
+	test_parallel_builders();
 	if (failures)
 		fprintf(stderr, "%d failures\n", failures);
 	return failures ? 1 : 0;
