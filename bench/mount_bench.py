@@ -12,11 +12,13 @@ started here on loopback, and prints, all measured in this run:
   1. sequential read throughput of the 96 MiB file through the mount:
      cold (empty blob cache, from the registry), warm blob cache with the
      page cache dropped, and warm (read before), each against the
-     extracted copy on local disk read the same way;
+     extracted copy on local disk read the same way (warm: decoded
+     chunks served from ROOT/cache/decoded; also without that store);
   2. cold (empty blob cache) time and bytes fetched to cat python3.11 and
      time to first byte of a small file, per fresh mount (median of ROUNDS);
-  3. daemon RSS after walking and reading the whole image (default and a
-     4 MiB decoded-chunk cache);
+  3. daemon RSS after walking and reading the whole image with the
+     decoded store warm (default, --cache-size 4, --no-prefetch, and
+     without the store), right after the reads and once idle;
   4. cold small-file reads while --prefetch-all runs against an idle mount.
 
 Needs root, /dev/fuse, docker-registry, skopeo, go + the estargz sources.
@@ -266,17 +268,33 @@ def bench(lab, work, rounds, running):
           "file %5.0f MB/s: ratio %.2f" % (fw, dw, fw / dw))
     lab.umount(mp, pid)
     lab.umount(zmp, zpid)
+    # the same without the decoded store: every read decodes + verifies
+    nmp, npid, _, _, _ = mount(["--decoded-max", "0"], root)
+    read_all(os.path.join(nmp, BIG))
+    v = [throughput(os.path.join(nmp, BIG), True) for _ in range(rounds)]
+    nc = statistics.median(v)
+    print("  without the decoded store (--decoded-max 0): mount %5.0f "
+          "MB/s, ratio %.2f" % (nc, nc / dc))
+    lab.umount(nmp, npid)
 
     # --- 3. RSS after walking and reading everything (blob cache warm)
-    print("\n== daemon RSS after walking and reading the whole image")
-    for extra in ([], ["--cache-size", "4"]):
+    print("\n== daemon RSS after walking and reading the whole image "
+          "(decoded store warm)")
+    for extra in ([], ["--cache-size", "4"], ["--no-prefetch"],
+                  ["--decoded-max", "0"]):
         mp, pid, logf, secs, _ = mount(extra, root)
         r0 = rss_kb(pid)
         n = walk_read(mp)
         r1 = rss_kb(pid)
+        # a prefetch still running (e.g. of the last mount's trace) holds
+        # a chunk buffer until it ends
+        M.wait_log(logf, "prefetch done", 5)
+        time.sleep(0.5)
+        r2 = rss_kb(pid)
         print("%-18s RSS %5.1f MB after mount, %5.1f MB after reading "
-              "%.0f MB" % (" ".join(extra) or "default (32 MiB)",
-                           r0 / 1024, r1 / 1024, n / 1e6))
+              "%.0f MB, %5.1f MB once idle" % (
+                  " ".join(extra) or "default", r0 / 1024, r1 / 1024,
+                  n / 1e6, r2 / 1024))
         lab.umount(mp, pid)
 
     # --- 4. on-demand reads while --prefetch-all runs

@@ -43,6 +43,7 @@ int cmd_cat(int argc, char **argv)
 	_cleanup_(engine_closep) struct engine_layer *l = NULL;
 	_cleanup_free_ uint8_t *buf = NULL;
 	const struct model_inode *in;
+	_cleanup_(cli_progress_endp) struct cli_progress *meter = NULL;
 	bool verbose = false;
 	uint64_t off = 0;
 	uint32_t ino;
@@ -90,6 +91,13 @@ int cmd_cat(int argc, char **argv)
 					      : "a special file");
 		return 1;
 	}
+	/* the file may go to this very terminal: no meter across it */
+	if (cli_progress_mode == CLI_PROGRESS_ON || !isatty(STDOUT_FILENO)) {
+		char what[300];
+
+		snprintf(what, sizeof(what), "reading %s", argv[optind + 1]);
+		meter = cli_progress_begin(what, in->size);
+	}
 	buf = lp_xmalloc(1u << 20);
 	while (off < in->size) {
 		struct lp_err err = { 0 };
@@ -106,7 +114,9 @@ int cmd_cat(int argc, char **argv)
 			return 1;
 		}
 		off += (uint64_t)n;
+		cli_progress_update(meter, off, 0);
 	}
+	cli_progress_end(TAKE_PTR(meter));
 	if (verbose) {
 		uint64_t chunks = l->chunks_decoded, bytes = l->stored_bytes_read;
 		uint64_t blob = l->src->size;

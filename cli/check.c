@@ -11,16 +11,32 @@ static void check_usage(FILE *f)
 		   "the TOC against\n--toc-digest when given.  Exit 0 only if "
 		   "everything holds; each failure is\nreported with its file "
 		   "and chunk.\n\n"
-		   "  -q, --quiet         only the exit status and failures\n"
+		   "  -q, --quiet         only the exit status and failures "
+		   "(no progress)\n"
 		   CLI_LAYER_HELP CLI_REMOTE_HELP);
 }
 
 struct check_state {
 	struct engine_layer *l;
+	struct cli_progress *meter;
+	uint64_t bytes, done; /* of the file chunks, uncompressed */
 	uint64_t chunks, bad, files;
 	uint8_t *buf;
 	size_t buf_len;
 };
+
+static int sum_cb(const struct model *m, const char *path, uint32_t ino,
+		  bool primary, void *data)
+{
+	struct check_state *s = data;
+	const struct model_inode *in = &m->inodes[ino];
+	(void)path;
+
+	if (primary && S_ISREG(in->mode))
+		for (uint32_t i = in->first; i < in->first + in->count; i++)
+			s->bytes += m->chunks[i].len;
+	return 0;
+}
 
 static int check_cb(const struct model *m, const char *path, uint32_t ino,
 		    bool primary, void *data)
@@ -59,6 +75,8 @@ static int check_cb(const struct model *m, const char *path, uint32_t ino,
 				  (unsigned long long)c->file_off,
 				  (unsigned long long)c->len, err.msg);
 		}
+		s->done += c->len;
+		cli_progress_update(s->meter, s->done, 0);
 	}
 	return 0;
 }
@@ -101,11 +119,21 @@ int cmd_check(int argc, char **argv)
 		check_usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (quiet && cli_progress_mode == CLI_PROGRESS_AUTO)
+		cli_progress_mode = CLI_PROGRESS_OFF;
 	/* a TOC digest mismatch fails the open itself */
 	if (cli_open(argv[optind], &lo, &l) < 0)
 		return 1;
 	s.l = l;
+	model_walk(l->model, sum_cb, &s);
+	if (s.bytes) {
+		char what[300];
+
+		snprintf(what, sizeof(what), "checking %s", argv[optind]);
+		s.meter = cli_progress_begin(what, s.bytes);
+	}
 	model_walk(l->model, check_cb, &s);
+	cli_progress_end(s.meter);
 	free(s.buf);
 	if (!quiet)
 		printf("%s: %s, toc %s%s: %llu files, %llu chunks, %llu bad\n",

@@ -7,6 +7,9 @@
 
 #include "cli/cli.h"
 #include "cli/fetch.h"
+#ifdef LP_HAVE_ZRAN
+#include "formats/zran/zran.h"
+#endif
 
 #define DEFAULT_ROOT "/var/lib/lazypull"
 #define NYDUS_BOOTSTRAP "containerd.io/snapshot/nydus-bootstrap"
@@ -19,6 +22,7 @@ void cli_remote_opts_init(struct cli_remote_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->layer = -1;
 	o->tag_ttl = CLI_TAG_TTL_DEFAULT;
+	o->fetch_window = (uint64_t)CLI_FETCH_WINDOW_DEFAULT << 10;
 }
 
 int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
@@ -78,6 +82,16 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
 	case OPT_NYDUSD_CONFIG:
 		o->nydusd_config = arg;
 		return 1;
+	case OPT_FETCH_WINDOW: {
+		unsigned long long v = strtoull(arg, &end, 10);
+
+		if (*end || end == arg || arg[0] == '-' || v > (1u << 20)) {
+			cli_error("--fetch-window %s: KiB, 0 to 1048576", arg);
+			return -1;
+		}
+		o->fetch_window = (uint64_t)v << 10;
+		return 1;
+	}
 	case OPT_CACHE_MAX:
 		o->cache_max = strtoull(arg, &end, 10);
 		if (*end || end == arg) {
@@ -114,6 +128,7 @@ static void trace_line(const struct fetch_trace *t, void *data)
 	const char *slash = strrchr(t->url, '/');
 
 	(void)data;
+	cli_progress_hide();
 	/* "GET .../blobs/sha256:0123456789ab bytes=A-B -> 206 (N B)" */
 	fprintf(stderr, "%s %.*s%.19s", t->method,
 		slash ? (int)(slash + 1 - t->url) : 0, t->url,
@@ -191,6 +206,7 @@ int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
 
 	r = lp_xcalloc(1, sizeof(*r));
 	r->verbose = o->verbose;
+	r->fetch_window = o->fetch_window;
 	rc = fetch_ref_parse(arg, strlen(arg), &r->ref, &err);
 	if (rc < 0)
 		goto fail;
@@ -257,8 +273,23 @@ fail:
 	return rc;
 }
 
+/* The planner's defaults with the read-ahead window, or NULL for the
+ * defaults alone. */
+static const struct fetch_source_opts *source_opts(const struct cli_remote *r,
+						   struct fetch_source_opts *so)
+{
+	if (!r->fetch_window)
+		return NULL;
+	memset(so, 0, sizeof(*so));
+	so->plan.max_gap = 128u << 10;
+	so->plan.max_size = 8u << 20;
+	so->plan.min_size = r->fetch_window;
+	return so;
+}
+
 int cli_remote_layer(struct cli_remote *r, size_t i, struct lp_source **ret)
 {
+	struct fetch_source_opts so;
 	const struct fetch_desc *d;
 	struct lp_err err = { 0 };
 	int rc;
@@ -270,7 +301,7 @@ int cli_remote_layer(struct cli_remote *r, size_t i, struct lp_source **ret)
 	}
 	d = &r->manifest->layers[i];
 	rc = fetch_blob_source_open(r->client, r->cache, &r->ref, d->digest,
-				    d->size, NULL, ret, &err);
+				    d->size, source_opts(r, &so), ret, &err);
 	if (rc < 0)
 		cli_error("%s", err.msg);
 	return rc;
@@ -291,6 +322,7 @@ void cli_remote_hints(const struct cli_remote *r, size_t i,
 int cli_remote_blob(struct cli_remote *r, const char *digest, uint64_t size,
 		    struct lp_source **ret)
 {
+	struct fetch_source_opts so;
 	struct lp_err err = { 0 };
 	int rc;
 
@@ -300,7 +332,7 @@ int cli_remote_blob(struct cli_remote *r, const char *digest, uint64_t size,
 				size = r->manifest->layers[i].size;
 	}
 	rc = fetch_blob_source_open(r->client, r->cache, &r->ref, digest, size,
-				    NULL, ret, &err);
+				    source_opts(r, &so), ret, &err);
 	if (rc < 0)
 		cli_error("%s", err.msg);
 	return rc;
@@ -385,6 +417,187 @@ int cli_open_remote(const char *ref, const struct cli_remote_opts *o,
 		cli_remote_hints(r, i, ret_hints);
 	*ret_remote = TAKE_PTR(r);
 	return 0;
+}
+
+/* ---- the zran index store ---------------------------------------------- */
+
+void cli_short_digest(const char *digest, char *buf, size_t size)
+{
+	const char *colon = strchr(digest, ':');
+	size_t n = (colon ? (size_t)(colon + 1 - digest) : 0) + 12;
+
+	if (strlen(digest) > n)
+		snprintf(buf, size, "%.*s…", (int)n, digest);
+	else
+		snprintf(buf, size, "%s", digest);
+}
+
+#ifdef LP_HAVE_ZRAN
+static void zran_progress(uint64_t done, uint64_t total, void *data)
+{
+	cli_progress_update(data, done, total);
+}
+
+static int zran_build_shown(struct lp_source *src, const char *what,
+			    uint32_t span, struct zran_index **ret,
+			    struct lp_err *err)
+{
+	struct zran_build_opts bo = { .span = span };
+	struct cli_progress *p = cli_progress_begin(what, src->size);
+	int r;
+
+	bo.progress = zran_progress;
+	bo.progress_data = p;
+	r = zran_index_build(src, &bo, ret, err);
+	cli_progress_end(p);
+	return r;
+}
+
+static int zran_save_atomic(const struct zran_index *idx, const char *path,
+			    struct lp_err *err)
+{
+	_cleanup_free_ char *tmp = lp_xmalloc(strlen(path) + 48);
+	int r;
+
+	/* a name of our own: threads opening an image that lists one layer
+	 * twice may index the same blob at once */
+	sprintf(tmp, "%s.%d.%d.new", path, (int)getpid(), (int)gettid());
+	r = zran_index_save(idx, tmp, err);
+	if (r == 0 && rename(tmp, path) < 0) {
+		r = lp_err_set(err, errno, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+	}
+	return r;
+}
+#endif
+
+int cli_zran_build(struct lp_source *src, const char *what, uint32_t span,
+		   const char *path, struct lp_err *err)
+{
+#ifdef LP_HAVE_ZRAN
+	_cleanup_(zran_index_freep) struct zran_index *idx = NULL;
+	int r = zran_build_shown(src, what, span, &idx, err);
+
+	return r < 0 ? r : zran_save_atomic(idx, path, err);
+#else
+	(void)src;
+	(void)what;
+	(void)span;
+	(void)path;
+	return lp_err_set(err, EOPNOTSUPP, "built without zran support");
+#endif
+}
+
+static int layer_source(struct cli_remote *r, size_t i, struct lp_source **ret,
+			struct lp_err *err)
+{
+	const struct fetch_desc *d = &r->manifest->layers[i];
+	struct fetch_source_opts so;
+
+	return fetch_blob_source_open(r->client, r->cache, &r->ref, d->digest,
+				      d->size, source_opts(r, &so), ret, err);
+}
+
+#ifdef LP_HAVE_ZRAN
+static int mkdir_parents(const char *path)
+{
+	_cleanup_free_ char *tmp = lp_xstrdup(path);
+
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+static char *index_store_path(const struct cli_remote_opts *o,
+			      const char *digest)
+{
+	const char *root = cli_remote_root(o);
+	const char *colon = strchr(digest, ':');
+	const char *hex = colon ? colon + 1 : digest;
+	char *p = lp_xmalloc(strlen(root) + strlen(hex) + 32);
+
+	sprintf(p, "%s/indexes/sha256/%s.zran", root, hex);
+	return p;
+}
+#endif
+
+int cli_remote_open_layer(struct cli_remote *r, size_t i,
+			  const struct cli_remote_opts *o,
+			  const struct engine_opts *eo_in,
+			  struct engine_layer **ret, struct lp_err *err)
+{
+	struct engine_opts eo = *eo_in;
+	struct lp_source *src;
+	int rc;
+
+	if (i >= r->manifest->n_layers)
+		return lp_err_set(err, EINVAL, "layer %zu: the image has %zu "
+				  "layers", i, r->manifest->n_layers);
+	rc = layer_source(r, i, &src, err);
+	if (rc < 0)
+		return rc;
+#ifdef LP_HAVE_ZRAN
+	if (!eo.format && !eo.zran_index) {
+		const char *digest = r->manifest->layers[i].digest;
+		_cleanup_free_ char *idx = index_store_path(o, digest);
+		_cleanup_(zran_index_freep) struct zran_index *zi = NULL;
+		const struct format_ops *ops;
+		char what[128], sd[96];
+
+		if (access(idx, F_OK) == 0) {
+			/* only a layer that probed as plain gzip has one */
+			eo.zran_index = idx;
+			rc = engine_open(src, &eo, ret, err); /* takes src */
+			if (rc == 0)
+				return 0;
+			lp_log(LP_LOG_WARN, "stored zran index %s: %s; "
+			       "rebuilding it", idx, err->msg);
+			lp_err_clear(err);
+			eo.zran_index = NULL;
+			rc = layer_source(r, i, &src, err);
+			if (rc < 0)
+				return rc;
+		}
+		rc = engine_detect(src, eo.hints, &ops, err);
+		if (rc < 0) {
+			lp_source_free(src);
+			return rc;
+		}
+		if (strcmp(ops->name, "zran"))
+			return engine_open(src, &eo, ret, err);
+
+		cli_short_digest(digest, sd, sizeof(sd));
+		snprintf(what, sizeof(what), "indexing layer %s", sd);
+		rc = zran_build_shown(src, what, 0, &zi, err);
+		if (rc < 0) {
+			lp_err_wrap(err, "%s", src->name);
+			lp_source_free(src);
+			return rc;
+		}
+		rc = mkdir_parents(idx);
+		if (rc < 0)
+			lp_err_set(err, rc, "%s: %s", idx, strerror(-rc));
+		else
+			rc = zran_save_atomic(zi, idx, err);
+		if (rc == 0) {
+			eo.zran_index = idx;
+			return engine_open(src, &eo, ret, err);
+		}
+		/* no store: index it again from the blob cache */
+		lp_log(LP_LOG_WARN, "cannot store the zran index: %s",
+		       err->msg);
+		lp_err_clear(err);
+	}
+#else
+	(void)o;
+#endif
+	return engine_open(src, &eo, ret, err);
 }
 
 /* ---- lazypull manifest -------------------------------------------------- */

@@ -45,6 +45,8 @@ struct cli_remote_opts {
 	bool verbose;	      /* each request on stderr, totals at close */
 	const char *hosts_dir;	   /* containerd certs.d dir (mirrors) */
 	const char *nydusd_config; /* nydusd JSON: its backend mirrors */
+	uint64_t fetch_window;	   /* grow a cache miss to this many bytes
+				      of the blob (read-ahead), 0 = off */
 };
 
 /* getopt_long ids (clear of cli.h's 0x100 range) */
@@ -60,6 +62,7 @@ enum {
 	OPT_REFRESH,
 	OPT_HOSTS_DIR,
 	OPT_NYDUSD_CONFIG,
+	OPT_FETCH_WINDOW,
 };
 
 #define CLI_REMOTE_LONGOPTS                                                    \
@@ -73,7 +76,8 @@ enum {
 		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },       \
 		{ "refresh", no_argument, NULL, OPT_REFRESH },                 \
 		{ "hosts-dir", required_argument, NULL, OPT_HOSTS_DIR },       \
-		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG }
+		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG }, \
+		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW }
 
 #define CLI_REMOTE_HELP                                                        \
 	"Registry references ([REGISTRY/]REPO[:TAG|@DIGEST]):\n"               \
@@ -90,9 +94,15 @@ enum {
 	"  --refresh           resolve the tag again (else reused for 5 min)\n" \
 	"  --hosts-dir DIR     mirrors from DIR/<registry>/hosts.toml\n"       \
 	"                      (containerd's certs.d layout, with _default)\n" \
-	"  --nydusd-config F   mirrors from a nydusd JSON backend config\n"
+	"  --nydusd-config F   mirrors from a nydusd JSON backend config\n"    \
+	"  --fetch-window KiB  fetch at least this much of a blob on a cache\n" \
+	"                      miss (read-ahead of neighbouring files; default\n"\
+	"                      " CLI_FETCH_WINDOW_DEFAULT_STR ", 0 = only what is read)\n"
 
 #define CLI_TAG_TTL_DEFAULT 300
+/* read-ahead window on a cache miss, KiB (bench/coldstart measures it) */
+#define CLI_FETCH_WINDOW_DEFAULT 0
+#define CLI_FETCH_WINDOW_DEFAULT_STR "0"
 
 /* Sets o to "nothing given" (layer -1, tag TTL 5 minutes). */
 void cli_remote_opts_init(struct cli_remote_opts *o);
@@ -119,6 +129,7 @@ struct cli_remote {
 	struct fetch_manifest *index;	 /* the index it came from, or NULL */
 	const char ***annotations; /* per layer: key, value, ..., NULL */
 	bool verbose;
+	uint64_t fetch_window; /* bytes, see cli_remote_opts */
 };
 
 /*

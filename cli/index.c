@@ -1,31 +1,33 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli/cli.h"
-#ifdef LP_HAVE_ZRAN
-#include "formats/zran/zran.h"
-#endif
 
 static void index_usage(FILE *f)
 {
-	fprintf(f, "Usage: lazypull index build [OPTIONS] LAYER.tar.gz -o IDX\n\n"
-		   "Streams a plain gzip layer once and writes a zran checkpoint "
-		   "index (plus the\ntar listing), so later reads with --index "
-		   "IDX inflate only from the nearest\ncheckpoint.\n\n"
-		   "  -o, --output IDX    where to write the index (written "
-		   "atomically)\n"
-		   "  --span KIB          uncompressed bytes between "
-		   "checkpoints (default 1024)\n"
-		   "  -q, --quiet         no progress on stderr\n"
-		   "  -h, --help          this help\n");
+	fprintf(f,
+		"Usage: lazypull index build [OPTIONS] LAYER.tar.gz -o IDX\n"
+		"       lazypull index build [OPTIONS] REF [-o IDX]\n\n"
+		"Streams a plain gzip layer once and writes a zran checkpoint "
+		"index (plus the\n"
+		"tar listing), so later reads with --index IDX inflate only "
+		"from the nearest\n"
+		"checkpoint.  A layer of image REF in a registry (--layer N if "
+		"it has several)\n"
+		"is fetched through the blob cache; without -o its index goes "
+		"to the index\n"
+		"store (ROOT/indexes/sha256/<hex>.zran) that ls, cat and mount "
+		"use.\n\n"
+		"  -o, --output IDX    where to write the index (written "
+		"atomically)\n"
+		"  --span KIB          uncompressed bytes between checkpoints "
+		"(default 1024)\n"
+		"  -q, --quiet         no progress and no summary on stderr\n"
+		CLI_PROGRESS_HELP
+		"  -h, --help          this help\n\n" CLI_REMOTE_HELP);
 }
-
-#ifdef LP_HAVE_ZRAN
-struct progress {
-	double start, last;
-	bool on;
-};
 
 static double mono(void)
 {
@@ -35,21 +37,23 @@ static double mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void progress_cb(uint64_t done, uint64_t total, void *data)
+/* The store path of a registry layer, with its parent directories. */
+static char *store_path(const struct cli_remote_opts *o, const char *digest)
 {
-	struct progress *p = data;
-	double t = mono();
+	const char *root = cli_remote_root(o);
+	const char *colon = strchr(digest, ':');
+	const char *hex = colon ? colon + 1 : digest;
+	char *p = lp_xmalloc(strlen(root) + strlen(hex) + 32);
 
-	if (!p->on || t - p->last < 0.5)
-		return;
-	p->last = t;
-	fprintf(stderr, "\rindexing: %llu / %llu MB (%.0f%%) %.1f s",
-		(unsigned long long)(done >> 20),
-		(unsigned long long)(total >> 20),
-		total ? 100.0 * (double)done / (double)total : 0.0,
-		t - p->start);
+	sprintf(p, "%s/indexes", root);
+	if (mkdir(p, 0700) < 0 && errno != EEXIST)
+		return p; /* the save reports it */
+	strcat(p, "/sha256");
+	if (mkdir(p, 0700) < 0 && errno != EEXIST)
+		return p;
+	sprintf(p, "%s/indexes/sha256/%s.zran", root, hex);
+	return p;
 }
-#endif
 
 int cmd_index(int argc, char **argv)
 {
@@ -57,15 +61,31 @@ int cmd_index(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' },
 		{ "span", required_argument, NULL, 's' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "progress", no_argument, NULL, OPT_PROGRESS },
+		{ "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
 		{ "help", no_argument, NULL, 'h' },
+		CLI_REMOTE_LONGOPTS,
 		{ 0 },
 	};
-	const char *out = NULL;
+	_cleanup_(cli_remote_closep) struct cli_remote *rem = NULL;
+	_cleanup_free_ char *stored = NULL;
+	struct cli_remote_opts ro;
+	struct lp_source *src = NULL;
+	struct lp_err err = { 0 };
+	const char *out = NULL, *layer;
+	char what[300], sd[96];
 	unsigned long span_kib = 0;
 	bool quiet = false;
-	int c;
+	double start;
+	int c, h, r;
 
+	cli_remote_opts_init(&ro);
 	while ((c = getopt_long(argc, argv, "o:qh", longopts, NULL)) != -1) {
+		h = cli_remote_opt(&ro, c, optarg);
+		if (h < 0)
+			return EXIT_USAGE;
+		if (h)
+			continue;
 		switch (c) {
 		case 'o':
 			out = optarg;
@@ -84,6 +104,12 @@ int cmd_index(int argc, char **argv)
 		case 'q':
 			quiet = true;
 			break;
+		case OPT_PROGRESS:
+			cli_progress_mode = CLI_PROGRESS_ON;
+			break;
+		case OPT_NO_PROGRESS:
+			cli_progress_mode = CLI_PROGRESS_OFF;
+			break;
 		case 'h':
 			index_usage(stdout);
 			return 0;
@@ -92,45 +118,48 @@ int cmd_index(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (optind != argc - 2 || strcmp(argv[optind], "build") || !out) {
+	if (optind != argc - 2 || strcmp(argv[optind], "build")) {
 		index_usage(stderr);
 		return EXIT_USAGE;
 	}
-#ifdef LP_HAVE_ZRAN
-	{
-		const char *layer = argv[optind + 1];
-		struct lp_source *src = NULL;
-		struct zran_index *idx = NULL;
-		struct zran_build_opts bo = { 0 };
-		struct progress p = { 0 };
-		struct lp_err err = { 0 };
-		int r;
+	layer = argv[optind + 1];
+	if (quiet && cli_progress_mode == CLI_PROGRESS_AUTO)
+		cli_progress_mode = CLI_PROGRESS_OFF;
+	start = mono();
+	if (cli_is_remote(layer)) {
+		size_t i;
 
+		if (cli_remote_open(layer, &ro, &rem) < 0 ||
+		    cli_remote_pick(rem, &ro, &i) < 0 ||
+		    cli_remote_layer(rem, i, &src) < 0)
+			return 1;
+		if (!out) {
+			stored = store_path(&ro,
+					    rem->manifest->layers[i].digest);
+			out = stored;
+		}
+		cli_short_digest(rem->manifest->layers[i].digest, sd,
+				 sizeof(sd));
+		snprintf(what, sizeof(what), "indexing layer %s", sd);
+	} else {
+		if (!out) {
+			index_usage(stderr);
+			return EXIT_USAGE;
+		}
 		if (lp_source_open_file(layer, &src, &err) < 0) {
 			cli_error("%s", err.msg);
 			return 1;
 		}
-		p.start = p.last = mono();
-		p.on = !quiet && isatty(STDERR_FILENO);
-		bo.span = (uint32_t)(span_kib * 1024);
-		bo.progress = progress_cb;
-		bo.progress_data = &p;
-		r = zran_index_build(src, &bo, &idx, &err);
-		if (p.on)
-			fputc('\n', stderr);
-		if (r == 0)
-			r = zran_index_save(idx, out, &err);
-		if (r < 0)
-			cli_error("%s: %s", layer, err.msg);
-		else if (!quiet)
-			fprintf(stderr, "indexed %s in %.1f s -> %s\n", layer,
-				mono() - p.start, out);
-		zran_index_free(idx);
-		lp_source_free(src);
-		return r < 0 ? 1 : 0;
+		snprintf(what, sizeof(what), "indexing %s", layer);
 	}
-#else
-	cli_error("built without zran support");
-	return 1;
-#endif
+	r = cli_zran_build(src, what, (uint32_t)(span_kib * 1024), out, &err);
+	lp_source_free(src);
+	if (r < 0) {
+		cli_error("%s: %s", layer, err.msg);
+		return 1;
+	}
+	if (!quiet)
+		fprintf(stderr, "indexed %s in %.1f s -> %s\n", layer,
+			mono() - start, out);
+	return 0;
 }

@@ -28,7 +28,11 @@ static void usage(FILE *f)
 		fprintf(f, "  %-10s %s\n", commands[i].name,
 			commands[i].summary);
 	fprintf(f, "\nRun 'lazypull COMMAND --help' for a command's options.\n"
-		   "Global: --version, --help, LAZYPULL_LOG=debug|info|warn.\n");
+		   "Global: --version, --help, LAZYPULL_LOG=debug|info|warn.\n"
+		   "Long work (indexing a gzip layer, cat of a big file, check, "
+		   "mount\n--prefetch-all -f) shows a progress line when stderr "
+		   "is a terminal;\n--progress / --no-progress force it on or "
+		   "off.\n");
 }
 
 int main(int argc, char **argv)

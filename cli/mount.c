@@ -23,7 +23,9 @@
 #include <sys/wait.h>
 
 #include "cli/cli.h"
+#include "fs/decoded.h"
 #include "fs/fuse.h"
+#include "fs/trace.h"
 #ifdef LP_HAVE_ZRAN
 #include "formats/zran/zran.h"
 #endif
@@ -149,7 +151,7 @@ struct remote_open {
 	uint32_t n;
 	uint32_t next;		    /* atomic: the next which[] to open */
 	int failed;		    /* atomic */
-	char *zran_dir;		    /* saved zran indexes; NULL = none */
+	const struct cli_remote_opts *o; /* the zran index store's root */
 };
 
 /* RAFS data blobs: named by their sha256 in the bootstrap's blob table. */
@@ -174,87 +176,26 @@ static int remote_open_blob(void *arg, const char *id, struct lp_source **ret,
 	return 0;
 }
 
-static char *zran_index_path(const struct remote_open *ro, const char *digest)
-{
-	const char *hex = strchr(digest, ':') ? strchr(digest, ':') + 1
-					      : digest;
-	char *p;
-
-	if (!ro->zran_dir)
-		return NULL;
-	p = lp_xmalloc(strlen(ro->zran_dir) + strlen(hex) + 8);
-	sprintf(p, "%s/%s.zran", ro->zran_dir, hex);
-	return p;
-}
-
-/*
- * Plain gzip layers need one pass over the whole layer to index it; keep
- * the index (next to the blob cache) so the next mount loads it instead.
- */
-static void zran_index_keep(const struct remote_open *ro,
-			    struct engine_layer *l, const char *digest)
-{
-#ifdef LP_HAVE_ZRAN
-	_cleanup_free_ char *path = zran_index_path(ro, digest), *tmp = NULL;
-	struct lp_err err = { 0 };
-
-	if (!path || strcmp(l->info.format, "zran"))
-		return;
-	tmp = lp_xmalloc(strlen(path) + 24);
-	sprintf(tmp, "%s.%ld.tmp", path, (long)gettid());
-	if (zran_index_save(zran_ctx_index(l->ctx), tmp, &err) < 0 ||
-	    rename(tmp, path) < 0) {
-		lp_log(LP_LOG_WARN, "keeping the zran index of %s: %s", digest,
-		       err.msg[0] ? err.msg : strerror(errno));
-		unlink(tmp);
-	}
-#else
-	(void)ro;
-	(void)l;
-	(void)digest;
-#endif
-}
-
+/* Plain gzip layers go through the index store shared with ls/cat
+ * (cli_remote_open_layer). */
 static int open_remote_one(struct remote_open *ro, uint32_t k)
 {
 	size_t i = ro->which[k];
 	const struct fetch_desc *d = &ro->rem->manifest->layers[i];
-	_cleanup_free_ char *idx = zran_index_path(ro, d->digest);
 	struct engine_opts eo = { 0 };
 	struct format_hints h;
 	struct lp_err err = { 0 };
-	struct lp_source *src;
 	int r;
 
 	cli_remote_hints(ro->rem, i, &h);
 	eo.hints = &h;
 	eo.open_blob = remote_open_blob;
 	eo.open_blob_arg = ro->rem;
-	if (idx && access(idx, R_OK) == 0) {
-		eo.zran_index = idx;
-		r = cli_remote_layer(ro->rem, i, &src);
-		if (r < 0)
-			return r;
-		r = engine_open(src, &eo, &ro->out[k], &err);
-		if (r == 0)
-			return 0;
-		lp_log(LP_LOG_WARN, "layer %zu: saved zran index %s: %s; "
-		       "indexing the layer again", i, idx, err.msg);
-		unlink(idx);
-		lp_err_clear(&err);
-		eo.zran_index = NULL;
-	}
-	r = cli_remote_layer(ro->rem, i, &src);
+	r = cli_remote_open_layer(ro->rem, i, ro->o, &eo, &ro->out[k], &err);
 	if (r < 0)
-		return r;
-	r = engine_open(src, &eo, &ro->out[k], &err);
-	if (r < 0) {
 		cli_error("layer %zu (%s): %s", i, d->digest,
 			  err.msg[0] ? err.msg : strerror(-r));
-		return r;
-	}
-	zran_index_keep(ro, ro->out[k], d->digest);
-	return 0;
+	return r;
 }
 
 static void *open_worker(void *arg)
@@ -287,22 +228,10 @@ static int open_remote_layers(struct cli_remote *rem,
 			      struct engine_layer **out)
 {
 	struct remote_open ro = { .rem = rem, .which = which, .out = out,
-				  .n = n };
+				  .n = n, .o = o };
 	pthread_t th[OPEN_THREADS];
 	uint32_t nt = n < OPEN_THREADS ? n : OPEN_THREADS, started = 0;
-	const char *root = cli_remote_root(o);
 
-	/* the same index store as ls/cat (cli/util.c) */
-	ro.zran_dir = lp_xmalloc(strlen(root) + 24);
-	sprintf(ro.zran_dir, "%s/indexes", root);
-	if (mkdir(ro.zran_dir, 0700) == 0 || errno == EEXIST)
-		strcat(ro.zran_dir, "/sha256");
-	if (mkdir(ro.zran_dir, 0700) < 0 && errno != EEXIST) {
-		lp_log(LP_LOG_WARN, "%s: %s (zran indexes are not kept)",
-		       ro.zran_dir, strerror(errno));
-		free(ro.zran_dir);
-		ro.zran_dir = NULL;
-	}
 	for (uint32_t t = 1; t < nt; t++) {
 		if (pthread_create(&th[t], NULL, open_worker, &ro))
 			break;
@@ -311,7 +240,6 @@ static int open_remote_layers(struct cli_remote *rem,
 	open_worker(&ro);
 	for (uint32_t t = 1; t <= started; t++)
 		pthread_join(th[t], NULL);
-	free(ro.zran_dir);
 	if (!ro.failed)
 		return 0;
 	for (uint32_t k = 0; k < n; k++) {
@@ -350,10 +278,19 @@ static void mount_usage(FILE *f)
 		"whole image in the\n"
 		"                      background\n"
 		"  --no-prefetch       no background fetching at all\n"
+		"  --trace-dir DIR     REF: record the files the first run "
+		"opens (the first\n"
+		"                      30 s) in DIR, and prefetch them on later "
+		"mounts of\n"
+		"                      the same image or layer (default "
+		"ROOT/traces)\n"
+		"  --no-trace          neither record nor use access traces\n"
 		"  --read-ahead KiB    kernel read-ahead of the mount "
 		"(default 4096, 0 = the\n"
 		"                      kernel's 128)\n"
 		"  -f, --foreground    do not daemonize\n"
+		"  -v, --verbose       each registry request on stderr (or the "
+		"log file)\n"
 		"  --pid-file FILE     write the serving process id to FILE\n"
 		"  --log-file FILE     append log lines to FILE (otherwise "
 		"stderr in the\n"
@@ -364,7 +301,16 @@ static void mount_usage(FILE *f)
 		"                      no_readahead (do not decode the next "
 		"chunk of a file\n"
 		"                      read sequentially ahead of the reads)\n"
-		"  --cache-size MiB    decoded-chunk cache (default 32)\n"
+		"  --cache-size MiB    in-memory decoded-chunk cache (default "
+		"8 with the\n"
+		"                      decoded store, else 32)\n"
+		"  --decoded-max BYTES keep decoded, verified chunks on disk "
+		"in\n"
+		"                      ROOT/cache/decoded, at most BYTES "
+		"(default 2 GiB;\n"
+		"                      0 = off); warm reads are then a "
+		"pread.  Local\n"
+		"                      blobs use it only with --root\n"
 		"  --threads N         idle worker threads kept (default 10)\n"
 		CLI_LAYER_HELP
 		"\nRegistry references ([REGISTRY/]REPO[:TAG|@DIGEST]):\n"
@@ -378,11 +324,18 @@ static void mount_usage(FILE *f)
 		"                      then ~/.docker/config.json)\n"
 		"  --root DIR          state: blob cache in DIR/cache, zran "
 		"indexes in\n"
-		"                      DIR/zran (default $LAZYPULL_ROOT or "
+		"                      DIR/indexes (default $LAZYPULL_ROOT or "
 		"/var/lib/lazypull)\n"
 		"  --cache-max BYTES   bound the blob cache (LRU eviction)\n"
 		"  --refresh           resolve the tag again (else reused for "
-		"5 min)\n");
+		"5 min)\n"
+		"  --hosts-dir DIR     mirrors from DIR/<registry>/hosts.toml\n"
+		"  --nydusd-config F   mirrors from a nydusd JSON backend "
+		"config\n"
+		"  --fetch-window KiB  fetch at least this much of a blob on a "
+		"cache miss\n"
+		"                      (read-ahead of neighbouring files; "
+		"default " CLI_FETCH_WINDOW_DEFAULT_STR ")\n");
 }
 
 static void umount_usage(FILE *f)
@@ -407,8 +360,58 @@ enum {
 	OPT_FORCE,
 	OPT_PREFETCH_ALL,
 	OPT_NO_PREFETCH,
+	OPT_TRACE_DIR,
+	OPT_NO_TRACE,
 	OPT_READ_AHEAD,
+	OPT_DECODED_MAX,
 };
+
+/* The access trace recorder, set once the daemon's threads may start. */
+struct trace_hook {
+	struct trace *t;
+};
+
+static void trace_hook_note(void *arg, uint32_t ino)
+{
+	struct trace_hook *h = arg;
+
+	trace_note(__atomic_load_n(&h->t, __ATOMIC_ACQUIRE), ino);
+}
+
+/*
+ * DIR/<hex>: the trace of a layer (--layer, --layer-digest: what the
+ * snapshotter mounts) by its digest, of a merged image by its manifest's.
+ * DIR is --trace-dir, else ROOT/traces.  NULL (logged) if unusable.
+ */
+static char *trace_file(const struct cli_remote_opts *ro, const char *dir,
+			const struct cli_remote *rem, bool have_layer,
+			uint32_t layer)
+{
+	const char *digest = rem->manifest->digest, *hex;
+	_cleanup_free_ char *def = NULL;
+	char *path;
+
+	if (have_layer && layer < rem->manifest->n_layers)
+		digest = rem->manifest->layers[layer].digest;
+	hex = strchr(digest, ':');
+	if (!hex || !hex[1])
+		return NULL;
+	if (!dir) {
+		const char *root = cli_remote_root(ro);
+
+		def = lp_xmalloc(strlen(root) + 8);
+		sprintf(def, "%s/traces", root);
+		dir = def;
+	}
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		lp_log(LP_LOG_WARN, "access traces: %s: %s", dir,
+		       strerror(errno));
+		return NULL;
+	}
+	path = lp_xmalloc(strlen(dir) + strlen(hex + 1) + 2);
+	sprintf(path, "%s/%s", dir, hex + 1);
+	return path;
+}
 
 static int parse_u32(const char *s, uint32_t max, uint32_t *ret)
 {
@@ -630,11 +633,24 @@ static int open_image(const char *ref, struct cli_layer_opts *lo,
 	return 0;
 }
 
+/* --prefetch-all in the foreground on a terminal: how far it got */
+static bool prefetch_progress(void *arg, struct cli_progress *p)
+{
+	struct engine_prefetch_stats st;
+
+	engine_prefetch_get_stats(arg, &st);
+	cli_progress_update(p, st.bytes_stored, 0);
+	cli_progress_items(p, st.chunks_done + st.chunks_failed,
+			   st.chunks_planned, "chunks");
+	return !st.finished;
+}
+
 int cmd_mount(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "layer", required_argument, NULL, OPT_MOUNT_LAYER },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "pid-file", required_argument, NULL, OPT_PID_FILE },
 		{ "log-file", required_argument, NULL, OPT_LOG_FILE },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
@@ -642,6 +658,7 @@ int cmd_mount(int argc, char **argv)
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "prefetch-all", no_argument, NULL, OPT_PREFETCH_ALL },
 		{ "read-ahead", required_argument, NULL, OPT_READ_AHEAD },
+		{ "decoded-max", required_argument, NULL, OPT_DECODED_MAX },
 		{ "no-prefetch", no_argument, NULL, OPT_NO_PREFETCH },
 		{ "plain-http", no_argument, NULL, OPT_PLAIN_HTTP },
 		{ "insecure", no_argument, NULL, OPT_INSECURE },
@@ -651,6 +668,11 @@ int cmd_mount(int argc, char **argv)
 		{ "layer-digest", required_argument, NULL, OPT_LAYER_DIGEST },
 		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },
 		{ "refresh", no_argument, NULL, OPT_REFRESH },
+		{ "hosts-dir", required_argument, NULL, OPT_HOSTS_DIR },
+		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG },
+		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW },
+		{ "trace-dir", required_argument, NULL, OPT_TRACE_DIR },
+		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
 		CLI_LAYER_LONGOPTS,
 		{ 0 },
 	};
@@ -659,7 +681,10 @@ int cmd_mount(int argc, char **argv)
 	struct engine_prefetch_opts po = { 0 };
 	struct lp_err err = { 0 };
 	struct mount_src ms = { 0 };
+	struct cli_progress_poll *meter = NULL;
 	_cleanup_free_ char *pid_file = NULL, *blob_dir = NULL, *root = NULL;
+	_cleanup_free_ char *decoded_dir = NULL;
+	uint64_t decoded_max = DSTORE_DEFAULT_MAX;
 	struct engine_layer **layers = NULL;
 	struct cli_remote *rem = NULL;
 	_cleanup_close_ int log_fd = -1;
@@ -668,7 +693,10 @@ int cmd_mount(int argc, char **argv)
 	const char *mountpoint, *log_file = NULL;
 	char name[512];
 	bool foreground = false, have_layer = false, remote = false;
-	bool no_prefetch = false;
+	bool no_prefetch = false, no_trace = false;
+	const char *trace_dir = NULL;
+	_cleanup_free_ char *trace_path = NULL, *trace_arena = NULL;
+	struct trace_hook th = { 0 };
 	uint32_t layer = 0, n_blobs, n_open = 0, v;
 	int ready_fd = -1, c, h, r, ret = 1;
 	struct stat st;
@@ -685,7 +713,7 @@ int cmd_mount(int argc, char **argv)
 	mallopt(M_ARENA_MAX, 2);
 #endif
 	cli_layer_opts_init(&lo);
-	while ((c = getopt_long(argc, argv, "fho:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "fhvo:", longopts, NULL)) != -1) {
 		h = cli_layer_opt(&lo, c, optarg);
 		if (h < 0)
 			return EXIT_USAGE;
@@ -702,6 +730,9 @@ int cmd_mount(int argc, char **argv)
 			break;
 		case 'f':
 			foreground = true;
+			break;
+		case 'v':
+			lo.ro.verbose = true;
 			break;
 		case OPT_PID_FILE:
 			free(pid_file);
@@ -738,6 +769,25 @@ int cmd_mount(int argc, char **argv)
 		case OPT_NO_PREFETCH:
 			no_prefetch = true;
 			break;
+		case OPT_TRACE_DIR:
+			trace_dir = optarg;
+			break;
+		case OPT_NO_TRACE:
+			no_trace = true;
+			break;
+		case OPT_DECODED_MAX: {
+			char *end;
+
+			errno = 0;
+			decoded_max = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end ||
+			    optarg[0] == '-') {
+				cli_error("--decoded-max %s: not a number of "
+					  "bytes", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		}
 		case OPT_READ_AHEAD:
 			if (parse_u32(optarg, 1u << 20, &v) < 0) {
 				cli_error("--read-ahead %s: KiB, 0 to 1048576",
@@ -856,6 +906,29 @@ int cmd_mount(int argc, char **argv)
 	}
 	mount_src_init(&ms, served, layers, n_open);
 	fo.name = name;
+	/* decoded chunks next to the blob cache (rm -rf ROOT/cache clears
+	 * both); local blobs only with an explicit --root */
+	if (decoded_max && (remote || lo.ro.root)) {
+		const char *droot = cli_remote_root(&lo.ro);
+
+		decoded_dir = lp_xmalloc(strlen(droot) + 24);
+		sprintf(decoded_dir, "%s/cache", droot);
+		if (mkdir(droot, 0700) < 0 && errno != EEXIST)
+			lp_debug("%s: %s", droot, strerror(errno));
+		if (mkdir(decoded_dir, 0700) < 0 && errno != EEXIST)
+			lp_debug("%s: %s", decoded_dir, strerror(errno));
+		strcat(decoded_dir, "/decoded");
+		fo.decoded_dir = decoded_dir;
+		fo.decoded_max = decoded_max;
+	}
+	if (remote && !no_trace) {
+		trace_path = trace_file(&lo.ro, trace_dir, rem, have_layer,
+					layer);
+		if (trace_path) {
+			fo.on_open = trace_hook_note;
+			fo.on_open_arg = &th;
+		}
+	}
 	r = fsrv_new(served, &src_ops, &ms, &fo, &s, &err);
 	if (r == 0)
 		r = fsrv_mount(s, mountpoint, &err);
@@ -898,6 +971,31 @@ int cmd_mount(int argc, char **argv)
 	       have_layer ? " (overlay form)" : "");
 
 	/* threads start only now: the daemon forked with one thread */
+	if (trace_path) {
+		char **paths = NULL;
+		uint32_t n_paths = 0;
+		struct trace *t = NULL;
+
+		r = trace_load(trace_path, &paths, &n_paths, &err);
+		if (r == 0 && n_paths) {
+			lp_log(LP_LOG_INFO, "%s: access trace %s: prefetching "
+			       "%u files an earlier run opened first", name,
+			       trace_path, n_paths);
+			po.trace = (const char *const *)paths;
+			po.n_trace = n_paths;
+		} else if (r < 0 && r != -ENOENT) {
+			lp_log(LP_LOG_WARN, "%s: ignoring the access trace: %s",
+			       name, err.msg);
+			lp_err_clear(&err);
+		}
+		trace_arena = (char *)paths;
+		if (trace_new(served, trace_path, 0, &t, &err) < 0) {
+			lp_log(LP_LOG_WARN, "%s: no access trace: %s", name,
+			       err.msg);
+			lp_err_clear(&err);
+		}
+		__atomic_store_n(&th.t, t, __ATOMIC_RELEASE);
+	}
 	if (!no_prefetch) {
 		po.name = name;
 		r = engine_prefetch_start(layers, n_open, &po, &ms.pf, &err);
@@ -908,6 +1006,12 @@ int cmd_mount(int argc, char **argv)
 			lp_log(LP_LOG_INFO, "%s: prefetching %s", name,
 			       po.all ? "the priority files, then everything"
 				      : "the priority files");
+	}
+	if (ms.pf && po.all && foreground) {
+		char what[600];
+
+		snprintf(what, sizeof(what), "prefetching %s", name);
+		meter = cli_progress_poll_start(what, prefetch_progress, ms.pf);
 	}
 
 	r = fsrv_run(s, FSRV_RUN_SIGNALS);
@@ -935,6 +1039,14 @@ int cmd_mount(int argc, char **argv)
 		       (unsigned long long)fst.chunk_hits,
 		       (unsigned long long)pst.chunks_done,
 		       (unsigned long long)pst.chunks_planned);
+		if (fo.decoded_dir)
+			lp_log(LP_LOG_INFO, "%s: decoded store: %llu reads "
+			       "served, %llu chunks added, %llu bad, %llu "
+			       "bytes", mountpoint,
+			       (unsigned long long)fst.store_hits,
+			       (unsigned long long)fst.store_puts,
+			       (unsigned long long)fst.store_bad,
+			       (unsigned long long)fst.store_bytes);
 		if (rem) {
 			struct fetch_stats fs;
 
@@ -948,8 +1060,10 @@ int cmd_mount(int argc, char **argv)
 		ret = 0;
 	}
 out:
+	cli_progress_poll_stop(meter);
 	engine_prefetch_stop(ms.pf);
 	fsrv_free(s); /* unmounts */
+	trace_free(th.t); /* after the last open */
 	if (pid_file)
 		unlink(pid_file);
 	free(ms.blob_base);

@@ -4,16 +4,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#ifdef LP_HAVE_ZRAN
-#include "formats/zran/zran.h"
-#endif
-
 #include "cli/cli.h"
 
 void cli_error(const char *fmt, ...)
 {
 	va_list ap;
 
+	cli_progress_hide();
 	fputs("lazypull: ", stderr);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -55,104 +52,13 @@ int cli_layer_opt(struct cli_layer_opts *o, int c, char *arg)
 	case OPT_INDEX:
 		o->index = arg;
 		return 1;
+	case OPT_PROGRESS:
+		cli_progress_mode = CLI_PROGRESS_ON;
+		return 1;
+	case OPT_NO_PROGRESS:
+		cli_progress_mode = CLI_PROGRESS_OFF;
+		return 1;
 	}
-	return 0;
-}
-
-/*
- * The index store: a plain gzip layer's zran index lives in
- * ROOT/indexes/sha256/<hex>.zran, built by streaming the layer once (into
- * the blob cache) and reused by every later command.
- */
-static void index_path(const struct cli_layer_opts *o, const char *digest,
-		       char *buf, size_t size)
-{
-	const char *hex = strchr(digest, ':');
-
-	snprintf(buf, size, "%s/indexes/sha256/%s.zran",
-		 cli_remote_root(&o->ro), hex ? hex + 1 : digest);
-}
-
-static int mkdir_parents(const char *path)
-{
-	char tmp[4096];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return 0;
-}
-
-static int open_remote_indexed(struct cli_layer_opts *o, struct lp_source *src,
-			       struct engine_opts *eo,
-			       const struct format_hints *h,
-			       struct engine_layer **ret, struct lp_err *err)
-{
-	char idx[4096] = "";
-	bool gzip_layer = !h->toc_digest && h->media_type &&
-			  strstr(h->media_type, "gzip") && h->blob_digest &&
-			  !o->format && !o->index;
-	int r;
-
-	if (gzip_layer) {
-		index_path(o, h->blob_digest, idx, sizeof(idx));
-		if (access(idx, R_OK) == 0)
-			eo->zran_index = idx;
-	}
-	if (eo->zran_index == idx && idx[0]) {
-		struct lp_source *again = NULL;
-		size_t li;
-
-		/* keep a second handle: a bad stored index falls back to a
-		 * fresh build from the layer */
-		if (cli_remote_pick(o->remote, &o->ro, &li) == 0 &&
-		    cli_remote_layer(o->remote, li, &again) == 0) {
-			r = engine_open(src, eo, ret, err);
-			if (r == 0) {
-				lp_source_free(again);
-				return 0;
-			}
-			lp_log(LP_LOG_WARN, "%s: %s; rebuilding it", idx,
-			       err->msg);
-			lp_err_clear(err);
-			unlink(idx);
-			eo->zran_index = NULL;
-			src = again;
-		}
-	}
-	r = engine_open(src, eo, ret, err);
-#ifdef LP_HAVE_ZRAN
-	if (r == 0 && gzip_layer && !eo->zran_index &&
-	    !strcmp((*ret)->ops->name, "zran")) {
-		struct lp_err e2 = { 0 };
-
-		if (mkdir_parents(idx) < 0 ||
-		    zran_index_save(zran_ctx_index((*ret)->ctx), idx, &e2) < 0)
-			lp_log(LP_LOG_WARN, "cannot store the zran index %s: %s",
-			       idx, e2.msg[0] ? e2.msg : strerror(errno));
-	}
-#endif
-	return r;
-}
-
-static int open_remote_picked(struct cli_layer_opts *o, struct format_hints *h,
-			      struct lp_source **src)
-{
-	size_t i;
-	int r = cli_remote_pick(o->remote, &o->ro, &i);
-
-	if (r < 0)
-		return r;
-	r = cli_remote_layer(o->remote, i, src);
-	if (r < 0)
-		return r;
-	cli_remote_hints(o->remote, i, h);
 	return 0;
 }
 
@@ -173,16 +79,13 @@ static int open_remote_merged(const char *ref, struct cli_layer_opts *o,
 	for (size_t i = 0; i < n; i++) {
 		struct engine_opts eo = *eo_in;
 		struct format_hints h;
-		struct lp_source *src;
 
-		r = cli_remote_layer(o->remote, i, &src);
-		if (r < 0)
-			break;
 		cli_remote_hints(o->remote, i, &h);
 		if (o->media_type)
 			h.media_type = o->media_type;
 		eo.hints = &h;
-		r = open_remote_indexed(o, src, &eo, &h, &layers[i], &err);
+		r = cli_remote_open_layer(o->remote, i, &o->ro, &eo,
+					  &layers[i], &err);
 		if (r < 0) {
 			cli_error("%s: layer %zu: %s", ref, i,
 				  err.msg[0] ? err.msg : strerror(-r));
@@ -224,8 +127,7 @@ int cli_open(const char *path, struct cli_layer_opts *o,
 	eo.blob_dir = o->blob_dir;
 	eo.zran_index = o->index;
 	if (cli_is_remote(path)) {
-		struct format_hints rh;
-		struct lp_source *src;
+		size_t i;
 
 		r = cli_remote_open(path, &o->ro, &o->remote);
 		if (r < 0)
@@ -234,15 +136,15 @@ int cli_open(const char *path, struct cli_layer_opts *o,
 		    o->remote->manifest->n_layers > 1 &&
 		    cli_remote_bootstrap(o->remote) < 0)
 			return open_remote_merged(path, o, &eo, ret);
-		r = open_remote_picked(o, &rh, &src);
+		r = cli_remote_pick(o->remote, &o->ro, &i);
 		if (r < 0)
 			return r;
-		if (!rh.toc_digest)
-			rh.toc_digest = o->toc_digest;
+		cli_remote_hints(o->remote, i, &h);
+		if (!h.toc_digest)
+			h.toc_digest = o->toc_digest;
 		if (o->media_type)
-			rh.media_type = o->media_type;
-		h = rh;
-		r = open_remote_indexed(o, src, &eo, &h, ret, &err);
+			h.media_type = o->media_type;
+		r = cli_remote_open_layer(o->remote, i, &o->ro, &eo, ret, &err);
 	} else {
 		r = engine_open_path(path, &eo, ret, &err);
 	}

@@ -144,6 +144,11 @@ struct engine_prefetch_opts {
 	unsigned idle_ms;     /* quiet time after on-demand reads; 0 = 5 */
 	int nice;	      /* thread niceness; 0 = 10, < 0 = unchanged */
 	const char *name;     /* image named in log lines; may be NULL */
+	/* an access trace (fs/trace.h): absolute paths of the merged tree,
+	 * prefetched as priority files after the landmarks, each from the
+	 * topmost of layers (bottom first) that has it; copied */
+	const char *const *trace;
+	uint32_t n_trace;
 };
 
 struct engine_prefetch_stats {

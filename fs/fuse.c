@@ -23,13 +23,17 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "fs/decoded.h"
 #include "fs/fuse.h"
 
 #define FSRV_MAX_READ (1u << 20)
+#define FSRV_SPLICE_READ 1015808 /* 1 MiB - 32 KiB */
+#define FSRV_STR2(x) #x
+#define FSRV_STR(x) FSRV_STR2(x)
 #define FSRV_DEFAULT_CACHE (32ull << 20)
+/* with a decoded store, stored chunks leave memory at once */
+#define FSRV_DEFAULT_CACHE_STORE (8ull << 20)
 #define FSRV_DEFAULT_TIMEOUT 86400.0
-/* Reads spanning more chunks than this are copied into one buffer. */
-#define FSRV_MAX_IOV 64
 #define FSRV_BLOCK 4096
 #define FSRV_LOG_BURST 20
 /* Largest chunk decoded into memory (the engine's limit too). */
@@ -51,6 +55,8 @@ struct cent {
 	char *why;	 /* CENT_FAILED: the source's message */
 	bool ra_mark;	 /* read ahead, not yet read: reading it reads
 			    ahead again; protected by cache.lock */
+	bool stored;	 /* in the decoded store: free when unused;
+			    protected by cache.lock */
 	struct cent *hnext;	     /* hash chain; protected by cache.lock */
 	struct cent *lprev, *lnext; /* LRU (READY entries in the table) */
 };
@@ -73,6 +79,8 @@ struct fsrv {
 	char *name;
 	char *fsname, *subtype;
 	bool allow_other, debug;
+	void (*on_open)(void *arg, uint32_t ino);
+	void *on_open_arg;
 	unsigned max_idle_threads;
 	double timeout;
 	uint64_t total_blocks; /* statfs: sum of file blocks */
@@ -92,6 +100,7 @@ struct fsrv {
 	uint64_t n_hits, n_misses, n_waits;
 	uint64_t n_lookups;
 	uint64_t n_readahead;
+	uint64_t n_store_hits;
 	/* read-ahead: one thread decoding the next chunk of files read
 	 * sequentially, started by fsrv_run */
 	pthread_t ra_thread;
@@ -102,6 +111,13 @@ struct fsrv {
 	uint32_t ra_q[FSRV_RA_QUEUE]; /* protected by ra_lock */
 	uint32_t ra_head, ra_n;	      /* protected by ra_lock */
 	bool ra_stop;		      /* protected by ra_lock */
+	/* the decoded store: one segment per model blob, opened on first
+	 * use; seg_state: 0 not yet, 1 open, -1 not usable (atomics) */
+	struct dstore *store;
+	struct dstore_seg **segs;
+	int8_t *seg_state;
+	pthread_mutex_t seg_lock;
+	uint64_t n_store_warn; /* atomic: store read failures logged */
 };
 
 #define STAT_ADD(s, field, v)                                                  \
@@ -214,12 +230,122 @@ static void cache_put(struct chunk_cache *c, struct cent *e)
 {
 	pthread_mutex_lock(&c->lock);
 	if (--e->refs == 0) {
-		if (!e->in_table)
+		if (!e->in_table) {
 			cent_free(e);
-		else if (c->bytes > c->cap)
+		} else if (e->stored) {
+			/* the store (and the page cache) serve it now */
+			cache_unhash(c, e);
+			cent_free(e);
+		} else if (c->bytes > c->cap) {
 			cache_evict(c);
+		}
 	}
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* A decoded chunk in the cache, with a reference, or NULL. */
+static struct cent *cache_peek(struct fsrv *s, uint32_t idx)
+{
+	struct chunk_cache *c = &s->cache;
+	struct cent *e;
+
+	pthread_mutex_lock(&c->lock);
+	for (e = *cache_slot(c, idx); e && e->idx != idx; e = e->hnext)
+		;
+	if (e && e->state == CENT_READY) {
+		e->refs++;
+		lru_unlink(e);
+		lru_push_front(c, e);
+	} else {
+		e = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (e)
+		STAT_ADD(s, n_hits, 1);
+	return e;
+}
+
+/* ---- the decoded store --------------------------------------------------- */
+
+/* The store segment for chunk idx, or NULL (no store, no digest, ...). */
+static struct dstore_seg *chunk_seg(struct fsrv *s, uint32_t idx)
+{
+	const struct model_chunk *c = &s->m->chunks[idx];
+	struct lp_err err = { 0 };
+	struct dstore_seg *g = NULL;
+	uint32_t b = c->blob;
+	int8_t st;
+
+	if (!s->store || c->digest_alg == MODEL_DIGEST_NONE ||
+	    b >= s->m->n_blobs)
+		return NULL;
+	st = __atomic_load_n(&s->seg_state[b], __ATOMIC_ACQUIRE);
+	if (st)
+		return st > 0 ? s->segs[b] : NULL;
+	pthread_mutex_lock(&s->seg_lock);
+	st = s->seg_state[b];
+	if (!st) {
+		const char *id = model_str(s->m, s->m->blobs[b].id);
+
+		if (dstore_segment(s->store, id, &g, &err) == 0) {
+			s->segs[b] = g;
+			st = 1;
+		} else {
+			/* a local file's blob has no digest: quietly none */
+			if (err.code != -EINVAL)
+				lp_log(LP_LOG_WARN, "%s%s%s (not kept decoded)",
+				       s->name ? s->name : "",
+				       s->name ? ": " : "", err.msg);
+			st = -1;
+		}
+		__atomic_store_n(&s->seg_state[b], st, __ATOMIC_RELEASE);
+	}
+	g = st > 0 ? s->segs[b] : NULL;
+	pthread_mutex_unlock(&s->seg_lock);
+	return g;
+}
+
+static bool store_has(struct fsrv *s, uint32_t idx)
+{
+	struct dstore_seg *g = chunk_seg(s, idx);
+
+	return g && dstore_has(g, &s->m->chunks[idx]);
+}
+
+/*
+ * Reads part of chunk idx from the store: 0, or < 0 when it is not there
+ * or did not check out (then the caller decodes it again).
+ */
+static int store_read(struct fsrv *s, uint32_t idx, uint64_t skip,
+		      uint8_t *out, size_t n)
+{
+	struct dstore_seg *g = chunk_seg(s, idx);
+	struct lp_err err = { 0 };
+	int r;
+
+	if (!g)
+		return -ENOENT;
+	r = dstore_read(g, &s->m->chunks[idx], skip, out, n, &err);
+	if (r < 0 && r != -ENOENT &&
+	    __atomic_add_fetch(&s->n_store_warn, 1, __ATOMIC_RELAXED) <= 100)
+		lp_log(LP_LOG_WARN, "%s%s%s; decoding the chunk again",
+		       s->name ? s->name : "", s->name ? ": " : "", err.msg);
+	return r;
+}
+
+/* Keeps a chunk that just verified; true if the store has it now. */
+static bool store_put(struct fsrv *s, uint32_t idx, const void *data)
+{
+	struct dstore_seg *g = chunk_seg(s, idx);
+	struct lp_err err = { 0 };
+
+	if (!g)
+		return false;
+	if (dstore_put(g, &s->m->chunks[idx], data, &err) == 0)
+		return true;
+	if (err.code != -ENOSPC)
+		lp_debug("chunk %u: %s", idx, err.msg);
+	return false;
 }
 
 /*
@@ -319,6 +445,12 @@ static int cache_get(struct fsrv *s, uint32_t idx, bool ra,
 		cache_put(c, e);
 		return r;
 	}
+	/* verified: keep it on disk (waiters already have it) */
+	if (store_put(s, idx, e->data)) {
+		pthread_mutex_lock(&c->lock);
+		e->stored = true;
+		pthread_mutex_unlock(&c->lock);
+	}
 	if (ret_loaded)
 		*ret_loaded = true;
 	*ret = e;
@@ -357,7 +489,8 @@ static void *ra_main(void *arg)
 		s->ra_n--;
 		pthread_mutex_unlock(&s->ra_lock);
 		/* a failure is the business of the read that needs it */
-		if (cache_get(s, idx, true, &e, NULL, NULL, 0) == 0) {
+		if (!store_has(s, idx) &&
+		    cache_get(s, idx, true, &e, NULL, NULL, 0) == 0) {
 			STAT_ADD(s, n_readahead, 1);
 			cache_put(&s->cache, e);
 		}
@@ -395,51 +528,27 @@ static void ra_stop(struct fsrv *s)
 }
 
 /*
- * Sequential reading: a read that decoded the chunk it ends in, starting
- * at that chunk's first byte, or the first read of a chunk read ahead,
- * queues the file's next chunk — when the cache holds a few such chunks,
- * so read-ahead cannot evict what is being read.
+ * Sequential reading: a read that covers the first byte of the chunk it
+ * ends in, when that chunk was decoded for it or came from the store, or
+ * the first read of a chunk read ahead, queues the file's next chunk — if
+ * it is neither stored nor cached, and (without a store) when the cache
+ * holds a few such chunks, so read-ahead cannot evict what is being read.
  */
-static void ra_maybe(struct fsrv *s, uint32_t ino, struct cent *last,
-		     bool loaded, uint64_t read_off)
+static void ra_maybe(struct fsrv *s, uint32_t ino, uint32_t last, bool go)
 {
 	const struct model_inode *in = &s->m->inodes[ino];
-	const struct model_chunk *c = &s->m->chunks[last->idx];
-	uint32_t next = last->idx + 1;
-	bool go;
+	uint32_t next = last + 1;
 
-	if (!s->ra_started || next >= in->first + in->count)
+	if (!go || !s->ra_started || next >= in->first + in->count)
 		return;
-	if (3 * s->m->chunks[next].len > s->cache.cap)
+	if (!s->store && 3 * s->m->chunks[next].len > s->cache.cap)
 		return;
-	pthread_mutex_lock(&s->cache.lock);
-	go = last->ra_mark || (loaded && read_off <= c->file_off);
-	last->ra_mark = false;
-	pthread_mutex_unlock(&s->cache.lock);
-	if (go)
-		ra_enqueue(s, next);
+	if (store_has(s, next))
+		return;
+	ra_enqueue(s, next);
 }
 
 /* ---- the read path ------------------------------------------------------- */
-
-/* Chunks of one read, held until the reply is sent. */
-struct read_span {
-	struct cent *fixed[8];
-	struct cent **ents;
-	uint32_t n;
-	size_t len;   /* bytes to serve */
-	uint64_t off; /* file offset of the first byte */
-	uint64_t skip; /* into the first chunk */
-};
-
-static void span_release(struct fsrv *s, struct read_span *sp)
-{
-	for (uint32_t i = 0; i < sp->n; i++)
-		cache_put(&s->cache, sp->ents[i]);
-	if (sp->ents != sp->fixed)
-		free(sp->ents);
-	sp->n = 0;
-}
 
 static void log_read_error(struct fsrv *s, uint32_t ino, uint64_t off,
 			   uint32_t idx, int r, const char *why)
@@ -482,7 +591,7 @@ static void log_read_error(struct fsrv *s, uint32_t ino, uint64_t off,
 
 /*
  * A read of several chunks: lets the source fetch the stored bytes of those
- * not decoded (nor being decoded) in one go rather than one by one.
+ * not decoded, stored nor being decoded in one go rather than one by one.
  */
 static void span_prefetch(struct fsrv *s, uint32_t first, uint32_t n)
 {
@@ -501,30 +610,72 @@ static void span_prefetch(struct fsrv *s, uint32_t first, uint32_t n)
 			miss[k++] = first + i;
 	}
 	pthread_mutex_unlock(&c->lock);
+	if (s->store) {
+		uint32_t j = 0;
+
+		for (uint32_t i = 0; i < k; i++)
+			if (!store_has(s, miss[i]))
+				miss[j++] = miss[i];
+		k = j;
+	}
 	if (k > 1)
 		s->ops->prefetch(s->priv, miss, k);
 	if (miss != fixed)
 		free(miss);
 }
 
-/*
- * Gets (with references) every chunk of regular file ino covering
- * [off, off + len), len already clipped to the file size.
- */
-static int span_get(struct fsrv *s, uint32_t ino, uint64_t off, size_t len,
-		    bool ra, struct read_span *sp, struct lp_err *err)
-{
-	bool loaded = false;
+enum part_from { PART_HIT, PART_STORE, PART_LOADED, PART_WAITED };
 
+/*
+ * Copies [skip, skip + n) of chunk idx to out: from the cache, else the
+ * decoded store, else decoded now (or by the read already decoding it).
+ * *ret_from says which; *ret_mark whether it had been read ahead.
+ */
+static int read_part(struct fsrv *s, uint32_t idx, uint64_t skip, size_t n,
+		     uint8_t *out, enum part_from *ret_from, bool *ret_mark,
+		     char *why, size_t why_size)
+{
+	struct cent *e = cache_peek(s, idx);
+	bool loaded = false;
+	int r;
+
+	*ret_mark = false;
+	if (!e && store_read(s, idx, skip, out, n) == 0) {
+		STAT_ADD(s, n_store_hits, 1);
+		*ret_from = PART_STORE;
+		return 0;
+	}
+	if (e) {
+		*ret_from = PART_HIT;
+	} else {
+		r = cache_get(s, idx, false, &e, &loaded, why, why_size);
+		if (r < 0)
+			return r;
+		*ret_from = loaded ? PART_LOADED : PART_WAITED;
+	}
+	memcpy(out, e->data + skip, n);
+	pthread_mutex_lock(&s->cache.lock);
+	*ret_mark = e->ra_mark;
+	e->ra_mark = false;
+	pthread_mutex_unlock(&s->cache.lock);
+	cache_put(&s->cache, e);
+	return 0;
+}
+
+/*
+ * Reads [off, off + len) of regular file ino into buf, len already clipped
+ * to the file size.
+ */
+static int read_range(struct fsrv *s, uint32_t ino, uint64_t off, size_t len,
+		      bool ra, uint8_t *buf, struct lp_err *err)
+{
 	const struct model_inode *in = &s->m->inodes[ino];
 	int64_t first = model_chunk_at(s->m, ino, off);
 	uint64_t end = off + len;
+	size_t done = 0;
+	bool go = false;
 	uint32_t last, n;
 
-	memset(sp, 0, sizeof(*sp));
-	sp->ents = sp->fixed;
-	sp->off = off;
-	sp->len = len;
 	if (len == 0)
 		return 0;
 	if (first < 0)
@@ -535,56 +686,39 @@ static int span_get(struct fsrv *s, uint32_t ino, uint64_t off, size_t len,
 	       s->m->chunks[last + 1].file_off < end)
 		last++;
 	n = last - (uint32_t)first + 1;
-	if (n > ARRAY_SIZE(sp->fixed))
-		sp->ents = lp_xcalloc(n, sizeof(*sp->ents));
-	sp->skip = off - s->m->chunks[first].file_off;
 	if (n > 1 && s->ops->prefetch)
 		span_prefetch(s, (uint32_t)first, n);
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t idx = (uint32_t)first + i;
+	for (uint32_t idx = (uint32_t)first; idx <= last; idx++) {
+		const struct model_chunk *c = &s->m->chunks[idx];
+		uint64_t skip = off + done - c->file_off;
+		size_t cnt = (size_t)(c->len - skip);
+		enum part_from from;
 		char why[256] = "";
-		int r = cache_get(s, idx, false, &sp->ents[i], &loaded, why,
-				  sizeof(why));
+		bool mark;
+		int r;
 
+		if (cnt > len - done)
+			cnt = len - done;
+		r = read_part(s, idx, skip, cnt, buf + done, &from, &mark, why,
+			      sizeof(why));
 		if (r < 0) {
-			uint64_t at = s->m->chunks[idx].file_off;
-
-			log_read_error(s, ino, at > off ? at : off, idx, r,
-				       why);
-			span_release(s, sp);
+			log_read_error(s, ino, off + done, idx, r, why);
 			return lp_err_set(err, r, "chunk %u: %s", idx, why);
 		}
-		sp->n++;
+		done += cnt;
+		if (idx == last)
+			go = mark || (skip == 0 && (from == PART_LOADED ||
+						    from == PART_STORE));
 	}
 	if (ra)
-		ra_maybe(s, ino, sp->ents[n - 1], loaded,
-			 n == 1 ? off : s->m->chunks[first + n - 1].file_off);
+		ra_maybe(s, ino, last, go);
 	return 0;
-}
-
-/* Copies the span's bytes to buf. */
-static void span_copy(const struct read_span *sp, uint8_t *buf)
-{
-	size_t done = 0;
-	uint64_t skip = sp->skip;
-
-	for (uint32_t i = 0; i < sp->n && done < sp->len; i++) {
-		const struct cent *e = sp->ents[i];
-		size_t n = (size_t)(e->len - skip);
-
-		if (n > sp->len - done)
-			n = sp->len - done;
-		memcpy(buf + done, e->data + skip, n);
-		done += n;
-		skip = 0;
-	}
 }
 
 int64_t fsrv_read(struct fsrv *s, uint32_t ino, void *buf, size_t len,
 		  uint64_t off, struct lp_err *err)
 {
 	const struct model_inode *in = model_inode(s->m, ino);
-	struct read_span sp;
 	int r;
 
 	if (!in)
@@ -596,12 +730,8 @@ int64_t fsrv_read(struct fsrv *s, uint32_t ino, void *buf, size_t len,
 		return 0;
 	if (len > in->size - off)
 		len = (size_t)(in->size - off);
-	r = span_get(s, ino, off, len, false, &sp, err);
-	if (r < 0)
-		return r;
-	span_copy(&sp, buf);
-	span_release(s, &sp);
-	return (int64_t)len;
+	r = read_range(s, ino, off, len, false, buf, err);
+	return r < 0 ? r : (int64_t)len;
 }
 
 /* ---- attributes ---------------------------------------------------------- */
@@ -741,9 +871,16 @@ static void tune_read_ahead(struct fsrv *s)
 
 static void fsrv_op_init(void *data, struct fuse_conn_info *conn)
 {
-	(void)data;
+	struct fsrv *s = data;
+
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	/* stored chunks go from the store's page cache to the kernel by
+	 * splice: no copy through (and no buffer in) this process */
+	if (s->store && (conn->capable & FUSE_CAP_SPLICE_WRITE))
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (s->store)
+		conn->max_read = FSRV_SPLICE_READ; /* as in the mount options */
 	/* nothing ever changes: never drop cached pages on getattr */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
@@ -938,6 +1075,7 @@ static void fsrv_op_releasedir(fuse_req_t req, fuse_ino_t ino,
 static void fsrv_op_open(fuse_req_t req, fuse_ino_t ino,
 			 struct fuse_file_info *fi)
 {
+	struct fsrv *s = fuse_req_userdata(req);
 	const struct model_inode *in = req_inode(req, ino);
 
 	if (!in)
@@ -953,7 +1091,78 @@ static void fsrv_op_open(fuse_req_t req, fuse_ino_t ino,
 	fi->keep_cache = 1;
 	fi->noflush = 1;
 	fi->fh = 0;
+	/* req is gone after the reply */
+	if (S_ISREG(in->mode) && s->on_open)
+		s->on_open(s->on_open_arg, (uint32_t)ino);
 	fuse_reply_open(req, fi);
+}
+
+/* Most chunks one read spans when it is answered from the store. */
+#define FSRV_STORE_PIECES 16
+
+/*
+ * Answers a read whose chunks are all in the decoded store with the
+ * store's file as the source, after checking the blocks it sends; false
+ * (nothing sent) when one is not stored or does not check out.
+ */
+static bool reply_from_store(struct fsrv *s, fuse_req_t req, uint32_t ino,
+			     uint64_t off, size_t len)
+{
+	const struct model_inode *in = &s->m->inodes[ino];
+	int64_t first = model_chunk_at(s->m, ino, off);
+	struct {
+		struct fuse_bufvec bv;
+		struct fuse_buf more[FSRV_STORE_PIECES - 1];
+	} v;
+	size_t done = 0;
+	uint32_t idx;
+	bool go = false;
+
+	if (first < 0)
+		return false;
+	memset(&v, 0, sizeof(v));
+	for (idx = (uint32_t)first; done < len; idx++) {
+		const struct model_chunk *c = &s->m->chunks[idx];
+		uint64_t skip = off + done - c->file_off;
+		uint64_t cnt = c->len - skip;
+		struct dstore_seg *g;
+		struct lp_err err = { 0 };
+		struct fuse_buf *b;
+		uint64_t pos;
+		int fd, r;
+
+		if (idx >= in->first + in->count ||
+		    v.bv.count == FSRV_STORE_PIECES)
+			return false;
+		g = chunk_seg(s, idx);
+		if (!g)
+			return false;
+		if (cnt > len - done)
+			cnt = len - done;
+		r = dstore_check(g, c, skip, cnt, &fd, &pos, &err);
+		if (r < 0) {
+			if (r != -ENOENT &&
+			    __atomic_add_fetch(&s->n_store_warn, 1,
+					       __ATOMIC_RELAXED) <= 100)
+				lp_log(LP_LOG_WARN, "%s%s%s; decoding the chunk "
+				       "again", s->name ? s->name : "",
+				       s->name ? ": " : "", err.msg);
+			return false;
+		}
+		b = &v.bv.buf[v.bv.count++];
+		b->size = (size_t)cnt;
+		b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY;
+		b->fd = fd;
+		b->pos = (off_t)pos;
+		done += (size_t)cnt;
+		go = skip == 0;
+	}
+	STAT_ADD(s, n_store_hits, v.bv.count);
+	STAT_ADD(s, n_read_bytes, len);
+	/* an error here is the kernel's: the request is answered either way */
+	fuse_reply_data(req, &v.bv, 0);
+	ra_maybe(s, ino, idx - 1, go);
+	return true;
 }
 
 static void fsrv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size,
@@ -961,9 +1170,7 @@ static void fsrv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size,
 {
 	struct fsrv *s = fuse_req_userdata(req);
 	const struct model_inode *in = req_inode(req, ino);
-	struct iovec iov[FSRV_MAX_IOV];
-	struct read_span sp;
-	uint64_t skip;
+	uint8_t *buf;
 	size_t len;
 	int r;
 
@@ -986,37 +1193,20 @@ static void fsrv_op_read(fuse_req_t req, fuse_ino_t ino, size_t size,
 	len = size < FSRV_MAX_READ ? size : FSRV_MAX_READ;
 	if (len > in->size - (uint64_t)off)
 		len = (size_t)(in->size - (uint64_t)off);
-	r = span_get(s, (uint32_t)ino, (uint64_t)off, len, true, &sp, NULL);
+	if (s->store && reply_from_store(s, req, (uint32_t)ino, (uint64_t)off,
+					 len))
+		return;
+	buf = lp_xmalloc(len);
+	r = read_range(s, (uint32_t)ino, (uint64_t)off, len, true, buf, NULL);
 	if (r < 0) {
-		/* logged by span_get; the mount stays up */
+		/* logged by read_range; the mount stays up */
 		STAT_ADD(s, n_read_errors, 1);
 		fuse_reply_err(req, EIO);
-		return;
-	}
-	STAT_ADD(s, n_read_bytes, len);
-	if (sp.n <= FSRV_MAX_IOV) {
-		/* reply straight from the cached chunks, no copy */
-		size_t done = 0;
-
-		skip = sp.skip;
-		for (uint32_t i = 0; i < sp.n; i++) {
-			size_t n = (size_t)(sp.ents[i]->len - skip);
-
-			if (n > len - done)
-				n = len - done;
-			iov[i].iov_base = sp.ents[i]->data + skip;
-			iov[i].iov_len = n;
-			done += n;
-			skip = 0;
-		}
-		fuse_reply_iov(req, iov, (int)sp.n);
 	} else {
-		_cleanup_free_ uint8_t *buf = lp_xmalloc(len);
-
-		span_copy(&sp, buf);
+		STAT_ADD(s, n_read_bytes, len);
 		fuse_reply_buf(req, (const char *)buf, len);
 	}
-	span_release(s, &sp);
+	free(buf);
 }
 
 static void fsrv_op_release(fuse_req_t req, fuse_ino_t ino,
@@ -1220,6 +1410,8 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
 	s->subtype = lp_xstrdup(o->subtype ? o->subtype : "lazypull");
 	s->allow_other = o->allow_other;
 	s->debug = o->debug;
+	s->on_open = o->on_open;
+	s->on_open_arg = o->on_open_arg;
 	s->max_idle_threads = o->max_idle_threads;
 	s->timeout = o->timeout > 0 ? o->timeout : FSRV_DEFAULT_TIMEOUT;
 	for (uint32_t i = MODEL_ROOT_INO; i < m->n_inodes; i++)
@@ -1232,8 +1424,23 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
 	pthread_cond_init(&s->ra_cond, NULL);
 	s->ra_enabled = !o->no_readahead;
 	s->read_ahead_kb = o->read_ahead_kb ? o->read_ahead_kb : 4096;
+	pthread_mutex_init(&s->seg_lock, NULL);
+	if (o->decoded_dir) {
+		struct dstore_opts dso = { .dir = o->decoded_dir,
+					   .max_bytes = o->decoded_max };
+		struct lp_err derr = { 0 };
+
+		if (dstore_open(&dso, &s->store, &derr) < 0)
+			lp_log(LP_LOG_WARN, "%s (decoded chunks are not "
+			       "kept)", derr.msg);
+		s->segs = lp_xcalloc(m->n_blobs ? m->n_blobs : 1,
+				     sizeof(*s->segs));
+		s->seg_state = lp_xcalloc(m->n_blobs ? m->n_blobs : 1,
+					  sizeof(*s->seg_state));
+	}
 	cache_init(&s->cache, o->cache_bytes ? o->cache_bytes
-					     : FSRV_DEFAULT_CACHE,
+			      : s->store ? FSRV_DEFAULT_CACHE_STORE
+					 : FSRV_DEFAULT_CACHE,
 		   m->n_chunks);
 	fuse_set_log_func(fsrv_fuse_log);
 	*ret = s;
@@ -1249,9 +1456,15 @@ int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err)
 
 	if (s->se)
 		return lp_err_set(err, EBUSY, "already mounted");
+	/*
+	 * With a store, reads go out by splice through a pipe of at most
+	 * pipe-max-size (1 MiB) that holds the reply header too: keep reads
+	 * a few pages under it, or libfuse copies them instead.
+	 */
 	snprintf(opts, sizeof(opts),
-		 "ro,default_permissions,fsname=%s,subtype=%s%s", s->fsname,
-		 s->subtype, s->allow_other ? ",allow_other" : "");
+		 "ro,default_permissions,fsname=%s,subtype=%s%s%s", s->fsname,
+		 s->subtype, s->allow_other ? ",allow_other" : "",
+		 s->store ? ",max_read=" FSRV_STR(FSRV_SPLICE_READ) : "");
 	argv[argc++] = (char *)"lazypull";
 	argv[argc++] = (char *)"-o";
 	argv[argc++] = opts;
@@ -1327,6 +1540,10 @@ void fsrv_free(struct fsrv *s)
 		fuse_session_destroy(s->se);
 	ra_stop(s);
 	cache_release(&s->cache);
+	dstore_close(s->store);
+	free(s->segs);
+	free(s->seg_state);
+	pthread_mutex_destroy(&s->seg_lock);
 	pthread_cond_destroy(&s->ra_cond);
 	pthread_mutex_destroy(&s->ra_lock);
 	pthread_mutex_destroy(&s->log_lock);
@@ -1348,6 +1565,15 @@ void fsrv_get_stats(struct fsrv *s, struct fsrv_stats *ret)
 	ret->chunk_waits = STAT_GET(s, n_waits);
 	ret->lookups = STAT_GET(s, n_lookups);
 	ret->readahead = STAT_GET(s, n_readahead);
+	if (s->store) {
+		struct dstore_stats ds;
+
+		dstore_get_stats(s->store, &ds);
+		ret->store_hits = STAT_GET(s, n_store_hits);
+		ret->store_puts = ds.puts;
+		ret->store_bad = ds.bad_blocks;
+		ret->store_bytes = ds.bytes;
+	}
 	pthread_mutex_lock(&s->cache.lock);
 	ret->cache_bytes = s->cache.bytes;
 	ret->cache_entries = s->cache.entries;

@@ -6,8 +6,9 @@
  * neither formats nor the network.
  *
  * Inode numbers are model inode ids (the root is 1, FUSE_ROOT_ID).
- * Decoded chunks are kept in a bounded LRU shared by the worker threads;
- * concurrent reads of one chunk wait for a single call of the source.
+ * Decoded chunks are kept in a bounded LRU shared by the worker threads,
+ * and optionally on disk (fs/decoded.h); concurrent reads of one chunk
+ * wait for a single call of the source.
  *
  * This header does not include libfuse headers.
  */
@@ -52,6 +53,18 @@ struct fsrv_opts {
 	 * sequential reads keep several requests in flight; 0 = 4096 KiB,
 	 * FSRV_READ_AHEAD_KERNEL = leave the kernel's default (128) */
 	uint32_t read_ahead_kb;
+	/*
+	 * Decoded chunks kept on disk (fs/decoded.h) in this directory, for
+	 * chunks with a digest of blobs named by a sha256: a warm read is
+	 * then a pread, and decoded chunks leave memory once stored (so the
+	 * default cache_bytes is 8 MiB).  NULL = none.
+	 */
+	const char *decoded_dir;
+	uint64_t decoded_max;	   /* bytes; 0 = DSTORE_DEFAULT_MAX */
+	/* called on each open of a regular file (an access trace records
+	 * them, fs/trace.h); must be quick and thread-safe; may be NULL */
+	void (*on_open)(void *arg, uint32_t ino);
+	void *on_open_arg;
 };
 
 #define FSRV_READ_AHEAD_KERNEL UINT32_MAX
@@ -63,6 +76,8 @@ struct fsrv_stats {
 	uint64_t cache_bytes, cache_entries; /* current */
 	uint64_t lookups;		     /* outstanding kernel lookups */
 	uint64_t readahead;		     /* chunks decoded ahead */
+	/* the decoded store (0 without one) */
+	uint64_t store_hits, store_puts, store_bad, store_bytes;
 };
 
 struct fsrv;

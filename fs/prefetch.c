@@ -53,6 +53,8 @@ struct engine_prefetch {
 	uint32_t logged;	 /* failure log lines so far (thread only) */
 	uint8_t *buf;		 /* decode buffer (thread only) */
 	size_t buf_cap;
+	char **trace; /* access trace paths (one allocation each) */
+	uint32_t n_trace;
 };
 
 static uint64_t now_ns(void)
@@ -284,6 +286,29 @@ static void plan_into(const struct engine_layer *l, struct chunk_list *cl,
 #endif
 }
 
+/* The trace's files that layers[li] serves (the topmost layer with the
+ * path wins), in blob order. */
+static void plan_trace(const struct engine_prefetch *p, uint32_t li,
+		       struct chunk_list *cl)
+{
+	const struct model *m = p->layers[li]->model;
+	uint32_t n0 = cl->n;
+
+	for (uint32_t t = 0; t < p->n_trace; t++) {
+		uint32_t ino = model_lookup_path(m, p->trace[t]);
+		bool above = false;
+
+		if (!ino)
+			continue;
+		for (uint32_t up = li + 1; up < p->n_layers && !above; up++)
+			above = model_lookup_path(p->layers[up]->model,
+						  p->trace[t]) != 0;
+		if (!above)
+			list_add_file(cl, m, ino);
+	}
+	cl->n = n0 + sort_dedup(m, cl->v + n0, cl->n - n0);
+}
+
 int engine_prefetch_plan(const struct engine_layer *l, uint32_t **ret,
 			 uint32_t *ret_n, uint64_t *ret_range)
 {
@@ -441,6 +466,54 @@ static void run_list(struct engine_prefetch *p, struct engine_layer *l,
 	free(ranges);
 }
 
+/*
+ * Fetches every chunk of v[0..n) of layer l at once, without yielding to
+ * on-demand reads: the priority files are what the workload reads next,
+ * so they go out at the link's full rate, merged and in parallel (the
+ * source plans the requests).  run_list then finds them cached.
+ */
+static void fetch_now(struct engine_prefetch *p, struct engine_layer *l,
+		      const uint32_t *v, uint32_t n)
+{
+	const struct model *m = l->model;
+	struct lp_range *r = lp_xcalloc(n ? n : 1, sizeof(*r));
+	uint32_t i = 0;
+
+	while (i < n && !stopped(p)) {
+		uint32_t blob = m->chunks[v[i]].blob, j = i, k = 0;
+		struct lp_source *src = NULL;
+		struct lp_err err = { 0 };
+		int rc;
+
+		while (j < n && m->chunks[v[j]].blob == blob)
+			j++;
+		rc = engine_blob_source(l, blob, &src, &err);
+		if (rc < 0) {
+			note_failure(p, l, "opening the blob", &err, rc);
+			i = j;
+			continue;
+		}
+		for (uint32_t q = i; src->ops->prefetch && q < j; q++) {
+			const struct model_chunk *c = &m->chunks[v[q]];
+
+			if (c->comp_off >= src->size)
+				continue;
+			r[k].off = c->comp_off;
+			r[k].len = c->comp_len < src->size - c->comp_off
+					   ? c->comp_len
+					   : src->size - c->comp_off;
+			k++;
+		}
+		if (k) {
+			rc = lp_source_prefetch(src, r, k, &err);
+			if (rc < 0)
+				note_failure(p, l, "fetch", &err, rc);
+		}
+		i = j;
+	}
+	free(r);
+}
+
 static double secs_since(uint64_t t0)
 {
 	return (double)(now_ns() - t0) / 1e9;
@@ -462,25 +535,37 @@ static void *prefetch_main(void *arg)
 #endif
 
 	lists = lp_xcalloc(p->n_layers, sizeof(*lists));
-	/* priority part: landmark ranges and prefetch tables, per layer */
+	/*
+	 * Priority part: landmark ranges, prefetch tables and the access
+	 * trace.  First fetched for every layer without yielding (the
+	 * workload is about to read them), then decoded and verified behind
+	 * on-demand reads.
+	 */
 	for (uint32_t li = 0; li < p->n_layers && !stopped(p); li++) {
 		struct engine_layer *l = p->layers[li];
 		uint64_t range;
 
 		lists[li].seen = lp_xcalloc(l->model->n_chunks / 8 + 1, 1);
 		plan_into(l, &lists[li], &range);
+		plan_trace(p, li, &lists[li]);
 		prio += lists[li].n;
 		__atomic_store_n(&p->priority, prio, __ATOMIC_RELAXED);
 		__atomic_store_n(&p->planned, prio, __ATOMIC_RELAXED);
 		if (range && l->src->ops->prefetch) {
 			struct lp_range r = { 0, range };
+			struct lp_err err = { 0 };
+			int rc;
 
 			lp_debug("%s: prefetching [0, %llu) of %s", p->name,
 				 (unsigned long long)range, l->src->name);
-			fetch_ranges(p, l, l->src, &r, 1);
+			rc = lp_source_prefetch(l->src, &r, 1, &err);
+			if (rc < 0)
+				note_failure(p, l, "fetch", &err, rc);
 		}
-		run_list(p, l, lists[li].v, lists[li].n);
+		fetch_now(p, l, lists[li].v, lists[li].n);
 	}
+	for (uint32_t li = 0; li < p->n_layers && !stopped(p); li++)
+		run_list(p, p->layers[li], lists[li].v, lists[li].n);
 	planned = prio;
 	if (!stopped(p)) {
 		__atomic_store_n(&p->priority_done, 1, __ATOMIC_RELEASE);
@@ -559,7 +644,7 @@ int engine_prefetch_start(struct engine_layer *const *layers, uint32_t n,
 		o = &none;
 	for (uint32_t i = 0; i < n; i++)
 		any |= layer_has_priority(layers[i]);
-	if (!any && !o->all) {
+	if (!any && !o->all && !o->n_trace) {
 		*ret = NULL;
 		return 0;
 	}
@@ -573,6 +658,12 @@ int engine_prefetch_start(struct engine_layer *const *layers, uint32_t n,
 		     1000000ull;
 	p->nice = o->nice == 0 ? PF_DEFAULT_NICE : o->nice;
 	p->name = lp_xstrdup(o->name ? o->name : "image");
+	if (o->n_trace) {
+		p->trace = lp_xcalloc(o->n_trace, sizeof(*p->trace));
+		for (uint32_t i = 0; i < o->n_trace; i++)
+			p->trace[i] = lp_xstrdup(o->trace[i]);
+		p->n_trace = o->n_trace;
+	}
 	p->t_start = now_ns();
 	/* the thread takes no signals: SIGTERM must reach the FUSE loop */
 	sigfillset(&all);
@@ -580,6 +671,9 @@ int engine_prefetch_start(struct engine_layer *const *layers, uint32_t n,
 	r = pthread_create(&p->thread, NULL, prefetch_main, p);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r) {
+		for (uint32_t i = 0; i < p->n_trace; i++)
+			free(p->trace[i]);
+		free(p->trace);
 		free(p->layers);
 		free(p->name);
 		free(p);
@@ -601,6 +695,9 @@ void engine_prefetch_stop(struct engine_prefetch *p)
 	free(p->layers);
 	free(p->name);
 	free(p->buf);
+	for (uint32_t i = 0; i < p->n_trace; i++)
+		free(p->trace[i]);
+	free(p->trace);
 	free(p);
 }
 

@@ -284,8 +284,14 @@ int snap_config_load_nydusd(struct snap_config *c, const char *path,
 			goto wrap;
 	}
 	if ((r = load_prefetch(c, j_obj(root, "fs_prefetch"), "fs_prefetch",
-			       err)) < 0)
+			       err)) < 0 ||
+	    (r = j_int(root, "amplify_io", "rafs", &c->amplify_io, err)) < 0)
 		goto wrap;
+	if (c->amplify_io < -1 || c->amplify_io > (1 << 30)) {
+		r = lp_err_set(err, -EINVAL, "amplify_io %lld: 0 to 1 GiB",
+			       (long long)c->amplify_io);
+		goto wrap;
+	}
 	/* the fscache layout: {"type": "bootstrap", "config": {…}} */
 	cfg = j_obj(root, "config");
 	if (cfg) {
@@ -318,7 +324,7 @@ out:
 /* which settings the command line gave (those win over the file) */
 struct given {
 	bool root, address, nydusd_config, stargz, level, stdout_, mode,
-		driver, zran, lazypull;
+		driver, zran, lazypull, early;
 };
 
 static int load_toml(struct snap_config *c, const struct given *g,
@@ -390,6 +396,8 @@ static int load_toml(struct snap_config *c, const struct given *g,
 	BOOL("experimental.enable_stargz",
 	     if (!g->stargz) c->enable_stargz = b);
 	BOOL("experimental.enable_zran", if (!g->zran) c->enable_zran = b);
+	BOOL("experimental.early_mount",
+	     if (!g->early) c->no_early_mount = !b);
 	STR("daemon.lazypull_path",
 	    if (!g->lazypull && s[0]) set_str(&c->lazypull_path, s));
 	STR("cache_manager.cache_dir", if (s[0]) set_str(&c->cache_dir, s));
@@ -405,7 +413,7 @@ static int load_toml(struct snap_config *c, const struct given *g,
 enum {
 	O_ROOT = 256, O_ADDRESS, O_CONFIG, O_NYDUSD_CONFIG, O_STARGZ, O_LEVEL,
 	O_STDOUT, O_VERSION, O_HELP, O_IGNORED, O_MODE, O_DRIVER, O_ZRAN,
-	O_LAZYPULL,
+	O_LAZYPULL, O_EARLY,
 };
 
 static const struct option options[] = {
@@ -417,6 +425,7 @@ static const struct option options[] = {
 	{ "enable-stargz", optional_argument, NULL, O_STARGZ },
 	{ "enable-zran", optional_argument, NULL, O_ZRAN },
 	{ "lazypull-path", required_argument, NULL, O_LAZYPULL },
+	{ "early-mount", optional_argument, NULL, O_EARLY },
 	{ "log-level", required_argument, NULL, O_LEVEL },
 	{ "log-to-stdout", optional_argument, NULL, O_STDOUT },
 	{ "version", no_argument, NULL, O_VERSION },
@@ -447,6 +456,11 @@ static void usage(const char *prog)
 	       "lazily\n"
 	       "  --enable-zran          serve plain gzip layers lazily (zran "
 	       "index)\n"
+	       "  --early-mount[=BOOL]   start a remote layer's fs daemon on "
+	       "its Prepare, so\n"
+	       "                         its prefetch overlaps the pull "
+	       "(default true;\n"
+	       "                         [experimental] early_mount)\n"
 	       "  --lazypull-path FILE   the lazypull binary that serves "
 	       "layers (default:\n"
 	       "                         next to this one, else $PATH)\n"
@@ -485,6 +499,7 @@ int snap_config_load(struct snap_config *c, int argc, char **argv,
 	int opt, idx, r;
 
 	memset(c, 0, sizeof(*c));
+	c->amplify_io = -1;
 	c->log_level = LP_LOG_INFO;
 	c->daemon_mode = SNAP_DAEMON_DEDICATED;
 	optind = 1;
@@ -519,6 +534,16 @@ int snap_config_load(struct snap_config *c, int argc, char **argv,
 				return r;
 			g.zran = true;
 			break;
+		case O_EARLY: {
+			bool b = true;
+
+			r = bool_arg("early-mount", &b, err);
+			if (r < 0)
+				return r;
+			c->no_early_mount = !b;
+			g.early = true;
+			break;
+		}
 		case O_LAZYPULL:
 			set_str(&c->lazypull_path, optarg);
 			g.lazypull = true;

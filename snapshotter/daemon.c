@@ -38,7 +38,8 @@ extern char **environ;
 
 struct daemon {
 	uint64_t id;
-	char *image, *digest;	/* what it serves (for restarts) */
+	char *image, *digest;	/* what it serves (for restarts); digest
+				 * NULL: a nydus image's RAFS tree */
 	bool wanted;		/* protected by lock: keep it running */
 	pthread_mutex_t lock;	/* serializes start/stop of this one */
 	struct daemon *next;	/* protected by snap_daemons.lock */
@@ -311,6 +312,12 @@ static char **daemon_env(const struct snap_daemons *d)
 	return env;
 }
 
+/* What a daemon serves, for messages. */
+static const char *what(const struct daemon *dm)
+{
+	return dm->digest ? dm->digest : "the nydus RAFS tree";
+}
+
 /* Runs `lazypull mount` for id and waits until it serves (or failed). */
 static int start(struct snap_daemons *d, struct daemon *dm,
 		 struct lp_err *err)
@@ -336,8 +343,10 @@ static int start(struct snap_daemons *d, struct daemon *dm,
 	argv = lp_xcalloc(d->n_args + 20, sizeof(*argv));
 	argv[n++] = d->lazypull;
 	argv[n++] = "mount";
-	argv[n++] = "--layer-digest";
-	argv[n++] = dm->digest;
+	if (dm->digest) { /* else a nydus image: its bootstrap's tree */
+		argv[n++] = "--layer-digest";
+		argv[n++] = dm->digest;
+	}
 	argv[n++] = "--root";
 	argv[n++] = d->root;
 	argv[n++] = "--pid-file";
@@ -399,8 +408,8 @@ static int start(struct snap_daemons *d, struct daemon *dm,
 			waitpid(pid, &st, 0);
 			teardown(d, dm->id, true);
 			return lp_err_set(err, -ETIMEDOUT, "fs daemon for "
-					  "layer %s of %s: not serving after "
-					  "%u s", dm->digest, dm->image,
+					  "%s of %s: not serving after "
+					  "%u s", what(dm), dm->image,
 					  START_TIMEOUT_MS / 1000);
 		}
 		sleep_ms(waited < 200 ? 5 : 20);
@@ -410,18 +419,18 @@ static int start(struct snap_daemons *d, struct daemon *dm,
 		char tail[200];
 
 		log_tail(lf, tail, sizeof(tail));
-		return lp_err_set(err, -EIO, "fs daemon for layer %s of %s "
-				  "failed: %s", dm->digest, dm->image,
+		return lp_err_set(err, -EIO, "fs daemon for %s of %s "
+				  "failed: %s", what(dm), dm->image,
 				  tail[0] ? tail : "no message");
 	}
 	if (!alive(d, dm->id, &pid)) {
 		teardown(d, dm->id, true);
-		return lp_err_set(err, -EIO, "fs daemon for layer %s of %s "
+		return lp_err_set(err, -EIO, "fs daemon for %s of %s "
 				  "reported success, but %s is not served",
-				  dm->digest, dm->image, mp);
+				  what(dm), dm->image, mp);
 	}
-	lp_log(LP_LOG_INFO, "fs daemon %ld serves layer %s of %s at %s",
-	       (long)pid, dm->digest, dm->image, mp);
+	lp_log(LP_LOG_INFO, "fs daemon %ld serves %s of %s at %s",
+	       (long)pid, what(dm), dm->image, mp);
 	return 0;
 }
 
@@ -455,9 +464,9 @@ int snap_daemon_ensure(struct snap_daemons *d, uint64_t id, const char *image,
 		free(dm->image);
 		dm->image = lp_xstrdup(image);
 	}
-	if (!dm->digest || strcmp(dm->digest, digest)) {
+	if (!dm->digest || !digest || strcmp(dm->digest, digest)) {
 		free(dm->digest);
-		dm->digest = lp_xstrdup(digest);
+		dm->digest = digest ? lp_xstrdup(digest) : NULL;
 	}
 	if (!alive(d, id, NULL))
 		r = start(d, dm, err);

@@ -8,10 +8,14 @@
  * and the TOC (eStargz, zstd:chunked), whose digest is checked against
  * the label; all through the blob cache the daemons share, so the daemon
  * that later serves the layer finds the TOC on disk.  A plain gzip layer
- * (zran) is only probed; its daemon builds the index when first mounted.
+ * (zran) is only probed; its daemon builds the index when first mounted
+ * and keeps it under the root (indexes/sha256/<hex>.zran) for the next
+ * one.  A nydus data blob layer needs nothing at all: the daemon of the
+ * bootstrap layer above it, which containerd unpacks, serves the image.
  */
 #define LP_MODNAME "snapshotter"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -24,10 +28,15 @@
 struct snap_remote {
 	struct snap_store *st;
 	bool stargz, zran;
+	bool early; /* start fs daemons on Prepare (c->early_mount) */
 	struct fetch_client *client;
 	struct fetch_cache *cache;
 	struct fetch_hosts *hosts;
 	struct snap_daemons *daemons;
+	/* fs daemons started early, on the layer's Prepare (in flight) */
+	pthread_mutex_t early_lock;
+	pthread_cond_t early_cond;
+	unsigned early_running;
 };
 
 static const char *find_label(const struct snap_label *l, size_t n,
@@ -64,11 +73,50 @@ static bool layer_source(const struct snap_label *l, size_t n,
 	return true;
 }
 
-/* A layer committed as remote and served by a daemon of its own. */
-static bool is_remote_layer(const struct snap_info *i)
+/* The format label of a remote layer: a nydus data blob has no daemon. */
+#define FORMAT_NYDUS_BLOB "nydus-blob"
+
+/*
+ * What serves a committed layer: SERVED_LAYER, a daemon of its own for
+ * the layer (`--layer-digest`); SERVED_IMAGE, a nydus bootstrap layer
+ * (unpacked by containerd) whose daemon serves the image's RAFS tree in
+ * place of its own fs; SERVED_NONE, its own fs (an ordinary layer, or a
+ * nydus data blob, empty: its bytes are read through the bootstrap).
+ */
+enum served { SERVED_NONE, SERVED_LAYER, SERVED_IMAGE };
+
+static enum served served_by(const struct snap_info *i)
 {
-	return i->kind == SNAP_KIND_COMMITTED &&
-	       snap_labels_get(i->labels, i->n_labels, SNAP_LABEL_REMOTE);
+	const char *fmt;
+
+	if (i->kind != SNAP_KIND_COMMITTED)
+		return SERVED_NONE;
+	if (snap_labels_get(i->labels, i->n_labels,
+			    SNAP_LABEL_NYDUS_BOOTSTRAP))
+		return SERVED_IMAGE;
+	if (!snap_labels_get(i->labels, i->n_labels, SNAP_LABEL_REMOTE))
+		return SERVED_NONE;
+	fmt = snap_labels_get(i->labels, i->n_labels, SNAP_LABEL_FORMAT);
+	return fmt && !strcmp(fmt, FORMAT_NYDUS_BLOB) ? SERVED_NONE
+						      : SERVED_LAYER;
+}
+
+/*
+ * The daemon of a served layer: image and, for SERVED_LAYER, the layer
+ * digest (NULL for SERVED_IMAGE: the whole nydus image).  False when the
+ * labels do not say.
+ */
+static bool daemon_source(const struct snap_info *i, enum served how,
+			  const char **ret_image, const char **ret_digest)
+{
+	const char *image, *digest;
+
+	if (how == SERVED_NONE ||
+	    !layer_source(i->labels, i->n_labels, &image, &digest))
+		return false;
+	*ret_image = image;
+	*ret_digest = how == SERVED_LAYER ? digest : NULL;
+	return true;
 }
 
 static double ms_since(const struct timespec *t0)
@@ -135,6 +183,97 @@ static int probe_layer(struct snap_remote *r, const char *image,
 	return rc;
 }
 
+/*
+ * Is a layer of parent's chain a nydus bootstrap?  The fs daemons serve a
+ * nydus image as its bootstrap's tree, never one of its other layers, so
+ * a layer above one is left to containerd.
+ */
+static bool over_nydus(struct snap_remote *r, const char *parent)
+{
+	_cleanup_free_ char *cur = lp_xstrdup(parent);
+	bool found = false;
+
+	while (cur[0] && !found) {
+		struct snap_info info = { 0 };
+
+		if (snap_store_stat(r->st, cur, &info, NULL) < 0)
+			break;
+		found = served_by(&info) == SERVED_IMAGE;
+		free(cur);
+		cur = info.parent ? TAKE_PTR(info.parent) : lp_xstrdup("");
+		snap_info_release(&info);
+	}
+	return found;
+}
+
+/*
+ * Early start: the fs daemon of a layer committed as remote is started in
+ * the background right away, so the mount (manifest, TOC, model) and the
+ * prefetch of its landmark or access-trace files overlap the rest of the
+ * pull and the container's creation instead of following the first
+ * Mounts.  Mounts then finds it running (snap_daemon_ensure serializes on
+ * the layer); if the early start failed, Mounts tries again and reports.
+ */
+struct early_job {
+	struct snap_remote *r;
+	uint64_t id;
+	char *image, *digest;
+};
+
+static void *early_main(void *arg)
+{
+	struct early_job *j = arg;
+	struct lp_err err = { 0 };
+
+	if (snap_daemon_ensure(j->r->daemons, j->id, j->image, j->digest,
+			       &err) < 0)
+		lp_log(LP_LOG_WARN, "early start of the fs daemon of layer %s: "
+		       "%s (the first mount tries again)", j->digest, err.msg);
+	pthread_mutex_lock(&j->r->early_lock);
+	j->r->early_running--;
+	pthread_cond_broadcast(&j->r->early_cond);
+	pthread_mutex_unlock(&j->r->early_lock);
+	free(j->image);
+	free(j->digest);
+	free(j);
+	return NULL;
+}
+
+static void early_start(struct snap_remote *r, const char *target,
+			const char *image, const char *digest)
+{
+	struct snap_info info = { 0 };
+	struct early_job *j;
+	pthread_attr_t attr;
+	pthread_t th;
+	int rc;
+
+	if (!r->early || !image || !digest ||
+	    snap_store_stat(r->st, target, &info, NULL) < 0)
+		return;
+	j = lp_xcalloc(1, sizeof(*j));
+	j->r = r;
+	j->id = info.id;
+	j->image = lp_xstrdup(image);
+	j->digest = lp_xstrdup(digest);
+	snap_info_release(&info);
+	pthread_mutex_lock(&r->early_lock);
+	r->early_running++;
+	pthread_mutex_unlock(&r->early_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&th, &attr, early_main, j);
+	pthread_attr_destroy(&attr);
+	if (rc) {
+		pthread_mutex_lock(&r->early_lock);
+		r->early_running--;
+		pthread_mutex_unlock(&r->early_lock);
+		free(j->image);
+		free(j->digest);
+		free(j);
+	}
+}
+
 static int exists(struct lp_err *err, const char *target)
 {
 	lp_err_set(err, -EEXIST, "target snapshot \"%.200s\": already exists",
@@ -165,8 +304,21 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 		snap_info_release(&info);
 		return same ? exists(err, target) : 0;
 	}
+	if (find_label(l, n, SNAP_LABEL_NYDUS_BLOB)) {
+		/* read through the bootstrap above it: nothing to check */
+		snprintf(fmt, sizeof(fmt), FORMAT_NYDUS_BLOB);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (!layer_source(l, n, &image, &digest)) /* for the log */
+			image = digest = NULL;
+		goto commit;
+	}
 	if (!r->stargz && !r->zran)
 		return 0;
+	if (over_nydus(r, parent)) {
+		lp_debug("prepare %s: above a nydus bootstrap layer: an "
+			 "ordinary snapshot", key);
+		return 0;
+	}
 	if (!layer_source(l, n, &image, &digest)) {
 		lp_debug("prepare %s: no usable image reference and layer "
 			 "digest labels: an ordinary snapshot", key);
@@ -183,6 +335,7 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 		return 0;
 	}
 
+commit:
 	nl = lp_xcalloc(n + 2, sizeof(*nl));
 	memcpy(nl, l, n * sizeof(*nl));
 	nl[n].key = SNAP_LABEL_REMOTE;
@@ -198,32 +351,89 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 	if (rc < 0)
 		return rc;
 	lp_log(LP_LOG_INFO, "layer %s of %s: remote (%s), committed as %s "
-	       "in %.0f ms", digest, image, fmt, target, ms_since(&t0));
+	       "in %.0f ms", digest ? digest : "?", image ? image : "?", fmt,
+	       target, ms_since(&t0));
+	if (strcmp(fmt, FORMAT_NYDUS_BLOB) != 0)
+		early_start(r, target, image, digest);
 	return exists(err, target);
+}
+
+struct remote_layer {
+	uint64_t id;
+	char *image, *digest; /* digest NULL: a nydus image's tree */
+};
+
+static void remote_layers_free(struct remote_layer *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].image);
+		free(v[i].digest);
+	}
+	free(v);
+}
+
+/* Daemons of one chain start on up to this many threads at once. */
+#define ENSURE_THREADS 8
+
+struct ensure_job {
+	struct snap_remote *r;
+	const struct remote_layer *v;
+	size_t n;
+	size_t next;		/* atomic: the next layer to take */
+	struct lp_err *errs;	/* per layer */
+	int *rcs;
+};
+
+static void *ensure_worker(void *arg)
+{
+	struct ensure_job *j = arg;
+
+	for (;;) {
+		size_t k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+
+		if (k >= j->n)
+			break;
+		j->rcs[k] = snap_daemon_ensure(j->r->daemons, j->v[k].id,
+					       j->v[k].image, j->v[k].digest,
+					       &j->errs[k]);
+	}
+	return NULL;
 }
 
 static int rp_ensure(void *ctx, const char *parent, struct lp_err *err)
 {
 	struct snap_remote *r = ctx;
 	_cleanup_free_ char *cur = lp_xstrdup(parent ? parent : "");
+	struct remote_layer *v = NULL;
+	size_t n = 0, cap = 0;
 	int rc = 0;
 
+	/* the served layers of the chain, nearest first */
 	while (cur[0] && rc == 0) {
 		struct snap_info info = { 0 };
 		const char *image, *digest;
+		enum served how;
 
 		rc = snap_store_stat(r->st, cur, &info, err);
 		if (rc < 0)
 			break;
-		if (is_remote_layer(&info)) {
-			if (!layer_source(info.labels, info.n_labels, &image,
-					  &digest))
-				rc = lp_err_set(err, -EIO, "remote layer "
-						"%.200s has no image "
-						"reference labels", cur);
-			else
-				rc = snap_daemon_ensure(r->daemons, info.id,
-							image, digest, err);
+		how = served_by(&info);
+		if (how != SERVED_NONE) {
+			if (!daemon_source(&info, how, &image, &digest)) {
+				rc = lp_err_set(err, -EIO, "%s layer %.200s "
+						"has no image reference and "
+						"layer digest labels",
+						how == SERVED_IMAGE
+							? "nydus bootstrap"
+							: "remote", cur);
+			} else {
+				lp_grow((void **)&v, sizeof(*v), &cap, n + 1);
+				v[n].id = info.id;
+				v[n].image = lp_xstrdup(image);
+				v[n].digest = digest ? lp_xstrdup(digest)
+						     : NULL;
+				n++;
+			}
 		}
 		free(cur);
 		cur = TAKE_PTR(info.parent);
@@ -231,6 +441,36 @@ static int rp_ensure(void *ctx, const char *parent, struct lp_err *err)
 		if (!cur)
 			cur = lp_xstrdup("");
 	}
+	if (rc == 0 && n == 1) {
+		rc = snap_daemon_ensure(r->daemons, v[0].id, v[0].image,
+					v[0].digest, err);
+	} else if (rc == 0 && n > 1) {
+		/* the first Mounts of an image starts all its daemons: each
+		 * mostly waits for the registry (or indexes a gzip layer) */
+		struct ensure_job j = { .r = r, .v = v, .n = n };
+		pthread_t th[ENSURE_THREADS];
+		size_t nt = n < ENSURE_THREADS ? n : ENSURE_THREADS;
+		size_t started = 0;
+
+		j.errs = lp_xcalloc(n, sizeof(*j.errs));
+		j.rcs = lp_xcalloc(n, sizeof(*j.rcs));
+		for (size_t t = 1; t < nt; t++) {
+			if (pthread_create(&th[t], NULL, ensure_worker, &j))
+				break;
+			started++;
+		}
+		ensure_worker(&j);
+		for (size_t t = 1; t <= started; t++)
+			pthread_join(th[t], NULL);
+		for (size_t k = 0; k < n && rc == 0; k++) {
+			rc = j.rcs[k];
+			if (rc < 0 && err)
+				*err = j.errs[k];
+		}
+		free(j.errs);
+		free(j.rcs);
+	}
+	remote_layers_free(v, n);
 	return rc;
 }
 
@@ -238,7 +478,7 @@ static void rp_removed(void *ctx, const struct snap_info *info)
 {
 	struct snap_remote *r = ctx;
 
-	if (is_remote_layer(info))
+	if (served_by(info) != SERVED_NONE)
 		snap_daemon_stop(r->daemons, info->id);
 }
 
@@ -253,16 +493,11 @@ static char *rp_lower(void *arg, const struct snap_info *i)
 {
 	struct snap_remote *r = arg;
 
-	return is_remote_layer(i) ? snap_daemon_mountpoint(r->daemons, i->id)
-				  : NULL;
+	return served_by(i) != SERVED_NONE
+		       ? snap_daemon_mountpoint(r->daemons, i->id) : NULL;
 }
 
 /* ---- start-up ------------------------------------------------------------ */
-
-struct remote_layer {
-	uint64_t id;
-	char *image, *digest;
-};
 
 struct collect {
 	struct remote_layer *v;
@@ -274,13 +509,12 @@ static int collect_remote(const struct snap_info *i, void *data)
 	struct collect *c = data;
 	const char *image, *digest;
 
-	if (!is_remote_layer(i) ||
-	    !layer_source(i->labels, i->n_labels, &image, &digest))
+	if (!daemon_source(i, served_by(i), &image, &digest))
 		return 0;
 	lp_grow((void **)&c->v, sizeof(*c->v), &c->cap, c->n + 1);
 	c->v[c->n].id = i->id;
 	c->v[c->n].image = lp_xstrdup(image);
-	c->v[c->n].digest = lp_xstrdup(digest);
+	c->v[c->n].digest = digest ? lp_xstrdup(digest) : NULL;
 	c->n++;
 	return 0;
 }
@@ -328,16 +562,13 @@ static void recover(struct snap_remote *r)
 			       "%llu: %s", (unsigned long long)rl->id,
 			       err.msg);
 		else
-			lp_log(LP_LOG_INFO, "fs daemon of snapshot %llu (layer "
+			lp_log(LP_LOG_INFO, "fs daemon of snapshot %llu (%s "
 			       "%s) serves", (unsigned long long)rl->id,
-			       rl->digest);
+			       rl->digest ? "layer" : "nydus image",
+			       rl->digest ? rl->digest : rl->image);
 	}
 out:
-	for (size_t i = 0; i < c.n; i++) {
-		free(c.v[i].image);
-		free(c.v[i].digest);
-	}
-	free(c.v);
+	remote_layers_free(c.v, c.n);
 	free(ids);
 }
 
@@ -379,12 +610,16 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 	struct fetch_cache_opts co = { .root = c->cache_dir };
 	struct snap_daemons_opts dopts = { 0 };
 	_cleanup_free_ char *lazypull = find_lazypull(c);
-	const char *args[4];
+	const char *args[6];
+	char window[24];
 	struct fetch_opts fo;
 	size_t na = 0;
 	int rc;
 
 	r->st = st;
+	pthread_mutex_init(&r->early_lock, NULL);
+	pthread_cond_init(&r->early_cond, NULL);
+	r->early = !c->no_early_mount;
 	r->stargz = c->enable_stargz;
 	r->zran = c->enable_zran;
 
@@ -421,6 +656,12 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 		args[na++] = "--plain-http";
 	if (fo.skip_verify)
 		args[na++] = "--insecure";
+	if (c->amplify_io >= 0) { /* nydusd's read amplification */
+		snprintf(window, sizeof(window), "%lld",
+			 (long long)(c->amplify_io + 1023) / 1024);
+		args[na++] = "--fetch-window";
+		args[na++] = window;
+	}
 	args[na++] = "--"; /* REF and MOUNTPOINT follow */
 	args[na] = NULL;
 	dopts.root = c->root;
@@ -456,8 +697,14 @@ void snap_remote_free(struct snap_remote *r)
 {
 	if (!r)
 		return;
+	pthread_mutex_lock(&r->early_lock);
+	while (r->early_running)
+		pthread_cond_wait(&r->early_cond, &r->early_lock);
+	pthread_mutex_unlock(&r->early_lock);
 	snap_store_set_lower(r->st, NULL, NULL);
 	snap_daemons_free(r->daemons);
+	pthread_cond_destroy(&r->early_cond);
+	pthread_mutex_destroy(&r->early_lock);
 	fetch_cache_unref(r->cache);
 	fetch_client_unref(r->client);
 	fetch_hosts_free(r->hosts);

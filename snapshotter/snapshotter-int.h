@@ -146,7 +146,8 @@ void snap_daemons_free(struct snap_daemons *d);
 /* <root>/mnt/<id>, malloc'd */
 char *snap_daemon_mountpoint(const struct snap_daemons *d, uint64_t id);
 /*
- * Makes sure layer digest of image is served at the mountpoint of id:
+ * Makes sure layer digest of image (digest NULL: the RAFS tree of a nydus
+ * image, `lazypull mount REF`) is served at the mountpoint of id:
  * re-attaches to a live daemon, else (re)starts one and waits until it
  * serves.  From then on the monitor keeps it running.
  */

@@ -73,6 +73,7 @@ struct snap_config {
 	bool nydusd_config_explicit; /* missing file is an error only then */
 	bool enable_stargz;
 	bool enable_zran;    /* plain gzip layers lazily, through zran */
+	bool no_early_mount; /* fs daemons on the first Mounts, not Prepare */
 	char *lazypull_path; /* the lazypull binary (fs daemons); NULL =
 			      * next to this one, else $PATH */
 	enum lp_log_level log_level;
@@ -87,6 +88,8 @@ struct snap_config {
 	struct snap_backend backend;
 	struct snap_prefetch prefetch;
 	char *cache_type;    /* device.cache.type */
+	int64_t amplify_io;  /* bytes fetched at least on a cache miss (the
+			      * fs daemons' --fetch-window); -1 = default */
 	/* lines for the log once it is set up (ignored flags, defaults) */
 	char **notes;
 	size_t n_notes;
@@ -307,6 +310,9 @@ void snap_server_free(struct snap_server *srv);
  * Lazily pulled layers.  On Prepare of a layer (containerd.io/snapshot.ref
  * set) the snapshotter decides, per layer, as nydus-snapshotter does:
  *   - nydus-bootstrap: an ordinary snapshot containerd unpacks;
+ *   - nydus-blob: remote, with no registry access (it is read through the
+ *     bootstrap above it);
+ *   - a layer above a nydus bootstrap: an ordinary snapshot;
  *   - with stargz on: an eStargz / zstd:chunked layer (the toc.digest label
  *     or a footer probe) whose TOC verifies against the label -> remote;
  *   - with zran on: a plain gzip layer -> remote (indexed by its daemon);
@@ -321,10 +327,13 @@ void snap_server_free(struct snap_server *srv);
  * --layer-digest D` in overlay form, mounted at <root>/mnt/<id> with
  * <root>/daemons/<id>.pid and .log; started when a snapshot above it is
  * first prepared or mounted, and put in that snapshot's lowerdir in its
- * place in the chain.  Daemons outlive the snapshotter: at start it
- * re-attaches to them by their pid files, and restarts (after a lazy
- * unmount of the dead mount) any that died, also while it runs.  Removing
- * the layer unmounts and stops its daemon.
+ * place in the chain.  A nydus image is served by one daemon, `lazypull
+ * mount REF` (its bootstrap's RAFS tree), whose mount replaces the
+ * bootstrap layer's fs in the chain; its data blob layers are empty.  The
+ * daemons of one chain start in parallel.  Daemons outlive the
+ * snapshotter: at start it re-attaches to them by their pid files, and
+ * restarts (after a lazy unmount of the dead mount) any that died, also
+ * while it runs.  Removing the layer unmounts and stops its daemon.
  */
 struct snap_remote;
 /* Sets the store's lower hook; recovers the daemons.  st is borrowed. */

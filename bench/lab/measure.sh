@@ -13,7 +13,7 @@
 # layers: if it does, containerd downloaded and unpacked them itself (the
 # snapshotter did not take the layers remotely) and the measurement is
 # recorded as "not-lazy", never as a result.
-SNAPSHOTTER=${SNAPSHOTTER:-build/snapshotter/lazypull-snapshotter --root @ROOT@ --address @SOCK@ --nydusd-config @CONF@ --enable-stargz --log-level info --log-to-stdout}
+SNAPSHOTTER=${SNAPSHOTTER:-build/snapshotter/lazypull-snapshotter --root @ROOT@ --address @SOCK@ --nydusd-config @CONF@ --enable-stargz --enable-zran --log-level info --log-to-stdout}
 SNAP_ROOT=${SNAP_ROOT:-$BENCH_DIR/snapshotter}
 SNAP_SOCK=${SNAP_SOCK:-$BENCH_RUN/snapshotter.sock}
 SNAP_CONF=${SNAP_CONF:-$BENCH_DIR/etc/nydusd-config.json}
@@ -25,7 +25,14 @@ CSV_HEAD=run_id,time,round,workload,variant,image,snapshotter,status,pull_s,fetc
 
 now() { date +%s.%N; }
 # variant_tag VARIANT: the image tag it pulls (overlay alone: org)
-variant_tag() { if [ "${1#*:}" = "$1" ]; then echo org; else echo "${1#*:}"; fi; }
+# lazy:TAG+trace: the same image on a node that ran it before: the fs
+# daemons' access traces (SNAP_ROOT/traces) of an earlier run are kept,
+# the cache and everything else is fresh
+variant_tag() {
+	local v=${1%+trace}
+	if [ "${v#*:}" = "$v" ]; then echo org; else echo "${v#*:}"; fi
+}
+trace_keep() { echo "$BENCH_DIR/traces/$(variant_tag "$1")-$2"; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 # workload_args NAME: the command ctr run is given (none = the image's CMD)
@@ -64,6 +71,9 @@ snap_bin() {
 }
 # nydusd's JSON, the fusedev layout: the shaped registry speaks plain HTTP
 snap_conf() {
+	local amp=""
+	# AMPLIFY_IO: nydusd's read amplification (the fs daemons' fetch window)
+	[ -z "${AMPLIFY_IO:-}" ] || amp=$'\n  "amplify_io": '"$AMPLIFY_IO,"
 	mkdir -p "$(dirname "$SNAP_CONF")"
 	cat >"$SNAP_CONF" <<EOF
 {
@@ -73,7 +83,7 @@ snap_conf() {
                            "connect_timeout": 10, "retry_limit": 2}},
     "cache": {"type": "blobcache", "config": {"work_dir": "$SNAP_ROOT/cache"}}
   },
-  "mode": "direct",
+  "mode": "direct",$amp
   "digest_validate": false,
   "iostats_files": false,
   "enable_xattr": true
@@ -113,9 +123,19 @@ snap_up() {
 # snap_down: stop it (SIGTERM: it unmounts and exits), then make sure no
 # mount and no process of its root is left
 snap_down() {
-	local p
+	local p i
 	stop_daemon snapshotter TERM
 	unmount_under "$SNAP_ROOT"
+	# unmounted fs daemons write their access traces and exit
+	for i in $(seq 50); do
+		pgrep -f -- "$SNAP_ROOT" >/dev/null || break
+		sleep 0.1
+	done
+	if [ -n "${TRACE_SAVE:-}" ] && [ -d "$SNAP_ROOT/traces" ]; then
+		mkdir -p "$TRACE_SAVE"
+		cp -f "$SNAP_ROOT"/traces/* "$TRACE_SAVE"/ 2>/dev/null || true
+	fi
+	TRACE_SAVE=
 	for p in $(pgrep -f -- "$SNAP_ROOT" || true); do
 		say "snapshotter left pid $p behind: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
 		kill -KILL "$p" 2>/dev/null || true
@@ -163,6 +183,16 @@ measure() {
 		sn=nydus
 		snap=$(basename "$(snap_bin)")
 		snap_up || status=snapshotter-failed
+		if [ "${var%+trace}" != "$var" ]; then
+			# the traces an earlier run left, kept by snap_down
+			TRACE_SAVE=$(trace_keep "$var" "$wl")
+			if [ -n "$(ls -A "$TRACE_SAVE" 2>/dev/null)" ]; then
+				mkdir -p "$SNAP_ROOT/traces"
+				cp -f "$TRACE_SAVE"/* "$SNAP_ROOT/traces/"
+			elif [ "$round" != 0 ]; then
+				say "$var: no access trace recorded yet"
+			fi
+		fi
 		[ $status != ok ] || ctrd_up bench "$SNAP_SOCK"
 		[ $status != ok ] || wait_for 10 ctrd bench snapshots --snapshotter nydus ls ||
 			status=snapshotter-unreachable
@@ -228,6 +258,8 @@ measure() {
 		{ cat "$BENCH_DIR/log/last-pull.log" 2>/dev/null; printf '%s\n' "${out:-}"; } >"$keep"
 		say "$var: $status (pull and run output: $keep; snapshotter: $BENCH_DIR/log/snapshotter.log)"
 	fi
+	# a +trace variant's recording run is no measurement
+	[ -z "${RECORDING:-}" ] || [ $status != ok ] || status=recording
 	crss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$(cat "$(pidfile containerd-bench)" 2>/dev/null || echo 0)/status" 2>/dev/null || echo -)
 	d=$(cut -d' ' -f1 /proc/loadavg)
 	printf '%-8s r%-2d %-18s %-14s pull %6s s  run %5s s  total %6s s  rx %6.1f MB  tx %5.2f MB  rss %6s kB (%s procs)  load %s\n' \
@@ -237,6 +269,8 @@ measure() {
 	echo "$rid,$(date -u +%FT%TZ),$round,$wl,$var,python:$tag,$snap,$status,$(secs "$t0" "$t1"),$fetch,$unpack,$(secs "$t1" "$t2"),$(secs "$t0" "$t2"),$((rx1 - rx0)),$((tx1 - tx0)),$(image_bytes "$tag"),$rss,$procs,${crss:--},$d" >>"$CSV"
 	[ $status = ok ]
 }
+# TRACE_SAVE: where snap_down keeps the fs daemons' traces (+trace variants)
+TRACE_SAVE=
 
 versions() {
 	echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) CPUs, $(containerd --version | awk '{ print $1, $3 }'), runc $(runc --version | awk 'NR == 1 { print $3 }'), ctr-remote $(dpkg-query -W -f='${Version}' stargz-snapshotter)"
@@ -264,6 +298,15 @@ run_bench() {
 	versions
 	echo "# run $rid: ROUNDS=$ROUNDS VARIANTS='$VARIANTS' WORKLOADS='$WORKLOADS' DROP_CACHES=$DROP_CACHES"
 	case " $VARIANTS " in *" lazy:"*) echo "# snapshotter: $(snap_cmd | tr '\n' ' ')" ;; esac
+	# a +trace variant first runs once unmeasured to record its traces
+	# (round 0, status "recording"), unless an earlier run left them
+	for wl in $WORKLOADS; do
+		for v in $VARIANTS; do
+			[ "${v%+trace}" != "$v" ] || continue
+			[ -z "$(ls -A "$(trace_keep "$v" "$wl")" 2>/dev/null)" ] || continue
+			RECORDING=1 measure "$rid" 0 "$wl" "$v" || true
+		done
+	done
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for wl in $WORKLOADS; do
 			for v in $VARIANTS; do

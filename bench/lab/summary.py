@@ -47,6 +47,10 @@ def main():
     rows = [r for r in rows if r["run_id"] == rid]
     if not rows:
         sys.exit(f"{path}: no rows of run {rid}")
+    # a +trace variant's unmeasured first run (round 0) records its traces
+    recorded = sorted({r["variant"] for r in rows
+                       if r["status"] == "recording"})
+    rows = [r for r in rows if r["status"] != "recording"]
     workloads = list(dict.fromkeys(r["workload"] for r in rows))
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     rounds = max(int(r["round"]) for r in rows)
@@ -55,6 +59,9 @@ def main():
           "ratio = median total / overlay's median total, same run")
     if snaps:
         print(f"# lazy variants served by: {', '.join(snaps)}")
+    if recorded:
+        print(f"# access traces recorded by an unmeasured first run for: "
+              f"{', '.join(recorded)}")
     for wl in workloads:
         print(f"\nworkload {wl}")
         print(f"{'variant':<18} {'ok':>5} {'total s':>20} {'pull s':>7} "
@@ -74,7 +81,7 @@ def main():
             img = med(num(all_, "image_bytes"))
             rss = med(num(ok, "lp_rss_kb"))
             ratio = t / base if (t is not None and base) else None
-            target = TARGET.get(v)
+            target = TARGET.get(v.removesuffix("+trace"))
             mark = ""
             if ratio is not None and target is not None:
                 mark = " ok" if ratio <= target else " MISS"

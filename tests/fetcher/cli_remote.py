@@ -188,6 +188,73 @@ def main():
                      (rc, F.short(err)))
             elif b"rebuilding" not in err:
                 fail("corrupt stored index not reported: %s" % F.short(err))
+        # the merged view (no --layer) goes through the same store: a
+        # truncated or corrupt index is reported by name, rebuilt and
+        # replaced, and ls/cat still give the right bytes
+        gz_files = [p for p, e in F.parse_ls(
+            F.run([lp, "ls", "--json", "--digest", local[2][2]],
+                  timeout=120)[1])[0].items()
+            if e.get("type") == "reg" and e.get("size")
+            and merged.get(p, {}).get("sha256") == e.get("sha256")]
+        if os.path.exists(idx) and not gz_files:
+            fail("no file of the gzip layer shows in the merged tree")
+        for how in ("truncated", "flipped"):
+            if not os.path.exists(idx) or not gz_files:
+                break
+            size = os.path.getsize(idx)
+            with open(idx, "r+b") as f:
+                if how == "truncated":
+                    f.truncate(size // 2)
+                else:
+                    for off in (40, size // 2, size - 3):
+                        f.seek(off)
+                        b = f.read(1)
+                        f.seek(off)
+                        f.write(bytes([b[0] ^ 0x5A]))
+            with open(idx, "rb") as f:
+                bad = f.read()
+            rc, out, err = F.run([lp, "ls", "--json", "--digest"] + common +
+                                 [ref], timeout=120)
+            got_m, _, errs = F.parse_ls(out)
+            diffs = errs + F.diff_listings(flat(merged), flat(got_m))
+            if rc or diffs:
+                fail("merged ls with a %s stored index (exit %d): %s" %
+                     (how, rc, "; ".join(diffs[:6]) or F.short(err)))
+            elif idx.encode() not in err or b"rebuilding" not in err:
+                fail("merged ls: the %s index %s is not reported: %s" %
+                     (how, idx, F.short(err)))
+            with open(idx, "rb") as f:
+                now = f.read()
+            rc2, lst, err2 = F.run([lp, "ls", "--json", "--digest",
+                                    "--index", idx, local[2][2]],
+                                   timeout=120)
+            rc0, want, _ = F.run([lp, "ls", "--json", "--digest",
+                                  local[2][2]], timeout=120)
+            if now == bad or len(now) != size or rc2 or lst != want:
+                fail("merged ls: the %s index was not rewritten valid "
+                     "(%d bytes, was %d; ls --index exit %d: %s)" %
+                     (how, len(now), size, rc2, F.short(err2)))
+            # corrupt it again: cat of the merged image rebuilds it too
+            with open(idx, "r+b") as f:
+                f.truncate(size - 1)
+            path = gz_files[0]
+            rc, out, err = F.run([lp, "cat"] + common + [ref, path],
+                                 timeout=120)
+            if rc or hashlib.sha256(out).hexdigest() != \
+                    merged[path]["sha256"]:
+                fail("merged cat %s with a bad stored index: exit %d: %s" %
+                     (path, rc, F.short(err)))
+            elif b"rebuilding" not in err or \
+                    os.path.getsize(idx) != size:
+                fail("merged cat did not rebuild the index: %s" %
+                     F.short(err))
+            else:
+                print("merged ls/cat with a %s stored index: rebuilt, "
+                      "%s ok" % (how, path))
+        left = [n for n in os.listdir(os.path.dirname(idx))
+                if not n.endswith(".zran")]
+        if left:
+            fail("temporary files left in the index store: %s" % left)
         # cat through a cold cache fetches part of the blob, then nothing
         cold = ["--plain-http", "--root", os.path.join(work, "cold")]
         x = os.path.join(work, "x")

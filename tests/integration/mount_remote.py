@@ -568,13 +568,29 @@ def run(lab, src, work, proxies):
         log("  %-6s mounted in %.2fs, tree %s" % (
             tag, secs, "ok" if ok else "FAILED"))
         lab.umount(mp, pid)
-        # a new mount on a cold blob cache (the zran index is kept)
+        # the walk opened every file: the access trace names them, in
+        # the order they were first opened
+        traces = os.path.join(root, "traces")
+        names = os.listdir(traces) if os.path.isdir(traces) else []
+        check(len(names) == 1, "%s: access traces after the walk: %s" %
+              (tag, names))
+        if names:
+            lines = open(os.path.join(traces, names[0])).read().split("\n")
+            check(lines[0] == "lazypull-trace 1" and len(lines) > 3 and
+                  all(x.startswith("/") for x in lines[1:-1]),
+                  "%s: trace: %r" % (tag, lines[:4]))
+        # a new mount on a cold blob cache (the zran index is kept) starts
+        # by prefetching what the trace names
         shutil.rmtree(os.path.join(root, "cache"))
         mp, pid, logf, secs = mount_ref(lab, ref(tag), root, tag)
+        check(wait_log(logf, r"access trace .*: prefetching \d+ files", 10),
+              "%s: the remount did not use the access trace" % tag)
         MT.random_reads(mp, exp_stack, "registry/" + tag)
         check(MT.alive(pid), "%s: daemon died" % tag)
         log("  %-6s remounted in %.2fs" % (tag, secs))
         lab.umount(mp, pid)
+
+    decoded_store_tests(lab, work, ref(tags[0]), exp_stack)
 
     # --- 2. --layer mounts of the registry image under a kernel overlay
     log("== --layer mounts of a registry image under a kernel overlay")
@@ -721,6 +737,56 @@ def run(lab, src, work, proxies):
             got = rafs_listing(mp)
             check(got == want, "nydus-pf: listing differs")
         lab.umount(mp, pid)
+
+
+def store_stats(logf):
+    m = wait_log(logf, r"decoded store: (\d+) reads served, (\d+) chunks "
+                 r"added, (\d+) bad", 10)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def decoded_store_tests(lab, work, ref, exp_stack):
+    """Decoded chunks kept on disk: a second mount reads them (no decode),
+    and damaged store bytes are never served: decoded again, then right."""
+    log("== the decoded-chunk store (ROOT/cache/decoded)")
+    root = fresh_root(work, "decoded")
+    mp, pid, logf, _ = mount_ref(lab, ref, root, "dec1")
+    ok = MT.compare_tree(mp, exp_stack, "decoded/first")
+    lab.umount(mp, pid)
+    st1 = store_stats(logf)
+    check(st1 and st1[1] > 0, "decoded/first: nothing stored: %s" % (st1,))
+    mp, pid, logf, _ = mount_ref(lab, ref, root, "dec2")
+    ok &= MT.compare_tree(mp, exp_stack, "decoded/warm")
+    lab.umount(mp, pid)
+    st2 = store_stats(logf)
+    check(st2 and st2[0] > 0 and st2[1] == 0 and st2[2] == 0,
+          "decoded/warm: not served from the store: %s" % (st2,))
+    # damage every data file in many places (the page cache sees it too)
+    ddir = os.path.join(root, "cache", "decoded")
+    flips = 0
+    for name in sorted(os.listdir(ddir)):
+        if not name.endswith(".data"):
+            continue
+        with open(os.path.join(ddir, name), "r+b") as f:
+            size = os.fstat(f.fileno()).st_size
+            for off in range(100, size, 20011):
+                f.seek(off)
+                b = f.read(1)
+                f.seek(off)
+                f.write(bytes([b[0] ^ 0xa5]))
+                flips += 1
+    mp, pid, logf, _ = mount_ref(lab, ref, root, "dec3")
+    ok &= MT.compare_tree(mp, exp_stack, "decoded/damaged")
+    check(MT.alive(pid), "decoded/damaged: daemon died")
+    lab.umount(mp, pid)
+    st3 = store_stats(logf)
+    check(st3 and st3[2] > 0 and st3[1] > 0,
+          "decoded/damaged: bad chunks not noticed: %s" % (st3,))
+    log("  stored %d chunks; warm mount served %d reads from the store; "
+        "after %d flipped bytes: %d bad, %d decoded again, tree %s" % (
+            st1[1] if st1 else -1, st2[0] if st2 else -1, flips,
+            st3[2] if st3 else -1, st3[1] if st3 else -1,
+            "ok" if ok else "FAILED"))
 
 
 def prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks):

@@ -4,14 +4,18 @@
 # Remote layers through lazypull-snapshotter, driven by a real containerd 1.6
 # (its own root, state, socket and namespaces, CRI disabled) and a private
 # docker-registry on loopback:
-#   - a two-layer busybox image built here, converted by ctr-remote to
-#     eStargz and zstd:chunked, pushed;
+#   - a two-layer busybox image built here (plain gzip, served through zran
+#     with --enable-zran), converted by ctr-remote to eStargz and
+#     zstd:chunked, pushed; a nydus image assembled from the RAFS vectors
+#     (tests/snapshotter/mknydus.py: data blob + bootstrap layer, with a
+#     busybox layer on top);
 #   - `ctr-remote image rpull --snapshotter nydus`: every layer committed as
 #     remote (AlreadyExists), containerd's content store holds no layer blob,
 #     the registry saw only range reads of the layers;
 #   - `ctr run` prints what it should, from an overlay whose lowerdirs are
 #     the fs daemons' fuse.lazypull mounts (whiteouts of the upper layer
-#     applied);
+#     applied); the zran indexes are kept under the root and reused by a
+#     restarted daemon; the nydus image's files read right in a container;
 #   - SIGKILL + restart of the snapshotter while a container runs: the
 #     container keeps reading every file, the snapshotter re-attaches;
 #   - a killed fs daemon is restarted and new containers run;
@@ -194,7 +198,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   type = "snapshot"
   address = "$R/snap.sock"
 EOF
-start_snapshotter --enable-stargz
+start_snapshotter --enable-stargz --enable-zran
 containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
 CTRD_PID=$!
 for _ in $(seq 100); do
@@ -234,7 +238,7 @@ mounts_of() { # the fuse.lazypull mountpoints under the snapshotter root
 # ---- rpull + run, per format ---------------------------------------------
 
 check_image() { # tag format
-	local tag=$1 fmt=$2 ref=$REG/lp/bb:$1 out d n
+	local tag=$1 fmt=$2 ref=$REG/lp/bb:$1 out d n content
 	local regmark
 	regmark=$(wc -l <"$W/registry.log")
 	ctr-remote -a "$R/ctrd.sock" -n "$NS" image rpull --plain-http \
@@ -242,14 +246,31 @@ check_image() { # tag format
 		fail "rpull $tag: $(tail -3 "$W/rpull-$tag.log")"
 	n=$(grep -c "remote ($fmt), committed as" "$W/snapshotter.log" || true)
 	[ "$n" -ge 2 ] || fail "$tag: $n layers committed as remote $fmt"
+	content=$(ctr_ content ls -q) # (not piped into grep -q: pipefail)
 	for d in $(layers "$tag"); do
-		ctr_ content ls -q | grep -qx "$d" &&
+		grep -qx "$d" <<<"$content" &&
 			fail "$tag: containerd's content store holds layer $d"
 		# only range reads of the layer blobs (HEADs, 206s)
 		if tail -n +"$((regmark + 1))" "$W/registry.log" |
 			grep "GET /v2/lp/bb/blobs/$d" | grep -v '" 206 ' |
-			grep -q .; then
+			grep -c . >/dev/null; then
 			fail "$tag: the registry served all of $d: $(tail -n +"$((regmark + 1))" "$W/registry.log" | grep "blobs/$d" | head -3)"
+		fi
+	done
+	out=$(ctr_ run --rm --snapshotter nydus "$ref" "r-$tag-0" true </dev/null 2>&1) ||
+		fail "$tag: ctr run true: $out"
+	# what the registry sent of each layer until a container ran: a plain
+	# gzip layer is read once whole (ranges) to build its zran index
+	for d in $(layers "$tag"); do
+		local size got
+		size=$(curl -fsI "http://$REG/v2/lp/bb/blobs/$d" |
+			tr -d '\r' | awk 'tolower($1) == "content-length:" { print $2 }')
+		got=$(tail -n +"$((regmark + 1))" "$W/registry.log" |
+			awk -v p="GET /v2/lp/bb/blobs/$d " 'index($0, p) && $9 == 206 { n++; b += $10 }
+				END { printf "%d %d", n, b }')
+		log "$tag: layer $d: ${got% *} ranged GETs, ${got#* } of $size bytes"
+		if [ "$fmt" = zran ] && [ "${got#* }" -gt $((2 * size)) ]; then
+			fail "$tag: $d was read more than twice to index it"
 		fi
 	done
 	out=$(ctr_ run --rm --snapshotter nydus "$ref" "r-$tag-1" echo hi </dev/null 2>&1) || true
@@ -272,6 +293,107 @@ check_image() { # tag format
 
 check_image esgz estargz
 check_image zstd zstd:chunked
+check_image 1 zran
+
+# ---- zran: the index is built once (one pass over the layer, as ranged
+# reads), kept under the root, and loaded by a restarted daemon ---------
+
+daemon_of() { # layer digest -> pid file of the daemon serving it
+	local f
+	for f in "$W"/snap/daemons/*.pid; do
+		tr '\0' ' ' <"/proc/$(cat "$f")/cmdline" 2>/dev/null |
+			grep -q -- "--layer-digest $1 " && { echo "$f"; return; }
+	done
+}
+wait_restarted() { # pidfile oldpid -> new pid (empty on timeout)
+	local p
+	for _ in $(seq 150); do
+		p=$(cat "$1" 2>/dev/null || true)
+		if [ -n "$p" ] && [ "$p" != "$2" ] && kill -0 "$p" 2>/dev/null &&
+			grep -q "fs daemon $p serves" "$W/snapshotter.log"; then
+			echo "$p"
+			return
+		fi
+		sleep 0.1
+	done
+}
+for d in $(layers 1); do
+	idx=$W/snap/indexes/sha256/${d#sha256:}.zran
+	if [ ! -s "$idx" ]; then
+		fail "zran: no index of $d kept under the root: $(ls -R "$W/snap/indexes" 2>&1 | head)"
+		continue
+	fi
+	st0=$(stat -c '%i %Y' "$idx")
+	pf=$(daemon_of "$d")
+	[ -n "$pf" ] || { fail "zran: no daemon serves $d"; continue; }
+	old=$(cat "$pf")
+	kill -KILL "$old"
+	new=$(wait_restarted "$pf" "$old")
+	[ -n "$new" ] || fail "zran: daemon of $d not restarted"
+	[ "$(stat -c '%i %Y' "$idx")" = "$st0" ] ||
+		fail "zran: the restarted daemon of $d rebuilt its index"
+	grep -q "indexing the layer again" "${pf%.pid}.log" &&
+		fail "zran: saved index of $d rejected: $(grep 'saved zran' "${pf%.pid}.log")"
+	log "zran: $d indexed once ($(stat -c %s "$idx") bytes of index), daemon $old killed, $new loads the saved index"
+done
+out=$(ctr_ run --rm --snapshotter nydus "$REG/lp/bb:1" r-zran-again cat /hello.txt </dev/null 2>&1) || true
+[ "$out" = "hello from layer 2" ] || fail "zran: run after the daemon restarts: $out"
+
+# ---- a nydus image assembled from the RAFS vectors ------------------
+
+RAFS=$SRCDIR/testdata/reference/rafs
+BOOT=sha256-nocompress-repeatable
+BLOBHEX=7334a2594e133cf8ae364189c2276b090fc490c627bcc3fb1077f0419a538e00
+python3 "$HERE/mknydus.py" /bin/busybox "$RAFS" "$BOOT" "$BLOBHEX" \
+	"$W/oci-nydus" nydus >"$W/nydus-layers"
+skopeo copy --quiet --dest-tls-verify=false "oci:$W/oci-nydus:nydus" \
+	"docker://$REG/lp/bb:nydus"
+# what the files hold, read from the vectors by the CLI (no registry,
+# no FUSE): "sha256  path" of every regular file and hard link
+"$LAZYPULL" ls --json --digest --blob-dir "$RAFS/blobs" "$RAFS/$BOOT" |
+	python3 -c '
+import json, sys
+e = [json.loads(l) for l in sys.stdin]
+dg = {x["path"]: x["sha256"] for x in e if x["type"] == "reg"}
+for x in sorted(e, key=lambda x: x["path"]):
+    if x["type"] == "reg":
+        print(dg[x["path"]] + "  " + x["path"])
+    elif x["type"] == "hardlink":
+        print(dg[x["link"]] + "  " + x["path"])' >"$W/nydus-want"
+nydus_blob=$(sed -n 1p "$W/nydus-layers")
+nydus_boot=$(sed -n 2p "$W/nydus-layers")
+regmark=$(wc -l <"$W/registry.log")
+NYDUS=$REG/lp/bb:nydus
+ctr-remote -a "$R/ctrd.sock" -n "$NS" image rpull --plain-http \
+	--snapshotter nydus "$NYDUS" >"$W/rpull-nydus.log" 2>&1 ||
+	fail "rpull nydus: $(tail -3 "$W/rpull-nydus.log")"
+grep -q "layer $nydus_blob of $NYDUS: remote (nydus-blob), committed" \
+	"$W/snapshotter.log" || fail "nydus: the data blob layer was not committed as remote"
+grep "of $NYDUS: remote" "$W/snapshotter.log" | grep -v "$nydus_blob" &&
+	fail "nydus: a layer other than the data blob was committed as remote"
+content=$(ctr_ content ls -q)
+grep -qx "$nydus_blob" <<<"$content" &&
+	fail "nydus: containerd's content store holds the data blob"
+grep -qx "$nydus_boot" <<<"$content" ||
+	fail "nydus: containerd did not fetch the bootstrap layer (it unpacks it)"
+paths=$(awk '{print $2}' "$W/nydus-want" | tr '\n' ' ')
+out=$(ctr_ run --rm --snapshotter nydus "$NYDUS" r-nydus-1 \
+	/bin/busybox sh -c "cd / && busybox sha256sum $paths; grep ' / ' /proc/mounts" \
+	</dev/null 2>&1) || true
+echo "$out" | grep -v '^[0-9a-f]\{64\}  /' | sed 's/^/  container: /'
+[ "$(echo "$out" | grep '^[0-9a-f]\{64\}  /')" = "$(cat "$W/nydus-want")" ] ||
+	fail "nydus: the files read in the container differ from the vectors: $(echo "$out" | head -5)"
+ls "$W"/snap/snapshots/*/fs/image/image.boot >/dev/null 2>&1 ||
+	fail "nydus: no unpacked bootstrap snapshot"
+n=$(($(wc -l <"$W/nydus-want")))
+log "nydus: bootstrap layer unpacked by containerd, data blob remote; a container read the $n files of the RAFS tree right"
+if tail -n +"$((regmark + 1))" "$W/registry.log" |
+	grep "GET /v2/lp/bb/blobs/$nydus_blob" | grep -v '" 206 ' | grep -c . >/dev/null; then
+	fail "nydus: the registry served all of the data blob"
+fi
+n=$(tail -n +"$((regmark + 1))" "$W/registry.log" | grep -c "GET /v2/lp/bb/blobs/$nydus_blob" || true)
+[ "$n" -gt 0 ] || fail "nydus: the data blob was never read from the registry"
+log "nydus: data blob: $n GETs, all ranged"
 log "fs daemons: $(mounts_of | wc -l) mounts, pids $(daemon_pids | tr '\n' ' ')"
 
 # ---- SIGKILL + restart of the snapshotter while a container runs -------
@@ -281,7 +403,7 @@ ctr_ run -d --snapshotter nydus "$ESGZ" sleeper sleep 600 </dev/null >/dev/null
 sleep 0.5
 before_mounts=$(mounts_of)
 before_pids=$(daemon_pids | sort)
-restart_snapshotter KILL --enable-stargz
+restart_snapshotter KILL --enable-stargz --enable-zran
 log "snapshotter killed (SIGKILL) and started again"
 [ "$(mounts_of)" = "$before_mounts" ] || fail "mounts changed across restart"
 [ "$(daemon_pids | sort)" = "$before_pids" ] ||
