@@ -285,6 +285,10 @@ static void mount_usage(FILE *f)
 		"                      the same image or layer (default "
 		"ROOT/traces)\n"
 		"  --no-trace          neither record nor use access traces\n"
+		"  --dir-ahead KiB     on the first open in a directory, fetch "
+		"up to KiB of\n"
+		"                      its files in the background (default 0: "
+		"off)\n"
 		"  --read-ahead KiB    kernel read-ahead of the mount "
 		"(default 4096, 0 = the\n"
 		"                      kernel's 128)\n"
@@ -362,20 +366,165 @@ enum {
 	OPT_NO_PREFETCH,
 	OPT_TRACE_DIR,
 	OPT_NO_TRACE,
+	OPT_DIR_AHEAD,
 	OPT_READ_AHEAD,
 	OPT_DECODED_MAX,
 };
 
-/* The access trace recorder, set once the daemon's threads may start. */
-struct trace_hook {
-	struct trace *t;
+/*
+ * Directory read-ahead: the first open of a file in a directory fetches
+ * (no decode) the directory's other files, up to cap stored bytes, on a
+ * background thread: files of one directory sit next to each other in a
+ * layer, and a program that opens one (a Python import) tends to open its
+ * neighbours next.
+ */
+#define DIRAHEAD_QUEUE 256
+
+struct dirahead {
+	struct mount_src *ms;
+	uint64_t cap;
+	uint8_t *queued; /* bit per served inode (atomic) */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint32_t q[DIRAHEAD_QUEUE]; /* protected by lock */
+	uint32_t head, n;
+	bool stop;
+	pthread_t thread;
+	bool started;
 };
 
-static void trace_hook_note(void *arg, uint32_t ino)
+static void dirahead_note(struct dirahead *d, uint32_t ino)
 {
-	struct trace_hook *h = arg;
+	const struct model *m;
+	uint32_t dir;
+	uint8_t bit;
+
+	if (!d || !d->started)
+		return;
+	m = d->ms->m;
+	if (ino >= m->n_inodes)
+		return;
+	dir = m->inodes[ino].parent;
+	if (dir >= m->n_inodes)
+		return;
+	bit = (uint8_t)(1u << (dir % 8));
+	if (__atomic_fetch_or(&d->queued[dir / 8], bit, __ATOMIC_RELAXED) &
+	    bit)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (d->n < DIRAHEAD_QUEUE) {
+		d->q[(d->head + d->n) % DIRAHEAD_QUEUE] = dir;
+		d->n++;
+		pthread_cond_signal(&d->cond);
+	}
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
+			 size_t *cap)
+{
+	const struct model *m = d->ms->m;
+	const struct model_inode *din = &m->inodes[dir];
+	uint64_t bytes = 0;
+	uint32_t n = 0;
+
+	for (uint32_t k = 0; k < din->count && bytes < d->cap; k++) {
+		uint32_t de = din->first + k, ino;
+		const struct model_inode *in;
+
+		if (de >= m->n_dirents)
+			break;
+		ino = m->dirents[de].ino;
+		if (ino >= m->n_inodes)
+			continue;
+		in = &m->inodes[ino];
+		if (!S_ISREG(in->mode))
+			continue;
+		for (uint32_t c = in->first;
+		     c < in->first + in->count && c < m->n_chunks &&
+		     bytes < d->cap;
+		     c++) {
+			bytes += m->chunks[c].comp_len;
+			lp_grow((void **)v, sizeof(**v), cap, (size_t)n + 1);
+			(*v)[n++] = c;
+		}
+	}
+	if (n)
+		src_prefetch(d->ms, *v, n);
+}
+
+static void *dirahead_main(void *arg)
+{
+	struct dirahead *d = arg;
+	uint32_t *v = NULL;
+	size_t cap = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (;;) {
+		uint32_t dir;
+
+		while (!d->n && !d->stop)
+			pthread_cond_wait(&d->cond, &d->lock);
+		if (d->stop)
+			break;
+		dir = d->q[d->head];
+		d->head = (d->head + 1) % DIRAHEAD_QUEUE;
+		d->n--;
+		pthread_mutex_unlock(&d->lock);
+		dirahead_dir(d, dir, &v, &cap);
+		pthread_mutex_lock(&d->lock);
+	}
+	pthread_mutex_unlock(&d->lock);
+	free(v);
+	return NULL;
+}
+
+static void dirahead_start(struct dirahead *d, struct mount_src *ms,
+			   uint64_t cap)
+{
+	sigset_t all, old;
+
+	d->ms = ms;
+	d->cap = cap;
+	d->queued = lp_xcalloc(ms->m->n_inodes / 8 + 1, 1);
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	d->started = pthread_create(&d->thread, NULL, dirahead_main, d) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void dirahead_stop(struct dirahead *d)
+{
+	if (!d->queued)
+		return;
+	if (d->started) {
+		pthread_mutex_lock(&d->lock);
+		d->stop = true;
+		pthread_cond_signal(&d->cond);
+		pthread_mutex_unlock(&d->lock);
+		pthread_join(d->thread, NULL);
+	}
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
+	free(d->queued);
+	d->queued = NULL;
+}
+
+/* What an open of a regular file sets off: set once the daemon's threads
+ * may start (the access trace recorder, directory read-ahead). */
+struct open_hooks {
+	struct trace *t;
+	struct dirahead *da;
+};
+
+static void open_hook(void *arg, uint32_t ino)
+{
+	struct open_hooks *h = arg;
 
 	trace_note(__atomic_load_n(&h->t, __ATOMIC_ACQUIRE), ino);
+	dirahead_note(__atomic_load_n(&h->da, __ATOMIC_ACQUIRE), ino);
 }
 
 /*
@@ -673,6 +822,7 @@ int cmd_mount(int argc, char **argv)
 		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW },
 		{ "trace-dir", required_argument, NULL, OPT_TRACE_DIR },
 		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
+		{ "dir-ahead", required_argument, NULL, OPT_DIR_AHEAD },
 		CLI_LAYER_LONGOPTS,
 		{ 0 },
 	};
@@ -696,7 +846,9 @@ int cmd_mount(int argc, char **argv)
 	bool no_prefetch = false, no_trace = false;
 	const char *trace_dir = NULL;
 	_cleanup_free_ char *trace_path = NULL, *trace_arena = NULL;
-	struct trace_hook th = { 0 };
+	struct open_hooks th = { 0 };
+	struct dirahead da = { 0 };
+	uint64_t dir_ahead = 0;
 	uint32_t layer = 0, n_blobs, n_open = 0, v;
 	int ready_fd = -1, c, h, r, ret = 1;
 	struct stat st;
@@ -774,6 +926,14 @@ int cmd_mount(int argc, char **argv)
 			break;
 		case OPT_NO_TRACE:
 			no_trace = true;
+			break;
+		case OPT_DIR_AHEAD:
+			if (parse_u32(optarg, 1u << 20, &v) < 0) {
+				cli_error("--dir-ahead %s: KiB, 0 to 1048576",
+					  optarg);
+				return EXIT_USAGE;
+			}
+			dir_ahead = (uint64_t)v << 10;
 			break;
 		case OPT_DECODED_MAX: {
 			char *end;
@@ -921,13 +1081,12 @@ int cmd_mount(int argc, char **argv)
 		fo.decoded_dir = decoded_dir;
 		fo.decoded_max = decoded_max;
 	}
-	if (remote && !no_trace) {
+	if (remote && !no_trace)
 		trace_path = trace_file(&lo.ro, trace_dir, rem, have_layer,
 					layer);
-		if (trace_path) {
-			fo.on_open = trace_hook_note;
-			fo.on_open_arg = &th;
-		}
+	if (trace_path || dir_ahead) {
+		fo.on_open = open_hook;
+		fo.on_open_arg = &th;
 	}
 	r = fsrv_new(served, &src_ops, &ms, &fo, &s, &err);
 	if (r == 0)
@@ -995,6 +1154,10 @@ int cmd_mount(int argc, char **argv)
 			lp_err_clear(&err);
 		}
 		__atomic_store_n(&th.t, t, __ATOMIC_RELEASE);
+	}
+	if (dir_ahead) {
+		dirahead_start(&da, &ms, dir_ahead);
+		__atomic_store_n(&th.da, &da, __ATOMIC_RELEASE);
 	}
 	if (!no_prefetch) {
 		po.name = name;
@@ -1064,6 +1227,7 @@ out:
 	engine_prefetch_stop(ms.pf);
 	fsrv_free(s); /* unmounts */
 	trace_free(th.t); /* after the last open */
+	dirahead_stop(&da);
 	if (pid_file)
 		unlink(pid_file);
 	free(ms.blob_base);
