@@ -274,6 +274,12 @@ static void mount_usage(FILE *f)
 		"one)\n"
 		"  --layer-digest D    REF: serve only the layer with digest "
 		"D\n"
+		"  --up-to-layer-digest D\n"
+		"                      REF: serve the merged tree of the "
+		"layers from the\n"
+		"                      bottom one up to the one with digest D "
+		"(one overlay\n"
+		"                      lowerdir for that part of the image)\n"
 		"  --prefetch-all      after the priority files, fetch the "
 		"whole image in the\n"
 		"                      background\n"
@@ -366,6 +372,7 @@ enum {
 	OPT_NO_PREFETCH,
 	OPT_TRACE_DIR,
 	OPT_NO_TRACE,
+	OPT_UPTO,
 	OPT_DIR_AHEAD,
 	OPT_READ_AHEAD,
 	OPT_DECODED_MAX,
@@ -716,7 +723,7 @@ static int open_local_layers(char **args, uint32_t n, bool have_layer,
  * whose data blobs open from the registry when first read.
  */
 static int open_image(const char *ref, struct cli_layer_opts *lo,
-		      bool *have_layer, uint32_t *layer,
+		      const char *upto, bool *have_layer, uint32_t *layer,
 		      struct engine_layer ***ret_layers, uint32_t *ret_n,
 		      struct cli_remote **ret_rem)
 {
@@ -748,6 +755,19 @@ static int open_image(const char *ref, struct cli_layer_opts *lo,
 		*have_layer = true;
 		*layer = (uint32_t)i;
 	}
+	if (upto) { /* layers 0..i merged: *layer = i, *have_layer false */
+		size_t i;
+
+		for (i = 0; i < m->n_layers; i++)
+			if (!strcmp(m->layers[i].digest, upto))
+				break;
+		if (i == m->n_layers) {
+			cli_error("--up-to-layer-digest %s: not a layer of %s",
+				  upto, ref);
+			return -1;
+		}
+		*layer = (uint32_t)i;
+	}
 	which = lp_xcalloc(m->n_layers, sizeof(*which));
 	boot = cli_remote_bootstrap(rem);
 	if (boot >= 0) {
@@ -768,7 +788,9 @@ static int open_image(const char *ref, struct cli_layer_opts *lo,
 		}
 		which[n++] = *layer;
 	} else {
-		for (size_t i = 0; i < m->n_layers; i++)
+		size_t top = upto ? *layer + 1 : m->n_layers;
+
+		for (size_t i = 0; i < top; i++)
 			which[n++] = i;
 	}
 	layers = lp_xcalloc(n, sizeof(*layers));
@@ -822,6 +844,7 @@ int cmd_mount(int argc, char **argv)
 		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW },
 		{ "trace-dir", required_argument, NULL, OPT_TRACE_DIR },
 		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
+		{ "up-to-layer-digest", required_argument, NULL, OPT_UPTO },
 		{ "dir-ahead", required_argument, NULL, OPT_DIR_AHEAD },
 		CLI_LAYER_LONGOPTS,
 		{ 0 },
@@ -849,6 +872,7 @@ int cmd_mount(int argc, char **argv)
 	struct open_hooks th = { 0 };
 	struct dirahead da = { 0 };
 	uint64_t dir_ahead = 0;
+	const char *upto = NULL;
 	uint32_t layer = 0, n_blobs, n_open = 0, v;
 	int ready_fd = -1, c, h, r, ret = 1;
 	struct stat st;
@@ -927,6 +951,14 @@ int cmd_mount(int argc, char **argv)
 		case OPT_NO_TRACE:
 			no_trace = true;
 			break;
+		case OPT_UPTO:
+			if (fetch_digest_check(optarg, strlen(optarg)) < 0) {
+				cli_error("--up-to-layer-digest %s: not a "
+					  "sha256:<64 hex> digest", optarg);
+				return EXIT_USAGE;
+			}
+			upto = optarg;
+			break;
 		case OPT_DIR_AHEAD:
 			if (parse_u32(optarg, 1u << 20, &v) < 0) {
 				cli_error("--dir-ahead %s: KiB, 0 to 1048576",
@@ -990,8 +1022,14 @@ int cmd_mount(int argc, char **argv)
 			  n_blobs == 1 ? "" : "s", n_blobs - 1);
 		return EXIT_USAGE;
 	}
-	if (!remote && lo.ro.layer_digest) {
-		cli_error("--layer-digest applies to an image reference");
+	if (!remote && (lo.ro.layer_digest || upto)) {
+		cli_error("--%slayer-digest applies to an image reference",
+			  upto ? "up-to-" : "");
+		return EXIT_USAGE;
+	}
+	if (upto && (have_layer || lo.ro.layer_digest)) {
+		cli_error("--up-to-layer-digest and --layer/--layer-digest "
+			  "exclude each other");
 		return EXIT_USAGE;
 	}
 	/* data blobs open lazily, after the daemon moved to / */
@@ -1029,8 +1067,8 @@ int cmd_mount(int argc, char **argv)
 	}
 
 	if (remote) {
-		if (open_image(argv[optind], &lo, &have_layer, &layer, &layers,
-			       &n_open, &rem) < 0)
+		if (open_image(argv[optind], &lo, upto, &have_layer, &layer,
+			       &layers, &n_open, &rem) < 0)
 			goto out;
 	} else {
 		layers = lp_xcalloc(n_blobs, sizeof(*layers));
@@ -1053,7 +1091,10 @@ int cmd_mount(int argc, char **argv)
 		for (uint32_t i = 0; i < n_open; i++)
 			models[i] = layers[i]->model;
 		r = model_merge(models, n_open, &served, &err);
-		if (n_open == 1 || remote)
+		if (upto)
+			snprintf(name, sizeof(name), "%s layers 0-%u",
+				 argv[optind], layer);
+		else if (n_open == 1 || remote)
 			snprintf(name, sizeof(name), "%s", argv[optind]);
 		else
 			snprintf(name, sizeof(name), "%s (+%u layers)",
@@ -1082,8 +1123,8 @@ int cmd_mount(int argc, char **argv)
 		fo.decoded_max = decoded_max;
 	}
 	if (remote && !no_trace)
-		trace_path = trace_file(&lo.ro, trace_dir, rem, have_layer,
-					layer);
+		trace_path = trace_file(&lo.ro, trace_dir, rem,
+					have_layer || upto, layer);
 	if (trace_path || dir_ahead) {
 		fo.on_open = open_hook;
 		fo.on_open_arg = &th;

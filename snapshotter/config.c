@@ -324,7 +324,7 @@ out:
 /* which settings the command line gave (those win over the file) */
 struct given {
 	bool root, address, nydusd_config, stargz, level, stdout_, mode,
-		driver, zran, lazypull, early;
+		driver, zran, lazypull, early, merged;
 };
 
 static int load_toml(struct snap_config *c, const struct given *g,
@@ -396,8 +396,9 @@ static int load_toml(struct snap_config *c, const struct given *g,
 	BOOL("experimental.enable_stargz",
 	     if (!g->stargz) c->enable_stargz = b);
 	BOOL("experimental.enable_zran", if (!g->zran) c->enable_zran = b);
-	BOOL("experimental.early_mount",
-	     if (!g->early) c->no_early_mount = !b);
+	BOOL("experimental.early_mount", if (!g->early) c->early_mount = b);
+	BOOL("experimental.merged_mounts",
+	     if (!g->merged) c->no_merged_mounts = !b);
 	STR("daemon.lazypull_path",
 	    if (!g->lazypull && s[0]) set_str(&c->lazypull_path, s));
 	STR("cache_manager.cache_dir", if (s[0]) set_str(&c->cache_dir, s));
@@ -413,7 +414,7 @@ static int load_toml(struct snap_config *c, const struct given *g,
 enum {
 	O_ROOT = 256, O_ADDRESS, O_CONFIG, O_NYDUSD_CONFIG, O_STARGZ, O_LEVEL,
 	O_STDOUT, O_VERSION, O_HELP, O_IGNORED, O_MODE, O_DRIVER, O_ZRAN,
-	O_LAZYPULL, O_EARLY,
+	O_LAZYPULL, O_EARLY, O_MERGED,
 };
 
 static const struct option options[] = {
@@ -426,6 +427,7 @@ static const struct option options[] = {
 	{ "enable-zran", optional_argument, NULL, O_ZRAN },
 	{ "lazypull-path", required_argument, NULL, O_LAZYPULL },
 	{ "early-mount", optional_argument, NULL, O_EARLY },
+	{ "merged-mounts", optional_argument, NULL, O_MERGED },
 	{ "log-level", required_argument, NULL, O_LEVEL },
 	{ "log-to-stdout", optional_argument, NULL, O_STDOUT },
 	{ "version", no_argument, NULL, O_VERSION },
@@ -459,8 +461,14 @@ static void usage(const char *prog)
 	       "  --early-mount[=BOOL]   start a remote layer's fs daemon on "
 	       "its Prepare, so\n"
 	       "                         its prefetch overlaps the pull "
-	       "(default true;\n"
+	       "(default false;\n"
 	       "                         [experimental] early_mount)\n"
+	       "  --merged-mounts[=BOOL] one fs daemon and mount per image "
+	       "(the merged tree\n"
+	       "                         of its remote layers) instead of "
+	       "one per layer\n"
+	       "                         (default true; [experimental] "
+	       "merged_mounts)\n"
 	       "  --lazypull-path FILE   the lazypull binary that serves "
 	       "layers (default:\n"
 	       "                         next to this one, else $PATH)\n"
@@ -534,14 +542,20 @@ int snap_config_load(struct snap_config *c, int argc, char **argv,
 				return r;
 			g.zran = true;
 			break;
-		case O_EARLY: {
-			bool b = true;
-
-			r = bool_arg("early-mount", &b, err);
+		case O_EARLY:
+			r = bool_arg("early-mount", &c->early_mount, err);
 			if (r < 0)
 				return r;
-			c->no_early_mount = !b;
 			g.early = true;
+			break;
+		case O_MERGED: {
+			bool b = true;
+
+			r = bool_arg("merged-mounts", &b, err);
+			if (r < 0)
+				return r;
+			c->no_merged_mounts = !b;
+			g.merged = true;
 			break;
 		}
 		case O_LAZYPULL:

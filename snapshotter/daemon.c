@@ -40,6 +40,7 @@ struct daemon {
 	uint64_t id;
 	char *image, *digest;	/* what it serves (for restarts); digest
 				 * NULL: a nydus image's RAFS tree */
+	bool merged;		/* layers up to digest, merged */
 	bool wanted;		/* protected by lock: keep it running */
 	pthread_mutex_t lock;	/* serializes start/stop of this one */
 	struct daemon *next;	/* protected by snap_daemons.lock */
@@ -344,7 +345,8 @@ static int start(struct snap_daemons *d, struct daemon *dm,
 	argv[n++] = d->lazypull;
 	argv[n++] = "mount";
 	if (dm->digest) { /* else a nydus image: its bootstrap's tree */
-		argv[n++] = "--layer-digest";
+		argv[n++] = dm->merged ? "--up-to-layer-digest"
+				       : "--layer-digest";
 		argv[n++] = dm->digest;
 	}
 	argv[n++] = "--root";
@@ -454,12 +456,13 @@ static struct daemon *get(struct snap_daemons *d, uint64_t id, bool create)
 }
 
 int snap_daemon_ensure(struct snap_daemons *d, uint64_t id, const char *image,
-		       const char *digest, struct lp_err *err)
+		       const char *digest, bool merged, struct lp_err *err)
 {
 	struct daemon *dm = get(d, id, true);
 	int r = 0;
 
 	pthread_mutex_lock(&dm->lock);
+	dm->merged = merged && digest;
 	if (!dm->image || strcmp(dm->image, image)) {
 		free(dm->image);
 		dm->image = lp_xstrdup(image);

@@ -29,6 +29,7 @@ struct snap_remote {
 	struct snap_store *st;
 	bool stargz, zran;
 	bool early; /* start fs daemons on Prepare (c->early_mount) */
+	bool merge; /* one merged mount per image (!c->no_merged_mounts) */
 	struct fetch_client *client;
 	struct fetch_cache *cache;
 	struct fetch_hosts *hosts;
@@ -214,10 +215,13 @@ static bool over_nydus(struct snap_remote *r, const char *parent)
  * Mounts.  Mounts then finds it running (snap_daemon_ensure serializes on
  * the layer); if the early start failed, Mounts tries again and reports.
  */
+static bool covering_self(struct snap_remote *r, const struct snap_info *i);
+
 struct early_job {
 	struct snap_remote *r;
 	uint64_t id;
 	char *image, *digest;
+	bool merged;
 };
 
 static void *early_main(void *arg)
@@ -226,7 +230,7 @@ static void *early_main(void *arg)
 	struct lp_err err = { 0 };
 
 	if (snap_daemon_ensure(j->r->daemons, j->id, j->image, j->digest,
-			       &err) < 0)
+			       j->merged, &err) < 0)
 		lp_log(LP_LOG_WARN, "early start of the fs daemon of layer %s: "
 		       "%s (the first mount tries again)", j->digest, err.msg);
 	pthread_mutex_lock(&j->r->early_lock);
@@ -256,6 +260,7 @@ static void early_start(struct snap_remote *r, const char *target,
 	j->id = info.id;
 	j->image = lp_xstrdup(image);
 	j->digest = lp_xstrdup(digest);
+	j->merged = r->merge && covering_self(r, &info);
 	snap_info_release(&info);
 	pthread_mutex_lock(&r->early_lock);
 	r->early_running++;
@@ -361,12 +366,57 @@ commit:
 struct remote_layer {
 	uint64_t id;
 	char *image, *digest; /* digest NULL: a nydus image's tree */
+	bool merged;	      /* the image's layers up to digest, merged */
+	char *key;	      /* recover(): the snapshot's name */
 };
+
+/*
+ * One daemon per image: a remote layer whose ancestors are all remote
+ * layers too is served as the merged tree of the image's layers from the
+ * bottom up to it (`--up-to-layer-digest`), and that one mount is the
+ * whole lowerdir of a snapshot on it (the store drops the ancestors,
+ * rp_lower's covers).  Elsewhere in a chain a layer keeps its own mount.
+ */
+static bool covering_self(struct snap_remote *r, const struct snap_info *i)
+{
+	_cleanup_free_ char *cur = NULL;
+	size_t n = 1;
+	bool all = true;
+
+	if (served_by(i) != SERVED_LAYER)
+		return false;
+	cur = lp_xstrdup(i->parent ? i->parent : "");
+	while (cur[0] && all) {
+		struct snap_info a = { 0 };
+
+		if (snap_store_stat(r->st, cur, &a, NULL) < 0)
+			return false;
+		all = served_by(&a) == SERVED_LAYER;
+		n++;
+		free(cur);
+		cur = a.parent ? TAKE_PTR(a.parent) : lp_xstrdup("");
+		snap_info_release(&a);
+	}
+	return all && n >= 2;
+}
+
+/* Frees the strings of v[from..n), keeps the array. */
+static void remote_layers_free_tail(struct remote_layer *v, size_t from,
+				    size_t n)
+{
+	for (size_t i = from; i < n; i++) {
+		free(v[i].image);
+		free(v[i].digest);
+		free(v[i].key);
+		v[i].image = v[i].digest = v[i].key = NULL;
+	}
+}
 
 static void remote_layers_free(struct remote_layer *v, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].image);
+		free(v[i].key);
 		free(v[i].digest);
 	}
 	free(v);
@@ -395,7 +445,7 @@ static void *ensure_worker(void *arg)
 			break;
 		j->rcs[k] = snap_daemon_ensure(j->r->daemons, j->v[k].id,
 					       j->v[k].image, j->v[k].digest,
-					       &j->errs[k]);
+					       j->v[k].merged, &j->errs[k]);
 	}
 	return NULL;
 }
@@ -405,7 +455,9 @@ static int rp_ensure(void *ctx, const char *parent, struct lp_err *err)
 	struct snap_remote *r = ctx;
 	_cleanup_free_ char *cur = lp_xstrdup(parent ? parent : "");
 	struct remote_layer *v = NULL;
-	size_t n = 0, cap = 0;
+	_cleanup_free_ bool *covers = NULL;
+	_cleanup_free_ size_t *pos = NULL;
+	size_t n = 0, cap = 0, nc = 0, ccap = 0, pcap = 0, k;
 	int rc = 0;
 
 	/* the served layers of the chain, nearest first */
@@ -418,6 +470,8 @@ static int rp_ensure(void *ctx, const char *parent, struct lp_err *err)
 		if (rc < 0)
 			break;
 		how = served_by(&info);
+		lp_grow((void **)&covers, sizeof(*covers), &ccap, nc + 1);
+		covers[nc++] = how == SERVED_LAYER;
 		if (how != SERVED_NONE) {
 			if (!daemon_source(&info, how, &image, &digest)) {
 				rc = lp_err_set(err, -EIO, "%s layer %.200s "
@@ -432,6 +486,11 @@ static int rp_ensure(void *ctx, const char *parent, struct lp_err *err)
 				v[n].image = lp_xstrdup(image);
 				v[n].digest = digest ? lp_xstrdup(digest)
 						     : NULL;
+				v[n].merged = false;
+				v[n].key = NULL;
+				lp_grow((void **)&pos, sizeof(*pos), &pcap,
+					n + 1);
+				pos[n] = nc - 1;
 				n++;
 			}
 		}
@@ -441,9 +500,21 @@ static int rp_ensure(void *ctx, const char *parent, struct lp_err *err)
 		if (!cur)
 			cur = lp_xstrdup("");
 	}
+	/* a merged mount stands for the covering layer and those below */
+	k = rc == 0 ? snap_chain_covering(covers, nc) : nc;
+	if (k < nc) {
+		size_t keep = 0;
+
+		while (keep < n && pos[keep] < k)
+			keep++;
+		/* v[keep] is at chain position k: served merged */
+		v[keep].merged = true;
+		remote_layers_free_tail(v, keep + 1, n);
+		n = keep + 1;
+	}
 	if (rc == 0 && n == 1) {
 		rc = snap_daemon_ensure(r->daemons, v[0].id, v[0].image,
-					v[0].digest, err);
+					v[0].digest, v[0].merged, err);
 	} else if (rc == 0 && n > 1) {
 		/* the first Mounts of an image starts all its daemons: each
 		 * mostly waits for the registry (or indexes a gzip layer) */
@@ -489,12 +560,15 @@ const struct snap_remote_ops snap_remote_ops = {
 };
 
 /* The lower directory of a remote layer is its daemon's mount. */
-static char *rp_lower(void *arg, const struct snap_info *i)
+static char *rp_lower(void *arg, const struct snap_info *i,
+		      bool *ret_covers)
 {
 	struct snap_remote *r = arg;
+	enum served how = served_by(i);
 
-	return served_by(i) != SERVED_NONE
-		       ? snap_daemon_mountpoint(r->daemons, i->id) : NULL;
+	*ret_covers = how == SERVED_LAYER && r->merge;
+	return how != SERVED_NONE ? snap_daemon_mountpoint(r->daemons, i->id)
+				  : NULL;
 }
 
 /* ---- start-up ------------------------------------------------------------ */
@@ -515,6 +589,8 @@ static int collect_remote(const struct snap_info *i, void *data)
 	c->v[c->n].id = i->id;
 	c->v[c->n].image = lp_xstrdup(image);
 	c->v[c->n].digest = digest ? lp_xstrdup(digest) : NULL;
+	c->v[c->n].merged = false; /* decided after the walk */
+	c->v[c->n].key = lp_xstrdup(i->name);
 	c->n++;
 	return 0;
 }
@@ -540,6 +616,15 @@ static void recover(struct snap_remote *r)
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < c.n; i++) {
+		struct snap_info info = { 0 };
+
+		if (!r->merge ||
+		    snap_store_stat(r->st, c.v[i].key, &info, NULL) < 0)
+			continue;
+		c.v[i].merged = covering_self(r, &info);
+		snap_info_release(&info);
+	}
 	if (snap_daemons_list(r->daemons, &ids, &n) < 0)
 		goto out;
 	for (size_t k = 0; k < n; k++) {
@@ -557,7 +642,7 @@ static void recover(struct snap_remote *r)
 		}
 		lp_err_clear(&err);
 		if (snap_daemon_ensure(r->daemons, rl->id, rl->image,
-				       rl->digest, &err) < 0)
+				       rl->digest, rl->merged, &err) < 0)
 			lp_log(LP_LOG_ERROR, "recovering fs daemon of snapshot "
 			       "%llu: %s", (unsigned long long)rl->id,
 			       err.msg);
@@ -619,7 +704,8 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 	r->st = st;
 	pthread_mutex_init(&r->early_lock, NULL);
 	pthread_cond_init(&r->early_cond, NULL);
-	r->early = !c->no_early_mount;
+	r->early = c->early_mount;
+	r->merge = !c->no_merged_mounts;
 	r->stargz = c->enable_stargz;
 	r->zran = c->enable_zran;
 

@@ -152,7 +152,7 @@ char *snap_daemon_mountpoint(const struct snap_daemons *d, uint64_t id);
  * serves.  From then on the monitor keeps it running.
  */
 int snap_daemon_ensure(struct snap_daemons *d, uint64_t id, const char *image,
-		       const char *digest, struct lp_err *err);
+		       const char *digest, bool merged, struct lp_err *err);
 /* Unmounts and stops the daemon of id, removes its files. */
 void snap_daemon_stop(struct snap_daemons *d, uint64_t id);
 /* The ids that have a pid file (a daemon running, or one that died). */

@@ -73,7 +73,8 @@ struct snap_config {
 	bool nydusd_config_explicit; /* missing file is an error only then */
 	bool enable_stargz;
 	bool enable_zran;    /* plain gzip layers lazily, through zran */
-	bool no_early_mount; /* fs daemons on the first Mounts, not Prepare */
+	bool early_mount;    /* fs daemons on Prepare, not the first Mounts */
+	bool no_merged_mounts; /* a mount per remote layer, not per image */
 	char *lazypull_path; /* the lazypull binary (fs daemons); NULL =
 			      * next to this one, else $PATH */
 	enum lp_log_level log_level;
@@ -187,9 +188,20 @@ int snap_store_add_committed(struct snap_store *s, const char *name,
  * Where the layer of committed snapshot `info` is to be found when it is
  * a parent in mounts: a malloc'd directory, or NULL for its own fs.  Called
  * inside store transactions, so it must be quick and must not call the
- * store.
+ * store.  *ret_covers (false on entry) set true says the directory can
+ * also stand for all of info's ancestors, provided each of them says so
+ * too: the nearest parent of a chain whose ancestors all cover is then
+ * the chain's only lowerdir (one merged mount for the image's layers up
+ * to it; snap_chain_covering() finds it).
  */
-typedef char *(*snap_lower_fn)(void *arg, const struct snap_info *info);
+typedef char *(*snap_lower_fn)(void *arg, const struct snap_info *info,
+			       bool *ret_covers);
+/*
+ * Given covers[0..n) of a parent chain (nearest first), the index of the
+ * parent that stands for itself and every one below it, or n when none
+ * does (fewer than two covering parents at the bottom of the chain).
+ */
+size_t snap_chain_covering(const bool *covers, size_t n);
 /* Sets the lower hook; call before the store is shared between threads. */
 void snap_store_set_lower(struct snap_store *s, snap_lower_fn fn, void *arg);
 /* -ENOENT missing; -EBUSY when key is committed. */

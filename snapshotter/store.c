@@ -520,12 +520,22 @@ static void chain_release(struct chain *c)
 	memset(c, 0, sizeof(*c));
 }
 
+size_t snap_chain_covering(const bool *covers, size_t n)
+{
+	size_t k = n;
+
+	while (k > 0 && covers[k - 1])
+		k--;
+	return n - k >= 2 ? k : n;
+}
+
 static int parent_chain(struct snap_store *s, MDB_txn *txn,
 			const char *parent, struct chain *ret,
 			struct lp_err *err)
 {
 	struct chain c = { 0 };
-	size_t cap = 0, lcap = 0;
+	_cleanup_free_ bool *covers = NULL;
+	size_t cap = 0, lcap = 0, ccap = 0, k;
 	char *cur = lp_xstrdup(parent ? parent : "");
 	int r = 0;
 
@@ -545,9 +555,13 @@ static int parent_chain(struct snap_store *s, MDB_txn *txn,
 			break;
 		lp_grow((void **)&c.ids, sizeof(*c.ids), &cap, c.n + 1);
 		lp_grow((void **)&c.lower, sizeof(*c.lower), &lcap, c.n + 1);
+		lp_grow((void **)&covers, sizeof(*covers), &ccap, c.n + 1);
 		c.ids[c.n] = pr.id;
+		covers[c.n] = false;
 		c.lower[c.n] = s->lower_fn ? s->lower_fn(s->lower_arg,
-							 &pr.info) : NULL;
+							 &pr.info,
+							 &covers[c.n])
+					   : NULL;
 		c.n++;
 		free(cur);
 		cur = TAKE_PTR(pr.info.parent);
@@ -557,6 +571,13 @@ static int parent_chain(struct snap_store *s, MDB_txn *txn,
 	if (r < 0) {
 		chain_release(&c);
 		return r;
+	}
+	/* one merged mount stands for the covering parent and those below */
+	k = snap_chain_covering(covers, c.n);
+	if (k < c.n) {
+		for (size_t i = k + 1; i < c.n; i++)
+			free(c.lower[i]);
+		c.n = k + 1;
 	}
 	*ret = c;
 	return 0;
