@@ -1106,6 +1106,11 @@ int cmd_mount(int argc, char **argv)
 		goto out;
 	}
 	mount_src_init(&ms, served, layers, n_open);
+#ifdef __GLIBC__
+	/* the TOCs' parse trees are gone: give that memory back (a daemon
+	 * runs for days; its RSS should be what it serves) */
+	malloc_trim(0);
+#endif
 	fo.name = name;
 	/* decoded chunks next to the blob cache (rm -rf ROOT/cache clears
 	 * both); local blobs only with an explicit --root */

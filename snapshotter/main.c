@@ -6,6 +6,7 @@
 #define LP_MODNAME "snapshotter"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -98,6 +99,15 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int r;
 
+#ifdef __GLIBC__
+	/*
+	 * Prepare probes parse whole TOCs (MBs of JSON) on worker threads and
+	 * free them: few arenas and a fixed mmap threshold keep that memory
+	 * from staying with the process (remote.c also trims after probes).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 << 10);
+	mallopt(M_ARENA_MAX, 2);
+#endif
 	r = snap_config_load(&cfg, argc, argv, &err);
 	if (r != 0) {
 		if (r < 0)

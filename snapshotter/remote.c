@@ -15,6 +15,7 @@
  */
 #define LP_MODNAME "snapshotter"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -332,6 +333,9 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 	toc = find_label(l, n, SNAP_LABEL_TOC);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	rc = probe_layer(r, image, digest, toc, fmt, sizeof(fmt), err);
+#ifdef __GLIBC__
+	malloc_trim(0); /* the TOC's parse is gone: give the memory back */
+#endif
 	if (rc <= 0) {
 		if (rc < 0)
 			lp_log(LP_LOG_WARN, "layer %s of %s: %s; containerd "

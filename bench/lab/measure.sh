@@ -151,8 +151,11 @@ lp_rss() {
 	[ -s "$(pidfile snapshotter)" ] && sid=$(cat "$(pidfile snapshotter)")
 	ps -eo pid=,sid=,rss=,args= | awk -v sid="$sid" -v m="$RSS_MATCH" -v root="$SNAP_ROOT" '
 		{ a0 = $4; sub(/.*\//, "", a0) }
-		a0 ~ m && ($2 == sid || index($0, root)) { kb += $3; n++ }
-		END { printf "%d %d\n", kb, n }'
+		a0 ~ m && ($2 == sid || index($0, root)) {
+			kb += $3; n++
+			printf "%s %s kB %s\n", $1, $3, substr($0, index($0, $4), 160) > "/dev/stderr"
+		}
+		END { printf "%d %d\n", kb, n }' 2>"$BENCH_DIR/log/last-rss.txt"
 }
 
 # layers TAG: the image's layer digests; image_bytes TAG: manifest + config
