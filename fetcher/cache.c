@@ -14,7 +14,6 @@
  *     16 u64 count     24 u32 zero                28 u32 crc32c(0..28)
  */
 #define LP_MODNAME "fetcher"
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/lru.h"
 #include "fetcher/fetcher-int.h"
 
 #define MAP_MAGIC "LPCMAP01"
@@ -293,116 +293,33 @@ void fetch_cache_unref(struct fetch_cache *c)
 
 /* ---- eviction ------------------------------------------------------------ */
 
-struct gc_entry {
-	char *data_path, *map_path;
-	uint64_t bytes;
-	struct timespec used;
-};
-
-static int gc_cmp(const void *a, const void *b)
-{
-	const struct gc_entry *x = a, *y = b;
-
-	if (x->used.tv_sec != y->used.tv_sec)
-		return x->used.tv_sec < y->used.tv_sec ? -1 : 1;
-	if (x->used.tv_nsec != y->used.tv_nsec)
-		return x->used.tv_nsec < y->used.tv_nsec ? -1 : 1;
-	return 0;
-}
-
-/* Removes a blob nobody holds; false if it is in use. */
-static bool gc_try_evict(const struct gc_entry *e)
-{
-	struct stat a, b;
-	int fd = open(e->data_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	bool done = false;
-
-	if (fd < 0)
-		return errno == ENOENT;
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &a) == 0 &&
-	    stat(e->data_path, &b) == 0 && a.st_ino == b.st_ino &&
-	    a.st_dev == b.st_dev) {
-		/* map first: a data file without a map is just empty */
-		unlink(e->map_path);
-		unlink(e->data_path);
-		done = true;
-	}
-	close(fd);
-	return done;
-}
-
 int64_t fetch_cache_gc(struct fetch_cache *c, uint64_t target,
 		       struct lp_err *err)
 {
-	struct gc_entry *ents = NULL;
-	size_t n = 0, cap = 0;
-	uint64_t total = 0;
-	DIR *top;
-	struct dirent *de;
+	/* blobs/<algorithm>/<hex>.data with <hex>.map; the map's mtime is
+	 * the last use, and only data blocks count */
+	const struct lp_lru lru = {
+		.dir = c->dir,
+		.nested = true,
+		.data_suffix = ".data",
+		.side_suffix = ".map",
+		.log_mod = LP_MODNAME,
+		.log_prefix = "cache: ",
+	};
+	int64_t total;
 
 	pthread_mutex_lock(&c->gc_lock);
-	top = opendir(c->dir);
-	if (!top) {
-		int e = errno;
-
+	total = lp_lru_evict(&lru, target);
+	if (total < 0) {
 		pthread_mutex_unlock(&c->gc_lock);
-		return lp_err_set(err, e, "blob cache %s: %s", c->dir,
-				  strerror(e));
+		return lp_err_set(err, (int)total, "blob cache %s: %s", c->dir,
+				  strerror((int)-total));
 	}
-	while ((de = readdir(top))) {
-		_cleanup_free_ char *sub = NULL;
-		DIR *d;
-		struct dirent *fe;
-
-		if (de->d_name[0] == '.')
-			continue;
-		sub = path_join(c->dir, de->d_name, NULL);
-		d = opendir(sub);
-		if (!d)
-			continue;
-		while ((fe = readdir(d))) {
-			size_t l = strlen(fe->d_name);
-			struct stat ds, ms;
-			struct gc_entry e;
-
-			if (l < 6 || strcmp(fe->d_name + l - 5, ".data"))
-				continue;
-			e.data_path = path_join(sub, fe->d_name, NULL);
-			e.map_path = lp_xstrdup(e.data_path);
-			memcpy(e.map_path + strlen(e.map_path) - 5, ".map", 5);
-			if (stat(e.data_path, &ds) < 0) {
-				free(e.data_path);
-				free(e.map_path);
-				continue;
-			}
-			e.bytes = (uint64_t)ds.st_blocks * 512;
-			e.used = stat(e.map_path, &ms) == 0 ? ms.st_mtim :
-							      ds.st_mtim;
-			lp_grow((void **)&ents, sizeof(*ents), &cap, n + 1);
-			ents[n++] = e;
-			total += e.bytes;
-		}
-		closedir(d);
-	}
-	closedir(top);
-	if (total > target && n)
-		qsort(ents, n, sizeof(*ents), gc_cmp);
-	for (size_t i = 0; i < n; i++) {
-		if (total > target && gc_try_evict(&ents[i])) {
-			lp_debug("cache: evicted %s (%llu bytes)",
-				 ents[i].data_path,
-				 (unsigned long long)ents[i].bytes);
-			total -= ents[i].bytes;
-		}
-		free(ents[i].data_path);
-		free(ents[i].map_path);
-	}
-	free(ents);
 	pthread_mutex_lock(&c->lock);
-	c->approx_bytes = total;
+	c->approx_bytes = (uint64_t)total;
 	pthread_mutex_unlock(&c->lock);
 	pthread_mutex_unlock(&c->gc_lock);
-	return (int64_t)total;
+	return total;
 }
 
 /* Called after bytes were added; evicts down to 90 % when over budget. */

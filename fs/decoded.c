@@ -12,7 +12,6 @@
  * A later record for the same digest replaces an earlier one.
  */
 #define LP_MODNAME "decoded"
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/lru.h"
 #include "fs/decoded.h"
 
 #define IDX_MAGIC "LPDIDX01"
@@ -1012,109 +1012,31 @@ static void *flusher_main(void *arg)
 
 /* ---- eviction ------------------------------------------------------------ */
 
-struct gc_ent {
-	char *data_path, *idx_path;
-	uint64_t bytes;
-	struct timespec used;
-};
-
-static int gc_cmp(const void *a, const void *b)
-{
-	const struct gc_ent *x = a, *y = b;
-
-	if (x->used.tv_sec != y->used.tv_sec)
-		return x->used.tv_sec < y->used.tv_sec ? -1 : 1;
-	if (x->used.tv_nsec != y->used.tv_nsec)
-		return x->used.tv_nsec < y->used.tv_nsec ? -1 : 1;
-	return 0;
-}
-
-/* Removes a segment nobody holds (our own are locked by our fds). */
-static bool gc_try_evict(const struct gc_ent *e)
-{
-	struct stat a, b;
-	int fd = open(e->data_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	bool done = false;
-
-	if (fd < 0)
-		return errno == ENOENT;
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &a) == 0 &&
-	    stat(e->data_path, &b) == 0 && a.st_ino == b.st_ino &&
-	    a.st_dev == b.st_dev) {
-		/* the index first: data without an index is just empty */
-		unlink(e->idx_path);
-		unlink(e->data_path);
-		done = true;
-	}
-	close(fd);
-	return done;
-}
-
-static uint64_t file_bytes(const struct stat *st)
-{
-	return (uint64_t)st->st_blocks * 512;
-}
-
 int64_t dstore_gc(struct dstore *d, uint64_t target)
 {
-	struct gc_ent *ents = NULL;
-	size_t n = 0, cap = 0;
-	uint64_t total = 0;
-	struct dirent *de;
-	DIR *dir;
+	/* <64 hex>.data with <64 hex>.idx; the index's mtime is the last
+	 * use, and its size counts too.  Our own open segments hold their
+	 * flock, so a pass skips them. */
+	const struct lp_lru lru = {
+		.dir = d->dir,
+		.data_suffix = ".data",
+		.side_suffix = ".idx",
+		.name_len = 64 + 5,
+		.count_side = true,
+		.log_mod = LP_MODNAME,
+		.log_prefix = "",
+	};
+	int64_t total;
 
 	pthread_mutex_lock(&d->gc_lock);
-	dir = opendir(d->dir);
-	if (!dir) {
-		int r = -errno;
-
-		pthread_mutex_unlock(&d->gc_lock);
-		return r;
+	total = lp_lru_evict(&lru, target);
+	if (total >= 0) {
+		pthread_mutex_lock(&d->lock);
+		d->bytes = (uint64_t)total;
+		pthread_mutex_unlock(&d->lock);
 	}
-	while ((de = readdir(dir))) {
-		size_t l = strlen(de->d_name);
-		struct stat ds, is;
-		struct gc_ent e;
-
-		if (l != 64 + 5 || strcmp(de->d_name + 64, ".data"))
-			continue;
-		e.data_path = lp_xmalloc(strlen(d->dir) + l + 2);
-		sprintf(e.data_path, "%s/%s", d->dir, de->d_name);
-		e.idx_path = lp_xstrdup(e.data_path);
-		strcpy(e.idx_path + strlen(e.idx_path) - 5, ".idx");
-		if (stat(e.data_path, &ds) < 0) {
-			free(e.data_path);
-			free(e.idx_path);
-			continue;
-		}
-		e.bytes = file_bytes(&ds);
-		e.used = ds.st_mtim;
-		if (stat(e.idx_path, &is) == 0) {
-			e.bytes += (uint64_t)is.st_size;
-			e.used = is.st_mtim;
-		}
-		lp_grow((void **)&ents, sizeof(*ents), &cap, n + 1);
-		ents[n++] = e;
-		total += e.bytes;
-	}
-	closedir(dir);
-	if (total > target && n)
-		qsort(ents, n, sizeof(*ents), gc_cmp);
-	for (size_t i = 0; i < n; i++) {
-		if (total > target && gc_try_evict(&ents[i])) {
-			lp_debug("evicted %s (%llu bytes)", ents[i].data_path,
-				 (unsigned long long)ents[i].bytes);
-			total -= ents[i].bytes;
-		}
-		free(ents[i].data_path);
-		free(ents[i].idx_path);
-	}
-	free(ents);
-	pthread_mutex_lock(&d->lock);
-	d->bytes = total;
-	pthread_mutex_unlock(&d->lock);
 	pthread_mutex_unlock(&d->gc_lock);
-	return (int64_t)total;
+	return total;
 }
 
 /* ---- the store ----------------------------------------------------------- */

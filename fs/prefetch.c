@@ -32,6 +32,9 @@
 #define PF_FETCH_TRIES 3
 #define PF_LOG_BURST 10
 
+/* decode buffers larger than this are freed after each batch */
+#define PF_KEEP_BUF (256u << 10)
+
 struct engine_prefetch {
 	struct engine_layer **layers;
 	uint32_t n_layers;
@@ -457,6 +460,13 @@ static void run_list(struct engine_prefetch *p, struct engine_layer *l,
 			__atomic_add_fetch(&p->done, 1, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&p->bytes, c->comp_len,
 					   __ATOMIC_RELAXED);
+		}
+		/* a big decode buffer is mmap'd: give it back between
+		 * batches, so an idle daemon's RSS is not the largest chunk */
+		if (p->buf_cap > PF_KEEP_BUF) {
+			free(p->buf);
+			p->buf = NULL;
+			p->buf_cap = 0;
 		}
 		if (rc < 0 && rc != -ECANCELED)
 			__atomic_add_fetch(&p->failed, j - i,

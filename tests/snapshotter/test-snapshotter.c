@@ -12,17 +12,7 @@
 
 #include "snapshotter/proto/snapshots.pb-c.h"
 #include "snapshotter/snapshotter-int.h"
-
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "tests/unit/check.h"
 
 static char tmp[4096];
 
@@ -64,6 +54,23 @@ static bool has_note(const struct snap_config *c, const char *s)
 	return false;
 }
 
+/* The nearest parent whose whole ancestry is covering (two or more). */
+static void test_covering(void)
+{
+	const bool all[4] = { true, true, true, true };
+	const bool top_unpacked[4] = { false, true, true, true };
+	const bool mid_unpacked[4] = { true, false, true, true };
+	const bool base_unpacked[4] = { true, true, true, false };
+	const bool one[1] = { true };
+
+	CHECK(snap_chain_covering(all, 4) == 0);
+	CHECK(snap_chain_covering(top_unpacked, 4) == 1);
+	CHECK(snap_chain_covering(mid_unpacked, 4) == 2);
+	CHECK(snap_chain_covering(base_unpacked, 4) == 4);
+	CHECK(snap_chain_covering(one, 1) == 1); /* alone: its own mount */
+	CHECK(snap_chain_covering(all, 0) == 0);
+}
+
 static void test_config(void)
 {
 	struct snap_config c;
@@ -101,6 +108,16 @@ static void test_config(void)
 	snap_config_release(&c);
 	CHECK(load(&c, &err, "extra-arg", NULL) == -EINVAL);
 	snap_config_release(&c);
+	/* defaults: merged mounts on, early mount off, no amplify_io */
+	CHECK(load(&c, &err, NULL) == 0);
+	CHECK(!c.early_mount && !c.no_merged_mounts && c.amplify_io == -1);
+	snap_config_release(&c);
+	CHECK(load(&c, &err, "--early-mount", "--merged-mounts=false",
+		   NULL) == 0);
+	CHECK(c.early_mount && c.no_merged_mounts);
+	snap_config_release(&c);
+	CHECK(load(&c, &err, "--merged-mounts=maybe", NULL) == -EINVAL);
+	snap_config_release(&c);
 
 	/* config.toml, then flags over it */
 	snprintf(p1, sizeof(p1), "%s/nydusd.json", tmp);
@@ -109,7 +126,8 @@ static void test_config(void)
 		   "{\"scheme\":\"http\",\"auth\":\"c2VjcmV0\",\"timeout\":7,"
 		   "\"mirrors\":[{\"host\":\"m1:5000\"}]}},\"cache\":{\"type\":"
 		   "\"blobcache\",\"config\":{\"work_dir\":\"/wd\"}}},"
-		   "\"fs_prefetch\":{\"enable\":true,\"threads_count\":3}}");
+		   "\"fs_prefetch\":{\"enable\":true,\"threads_count\":3},"
+		   "\"amplify_io\":1048576}");
 	snprintf(p2, sizeof(p2), "%s/config.toml", tmp);
 	{
 		char toml[8192];
@@ -121,6 +139,7 @@ static void test_config(void)
 			 "nydusd_path = \"/usr/bin/nydusd\"\n"
 			 "[log]\nlevel = \"warn\"\nlog_to_stdout = true\n"
 			 "[experimental]\nenable_stargz = true\n"
+			 "early_mount = true\nmerged_mounts = false\n"
 			 "[remote.mirrors_config]\ndir = \"/etc/nydus/certs.d\"\n",
 			 p1);
 		write_file("config.toml", toml);
@@ -133,6 +152,8 @@ static void test_config(void)
 	      !strcmp(c.backend.scheme, "http") &&
 	      !strcmp(c.backend.auth, "c2VjcmV0") && c.backend.timeout_s == 7);
 	CHECK(c.backend.n_mirrors == 1 && !strcmp(c.backend.mirrors[0], "m1:5000"));
+	CHECK(c.amplify_io == 1048576);
+	CHECK(c.early_mount && c.no_merged_mounts);
 	CHECK(!strcmp(c.cache_dir, "/wd") && c.prefetch.enable &&
 	      c.prefetch.threads == 3);
 	CHECK(!strcmp(c.mirrors_dir, "/etc/nydus/certs.d"));
@@ -380,6 +401,7 @@ int main(int argc, char **argv)
 	}
 	lp_log_max = LP_LOG_ERROR;
 	test_config();
+	test_covering();
 	test_filters();
 	test_labels();
 	test_store();

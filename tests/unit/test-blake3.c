@@ -13,17 +13,7 @@
 #include "common/blake3.h"
 #include "common/common.h"
 
-static int failures, checks;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "check.h"
 
 /* Input byte i is i % 251 (the official BLAKE3 test-vector pattern). */
 static const struct {

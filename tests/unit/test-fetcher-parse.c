@@ -9,16 +9,7 @@
 
 #include "fetcher/fetcher-int.h"
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "check.h"
 
 #define STREQ(a, b) ((a) && (b) && !strcmp((a), (b)))
 

@@ -10,18 +10,8 @@
 
 #include "fs/fuse.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			failures++;                                            \
-			fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__,     \
-				#cond);                                        \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-		}                                                              \
-	} while (0)
+#define CHECK_WITH_MESSAGE
+#include "check.h"
 
 /* The file's byte at offset off. */
 static uint8_t byte_at(uint64_t off)

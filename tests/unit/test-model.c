@@ -7,16 +7,7 @@
 
 #include "fs/model.h"
 
-static int failures;
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+#include "check.h"
 
 static uint32_t add(struct model_builder *b, const char *path,
 		    enum model_type t, uint32_t mode, const char *link)

@@ -14,18 +14,8 @@
 
 #include "fs/engine.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			failures++;                                            \
-			fprintf(stderr, "%s:%d: %s: ", __FILE__, __LINE__,     \
-				#cond);                                        \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fputc('\n', stderr);                                   \
-		}                                                              \
-	} while (0)
+#define CHECK_WITH_MESSAGE
+#include "check.h"
 
 #define CHUNK 1000u
 #define BLOB_SIZE 20000u

@@ -33,18 +33,9 @@
 
 #include "formats/rafs/rafs.h"
 
-static int failures, checks;
-static const char *refdir, *golddir;
+#include "check.h"
 
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		checks++;                                                      \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
-				__LINE__, #cond);                              \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
+static const char *refdir, *golddir;
 
 /* ---- small helpers ------------------------------------------------------- */
 
