@@ -145,6 +145,19 @@ void lp_hex(const uint8_t *in, size_t n, char *out /* 2n+1 */);
 /* Parses "sha256:<64 hex>"; returns 0 or -EINVAL. */
 int lp_parse_sha256_digest(const char *s, size_t len, uint8_t out[32]);
 
+/*
+ * CRC32C (Castagnoli), hardware-assisted where the CPU has it.  Start with
+ * crc 0; pass the previous result to continue over more data.
+ */
+uint32_t lp_crc32c(uint32_t crc, const void *data, size_t len);
+/*
+ * The CRC32C of each block-byte piece of data[0, len) (the last one may be
+ * short) into out[0, ceil(len / block)).  Fastest when block is a multiple
+ * of 8.
+ */
+void lp_crc32c_blocks(const void *data, uint64_t len, size_t block,
+		      uint32_t *out);
+
 /* ---- base64 ----------------------------------------------------------- */
 
 /* Standard padded base64.  decode returns length or -EINVAL. */

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/endian.h"
 #include "common/lru.h"
 #include "fetcher/fetcher-int.h"
 
@@ -64,65 +65,6 @@ struct fetch_cache_blob {
 	uint64_t n_records; /* protected by lock */
 	bool map_broken;    /* protected by lock: stop appending */
 };
-
-/* ---- crc32c -------------------------------------------------------------- */
-
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-uint32_t fetch_crc32c(uint32_t crc, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	pthread_once(&crc_once, crc_init);
-	crc = ~crc;
-	while (len--)
-		crc = crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
-
-/* ---- little-endian helpers ----------------------------------------------- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 /* ---- bitmaps ------------------------------------------------------------- */
 
@@ -346,12 +288,12 @@ static void map_header(const struct fetch_cache_blob *b, const uint8_t *bits,
 {
 	memset(hdr, 0, MAP_HDR);
 	memcpy(hdr, MAP_MAGIC, 8);
-	put32(hdr + 8, MAP_VERSION);
-	put32(hdr + 12, b->granule);
-	put64(hdr + 16, b->size);
-	put64(hdr + 24, b->n_gran);
-	put32(hdr + 32, fetch_crc32c(0, bits, bitmap_bytes(b->n_gran)));
-	put32(hdr + 36, fetch_crc32c(0, hdr, 36));
+	lp_put_le32(hdr + 8, MAP_VERSION);
+	lp_put_le32(hdr + 12, b->granule);
+	lp_put_le64(hdr + 16, b->size);
+	lp_put_le64(hdr + 24, b->n_gran);
+	lp_put_le32(hdr + 32, lp_crc32c(0, bits, bitmap_bytes(b->n_gran)));
+	lp_put_le32(hdr + 36, lp_crc32c(0, hdr, 36));
 }
 
 /*
@@ -412,12 +354,12 @@ static bool map_replay(struct fetch_cache_blob *b)
 			return false;
 		for (int64_t i = 0; i + REC_SIZE <= n; i += REC_SIZE) {
 			const uint8_t *rec = buf + i;
-			uint32_t op = get32(rec + 4);
-			uint64_t first = get64(rec + 8),
-				 count = get64(rec + 16);
+			uint32_t op = lp_get_le32(rec + 4);
+			uint64_t first = lp_get_le64(rec + 8),
+				 count = lp_get_le64(rec + 16);
 
-			if (get32(rec) != REC_MAGIC ||
-			    get32(rec + 28) != fetch_crc32c(0, rec, 28) ||
+			if (lp_get_le32(rec) != REC_MAGIC ||
+			    lp_get_le32(rec + 28) != lp_crc32c(0, rec, 28) ||
 			    (op != REC_SET && op != REC_CLEAR) ||
 			    first > b->n_gran || count > b->n_gran - first)
 				return false;
@@ -448,15 +390,15 @@ static int map_load(struct fetch_cache_blob *b, bool *clean)
 	if (n < 0)
 		return (int)n;
 	if (n < MAP_HDR || memcmp(hdr, MAP_MAGIC, 8) ||
-	    get32(hdr + 8) != MAP_VERSION ||
-	    get32(hdr + 36) != fetch_crc32c(0, hdr, 36) ||
-	    get64(hdr + 16) != b->size)
+	    lp_get_le32(hdr + 8) != MAP_VERSION ||
+	    lp_get_le32(hdr + 36) != lp_crc32c(0, hdr, 36) ||
+	    lp_get_le64(hdr + 16) != b->size)
 		return 0;
-	b->granule = get32(hdr + 12);
+	b->granule = lp_get_le32(hdr + 12);
 	if (b->granule < 4096 || (b->granule & (b->granule - 1)))
 		return 0;
 	b->n_gran = (b->size + b->granule - 1) / b->granule;
-	if (get64(hdr + 24) != b->n_gran)
+	if (lp_get_le64(hdr + 24) != b->n_gran)
 		return 0;
 	bb = bitmap_bytes(b->n_gran);
 	free(b->present);
@@ -467,7 +409,7 @@ static int map_load(struct fetch_cache_blob *b, bool *clean)
 	if (n < 0)
 		return (int)n;
 	if ((size_t)n != bb ||
-	    get32(hdr + 32) != fetch_crc32c(0, b->present, bb)) {
+	    lp_get_le32(hdr + 32) != lp_crc32c(0, b->present, bb)) {
 		memset(b->present, 0, bb ? bb : 1);
 		return 0;
 	}
@@ -489,11 +431,11 @@ static void map_append(struct fetch_cache_blob *b, uint32_t op, uint64_t first,
 
 	if (b->map_broken)
 		return;
-	put32(rec, REC_MAGIC);
-	put32(rec + 4, op);
-	put64(rec + 8, first);
-	put64(rec + 16, count);
-	put32(rec + 28, fetch_crc32c(0, rec, 28));
+	lp_put_le32(rec, REC_MAGIC);
+	lp_put_le32(rec + 4, op);
+	lp_put_le64(rec + 8, first);
+	lp_put_le64(rec + 16, count);
+	lp_put_le32(rec + 28, lp_crc32c(0, rec, 28));
 	r = write_all(b->map_fd, rec, REC_SIZE);
 	if (r < 0) {
 		/* a partial record would hide every later one; stop

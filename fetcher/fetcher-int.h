@@ -172,8 +172,4 @@ int fetch_blob_source_open_backend(struct fetch_cache *cache,
 				   const struct fetch_backend *be, void *arg,
 				   struct lp_source **ret, struct lp_err *err);
 
-/* ---- checksums (cache.c) ---------------------------------------------- */
-
-uint32_t fetch_crc32c(uint32_t crc, const void *data, size_t len);
-
 #endif

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/endian.h"
 #include "common/lru.h"
 #include "fs/decoded.h"
 
@@ -82,163 +83,7 @@ struct dstore {
 
 #define STAT_ADD(d, f, v) __atomic_add_fetch(&(d)->f, (v), __ATOMIC_RELAXED)
 
-/* ---- crc32c -------------------------------------------------------------- */
-
-static uint32_t crc_tab[8][256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-static bool crc_have_hw;
-
-static void crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		crc_tab[0][i] = c;
-	}
-	for (int t = 1; t < 8; t++)
-		for (uint32_t i = 0; i < 256; i++)
-			crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^
-					crc_tab[0][crc_tab[t - 1][i] & 0xff];
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-	__builtin_cpu_init();
-	crc_have_hw = __builtin_cpu_supports("sse4.2");
-#endif
-}
-
-static uint32_t crc_sw(uint32_t c, const uint8_t *p, size_t n)
-{
-	while (n >= 8) {
-		uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
-				   (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
-		uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 |
-			      (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-
-		c = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^
-		    crc_tab[5][(lo >> 16) & 0xff] ^ crc_tab[4][lo >> 24] ^
-		    crc_tab[3][hi & 0xff] ^ crc_tab[2][(hi >> 8) & 0xff] ^
-		    crc_tab[1][(hi >> 16) & 0xff] ^ crc_tab[0][hi >> 24];
-		p += 8;
-		n -= 8;
-	}
-	while (n--)
-		c = crc_tab[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-	return c;
-}
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c,
-							 const uint8_t *p,
-							 size_t n)
-{
-	uint64_t c64;
-
-	while (n && ((uintptr_t)p & 7)) {
-		c = __builtin_ia32_crc32qi(c, *p++);
-		n--;
-	}
-	c64 = c;
-	while (n >= 8) {
-		uint64_t v;
-
-		memcpy(&v, p, 8);
-		c64 = __builtin_ia32_crc32di(c64, v);
-		p += 8;
-		n -= 8;
-	}
-	c = (uint32_t)c64;
-	while (n--)
-		c = __builtin_ia32_crc32qi(c, *p++);
-	return c;
-}
-#endif
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-/* Four whole blocks at once: the crc32 instruction's latency is hidden by
- * the independent streams. */
-__attribute__((target("sse4.2"))) static void crc4_hw(const uint8_t *p,
-						      uint32_t out[4])
-{
-	uint64_t c0 = 0xffffffffu, c1 = c0, c2 = c0, c3 = c0;
-
-	for (size_t i = 0; i < DSTORE_BLOCK; i += 8) {
-		uint64_t v0, v1, v2, v3;
-
-		memcpy(&v0, p + i, 8);
-		memcpy(&v1, p + DSTORE_BLOCK + i, 8);
-		memcpy(&v2, p + 2 * DSTORE_BLOCK + i, 8);
-		memcpy(&v3, p + 3 * DSTORE_BLOCK + i, 8);
-		c0 = __builtin_ia32_crc32di(c0, v0);
-		c1 = __builtin_ia32_crc32di(c1, v1);
-		c2 = __builtin_ia32_crc32di(c2, v2);
-		c3 = __builtin_ia32_crc32di(c3, v3);
-	}
-	out[0] = ~(uint32_t)c0;
-	out[1] = ~(uint32_t)c1;
-	out[2] = ~(uint32_t)c2;
-	out[3] = ~(uint32_t)c3;
-}
-#endif
-
-uint32_t dstore_crc32c(uint32_t crc, const void *data, size_t len)
-{
-	uint32_t c = ~crc;
-
-	pthread_once(&crc_once, crc_init);
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-	if (crc_have_hw)
-		return ~crc_hw(c, data, len);
-#endif
-	return ~crc_sw(c, data, len);
-}
-
-/*
- * The CRC32C of each DSTORE_BLOCK of p[0, len) (the last one may be short)
- * into out.
- */
-static void crc_blocks(const uint8_t *p, uint64_t len, uint32_t *out)
-{
-	uint64_t done = 0;
-
-	pthread_once(&crc_once, crc_init);
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-	if (crc_have_hw)
-		for (; len - done >= 4ull * DSTORE_BLOCK;
-		     done += 4ull * DSTORE_BLOCK, out += 4)
-			crc4_hw(p + done, out);
-#endif
-	for (; done < len; done += DSTORE_BLOCK, out++)
-		*out = dstore_crc32c(0, p + done,
-				     (size_t)(len - done < DSTORE_BLOCK
-						      ? len - done
-						      : DSTORE_BLOCK));
-}
-
 /* ---- helpers ------------------------------------------------------------- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 {
@@ -418,9 +263,9 @@ static void idx_header(uint8_t hdr[IDX_HDR])
 {
 	memset(hdr, 0, IDX_HDR);
 	memcpy(hdr, IDX_MAGIC, 8);
-	put32(hdr + 8, IDX_VERSION);
-	put32(hdr + 12, DSTORE_BLOCK);
-	put32(hdr + 28, dstore_crc32c(0, hdr, 28));
+	lp_put_le32(hdr + 8, IDX_VERSION);
+	lp_put_le32(hdr + 12, DSTORE_BLOCK);
+	lp_put_le32(hdr + 28, lp_crc32c(0, hdr, 28));
 }
 
 /* Empties both files and writes a fresh header. */
@@ -464,18 +309,18 @@ static int seg_load(struct dstore_seg *g)
 		return seg_reset(g);
 	while (pos + REC_FIXED + 4 <= (uint64_t)n) {
 		const uint8_t *r = buf + pos;
-		uint32_t nb = get32(r + 4), len = get32(r + 16);
-		uint64_t off = get64(r + 8), rlen;
+		uint32_t nb = lp_get_le32(r + 4), len = lp_get_le32(r + 16);
+		uint64_t off = lp_get_le64(r + 8), rlen;
 		uint8_t alg = r[20];
 
-		if (get32(r) != REC_MAGIC || !len || len > MAX_CHUNK ||
+		if (lp_get_le32(r) != REC_MAGIC || !len || len > MAX_CHUNK ||
 		    nb != n_blocks(len) ||
 		    (alg != MODEL_DIGEST_SHA256 && alg != MODEL_DIGEST_BLAKE3))
 			break;
 		rlen = REC_FIXED + 4ull * nb + 4;
 		if (pos + rlen > (uint64_t)n ||
-		    get32(r + rlen - 4) !=
-			    dstore_crc32c(0, r, (size_t)(rlen - 4)))
+		    lp_get_le32(r + rlen - 4) !=
+			    lp_crc32c(0, r, (size_t)(rlen - 4)))
 			break;
 		/* an intact record whose bytes are gone (the data file was
 		 * cut): skip it, keep reading */
@@ -490,7 +335,7 @@ static int seg_load(struct dstore_seg *g)
 			if (nb > ARRAY_SIZE(fixed))
 				crcs = lp_xmalloc(nb * sizeof(*crcs));
 			for (uint32_t b = 0; b < nb; b++)
-				crcs[b] = get32(r + REC_FIXED + 4 * b);
+				crcs[b] = lp_get_le32(r + REC_FIXED + 4 * b);
 			seg_add(g, r + 24, alg, len, off, crcs);
 			if (crcs != fixed)
 				free(crcs);
@@ -703,8 +548,8 @@ int dstore_read(struct dstore_seg *g, const struct model_chunk *c,
 			if (n >= 0 && (uint64_t)n != re - bs)
 				n = -EBADMSG;
 			if (n >= 0) {
-				crc_blocks(out + (bs - off), re - bs,
-					   calc + (b - b0));
+				lp_crc32c_blocks(out + (bs - off), re - bs,
+						 DSTORE_BLOCK, calc + (b - b0));
 				if (memcmp(calc + (b - b0), crcs + (b - b0),
 					   (k - b + 1) * sizeof(*crcs)))
 					n = -EBADMSG;
@@ -719,7 +564,7 @@ int dstore_read(struct dstore_seg *g, const struct model_chunk *c,
 			n = pread_all(g->data_fd, tmp, (size_t)(be - bs),
 				      data_off + bs);
 			if (n >= 0 && ((uint64_t)n != be - bs ||
-				       dstore_crc32c(0, tmp, (size_t)n) !=
+				       lp_crc32c(0, tmp, (size_t)n) !=
 					       crcs[b - b0]))
 				n = -EBADMSG;
 			if (n >= 0)
@@ -791,7 +636,7 @@ int dstore_check(struct dstore_seg *g, const struct model_chunk *c,
 		if (n >= 0 && (uint64_t)n != be - bs)
 			n = -EBADMSG;
 		if (n >= 0) {
-			crc_blocks(tmp, be - bs, calc);
+			lp_crc32c_blocks(tmp, be - bs, DSTORE_BLOCK, calc);
 			if (memcmp(calc, crcs + (b - b0), nb * sizeof(*calc)))
 				n = -EBADMSG;
 		}
@@ -903,21 +748,21 @@ int dstore_put(struct dstore_seg *g, const struct model_chunk *c,
 				  strerror(-r));
 	if (nb > ARRAY_SIZE(fixed))
 		crcs = lp_xmalloc(nb * sizeof(*crcs));
-	crc_blocks(data, c->len, crcs);
+	lp_crc32c_blocks(data, c->len, DSTORE_BLOCK, crcs);
 	pthread_mutex_lock(&g->lock);
 	lp_grow((void **)&g->pending, 1, &g->pending_cap,
 		g->pending_len + rlen);
 	rec = g->pending + g->pending_len;
 	memset(rec, 0, REC_FIXED);
-	put32(rec, REC_MAGIC);
-	put32(rec + 4, nb);
-	put64(rec + 8, off);
-	put32(rec + 16, (uint32_t)c->len);
+	lp_put_le32(rec, REC_MAGIC);
+	lp_put_le32(rec + 4, nb);
+	lp_put_le64(rec + 8, off);
+	lp_put_le32(rec + 16, (uint32_t)c->len);
 	rec[20] = c->digest_alg;
 	memcpy(rec + 24, c->digest, 32);
 	for (uint32_t b = 0; b < nb; b++)
-		put32(rec + REC_FIXED + 4 * b, crcs[b]);
-	put32(rec + rlen - 4, dstore_crc32c(0, rec, rlen - 4));
+		lp_put_le32(rec + REC_FIXED + 4 * b, crcs[b]);
+	lp_put_le32(rec + rlen - 4, lp_crc32c(0, rec, rlen - 4));
 	g->pending_len += rlen;
 	/* readable here at once: these bytes are in our page cache */
 	seg_add(g, c->digest, c->digest_alg, c->len, off, crcs);

@@ -112,7 +112,4 @@ int64_t dstore_gc(struct dstore *d, uint64_t target);
 
 void dstore_get_stats(struct dstore *d, struct dstore_stats *ret);
 
-/* CRC32C (Castagnoli), hardware-assisted where the CPU has it. */
-uint32_t dstore_crc32c(uint32_t crc, const void *data, size_t len);
-
 #endif

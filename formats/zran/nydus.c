@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "common/endian.h"
 #include "formats/zran/zran-int.h"
 
 #define META_HDR 4096u
@@ -19,16 +20,6 @@
 #define FEAT_ENCRYPTED 0x100u
 
 #define CI_FLAG_ZRAN 0x02u
-
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-static uint64_t le64(const uint8_t *p)
-{
-	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
 
 #define BAD(...) lp_err_set(err, EBADMSG, "nydus blob.meta: " __VA_ARGS__)
 
@@ -53,16 +44,16 @@ int zran_nydus_meta_parse(const void *data, size_t size,
 	if (size < META_HDR)
 		return BAD("%zu bytes, shorter than the header", size);
 	h = d + size - META_HDR;
-	if (le32(h) != ZRAN_NYDUS_META_MAGIC ||
-	    le32(h + 4092) != ZRAN_NYDUS_META_MAGIC)
+	if (lp_get_le32(h) != ZRAN_NYDUS_META_MAGIC ||
+	    lp_get_le32(h + 4092) != ZRAN_NYDUS_META_MAGIC)
 		return BAD("bad header magic");
-	uint32_t features = le32(h + 4);
+	uint32_t features = lp_get_le32(h + 4);
 
-	entries = le32(h + 12);
-	ci_size = le64(h + 32);
-	zran_off = le64(h + 40);
-	zran_size = le64(h + 48);
-	nctx = le32(h + 56);
+	entries = lp_get_le32(h + 12);
+	ci_size = lp_get_le64(h + 32);
+	zran_off = lp_get_le64(h + 40);
+	zran_size = lp_get_le64(h + 48);
+	nctx = lp_get_le32(h + 56);
 	if (features & FEAT_ENCRYPTED)
 		return lp_err_set(err, EOPNOTSUPP,
 				  "nydus blob.meta: encrypted blobs are not "
@@ -102,12 +93,12 @@ int zran_nydus_meta_parse(const void *data, size_t size,
 		const uint8_t *p = d + zran_off + (uint64_t)i * CTX_LEN;
 		struct zran_nydus_ctx *c = &m->ctx[i];
 
-		c->in_off = le64(p);
-		c->out_off = le64(p + 8);
-		c->dict_off = le64(p + 16);
-		c->in_len = le32(p + 24);
-		c->out_len = le32(p + 28);
-		c->dict_size = le32(p + 32);
+		c->in_off = lp_get_le64(p);
+		c->out_off = lp_get_le64(p + 8);
+		c->dict_off = lp_get_le64(p + 16);
+		c->in_len = lp_get_le32(p + 24);
+		c->out_len = lp_get_le32(p + 28);
+		c->dict_size = lp_get_le32(p + 32);
 		c->ctx_byte = p[36];
 		c->ctx_bits = p[37];
 		if (c->ctx_bits > 7 || c->dict_size > ZRAN_WINDOW_SIZE ||
@@ -120,7 +111,8 @@ int zran_nydus_meta_parse(const void *data, size_t size,
 	for (uint32_t i = 0; i < entries; i++) {
 		const uint8_t *p = d + (uint64_t)i * CI_V2_LEN;
 		struct zran_nydus_chunk *c = &m->chunks[i];
-		uint64_t u = le64(p), cinfo = le64(p + 8), x = le64(p + 16);
+		uint64_t u = lp_get_le64(p), cinfo = lp_get_le64(p + 8),
+			 x = lp_get_le64(p + 16);
 
 		c->uncomp_off = (u & 0xffffffffu) << 12;
 		c->uncomp_size = (uint32_t)((u >> 32) & 0xffffff) + 1;

@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include "common/endian.h"
 #include "formats/zran/zran-int.h"
 
 #define HDR_LEN 64u
@@ -47,28 +48,6 @@
 #define CHUNK_LEN 64u
 /* An index file larger than this is not ours. */
 #define INDEX_MAX (4ull << 30)
-
-/* ---- little-endian helpers -------------------------------------------- */
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 /* ---- writing ---------------------------------------------------------- */
 
@@ -123,25 +102,25 @@ int zran_index_serialize(const struct zran_index *idx, uint8_t **ret_buf,
 	buf = lp_xcalloc(1, (size_t)len);
 	p = buf + HDR_LEN;
 
-	put64(p, idx->gzip_size);
-	put64(p + 8, idx->tar_size);
-	put32(p + 16, idx->span);
-	put32(p + 20, idx->chunk_max);
-	put32(p + 24, idx->n_members);
-	put32(p + 28, idx->n_points);
-	put32(p + 32, idx->n_entries);
-	put32(p + 36, idx->n_xattrs);
-	put32(p + 40, idx->n_chunks);
-	put32(p + 44, idx->strtab_len);
+	lp_put_le64(p, idx->gzip_size);
+	lp_put_le64(p + 8, idx->tar_size);
+	lp_put_le32(p + 16, idx->span);
+	lp_put_le32(p + 20, idx->chunk_max);
+	lp_put_le32(p + 24, idx->n_members);
+	lp_put_le32(p + 28, idx->n_points);
+	lp_put_le32(p + 32, idx->n_entries);
+	lp_put_le32(p + 36, idx->n_xattrs);
+	lp_put_le32(p + 40, idx->n_chunks);
+	lp_put_le32(p + 44, idx->strtab_len);
 	memcpy(p + 48, idx->gzip_sha256, 32);
 	p += PARAMS_LEN;
 	for (uint32_t i = 0; i < idx->n_points; i++, p += POINT_LEN) {
 		const struct zran_point *pt = &idx->points[i];
 
-		put64(p, pt->in_pos);
-		put64(p + 8, pt->out_pos);
-		put32(p + 16, pt->window_len);
-		put32(p + 20, w[i].len);
+		lp_put_le64(p, pt->in_pos);
+		lp_put_le64(p + 8, pt->out_pos);
+		lp_put_le32(p + 16, pt->window_len);
+		lp_put_le32(p + 20, w[i].len);
 		p[24] = pt->bits;
 		p[25] = pt->prev;
 		p[26] = w[i].enc;
@@ -156,30 +135,30 @@ int zran_index_serialize(const struct zran_index *idx, uint8_t **ret_buf,
 					 e->n_xattrs,  e->chunk_first,
 					 e->n_chunks };
 
-		put64(p, e->size);
-		put64(p + 8, (uint64_t)e->mtime);
-		put64(p + 16, e->hdr_off);
-		put64(p + 24, e->data_off);
+		lp_put_le64(p, e->size);
+		lp_put_le64(p + 8, (uint64_t)e->mtime);
+		lp_put_le64(p + 16, e->hdr_off);
+		lp_put_le64(p + 24, e->data_off);
 		for (int j = 0; j < 13; j++)
-			put32(p + 32 + 4 * j, v[j]);
+			lp_put_le32(p + 32 + 4 * j, v[j]);
 		p[84] = e->type;
 	}
 	for (uint32_t i = 0; i < idx->n_xattrs; i++, p += XATTR_LEN) {
 		const struct zran_ixattr *x = &idx->xattrs[i];
 
-		put32(p, x->name);
-		put32(p + 4, x->name_len);
-		put32(p + 8, x->value);
-		put32(p + 12, x->value_len);
+		lp_put_le32(p, x->name);
+		lp_put_le32(p + 4, x->name_len);
+		lp_put_le32(p + 8, x->value);
+		lp_put_le32(p + 12, x->value_len);
 	}
 	for (uint32_t i = 0; i < idx->n_chunks; i++, p += CHUNK_LEN) {
 		const struct zran_ichunk *c = &idx->chunks[i];
 
-		put64(p, c->tar_off);
-		put64(p + 8, c->comp_off);
-		put64(p + 16, c->comp_len);
-		put32(p + 24, c->len);
-		put32(p + 28, c->point);
+		lp_put_le64(p, c->tar_off);
+		lp_put_le64(p + 8, c->comp_off);
+		lp_put_le64(p + 16, c->comp_len);
+		lp_put_le32(p + 24, c->len);
+		lp_put_le32(p + 28, c->point);
 		memcpy(p + 32, c->digest, 32);
 	}
 	memcpy(p, idx->strtab, idx->strtab_len);
@@ -191,9 +170,9 @@ int zran_index_serialize(const struct zran_index *idx, uint8_t **ret_buf,
 	}
 
 	memcpy(buf, ZRAN_INDEX_MAGIC, 8);
-	put32(buf + 8, ZRAN_INDEX_VERSION);
-	put32(buf + 12, HDR_LEN);
-	put64(buf + 16, len - HDR_LEN);
+	lp_put_le32(buf + 8, ZRAN_INDEX_VERSION);
+	lp_put_le32(buf + 12, HDR_LEN);
+	lp_put_le64(buf + 16, len - HDR_LEN);
 	lp_sha256(buf + HDR_LEN, (size_t)(len - HDR_LEN), buf + 24);
 	*ret_buf = buf;
 	*ret_len = (size_t)len;
@@ -292,12 +271,12 @@ static int parse_points(struct zran_index *idx, const uint8_t *p,
 
 	for (uint32_t i = 0; i < idx->n_points; i++, p += POINT_LEN) {
 		struct zran_point *pt = &idx->points[i];
-		uint32_t slen = get32(p + 20);
+		uint32_t slen = lp_get_le32(p + 20);
 		uint8_t enc = p[26];
 
-		pt->in_pos = get64(p);
-		pt->out_pos = get64(p + 8);
-		pt->window_len = get32(p + 16);
+		pt->in_pos = lp_get_le64(p);
+		pt->out_pos = lp_get_le64(p + 8);
+		pt->window_len = lp_get_le32(p + 16);
 		pt->bits = p[24];
 		pt->prev = p[25];
 		if (pt->bits > 7)
@@ -305,7 +284,7 @@ static int parse_points(struct zran_index *idx, const uint8_t *p,
 				   pt->bits);
 		if (!pt->bits && pt->prev)
 			return BAD("checkpoint %u: stray previous byte", i);
-		if (p[27] || get32(p + 28))
+		if (p[27] || lp_get_le32(p + 28))
 			return BAD("checkpoint %u: reserved bytes set", i);
 		if (pt->window_len > ZRAN_WINDOW_SIZE)
 			return BAD("checkpoint %u: window of %u bytes", i,
@@ -359,23 +338,23 @@ static int parse_entries(struct zran_index *idx, const uint8_t *p,
 		struct zran_ientry *e = &idx->entries[i];
 		uint64_t end;
 
-		e->size = get64(p);
-		e->mtime = (int64_t)get64(p + 8);
-		e->hdr_off = get64(p + 16);
-		e->data_off = get64(p + 24);
-		e->path = get32(p + 32);
-		e->path_len = get32(p + 36);
-		e->link = get32(p + 40);
-		e->link_len = get32(p + 44);
-		e->mode = get32(p + 48);
-		e->uid = get32(p + 52);
-		e->gid = get32(p + 56);
-		e->dev_major = get32(p + 60);
-		e->dev_minor = get32(p + 64);
-		e->xattr_first = get32(p + 68);
-		e->n_xattrs = get32(p + 72);
-		e->chunk_first = get32(p + 76);
-		e->n_chunks = get32(p + 80);
+		e->size = lp_get_le64(p);
+		e->mtime = (int64_t)lp_get_le64(p + 8);
+		e->hdr_off = lp_get_le64(p + 16);
+		e->data_off = lp_get_le64(p + 24);
+		e->path = lp_get_le32(p + 32);
+		e->path_len = lp_get_le32(p + 36);
+		e->link = lp_get_le32(p + 40);
+		e->link_len = lp_get_le32(p + 44);
+		e->mode = lp_get_le32(p + 48);
+		e->uid = lp_get_le32(p + 52);
+		e->gid = lp_get_le32(p + 56);
+		e->dev_major = lp_get_le32(p + 60);
+		e->dev_minor = lp_get_le32(p + 64);
+		e->xattr_first = lp_get_le32(p + 68);
+		e->n_xattrs = lp_get_le32(p + 72);
+		e->chunk_first = lp_get_le32(p + 76);
+		e->n_chunks = lp_get_le32(p + 80);
 		e->type = p[84];
 		if (p[85] || p[86] || p[87])
 			return BAD("entry %u: reserved bytes set", i);
@@ -432,15 +411,15 @@ int zran_index_parse(const void *data, size_t size, struct zran_index **ret,
 
 	if (size < HDR_LEN + PARAMS_LEN || memcmp(d, ZRAN_INDEX_MAGIC, 8))
 		return BAD("not an index file (bad magic or too short)");
-	version = get32(d + 8);
+	version = lp_get_le32(d + 8);
 	if (version != ZRAN_INDEX_VERSION)
 		return lp_err_set(err, EPROTONOSUPPORT,
 				  "zran index: version %u not supported "
 				  "(want %u)",
 				  version, ZRAN_INDEX_VERSION);
-	if (get32(d + 12) != HDR_LEN || get64(d + 56))
+	if (lp_get_le32(d + 12) != HDR_LEN || lp_get_le64(d + 56))
 		return BAD("bad header");
-	plen = get64(d + 16);
+	plen = lp_get_le64(d + 16);
 	if (plen != size - HDR_LEN)
 		return BAD("payload length %" PRIu64 " but %zu bytes follow",
 			   plen, size - HDR_LEN);
@@ -450,16 +429,16 @@ int zran_index_parse(const void *data, size_t size, struct zran_index **ret,
 
 	idx = zran_index_new();
 	p = d + HDR_LEN;
-	idx->gzip_size = get64(p);
-	idx->tar_size = get64(p + 8);
-	idx->span = get32(p + 16);
-	idx->chunk_max = get32(p + 20);
-	idx->n_members = get32(p + 24);
-	idx->n_points = get32(p + 28);
-	idx->n_entries = get32(p + 32);
-	idx->n_xattrs = get32(p + 36);
-	idx->n_chunks = get32(p + 40);
-	uint32_t strtab_len = get32(p + 44);
+	idx->gzip_size = lp_get_le64(p);
+	idx->tar_size = lp_get_le64(p + 8);
+	idx->span = lp_get_le32(p + 16);
+	idx->chunk_max = lp_get_le32(p + 20);
+	idx->n_members = lp_get_le32(p + 24);
+	idx->n_points = lp_get_le32(p + 28);
+	idx->n_entries = lp_get_le32(p + 32);
+	idx->n_xattrs = lp_get_le32(p + 36);
+	idx->n_chunks = lp_get_le32(p + 40);
+	uint32_t strtab_len = lp_get_le32(p + 44);
 
 	memcpy(idx->gzip_sha256, p + 48, 32);
 	p += PARAMS_LEN;
@@ -515,10 +494,10 @@ int zran_index_parse(const void *data, size_t size, struct zran_index **ret,
 	for (uint32_t i = 0; i < idx->n_xattrs; i++, px += XATTR_LEN) {
 		struct zran_ixattr *x = &idx->xattrs[i];
 
-		x->name = get32(px);
-		x->name_len = get32(px + 4);
-		x->value = get32(px + 8);
-		x->value_len = get32(px + 12);
+		x->name = lp_get_le32(px);
+		x->name_len = lp_get_le32(px + 4);
+		x->value = lp_get_le32(px + 8);
+		x->value_len = lp_get_le32(px + 12);
 		if (!x->name_len || !str_ok(idx, x->name, x->name_len) ||
 		    (x->value_len &&
 		     (!x->value || x->value >= strtab_len ||
@@ -530,11 +509,11 @@ int zran_index_parse(const void *data, size_t size, struct zran_index **ret,
 		const struct zran_point *pt;
 		uint64_t end;
 
-		c->tar_off = get64(pc);
-		c->comp_off = get64(pc + 8);
-		c->comp_len = get64(pc + 16);
-		c->len = get32(pc + 24);
-		c->point = get32(pc + 28);
+		c->tar_off = lp_get_le64(pc);
+		c->comp_off = lp_get_le64(pc + 8);
+		c->comp_len = lp_get_le64(pc + 16);
+		c->len = lp_get_le32(pc + 24);
+		c->point = lp_get_le32(pc + 28);
 		memcpy(c->digest, pc + 32, 32);
 		if (!c->len || c->len > idx->chunk_max)
 			return BAD("chunk %u: length %u", i, c->len);
