@@ -87,23 +87,6 @@ static void path_of(char *out, size_t size, const char *hex, const char *ext)
 	snprintf(out, size, "%s/%s.%s", dir, hex, ext);
 }
 
-static void test_crc(void)
-{
-	static const char v[] = "123456789";
-	uint8_t big[1000];
-
-	CHECK(dstore_crc32c(0, v, 9) == 0xe3069283u, "crc32c %08x",
-	      dstore_crc32c(0, v, 9));
-	for (size_t i = 0; i < sizeof(big); i++)
-		big[i] = (uint8_t)(i * 31 + 7);
-	/* incremental == one go, from every alignment */
-	for (size_t k = 0; k < 17; k++)
-		CHECK(dstore_crc32c(dstore_crc32c(0, big, k), big + k,
-				    sizeof(big) - k) ==
-			      dstore_crc32c(0, big, sizeof(big)),
-		      "split at %zu", k);
-}
-
 static void test_roundtrip(void)
 {
 	struct model_chunk c1, c2, c3;
@@ -438,7 +421,6 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	test_crc();
 	test_roundtrip();
 	test_corrupt();
 	test_busy_and_bound();
