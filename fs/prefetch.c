@@ -53,7 +53,7 @@ struct engine_prefetch {
 	uint64_t planned, priority, done, failed, bytes, yields;
 	int priority_done, finished;
 	uint64_t t_start, t_end; /* monotonic ns */
-	uint32_t logged;	 /* failure log lines so far (thread only) */
+	uint32_t logged;	 /* failure log lines so far (atomic) */
 	uint8_t *buf;		 /* decode buffer (thread only) */
 	size_t buf_cap;
 	char **trace; /* access trace paths (one allocation each) */
@@ -332,13 +332,15 @@ static void note_failure(struct engine_prefetch *p, struct engine_layer *l,
 {
 	char ebuf[128];
 
-	if (p->logged >= PF_LOG_BURST) {
-		if (p->logged++ == PF_LOG_BURST)
+	/* atomic: the layers' priority fetches run on threads of their own */
+	uint32_t n = __atomic_fetch_add(&p->logged, 1, __ATOMIC_RELAXED);
+
+	if (n >= PF_LOG_BURST) {
+		if (n == PF_LOG_BURST)
 			lp_log(LP_LOG_WARN, "%s: further prefetch failures "
 			       "are not logged", p->name);
 		return;
 	}
-	p->logged++;
 	lp_log(LP_LOG_WARN, "%s: prefetch of %s: %s: %s (reads will fetch "
 	       "it again)", p->name, l->src->name, what,
 	       e->msg[0] ? e->msg : strerror_r(-r, ebuf, sizeof(ebuf)));
@@ -524,6 +526,36 @@ static void fetch_now(struct engine_prefetch *p, struct engine_layer *l,
 	free(r);
 }
 
+/* One layer's priority fetch: its landmark range, then its files. */
+struct urgent_job {
+	struct engine_prefetch *p;
+	struct engine_layer *l;
+	struct chunk_list *list;
+	uint64_t range;
+	pthread_t thread;
+	bool started;
+};
+
+static void *urgent_main(void *arg)
+{
+	struct urgent_job *j = arg;
+	struct engine_layer *l = j->l;
+
+	if (j->range && l->src->ops->prefetch && !stopped(j->p)) {
+		struct lp_range r = { 0, j->range };
+		struct lp_err err = { 0 };
+		int rc;
+
+		lp_debug("%s: prefetching [0, %llu) of %s", j->p->name,
+			 (unsigned long long)j->range, l->src->name);
+		rc = lp_source_prefetch(l->src, &r, 1, &err);
+		if (rc < 0)
+			note_failure(j->p, l, "fetch", &err, rc);
+	}
+	fetch_now(j->p, l, j->list->v, j->list->n);
+	return NULL;
+}
+
 static double secs_since(uint64_t t0)
 {
 	return (double)(now_ns() - t0) / 1e9;
@@ -551,28 +583,41 @@ static void *prefetch_main(void *arg)
 	 * workload is about to read them), then decoded and verified behind
 	 * on-demand reads.
 	 */
-	for (uint32_t li = 0; li < p->n_layers && !stopped(p); li++) {
-		struct engine_layer *l = p->layers[li];
-		uint64_t range;
+	{
+		struct urgent_job *jobs = lp_xcalloc(p->n_layers ? p->n_layers
+								 : 1,
+						     sizeof(*jobs));
+		uint32_t nj = 0;
 
-		lists[li].seen = lp_xcalloc(l->model->n_chunks / 8 + 1, 1);
-		plan_into(l, &lists[li], &range);
-		plan_trace(p, li, &lists[li]);
-		prio += lists[li].n;
+		for (uint32_t li = 0; li < p->n_layers && !stopped(p); li++) {
+			struct engine_layer *l = p->layers[li];
+
+			lists[li].seen =
+				lp_xcalloc(l->model->n_chunks / 8 + 1, 1);
+			plan_into(l, &lists[li], &jobs[li].range);
+			plan_trace(p, li, &lists[li]);
+			prio += lists[li].n;
+			jobs[li].p = p;
+			jobs[li].l = l;
+			jobs[li].list = &lists[li];
+			nj = li + 1;
+		}
 		__atomic_store_n(&p->priority, prio, __ATOMIC_RELAXED);
 		__atomic_store_n(&p->planned, prio, __ATOMIC_RELAXED);
-		if (range && l->src->ops->prefetch) {
-			struct lp_range r = { 0, range };
-			struct lp_err err = { 0 };
-			int rc;
-
-			lp_debug("%s: prefetching [0, %llu) of %s", p->name,
-				 (unsigned long long)range, l->src->name);
-			rc = lp_source_prefetch(l->src, &r, 1, &err);
-			if (rc < 0)
-				note_failure(p, l, "fetch", &err, rc);
+		/* the layers' priority fetches go out together */
+		for (uint32_t li = 1; li < nj; li++)
+			jobs[li].started = pthread_create(&jobs[li].thread,
+							  NULL, urgent_main,
+							  &jobs[li]) == 0;
+		if (nj)
+			urgent_main(&jobs[0]);
+		for (uint32_t li = 1; li < nj; li++) {
+			if (jobs[li].started)
+				pthread_join(jobs[li].thread, NULL);
+			else
+				urgent_main(&jobs[li]);
 		}
-		fetch_now(p, l, lists[li].v, lists[li].n);
+		free(jobs);
 	}
 	for (uint32_t li = 0; li < p->n_layers && !stopped(p); li++)
 		run_list(p, p->layers[li], lists[li].v, lists[li].n);

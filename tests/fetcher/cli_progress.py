@@ -24,9 +24,6 @@ with their arrival times.  Checked:
 Env: LAZYPULL, SRCDIR, WORKDIR.  Exit 77 = skipped."""
 import fcntl
 import gzip
-import hashlib
-import io
-import json
 import os
 import random
 import re
@@ -34,7 +31,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import tarfile
 import termios
 import threading
 import time
@@ -63,13 +59,6 @@ def fail(msg):
 
 def ok(msg):
     print("ok   " + msg)
-
-
-def put(root, data, media_type):
-    d = "sha256:" + hashlib.sha256(data).hexdigest()
-    with open(os.path.join(root, "blobs", "sha256", d[7:]), "wb") as f:
-        f.write(data)
-    return {"mediaType": media_type, "digest": d, "size": len(data)}
 
 
 def run_tty(cmd, timeout=180, during=None):
@@ -181,50 +170,21 @@ def no_meter(what, err):
 
 def main():
     src, work, lp = F.env_paths()
-    for t in ("docker-registry", "skopeo"):
-        if not shutil.which(t):
-            F.skip("%s not installed" % t)
+    R.require_registry_tools(F.skip)
     F.prepare_workdir(work)
 
     rnd = random.Random(5)
     big = rnd.randbytes(6 << 20)
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in (("big.bin", big), ("small.txt", b"small\n")):
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            ti.mtime = 1700000000
-            ti.mode = 0o644
-            t.addfile(ti, io.BytesIO(data))
-    tar = raw.getvalue()
+    tar = R.make_tar((("big.bin", big), ("small.txt", b"small\n")))
     blob = gzip.compress(tar, 1, mtime=0)
     local = os.path.join(work, "layer.tar.gz")
     with open(local, "wb") as f:
         f.write(blob)
 
     root = os.path.join(work, "oci")
-    os.makedirs(os.path.join(root, "blobs", "sha256"))
-    layer = put(root, blob, "application/vnd.oci.image.layer.v1.tar+gzip")
-    cfg = put(root, json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [
-            "sha256:" + hashlib.sha256(tar).hexdigest()]}}).encode(),
-        "application/vnd.oci.image.config.v1+json")
-    man = put(root, json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": cfg, "layers": [layer]}).encode(),
-        "application/vnd.oci.image.manifest.v1+json")
-    man["annotations"] = {"org.opencontainers.image.ref.name": "v1"}
-    with open(os.path.join(root, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [man]}, f)
-    with open(os.path.join(root, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
-
-    class L:
-        pass
-    lay = L()
-    lay.root = root
+    layer = R.put_blob(root, blob,
+                       "application/vnd.oci.image.layer.v1.tar+gzip")
+    lay = R.ImageLayout(root, [layer], [R.sha256(tar)])
     reg = R.Registry(work, "registry")
     proxy = None
     try:

@@ -13,11 +13,8 @@ no request, and that `check` and `inspect` agree.
 Env: LAZYPULL, SRCDIR, WORKDIR.  Exit 77 = skipped."""
 import gzip
 import hashlib
-import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,27 +31,14 @@ def fail(msg):
     print("FAIL: " + msg)
 
 
-def put(root, data, media_type, annotations=None):
-    d = "sha256:" + hashlib.sha256(data).hexdigest()
-    with open(os.path.join(root, "blobs", "sha256", d[7:]), "wb") as f:
-        f.write(data)
-    desc = {"mediaType": media_type, "digest": d, "size": len(data)}
-    if annotations:
-        desc["annotations"] = annotations
-    return desc
-
-
 def main():
     src, work, lp = F.env_paths()
-    for t in ("docker-registry", "skopeo"):
-        if not shutil.which(t):
-            F.skip("%s not installed" % t)
+    R.require_registry_tools(F.skip)
     F.prepare_workdir(work)
     exe = F.build_refgen(src, work)
     layers = {l["name"]: l for l in F.make_layers(src, work)}
 
     root = os.path.join(work, "oci")
-    os.makedirs(os.path.join(root, "blobs", "sha256"))
     descs, diff_ids, local = [], [], []
     plan = [("chunks", "estargz"), ("links", "zstdchunked"),
             ("special", "gzip")]
@@ -75,28 +59,10 @@ def main():
                 mt = "application/vnd.oci.image.layer.v1.tar+zstd"
         with open(blob, "rb") as f:
             data = f.read()
-        descs.append(put(root, data, mt, ann))
+        descs.append(R.put_blob(root, data, mt, ann))
         diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
         local.append((name, fmt, blob))
-    cfg = put(root, json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode(),
-        "application/vnd.oci.image.config.v1+json")
-    man = put(root, json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": cfg, "layers": descs}).encode(),
-        "application/vnd.oci.image.manifest.v1+json")
-    man["annotations"] = {"org.opencontainers.image.ref.name": "v1"}
-    with open(os.path.join(root, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [man]}, f)
-    with open(os.path.join(root, "oci-layout"), "w") as f:
-        json.dump({"imageLayoutVersion": "1.0.0"}, f)
-
-    class L:
-        pass
-    lay = L()
-    lay.root = root
+    lay = R.ImageLayout(root, descs, diff_ids)
     reg = R.Registry(work, "registry")
     try:
         R.skopeo_push(work, lay, "v1", "%s/test/img:v1" % reg.addr)

@@ -87,6 +87,56 @@ def sha256(b):
 
 # ---- the image ---------------------------------------------------------------
 
+def put_blob(root, data, media_type, annotations=None):
+    """Stores data as a blob of the OCI layout at root; returns its
+    descriptor."""
+    d = sha256(data)
+    blobs = os.path.join(root, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+    with open(os.path.join(blobs, d[7:]), "wb") as f:
+        f.write(data)
+    desc = {"mediaType": media_type, "digest": d, "size": len(data)}
+    if annotations:
+        desc["annotations"] = annotations
+    return desc
+
+
+def make_tar(files):
+    """A PAX tar of (name, data) pairs, in that order, with fixed metadata."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in files:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mtime = 1700000000
+            ti.mode = 0o644
+            t.addfile(ti, io.BytesIO(data))
+    return raw.getvalue()
+
+
+class ImageLayout:
+    """A one-image OCI layout at root, tagged tag: layers are descriptors
+    put_blob already stored, diff_ids their uncompressed digests.  Pushed
+    with skopeo_push like Layout."""
+
+    def __init__(self, root, layers, diff_ids, tag="v1"):
+        self.root = root
+        cfg = put_blob(root, json.dumps({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode(),
+            "application/vnd.oci.image.config.v1+json")
+        man = put_blob(root, json.dumps({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": cfg, "layers": layers}).encode(),
+            "application/vnd.oci.image.manifest.v1+json")
+        man["annotations"] = {"org.opencontainers.image.ref.name": tag}
+        with open(os.path.join(root, "index.json"), "w") as f:
+            json.dump({"schemaVersion": 2, "manifests": [man]}, f)
+        with open(os.path.join(root, "oci-layout"), "w") as f:
+            json.dump({"imageLayoutVersion": "1.0.0"}, f)
+
+
 class Layout:
     """A hand-written OCI image layout: tag v1 (one image, two layers) and
     tag multi (an index for linux/amd64 and linux/arm64/v8)."""
@@ -132,13 +182,10 @@ class Layout:
             json.dump({"imageLayoutVersion": "1.0.0"}, f)
 
     def _put(self, data, media_type):
-        d = sha256(data)
-        with open(os.path.join(self.root, "blobs", "sha256", d[7:]),
-                  "wb") as f:
-            f.write(data)
-        self.blobs[d] = data
-        return {"digest": d, "size": len(data), "mediaType": media_type,
-                "data": data}
+        b = put_blob(self.root, data, media_type)
+        self.blobs[b["digest"]] = data
+        b["data"] = data
+        return b
 
     @staticmethod
     def _desc(b):
@@ -146,16 +193,7 @@ class Layout:
                 "size": b["size"]}
 
     def _layer(self, files):
-        raw = io.BytesIO()
-        with tarfile.open(fileobj=raw, mode="w",
-                          format=tarfile.PAX_FORMAT) as t:
-            for name, data in sorted(files.items()):
-                ti = tarfile.TarInfo(name)
-                ti.size = len(data)
-                ti.mtime = 1700000000
-                ti.mode = 0o644
-                t.addfile(ti, io.BytesIO(data))
-        tar = raw.getvalue()
+        tar = make_tar(sorted(files.items()))
         gz = gzip.compress(tar, compresslevel=6, mtime=0)
         b = self._put(gz, "application/vnd.oci.image.layer.v1.tar+gzip")
         b["diff_id"] = sha256(tar)
@@ -179,6 +217,14 @@ class Layout:
 
 
 # ---- the registry ---------------------------------------------------------------
+
+def require_registry_tools(skip):
+    """Calls skip(why), which must not return, when docker-registry or
+    skopeo is not installed."""
+    for t in ("docker-registry", "skopeo"):
+        if not shutil.which(t):
+            skip(f"{t} not installed (apt-get install {t})")
+
 
 class Registry:
     def __init__(self, work, name, htpasswd=None, remote=None, tls=None,
@@ -1172,10 +1218,10 @@ def main():
         print(__doc__)
         return 2
     TOOL, suite = os.path.abspath(sys.argv[1]), sys.argv[2]
-    for t in ("docker-registry", "skopeo"):
-        if not shutil.which(t):
-            print(f"SKIP: {t} not installed (apt-get install {t})")
-            return 77
+    def skip(why):
+        print(f"SKIP: {why}")
+        sys.exit(77)
+    require_registry_tools(skip)
     ENV = {k: v for k, v in os.environ.items()
            if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
                                 "image_pull_auth", "docker_config")}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Little-endian loads and stores for on-disk formats: byte by byte, so they
+ * work at any alignment and on any host byte order.
+ */
+#ifndef LP_COMMON_ENDIAN_H
+#define LP_COMMON_ENDIAN_H
+
+#include <stdint.h>
+
+static inline void lp_put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void lp_put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint32_t lp_get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t lp_get_le64(const uint8_t *p)
+{
+	return (uint64_t)lp_get_le32(p) | (uint64_t)lp_get_le32(p + 4) << 32;
+}
+
+#endif
