@@ -23,6 +23,7 @@ void cli_remote_opts_init(struct cli_remote_opts *o)
 	o->layer = -1;
 	o->tag_ttl = CLI_TAG_TTL_DEFAULT;
 	o->fetch_window = (uint64_t)CLI_FETCH_WINDOW_DEFAULT << 10;
+	o->retries = -1;
 }
 
 int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
@@ -90,6 +91,26 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
 			return -1;
 		}
 		o->fetch_window = (uint64_t)v << 10;
+		return 1;
+	}
+	case OPT_TIMEOUT: {
+		unsigned long v = strtoul(arg, &end, 10);
+
+		if (*end || end == arg || arg[0] == '-' || !v || v > 3600) {
+			cli_error("--timeout %s: seconds, 1 to 3600", arg);
+			return -1;
+		}
+		o->timeout_s = (unsigned)v;
+		return 1;
+	}
+	case OPT_RETRIES: {
+		unsigned long v = strtoul(arg, &end, 10);
+
+		if (*end || end == arg || arg[0] == '-' || v > 20) {
+			cli_error("--retries %s: 0 to 20", arg);
+			return -1;
+		}
+		o->retries = (int)v;
 		return 1;
 	}
 	case OPT_CACHE_MAX:
@@ -227,6 +248,14 @@ int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
 	}
 	fo.plain_http = o->plain_http;
 	fo.skip_verify = o->insecure;
+	if (o->timeout_s) {
+		fo.timeout_ms = o->timeout_s * 1000;
+		fo.stall_timeout_s = o->timeout_s < 10 ? o->timeout_s : 10;
+		if (fo.connect_timeout_ms > fo.timeout_ms)
+			fo.connect_timeout_ms = fo.timeout_ms;
+	}
+	if (o->retries >= 0)
+		fo.retry_limit = (unsigned)o->retries;
 	if (o->user) {
 		char *colon;
 

@@ -47,6 +47,8 @@ struct cli_remote_opts {
 	const char *nydusd_config; /* nydusd JSON: its backend mirrors */
 	uint64_t fetch_window;	   /* grow a cache miss to this many bytes
 				      of the blob (read-ahead), 0 = off */
+	unsigned timeout_s;	   /* per request and stall; 0 = defaults */
+	int retries;		   /* retries after a failure; -1 = default */
 };
 
 /* getopt_long ids (clear of cli.h's 0x100 range) */
@@ -63,6 +65,8 @@ enum {
 	OPT_HOSTS_DIR,
 	OPT_NYDUSD_CONFIG,
 	OPT_FETCH_WINDOW,
+	OPT_TIMEOUT,
+	OPT_RETRIES,
 };
 
 #define CLI_REMOTE_LONGOPTS                                                    \
@@ -77,7 +81,9 @@ enum {
 		{ "refresh", no_argument, NULL, OPT_REFRESH },                 \
 		{ "hosts-dir", required_argument, NULL, OPT_HOSTS_DIR },       \
 		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG }, \
-		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW }
+		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW }, \
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },           \
+		{ "retries", required_argument, NULL, OPT_RETRIES }
 
 #define CLI_REMOTE_HELP                                                        \
 	"Registry references ([REGISTRY/]REPO[:TAG|@DIGEST]):\n"               \
@@ -97,7 +103,10 @@ enum {
 	"  --nydusd-config F   mirrors from a nydusd JSON backend config\n"    \
 	"  --fetch-window KiB  fetch at least this much of a blob on a cache\n" \
 	"                      miss (read-ahead of neighbouring files; default\n"\
-	"                      " CLI_FETCH_WINDOW_DEFAULT_STR ", 0 = only what is read)\n"
+	"                      " CLI_FETCH_WINDOW_DEFAULT_STR ": only what is read)\n" \
+	"  --timeout S         give up on a request after S s (and on a stalled\n" \
+	"                      transfer after S s without data; default 60/10)\n" \
+	"  --retries N         retries after a failed request (default 3)\n"
 
 #define CLI_TAG_TTL_DEFAULT 300
 /* read-ahead window on a cache miss, KiB (bench/coldstart measures it) */

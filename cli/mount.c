@@ -345,7 +345,12 @@ static void mount_usage(FILE *f)
 		"  --fetch-window KiB  fetch at least this much of a blob on a "
 		"cache miss\n"
 		"                      (read-ahead of neighbouring files; "
-		"default " CLI_FETCH_WINDOW_DEFAULT_STR ")\n");
+		"default " CLI_FETCH_WINDOW_DEFAULT_STR ")\n"
+		"  --timeout S         give up on a request after S s, on a "
+		"stalled transfer\n"
+		"                      after min(S, 10) s (default 60 and 10)\n"
+		"  --retries N         retries after a failed request "
+		"(default 3)\n");
 }
 
 static void umount_usage(FILE *f)
@@ -842,6 +847,8 @@ int cmd_mount(int argc, char **argv)
 		{ "hosts-dir", required_argument, NULL, OPT_HOSTS_DIR },
 		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG },
 		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "retries", required_argument, NULL, OPT_RETRIES },
 		{ "trace-dir", required_argument, NULL, OPT_TRACE_DIR },
 		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
 		{ "up-to-layer-digest", required_argument, NULL, OPT_UPTO },

@@ -699,8 +699,8 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 	struct fetch_cache_opts co = { .root = c->cache_dir };
 	struct snap_daemons_opts dopts = { 0 };
 	_cleanup_free_ char *lazypull = find_lazypull(c);
-	const char *args[6];
-	char window[24];
+	const char *args[10];
+	char window[24], tmo[16], retries[16];
 	struct fetch_opts fo;
 	size_t na = 0;
 	int rc;
@@ -751,6 +751,20 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 			 (long long)(c->amplify_io + 1023) / 1024);
 		args[na++] = "--fetch-window";
 		args[na++] = window;
+	}
+	/* the nydusd JSON's backend timeout and retry_limit bound the fs
+	 * daemons' requests too (a stalled registry is then an error in
+	 * bounded time, not minutes of retries) */
+	if (be->timeout_s > 0 && be->timeout_s <= 3600) {
+		snprintf(tmo, sizeof(tmo), "%u", (unsigned)be->timeout_s);
+		args[na++] = "--timeout";
+		args[na++] = tmo;
+	}
+	if (be->retry_limit > 0 && be->retry_limit <= 20) {
+		snprintf(retries, sizeof(retries), "%u",
+			 (unsigned)be->retry_limit);
+		args[na++] = "--retries";
+		args[na++] = retries;
 	}
 	args[na++] = "--"; /* REF and MOUNTPOINT follow */
 	args[na] = NULL;

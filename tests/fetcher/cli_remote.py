@@ -15,7 +15,9 @@ import gzip
 import hashlib
 import os
 import re
+import socket
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "formats"))
@@ -280,6 +282,27 @@ def main():
             fail("missing repo: exit %d: %s" % (rc, F.short(err)))
         else:
             print("missing repo: %s" % F.short(err).strip())
+        # a registry that accepts connections and never answers: with
+        # --timeout 2 --retries 0 a clear error in bounded time
+        mute = socket.socket()
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        try:
+            t0 = time.time()
+            rc, out, err = F.run([lp, "ls", "--layer", "0", "--plain-http",
+                                  "--timeout", "2", "--retries", "0",
+                                  "--root", os.path.join(work, "mute"),
+                                  "127.0.0.1:%d/test/img:v1" %
+                                  mute.getsockname()[1]])
+            secs = time.time() - t0
+            if not 0 < rc < 128 or not err.strip() or secs > 8:
+                fail("silent registry, --timeout 2: exit %d after %.1fs: "
+                     "%s" % (rc, secs, F.short(err)))
+            else:
+                print("silent registry, --timeout 2 --retries 0: exit %d "
+                      "after %.1fs: %s" % (rc, secs, F.short(err).strip()))
+        finally:
+            mute.close()
     finally:
         reg.stop()
     print("%d failure(s)" % len(fails))
