@@ -271,7 +271,8 @@ static void plan_into(const struct engine_layer *l, struct chunk_list *cl,
 				cl->n + 1);
 			cl->v[cl->n++] = i;
 		}
-		cl->n = n0 + sort_dedup(m, cl->v + n0, cl->n - n0);
+		if (cl->n > n0) /* else v may be NULL */
+			cl->n = n0 + sort_dedup(m, cl->v + n0, cl->n - n0);
 	}
 #ifdef LP_HAVE_RAFS
 	if (l->ops == &rafs_ops) {
@@ -309,7 +310,8 @@ static void plan_trace(const struct engine_prefetch *p, uint32_t li,
 		if (!above)
 			list_add_file(cl, m, ino);
 	}
-	cl->n = n0 + sort_dedup(m, cl->v + n0, cl->n - n0);
+	if (cl->n > n0) /* else v may be NULL */
+		cl->n = n0 + sort_dedup(m, cl->v + n0, cl->n - n0);
 }
 
 int engine_prefetch_plan(const struct engine_layer *l, uint32_t **ret,
