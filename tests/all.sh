@@ -1,7 +1,8 @@
 #!/bin/bash
 # The whole test suite: dependencies, a normal build with every suite, an
-# ASan+UBSan build running the unit and format suites, and a bounded
-# libFuzzer run of every fuzz target.  Run as root on Debian 12.
+# ASan+UBSan build running the unit and format suites and the FUSE,
+# snapshotter and fetcher integration tests, and a bounded libFuzzer run
+# of every fuzz target.  Run as root on Debian 12.
 set -euo pipefail
 
 LP_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,6 +32,16 @@ export ASAN_OPTIONS=detect_leaks=1
 meson test -C "$SAN" --print-errorlogs --num-processes 2 \
 	--suite unit --suite conformance
 meson test -C "$SAN" --print-errorlogs bad-input
+# the real-parts tests whose daemons run many threads (FUSE servers,
+# layer opens, prefetch, fs daemons under the snapshotter), under the
+# sanitizers too; a daemon's report lands in its log file, so scan them
+meson test -C "$SAN" --print-errorlogs --num-processes 2 \
+	mount-remote snapshotter-remote cli-remote fetcher-faults
+if grep -rl --include='*.log' -E 'runtime error|ERROR: (Address|Leak)Sanitizer' \
+	"$SAN"/tests/work-* 2>/dev/null; then
+	echo "sanitizer reports in the daemons' logs above"
+	exit 1
+fi
 
 echo "== fuzzing (${FUZZ_SECONDS}s per target)"
 shopt -s nullglob
