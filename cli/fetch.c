@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Registry references in the CLI, and `lazypull manifest`. */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -467,17 +468,42 @@ static void zran_progress(uint64_t done, uint64_t total, void *data)
 	cli_progress_update(data, done, total);
 }
 
+/*
+ * The index build reads the layer front to back, 1 MiB at a time: from a
+ * registry, one request after another, each paying a round trip.  A
+ * thread of its own brings the whole blob into the cache meanwhile, in
+ * large parallel requests (the source's planner), so the link stays full
+ * and the build's reads find their bytes or wait for them in flight.
+ */
+static void *stream_blob(void *arg)
+{
+	struct lp_source *src = arg;
+	struct lp_range all = { 0, src->size };
+	struct lp_err err = { 0 };
+
+	if (lp_source_prefetch(src, &all, 1, &err) < 0)
+		lp_debug("%s: fetching ahead of the index build: %s (the "
+			 "build fetches what it reads)", src->name, err.msg);
+	return NULL;
+}
+
 static int zran_build_shown(struct lp_source *src, const char *what,
 			    uint32_t span, struct zran_index **ret,
 			    struct lp_err *err)
 {
 	struct zran_build_opts bo = { .span = span };
 	struct cli_progress *p = cli_progress_begin(what, src->size);
+	pthread_t th;
+	bool ahead = false;
 	int r;
 
+	if (src->ops->prefetch && src->size > (4u << 20))
+		ahead = pthread_create(&th, NULL, stream_blob, src) == 0;
 	bo.progress = zran_progress;
 	bo.progress_data = p;
 	r = zran_index_build(src, &bo, ret, err);
+	if (ahead)
+		pthread_join(th, NULL);
 	cli_progress_end(p);
 	return r;
 }

@@ -190,8 +190,10 @@ def main():
     try:
         R.skopeo_push(work, lay, "v1", "%s/test/big:v1" % reg.addr)
         proxy = R.Proxy(reg.addr)
+        # each blob request takes a second: long enough for a meter even
+        # when the index build streams the blob in parallel requests
         proxy.add(R.Rule("delay", match="/blobs/", count=10 ** 9,
-                         seconds=0.25))
+                         seconds=1.0))
         ref = "%s/test/big:v1" % proxy.addr
         short = "sha256:" + layer["digest"][7:19]
 
