@@ -475,15 +475,33 @@ static void zran_progress(uint64_t done, uint64_t total, void *data)
  * large parallel requests (the source's planner), so the link stays full
  * and the build's reads find their bytes or wait for them in flight.
  */
+#define STREAM_STEP (16u << 20) /* per call: bounds the buffers in flight */
+
+struct stream_job {
+	struct lp_source *src;
+	int stop; /* atomic: the build is over (it failed early, say) */
+};
+
 static void *stream_blob(void *arg)
 {
-	struct lp_source *src = arg;
-	struct lp_range all = { 0, src->size };
+	struct stream_job *j = arg;
+	struct lp_source *src = j->src;
 	struct lp_err err = { 0 };
 
-	if (lp_source_prefetch(src, &all, 1, &err) < 0)
-		lp_debug("%s: fetching ahead of the index build: %s (the "
-			 "build fetches what it reads)", src->name, err.msg);
+	for (uint64_t off = 0; off < src->size &&
+			       !__atomic_load_n(&j->stop, __ATOMIC_ACQUIRE);
+	     off += STREAM_STEP) {
+		struct lp_range r = { off, src->size - off < STREAM_STEP
+						   ? src->size - off
+						   : STREAM_STEP };
+
+		if (lp_source_prefetch(src, &r, 1, &err) < 0) {
+			lp_debug("%s: fetching ahead of the index build: %s "
+				 "(the build fetches what it reads)",
+				 src->name, err.msg);
+			break;
+		}
+	}
 	return NULL;
 }
 
@@ -493,17 +511,20 @@ static int zran_build_shown(struct lp_source *src, const char *what,
 {
 	struct zran_build_opts bo = { .span = span };
 	struct cli_progress *p = cli_progress_begin(what, src->size);
+	struct stream_job job = { .src = src };
 	pthread_t th;
 	bool ahead = false;
 	int r;
 
 	if (src->ops->prefetch && src->size > (4u << 20))
-		ahead = pthread_create(&th, NULL, stream_blob, src) == 0;
+		ahead = pthread_create(&th, NULL, stream_blob, &job) == 0;
 	bo.progress = zran_progress;
 	bo.progress_data = p;
 	r = zran_index_build(src, &bo, ret, err);
-	if (ahead)
+	if (ahead) {
+		__atomic_store_n(&job.stop, 1, __ATOMIC_RELEASE);
 		pthread_join(th, NULL);
+	}
 	cli_progress_end(p);
 	return r;
 }
