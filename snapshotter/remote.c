@@ -475,7 +475,7 @@ static int rp_ensure(void *ctx, const char *parent, struct lp_err *err)
 			break;
 		how = served_by(&info);
 		lp_grow((void **)&covers, sizeof(*covers), &ccap, nc + 1);
-		covers[nc++] = how == SERVED_LAYER;
+		covers[nc++] = r->merge && how == SERVED_LAYER;
 		if (how != SERVED_NONE) {
 			if (!daemon_source(&info, how, &image, &digest)) {
 				rc = lp_err_set(err, -EIO, "%s layer %.200s "

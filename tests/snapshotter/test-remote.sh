@@ -463,6 +463,30 @@ left=$(ls "$W/snap/snapshots")
 [ -z "$(daemon_pids)" ] || fail "daemon pid files left: $(ls "$W/snap/daemons")"
 log "image rm: backend empty, no mounts, no daemons"
 
+# ---- --merged-mounts=false: a mount (and daemon) per remote layer ------
+
+restart_snapshotter TERM --enable-stargz --merged-mounts=false
+ctr-remote -a "$R/ctrd.sock" -n "$NS" image rpull --plain-http \
+	--snapshotter nydus "$ESGZ" >"$W/rpull-perlayer.log" 2>&1 ||
+	fail "rpull, a mount per layer: $(tail -3 "$W/rpull-perlayer.log")"
+out=$(ctr_ run --rm --snapshotter nydus "$ESGZ" r-perlayer sh -c \
+	'cat /hello.txt; ls /etc; grep " / " /proc/mounts' </dev/null 2>&1) || true
+echo "$out" | grep -q "^hello from layer 2$" ||
+	fail "a mount per layer: upper layer file: $out"
+echo "$out" | grep -qx "passwd" ||
+	fail "a mount per layer: whiteout of /etc/group not applied: $out"
+echo "$out" | grep -q "lowerdir=$W/snap/mnt/[0-9]*:$W/snap/mnt/[0-9]*," ||
+	fail "a mount per layer: the lowerdir is not two layer mounts: $out"
+[ "$(daemon_pids | wc -l)" = 2 ] ||
+	fail "a mount per layer: $(daemon_pids | wc -l) fs daemons, want 2"
+log "--merged-mounts=false: two layer mounts as lowerdirs, run: $(echo "$out" | head -1)"
+kill_containers
+for i in $(ctr_ images ls -q); do ctr_ images rm --sync "$i" >/dev/null; done
+for _ in $(seq 150); do
+	[ -z "$(daemon_pids)" ] && break
+	sleep 0.1
+done
+
 # ---- stargz off: the eStargz image is an ordinary one ------------------
 
 restart_snapshotter TERM
