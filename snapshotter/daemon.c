@@ -145,6 +145,38 @@ static bool pid_serves(pid_t pid, const char *mp)
 	return !strcmp(buf + i, mp);
 }
 
+/*
+ * What a live daemon serves, from its command line: 'L' a layer alone
+ * (--layer-digest), 'M' the layers up to one merged (--up-to-layer-digest),
+ * 'I' a whole nydus image (neither), 0 unknown.
+ */
+static char pid_mode(pid_t pid)
+{
+	char path[64], buf[8192];
+	ssize_t n;
+	char mode = 'I';
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
+		if (!strcmp(buf + i, "--"))
+			break; /* REF and MOUNTPOINT follow */
+		if (!strcmp(buf + i, "--layer-digest"))
+			mode = 'L';
+		else if (!strcmp(buf + i, "--up-to-layer-digest"))
+			mode = 'M';
+	}
+	return mode;
+}
+
 /* mountinfo's octal escapes of a mountpoint */
 static void escape_path(const char *in, char *out, size_t size)
 {
@@ -471,7 +503,24 @@ int snap_daemon_ensure(struct snap_daemons *d, uint64_t id, const char *image,
 		free(dm->digest);
 		dm->digest = digest ? lp_xstrdup(digest) : NULL;
 	}
-	if (!alive(d, id, NULL))
+	pid_t pid = 0;
+	bool up = alive(d, id, &pid);
+	char want = !dm->digest ? 'I' : dm->merged ? 'M' : 'L', have;
+
+	/* a daemon left by a run with other settings (--merged-mounts)
+	 * serves another tree: never reuse it */
+	if (up && (have = pid_mode(pid)) && have != want) {
+		lp_log(LP_LOG_WARN, "fs daemon %ld of snapshot %llu serves %s, "
+		       "this snapshotter wants %s: restarting it", (long)pid,
+		       (unsigned long long)id,
+		       have == 'M' ? "merged layers" : have == 'L'
+				   ? "one layer" : "an image",
+		       want == 'M' ? "merged layers" : want == 'L'
+				   ? "one layer" : "an image");
+		teardown(d, id, true);
+		up = false;
+	}
+	if (!up)
 		r = start(d, dm, err);
 	dm->wanted = r == 0;
 	pthread_mutex_unlock(&dm->lock);

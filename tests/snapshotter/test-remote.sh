@@ -465,10 +465,16 @@ log "image rm: backend empty, no mounts, no daemons"
 
 # ---- --merged-mounts=false: a mount (and daemon) per remote layer ------
 
-restart_snapshotter TERM --enable-stargz --merged-mounts=false
+# a merged daemon left running by the default mode is not reused by a
+# snapshotter that wants a mount per layer (it would serve the wrong tree)
 ctr-remote -a "$R/ctrd.sock" -n "$NS" image rpull --plain-http \
 	--snapshotter nydus "$ESGZ" >"$W/rpull-perlayer.log" 2>&1 ||
 	fail "rpull, a mount per layer: $(tail -3 "$W/rpull-perlayer.log")"
+ctr_ run -d --snapshotter nydus "$ESGZ" sleeper-merged sleep 600 </dev/null >/dev/null
+restart_snapshotter KILL --enable-stargz --merged-mounts=false
+grep -q "serves merged layers, this snapshotter wants one layer: restarting it" \
+	"$W/snapshotter.log" || fail "a merged daemon was reused by the per-layer mode"
+kill_containers
 out=$(ctr_ run --rm --snapshotter nydus "$ESGZ" r-perlayer sh -c \
 	'cat /hello.txt; ls /etc; grep " / " /proc/mounts' </dev/null 2>&1) || true
 echo "$out" | grep -q "^hello from layer 2$" ||
