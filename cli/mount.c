@@ -291,6 +291,12 @@ static void mount_usage(FILE *f)
 		"                      the same image or layer (default "
 		"ROOT/traces)\n"
 		"  --no-trace          neither record nor use access traces\n"
+		"  --fuse-fd N         take over the FUSE connection of the "
+		"mount at\n"
+		"                      MOUNTPOINT through open descriptor N "
+		"(its daemon\n"
+		"                      died; the snapshotter kept the "
+		"descriptor)\n"
 		"  --dir-ahead KiB     on the first open in a directory, fetch "
 		"up to KiB of\n"
 		"                      its files in the background (default 0: "
@@ -378,6 +384,7 @@ enum {
 	OPT_TRACE_DIR,
 	OPT_NO_TRACE,
 	OPT_UPTO,
+	OPT_FUSE_FD,
 	OPT_DIR_AHEAD,
 	OPT_READ_AHEAD,
 	OPT_DECODED_MAX,
@@ -852,6 +859,7 @@ int cmd_mount(int argc, char **argv)
 		{ "trace-dir", required_argument, NULL, OPT_TRACE_DIR },
 		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
 		{ "up-to-layer-digest", required_argument, NULL, OPT_UPTO },
+		{ "fuse-fd", required_argument, NULL, OPT_FUSE_FD },
 		{ "dir-ahead", required_argument, NULL, OPT_DIR_AHEAD },
 		CLI_LAYER_LONGOPTS,
 		{ 0 },
@@ -880,6 +888,7 @@ int cmd_mount(int argc, char **argv)
 	struct dirahead da = { 0 };
 	uint64_t dir_ahead = 0;
 	const char *upto = NULL;
+	int fuse_fd = -1;
 	uint32_t layer = 0, n_blobs, n_open = 0, v;
 	int ready_fd = -1, c, h, r, ret = 1;
 	struct stat st;
@@ -957,6 +966,14 @@ int cmd_mount(int argc, char **argv)
 			break;
 		case OPT_NO_TRACE:
 			no_trace = true;
+			break;
+		case OPT_FUSE_FD:
+			if (parse_u32(optarg, 65535, &v) < 0 || v < 3) {
+				cli_error("--fuse-fd %s: a descriptor number, 3 "
+					  "or more", optarg);
+				return EXIT_USAGE;
+			}
+			fuse_fd = (int)v;
 			break;
 		case OPT_UPTO:
 			if (fetch_digest_check(optarg, strlen(optarg)) < 0) {
@@ -1052,14 +1069,16 @@ int cmd_mount(int argc, char **argv)
 		cli_error("--toc-digest applies to one blob; use --layer");
 		return EXIT_USAGE;
 	}
-	if (stat(mountpoint, &st) < 0) {
+	/* a taken-over mount has no server until we serve it: do not touch
+	 * it before (a stat would wait for the answer we are to give) */
+	if (fuse_fd < 0 && stat(mountpoint, &st) < 0) {
 		cli_error("%s: %s%s", mountpoint, strerror(errno),
 			  errno == ENOTCONN ? " (the FUSE daemon of a mount "
 					      "there died: lazypull umount it)"
 					    : "");
 		return 1;
 	}
-	if (!S_ISDIR(st.st_mode)) {
+	if (fuse_fd < 0 && !S_ISDIR(st.st_mode)) {
 		cli_error("%s: not a directory", mountpoint);
 		return 1;
 	}
@@ -1143,7 +1162,8 @@ int cmd_mount(int argc, char **argv)
 	}
 	r = fsrv_new(served, &src_ops, &ms, &fo, &s, &err);
 	if (r == 0)
-		r = fsrv_mount(s, mountpoint, &err);
+		r = fuse_fd >= 0 ? fsrv_takeover(s, mountpoint, fuse_fd, &err)
+				 : fsrv_mount(s, mountpoint, &err);
 	if (r < 0) {
 		cli_error("mount %s: %s", mountpoint,
 			  err.msg[0] ? err.msg : strerror(-r));

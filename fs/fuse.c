@@ -12,6 +12,8 @@
 
 #include <fuse_lowlevel.h>
 #include <fcntl.h>
+#include <linux/fuse.h>
+#include <sys/mount.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -87,6 +89,7 @@ struct fsrv {
 	struct chunk_cache cache;
 	struct fuse_session *se;
 	bool mounted;
+	char *taken_mp; /* fsrv_takeover: the mountpoint we did not mount */
 	uint32_t read_ahead_kb;
 	char *bdi_ra_path; /* sysfs read_ahead_kb of the mount, or NULL */
 	int ra_tuned;	   /* atomic: bdi_ra_path written */
@@ -1447,20 +1450,16 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
 	return 0;
 }
 
-int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err)
+/* The session with our mount options (also the kernel's, for takeover). */
+static int new_session(struct fsrv *s, struct lp_err *err)
 {
-	char opts[512], dev[32];
-	char *argv[4], *real;
+	char opts[512];
+	char *argv[4];
 	struct fuse_args args;
 	int argc = 0;
 
 	if (s->se)
 		return lp_err_set(err, EBUSY, "already mounted");
-	/*
-	 * With a store, reads go out by splice through a pipe of at most
-	 * pipe-max-size (1 MiB) that holds the reply header too: keep reads
-	 * a few pages under it, or libfuse copies them instead.
-	 */
 	snprintf(opts, sizeof(opts),
 		 "ro,default_permissions,fsname=%s,subtype=%s%s%s", s->fsname,
 		 s->subtype, s->allow_other ? ",allow_other" : "",
@@ -1477,6 +1476,84 @@ int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err)
 		return lp_err_set(err, EINVAL,
 				  "cannot create the FUSE session (see the "
 				  "libfuse message above)");
+	return 0;
+}
+
+/*
+ * The kernel sent FUSE_INIT to the daemon that died; libfuse answers
+ * nothing but INIT until it saw one, so this session is handed one like
+ * it.  Its reply goes to a request id the kernel does not know and is
+ * dropped (ENOENT, which libfuse does not report); the kernel keeps what
+ * it negotiated with the first daemon, which ran this same code.
+ */
+static void replay_init(struct fsrv *s)
+{
+	struct {
+		struct fuse_in_header h;
+		struct fuse_init_in i;
+	} msg;
+	struct fuse_buf fb = { 0 };
+
+	memset(&msg, 0, sizeof(msg));
+	msg.h.len = sizeof(msg);
+	msg.h.opcode = FUSE_INIT;
+	msg.h.unique = 0x7fffffff00000001ull;
+	msg.i.major = FUSE_KERNEL_VERSION;
+	msg.i.minor = FUSE_KERNEL_MINOR_VERSION;
+	msg.i.max_readahead = 128u << 10;
+	msg.i.flags = FUSE_ASYNC_READ | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES |
+		      FUSE_DONT_MASK | FUSE_SPLICE_WRITE | FUSE_SPLICE_MOVE |
+		      FUSE_SPLICE_READ | FUSE_AUTO_INVAL_DATA |
+		      FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
+		      FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES |
+		      FUSE_CACHE_SYMLINKS;
+	fb.mem = &msg;
+	fb.size = sizeof(msg);
+	fuse_session_process_buf(s->se, &fb);
+}
+
+/* FUSE_NOTIFY_RESEND (Linux 6.9): requests the dead daemon had read and
+ * not answered go to the queue again, so their callers do not hang. */
+#define FSRV_NOTIFY_RESEND 7
+
+int fsrv_takeover(struct fsrv *s, const char *mountpoint, int fd,
+		  struct lp_err *err)
+{
+	struct fuse_out_header oh = { .len = sizeof(oh),
+				      .error = FSRV_NOTIFY_RESEND };
+	char dev[32];
+	int r;
+
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return lp_err_set(err, EBADF, "--fuse-fd %d: not open", fd);
+	r = new_session(s, err);
+	if (r < 0)
+		return r;
+	snprintf(dev, sizeof(dev), "/dev/fd/%d", fd);
+	if (fuse_session_mount(s->se, dev) != 0) {
+		fuse_session_destroy(s->se);
+		s->se = NULL;
+		return lp_err_set(err, EIO, "cannot serve FUSE device fd %d "
+				  "(see the libfuse message above)", fd);
+	}
+	replay_init(s);
+	if (write(fd, &oh, sizeof(oh)) < 0)
+		lp_debug("FUSE_NOTIFY_RESEND: %s (requests the last daemon "
+			 "had taken are not sent again)", strerror(errno));
+	s->mounted = true;
+	s->taken_mp = lp_xstrdup(mountpoint);
+	return 0;
+}
+
+int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err)
+{
+	char dev[32];
+	char *real;
+	int r;
+
+	r = new_session(s, err);
+	if (r < 0)
+		return r;
 	real = realpath(mountpoint, NULL); /* before it is a FUSE mount */
 	if (fuse_session_mount(s->se, mountpoint) != 0) {
 		free(real);
@@ -1527,7 +1604,15 @@ void fsrv_unmount(struct fsrv *s)
 {
 	if (!s || !s->se || !s->mounted)
 		return;
-	fuse_session_unmount(s->se);
+	if (s->taken_mp) {
+		/* libfuse did not mount it, so it does not unmount it */
+		if (umount2(s->taken_mp, MNT_DETACH) < 0 && errno != EINVAL &&
+		    errno != ENOENT)
+			lp_log(LP_LOG_WARN, "unmounting %s: %s", s->taken_mp,
+			       strerror(errno));
+	} else {
+		fuse_session_unmount(s->se);
+	}
 	s->mounted = false;
 }
 
@@ -1548,6 +1633,7 @@ void fsrv_free(struct fsrv *s)
 	pthread_mutex_destroy(&s->ra_lock);
 	pthread_mutex_destroy(&s->log_lock);
 	free(s->bdi_ra_path);
+	free(s->taken_mp);
 	free(s->name);
 	free(s->fsname);
 	free(s->subtype);

@@ -95,6 +95,15 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
  * fusermount3).  The kernel queues requests until fsrv_run() serves them.
  */
 int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err);
+/*
+ * Serves the FUSE connection of an existing mount at mountpoint through
+ * fd, a /dev/fuse descriptor of it (kept open by whoever started us):
+ * the daemon that served it died and this one takes over, without a new
+ * mount, so running users of the mount keep it.  Unmounting (at exit) is
+ * umount2(mountpoint, MNT_DETACH).
+ */
+int fsrv_takeover(struct fsrv *s, const char *mountpoint, int fd,
+		  struct lp_err *err);
 
 enum {
 	/* SIGTERM, SIGINT and SIGHUP end fsrv_run() while it runs. */

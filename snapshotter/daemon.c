@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/pidfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -41,6 +42,10 @@ struct daemon {
 	char *image, *digest;	/* what it serves (for restarts); digest
 				 * NULL: a nydus image's RAFS tree */
 	bool merged;		/* layers up to digest, merged */
+	int fuse_fd;		/* protected by lock: a copy of the daemon's
+				 * /dev/fuse descriptor, -1 = none: if the
+				 * daemon dies, the next one takes the
+				 * connection over and the mount lives on */
 	bool wanted;		/* protected by lock: keep it running */
 	pthread_mutex_t lock;	/* serializes start/stop of this one */
 	struct daemon *next;	/* protected by snap_daemons.lock */
@@ -263,12 +268,16 @@ static bool wait_gone(pid_t pid, const char *mp, unsigned ms)
 	return !pid_serves(pid, mp);
 }
 
+static struct daemon *get(struct snap_daemons *d, uint64_t id, bool create);
+
 /* Takes whatever is at mp down: the mount (lazily) and the process. */
 static void teardown(struct snap_daemons *d, uint64_t id, bool lazy)
 {
 	_cleanup_free_ char *mp = snap_daemon_mountpoint(d, id);
 	_cleanup_free_ char *pf = pid_path(d, id);
 	pid_t pid = read_pid(pf);
+
+	struct daemon *dm = get(d, id, false);
 
 	/* unmounting ends a live daemon's loop; it removes its pid file */
 	for (int i = 0; i < 8 && is_mounted(mp); i++) {
@@ -293,6 +302,55 @@ static void teardown(struct snap_daemons *d, uint64_t id, bool lazy)
 		}
 	}
 	unlink(pf);
+	if (dm && dm->fuse_fd >= 0) { /* callers hold dm->lock */
+		close(dm->fuse_fd);
+		dm->fuse_fd = -1;
+	}
+}
+
+/*
+ * Keeps a copy of a serving daemon's /dev/fuse descriptor (pidfd_getfd,
+ * root): while we hold it, the FUSE connection outlives the daemon, and a
+ * new daemon started with it (`lazypull mount --fuse-fd`) serves the same
+ * mount, so containers running on it never see ENOTCONN.
+ */
+static void hold_fuse(struct daemon *dm, pid_t pid)
+{
+	char dir[64], link[128], target[32];
+	struct dirent *de;
+	DIR *fds;
+	int pfd;
+
+	if (dm->fuse_fd >= 0 || pid <= 0)
+		return;
+	snprintf(dir, sizeof(dir), "/proc/%ld/fd", (long)pid);
+	fds = opendir(dir);
+	if (!fds)
+		return;
+	while ((de = readdir(fds))) {
+		ssize_t n;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(link, sizeof(link), "%s/%.20s", dir, de->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strcmp(target, "/dev/fuse"))
+			continue;
+		pfd = pidfd_open(pid, 0);
+		if (pfd >= 0) {
+			dm->fuse_fd = pidfd_getfd(pfd, atoi(de->d_name), 0);
+			close(pfd);
+		}
+		if (dm->fuse_fd < 0)
+			lp_debug("fs daemon %ld: no copy of its FUSE "
+				 "descriptor: %s (a crash of it ends its "
+				 "mount)", (long)pid, strerror(errno));
+		break;
+	}
+	closedir(fds);
 }
 
 /* The last non-empty line of the daemon's log, for an error message. */
@@ -352,7 +410,7 @@ static const char *what(const struct daemon *dm)
 }
 
 /* Runs `lazypull mount` for id and waits until it serves (or failed). */
-static int start(struct snap_daemons *d, struct daemon *dm,
+static int start(struct snap_daemons *d, struct daemon *dm, bool takeover,
 		 struct lp_err *err)
 {
 	_cleanup_free_ char *mp = snap_daemon_mountpoint(d, dm->id);
@@ -368,14 +426,23 @@ static int start(struct snap_daemons *d, struct daemon *dm,
 	int r, st = 0;
 	unsigned waited = 0;
 
-	teardown(d, dm->id, true);
-	if (mkdir(mp, 0755) < 0 && errno != EEXIST)
-		return lp_err_set(err, -EIO, "mkdir %s: %s", mp,
-				  strerror(errno));
+	takeover = takeover && dm->fuse_fd >= 0 && is_mounted(mp);
+	if (!takeover) {
+		teardown(d, dm->id, true);
+		if (mkdir(mp, 0755) < 0 && errno != EEXIST)
+			return lp_err_set(err, -EIO, "mkdir %s: %s", mp,
+					  strerror(errno));
+	} else {
+		unlink(pf); /* the dead one's */
+	}
 
-	argv = lp_xcalloc(d->n_args + 20, sizeof(*argv));
+	argv = lp_xcalloc(d->n_args + 22, sizeof(*argv));
 	argv[n++] = d->lazypull;
 	argv[n++] = "mount";
+	if (takeover) { /* the held descriptor is 3 in the child */
+		argv[n++] = "--fuse-fd";
+		argv[n++] = "3";
+	}
 	if (dm->digest) { /* else a nydus image: its bootstrap's tree */
 		argv[n++] = dm->merged ? "--up-to-layer-digest"
 				       : "--layer-digest";
@@ -404,7 +471,9 @@ static int start(struct snap_daemons *d, struct daemon *dm,
 	posix_spawn_file_actions_addopen(&fa, 1, lf,
 					 O_WRONLY | O_CREAT | O_APPEND, 0640);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	if (takeover)
+		posix_spawn_file_actions_adddup2(&fa, dm->fuse_fd, 3);
+	posix_spawn_file_actions_addclosefrom_np(&fa, takeover ? 4 : 3);
 	posix_spawnattr_init(&sa);
 	sigemptyset(&none);
 	sigfillset(&defs);
@@ -463,8 +532,10 @@ static int start(struct snap_daemons *d, struct daemon *dm,
 				  "reported success, but %s is not served",
 				  what(dm), dm->image, mp);
 	}
-	lp_log(LP_LOG_INFO, "fs daemon %ld serves %s of %s at %s",
-	       (long)pid, what(dm), dm->image, mp);
+	lp_log(LP_LOG_INFO, "fs daemon %ld serves %s of %s at %s%s",
+	       (long)pid, what(dm), dm->image, mp,
+	       takeover ? " (took the mount over)" : "");
+	hold_fuse(dm, pid);
 	return 0;
 }
 
@@ -479,6 +550,7 @@ static struct daemon *get(struct snap_daemons *d, uint64_t id, bool create)
 	if (!dm && create) {
 		dm = lp_xcalloc(1, sizeof(*dm));
 		dm->id = id;
+		dm->fuse_fd = -1;
 		pthread_mutex_init(&dm->lock, NULL);
 		dm->next = d->list;
 		d->list = dm;
@@ -521,7 +593,9 @@ int snap_daemon_ensure(struct snap_daemons *d, uint64_t id, const char *image,
 		up = false;
 	}
 	if (!up)
-		r = start(d, dm, err);
+		r = start(d, dm, false, err);
+	else
+		hold_fuse(dm, pid);
 	dm->wanted = r == 0;
 	pthread_mutex_unlock(&dm->lock);
 	return r;
@@ -598,8 +672,16 @@ static void *monitor(void *arg)
 				lp_log(LP_LOG_WARN, "fs daemon %ld of snapshot "
 				       "%llu is gone: restarting it",
 				       (long)pid, (unsigned long long)dm->id);
-				if (start(d, dm, &err) < 0)
-					lp_log(LP_LOG_ERROR, "%s", err.msg);
+				/* the mount lives on if we hold its FUSE
+				 * connection: a new daemon takes it over */
+				if (start(d, dm, true, &err) < 0) {
+					lp_log(LP_LOG_WARN, "%s; mounting anew",
+					       err.msg);
+					lp_err_clear(&err);
+					if (start(d, dm, false, &err) < 0)
+						lp_log(LP_LOG_ERROR, "%s",
+						       err.msg);
+				}
 			}
 			pthread_mutex_unlock(&dm->lock);
 			pthread_mutex_lock(&d->lock);
@@ -688,6 +770,8 @@ void snap_daemons_free(struct snap_daemons *d)
 
 		d->list = dm->next;
 		pthread_mutex_destroy(&dm->lock);
+		if (dm->fuse_fd >= 0)
+			close(dm->fuse_fd);
 		free(dm->image);
 		free(dm->digest);
 		free(dm);

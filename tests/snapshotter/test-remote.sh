@@ -433,8 +433,14 @@ log "restart: daemons re-attached, running container reads its files, new run: $
 
 # ---- a crashed fs daemon is restarted ----------------------------------
 
-victim=$(daemon_pids | head -1)
-vfile=$(grep -lx "$victim" "$W"/snap/daemons/*.pid)
+# the daemon under the running container "sleeper": a new daemon takes
+# its FUSE connection over (the snapshotter kept a copy of the /dev/fuse
+# descriptor), so the container keeps reading its files
+ld=$(ctr_ task exec --exec-id e-ld sleeper sh -c 'grep " / " /proc/mounts' \
+	</dev/null 2>&1 | sed -n 's/.*lowerdir=\([^,:]*\).*/\1/p')
+vfile=$W/snap/daemons/${ld##*/}.pid
+victim=$(cat "$vfile" 2>/dev/null || true)
+[ -n "$victim" ] || { fail "no daemon under the running container ($ld)"; victim=$(daemon_pids | head -1); vfile=$(grep -lx "$victim" "$W"/snap/daemons/*.pid); }
 kill -KILL "$victim"
 log "killed fs daemon $victim ($vfile)"
 for _ in $(seq 100); do
@@ -445,6 +451,13 @@ done
 p=$(cat "$vfile" 2>/dev/null || true)
 { [ -n "$p" ] && [ "$p" != "$victim" ]; } || fail "fs daemon not restarted"
 grep -q "is gone: restarting it" "$W/snapshotter.log" || fail "no restart logged"
+grep -q "took the mount over" "$W/snapshotter.log" ||
+	fail "the restarted daemon did not take the mount over"
+out=$(ctr_ task exec --exec-id e-crash sleeper sh -c \
+	'cat /hello.txt; busybox md5sum /bin/busybox; ls /etc' </dev/null 2>&1) || true
+[ "$out" = "$want" ] ||
+	fail "the running container across the fs daemon's crash: $out"
+log "daemon crash: the running container still reads its files"
 out=$(ctr_ run --rm --snapshotter nydus "$ESGZ" r-crash cat /hello.txt </dev/null 2>&1) || true
 [ "$out" = "hello from layer 2" ] || fail "ctr run after a daemon crash: $out"
 log "daemon crash: restarted as $p; new run: $out"
