@@ -79,6 +79,10 @@ static inline void lp_closep(int *fd)
 #define lp_mul_overflow(a, b, r) __builtin_mul_overflow((a), (b), (r))
 
 /* malloc wrappers that abort on OOM (a model never half-allocates). */
+/* All of buf at off (retrying short writes and EINTR): 0 or -errno. */
+int lp_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* Bytes read at off (short only at end of file) or -errno. */
+int64_t lp_pread_all(int fd, void *buf, size_t len, uint64_t off);
 void *lp_xmalloc(size_t n);
 void *lp_xcalloc(size_t n, size_t m);
 void *lp_xrealloc(void *p, size_t n);

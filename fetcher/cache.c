@@ -107,44 +107,6 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-static int64_t pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n =
-			pread(fd, p + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (int64_t)done;
-}
-
 static int mkdir_p(const char *path)
 {
 	char buf[4096];
@@ -348,7 +310,8 @@ static bool map_replay(struct fetch_cache_blob *b)
 	if (fstat(b->map_fd, &st) < 0)
 		return false;
 	while (b->map_off < (uint64_t)st.st_size) {
-		int64_t n = pread_all(b->map_fd, buf, sizeof(buf), b->map_off);
+		int64_t n = lp_pread_all(b->map_fd, buf, sizeof(buf),
+					 b->map_off);
 
 		if (n < REC_SIZE)
 			return false;
@@ -386,7 +349,7 @@ static int map_load(struct fetch_cache_blob *b, bool *clean)
 	size_t bb = bitmap_bytes(b->n_gran);
 	int64_t n;
 
-	n = pread_all(b->map_fd, hdr, MAP_HDR, 0);
+	n = lp_pread_all(b->map_fd, hdr, MAP_HDR, 0);
 	if (n < 0)
 		return (int)n;
 	if (n < MAP_HDR || memcmp(hdr, MAP_MAGIC, 8) ||
@@ -405,7 +368,7 @@ static int map_load(struct fetch_cache_blob *b, bool *clean)
 	free(b->inflight);
 	b->present = lp_xcalloc(bb ? bb : 1, 1);
 	b->inflight = lp_xcalloc(bb ? bb : 1, 1);
-	n = pread_all(b->map_fd, b->present, bb, MAP_HDR);
+	n = lp_pread_all(b->map_fd, b->present, bb, MAP_HDR);
 	if (n < 0)
 		return (int)n;
 	if ((size_t)n != bb ||
@@ -725,7 +688,7 @@ int fetch_cache_blob_read(struct fetch_cache_blob *b, void *buf, size_t len,
 	pthread_mutex_unlock(&b->lock);
 	if (!ok)
 		return 0;
-	n = pread_all(b->data_fd, buf, len, off);
+	n = lp_pread_all(b->data_fd, buf, len, off);
 	if (n < 0)
 		return (int)n;
 	if ((size_t)n != len)
@@ -830,7 +793,7 @@ int fetch_cache_blob_write_raw(struct fetch_cache_blob *b, uint64_t off,
 {
 	if (off > b->size || len > b->size - off)
 		return -EINVAL;
-	return pwrite_all(b->data_fd, data, len, off);
+	return lp_pwrite_all(b->data_fd, data, len, off);
 }
 
 int fetch_cache_blob_commit(struct fetch_cache_blob *b, uint64_t off,
@@ -872,7 +835,7 @@ int fetch_cache_blob_fill(struct fetch_cache_blob *b, uint64_t off,
 		fetch_cache_blob_unclaim(b, off, len);
 		return lp_err_set(err, EINVAL, "cache: unaligned run");
 	}
-	r = pwrite_all(b->data_fd, data, (size_t)len, off);
+	r = lp_pwrite_all(b->data_fd, data, (size_t)len, off);
 	if (r < 0) {
 		fetch_cache_blob_unclaim(b, off, len);
 		return lp_err_set(err, r, "blob cache %s: write: %s",
@@ -981,7 +944,7 @@ int fetch_cache_doc_get(struct fetch_cache *c, const char *key,
 	if (st.st_size > (off_t)FETCH_MANIFEST_MAX + 4096)
 		return -EFBIG;
 	buf = lp_xmalloc((size_t)st.st_size + 1);
-	n = pread_all(fd, buf, (size_t)st.st_size, 0);
+	n = lp_pread_all(fd, buf, (size_t)st.st_size, 0);
 	if (n != st.st_size) {
 		free(buf);
 		return n < 0 ? (int)n : -EIO;

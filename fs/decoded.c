@@ -85,44 +85,6 @@ struct dstore {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
-
-/* Bytes read (short only at end of file) or -errno. */
-static int64_t pread_all(int fd, void *buf, size_t len, uint64_t off)
-{
-	uint8_t *p = buf;
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, p + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (int64_t)done;
-}
-
 static uint64_t align_up(uint64_t v)
 {
 	return (v + DATA_ALIGN - 1) / DATA_ALIGN * DATA_ALIGN;
@@ -278,7 +240,7 @@ static int seg_reset(struct dstore_seg *g)
 	idx_header(hdr);
 	g->idx_end = IDX_HDR;
 	g->data_end = 0;
-	return pwrite_all(g->idx_fd, hdr, IDX_HDR, 0);
+	return lp_pwrite_all(g->idx_fd, hdr, IDX_HDR, 0);
 }
 
 /*
@@ -301,7 +263,7 @@ static int seg_load(struct dstore_seg *g)
 	    (uint64_t)ist.st_size > MAX_IDX)
 		return seg_reset(g);
 	buf = lp_xmalloc((size_t)ist.st_size);
-	n = pread_all(g->idx_fd, buf, (size_t)ist.st_size, 0);
+	n = lp_pread_all(g->idx_fd, buf, (size_t)ist.st_size, 0);
 	if (n < 0)
 		return (int)n;
 	idx_header(hdr);
@@ -543,7 +505,7 @@ int dstore_read(struct dstore_seg *g, const struct model_chunk *c,
 				re = ne;
 				k++;
 			}
-			n = pread_all(g->data_fd, out + (bs - off),
+			n = lp_pread_all(g->data_fd, out + (bs - off),
 				      (size_t)(re - bs), data_off + bs);
 			if (n >= 0 && (uint64_t)n != re - bs)
 				n = -EBADMSG;
@@ -561,7 +523,7 @@ int dstore_read(struct dstore_seg *g, const struct model_chunk *c,
 
 			if (!tmp)
 				tmp = lp_xmalloc(DSTORE_BLOCK);
-			n = pread_all(g->data_fd, tmp, (size_t)(be - bs),
+			n = lp_pread_all(g->data_fd, tmp, (size_t)(be - bs),
 				      data_off + bs);
 			if (n >= 0 && ((uint64_t)n != be - bs ||
 				       lp_crc32c(0, tmp, (size_t)n) !=
@@ -630,7 +592,7 @@ int dstore_check(struct dstore_seg *g, const struct model_chunk *c,
 		uint64_t be = bs + (uint64_t)nb * DSTORE_BLOCK < c->len
 				      ? bs + (uint64_t)nb * DSTORE_BLOCK
 				      : c->len;
-		int64_t n = pread_all(g->data_fd, tmp, (size_t)(be - bs),
+		int64_t n = lp_pread_all(g->data_fd, tmp, (size_t)(be - bs),
 				      data_off + bs);
 
 		if (n >= 0 && (uint64_t)n != be - bs)
@@ -742,7 +704,7 @@ int dstore_put(struct dstore_seg *g, const struct model_chunk *c,
 	off = g->data_end;
 	g->data_end = align_up(off + c->len);
 	pthread_mutex_unlock(&g->lock);
-	r = pwrite_all(g->data_fd, data, (size_t)c->len, off);
+	r = lp_pwrite_all(g->data_fd, data, (size_t)c->len, off);
 	if (r < 0)
 		return lp_err_set(err, r, "decoded store %s: %s", g->data_path,
 				  strerror(-r));
@@ -808,7 +770,7 @@ int dstore_flush(struct dstore *d)
 		if (fdatasync(g->data_fd) < 0)
 			r = -errno;
 		else
-			r = pwrite_all(g->idx_fd, recs, len, g->idx_end);
+			r = lp_pwrite_all(g->idx_fd, recs, len, g->idx_end);
 		if (r == 0)
 			g->idx_end += len;
 		else if (!ret)

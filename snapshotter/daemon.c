@@ -102,21 +102,29 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+/* Up to size - 1 bytes of a small file (one read), NUL-terminated after
+ * them; the count, or <= 0 when there is nothing. */
+static ssize_t read_small(const char *path, char *buf, size_t size)
+{
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
 /* 0 when the file holds no pid */
 static pid_t read_pid(const char *path)
 {
 	char buf[32];
-	ssize_t n;
 	long v;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0)
+	if (read_small(path, buf, sizeof(buf)) <= 0)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	v = strtol(buf, NULL, 10);
 	return v > 1 && v < (1L << 30) ? (pid_t)v : 0;
 }
@@ -129,16 +137,11 @@ static bool pid_serves(pid_t pid, const char *mp)
 {
 	char path[64], buf[8192];
 	ssize_t n, i;
-	int fd;
 
 	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
 		return false;
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
+	n = read_small(path, buf, sizeof(buf));
 	if (n <= 0 || buf[n - 1] != '\0')
 		return false;
 	/* argv[0] NUL "mount" NUL ... NUL mountpoint NUL */
@@ -160,17 +163,11 @@ static char pid_mode(pid_t pid)
 	char path[64], buf[8192];
 	ssize_t n;
 	char mode = 'I';
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
+	n = read_small(path, buf, sizeof(buf));
 	if (n <= 0)
 		return 0;
-	buf[n] = '\0';
 	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(buf + i) + 1) {
 		if (!strcmp(buf + i, "--"))
 			break; /* REF and MOUNTPOINT follow */
