@@ -18,15 +18,8 @@ R=$(mktemp -d /run/lazypull-e2e.XXXXXX)
 NS=lazypull-demo
 REG_PID='' CTRD_PID='' SNAP_PID=''
 
-stop_pid() {
-	[ -n "$1" ] || return 0
-	kill "$1" 2>/dev/null || return 0
-	for _ in $(seq 100); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$1" 2>/dev/null || true
-}
+# shellcheck source=snapshotter/lib.sh
+. "$SRC/tests/snapshotter/lib.sh"
 
 cleanup() {
 	set +e
@@ -39,8 +32,7 @@ cleanup() {
 	stop_pid "$SNAP_PID"
 	stop_pid "$CTRD_PID"
 	stop_pid "$REG_PID"
-	awk -v w="$W" -v r="$R" '$5 ~ "^" w || $5 ~ "^" r { print $5 }' \
-		/proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
+	unmount_ours
 	for f in "$W"/snap/daemons/*.pid; do
 		[ -f "$f" ] && stop_pid "$(cat "$f" 2>/dev/null)"
 	done
@@ -48,16 +40,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-printf 'version: 0.1\nlog: {level: warn}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp: {addr: %s}\n' \
-	"$W/registry" "$REG" >"$W/registry.yml"
-docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do
-	curl -fs "http://$REG/v2/" >/dev/null && break
-	sleep 0.1
-done
+start_registry warn
 echo "registry:     http://$REG (pid $REG_PID)"
 
 echo '{"device": {"backend": {"type": "registry", "config": {"scheme": "http"}}}}' \
@@ -73,28 +56,9 @@ done
 [ -S "$R/snap.sock" ] || { tail "$W/snapshotter.log"; exit 1; }
 echo "snapshotter:  lazypull-snapshotter (pid $SNAP_PID)"
 
-mkdir -p "$W/ctrd" "$R/state"
-{
-	echo 'version = 2'
-	echo "root = \"$W/ctrd\""
-	echo "state = \"$R/state\""
-	echo 'disabled_plugins = ["io.containerd.grpc.v1.cri"]'
-	echo '[grpc]'
-	echo "  address = \"$R/ctrd.sock\""
-	echo '[ttrpc]'
-	echo "  address = \"$R/ctrd.sock.ttrpc\""
-	echo '[proxy_plugins.nydus]'
-	echo '  type = "snapshot"'
-	echo "  address = \"$R/snap.sock\""
-} >"$W/containerd.toml"
-containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
-CTRD_PID=$!
+start_containerd
 ctr_() { ctr -a "$R/ctrd.sock" -n "$NS" "$@"; }
 ctrb() { ctr -a "$R/ctrd.sock" -n "$NS-build" "$@"; }
-for _ in $(seq 100); do
-	ctr_ version >/dev/null 2>&1 && break
-	sleep 0.2
-done
 echo "containerd:   $(containerd --version | awk '{print $3}') (pid $CTRD_PID, namespace $NS)"
 
 echo

@@ -19,6 +19,8 @@ set -euo pipefail
 
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 HERE=$SRCDIR/tests/snapshotter
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 SNAP=${SNAPSHOTTER:?set SNAPSHOTTER to the lazypull-snapshotter binary}
 W=${WORKDIR:-/tmp/lp-snap-containerd}
 
@@ -38,24 +40,8 @@ NS=lp-snap-$$
 SNAP_PID= CTRD_PID= REG_PID=
 fails=0
 
-log() { printf '%s %s\n' "$(date +%T)" "$*"; }
-fail() {
-	log "FAIL: $*"
-	fails=$((fails + 1))
-}
 ctr_() { ctr -a "$R/ctrd.sock" -n "$NS" "$@"; }
 csnap() { ctr_ snapshot --snapshotter nydus "$@"; }
-
-stop_pid() { # pid [signal]
-	local p=$1 sig=${2:-TERM}
-	[ -n "$p" ] || return 0
-	kill -"$sig" "$p" 2>/dev/null || return 0
-	for _ in $(seq 100); do
-		kill -0 "$p" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$p" 2>/dev/null || true
-}
 
 cleanup() {
 	set +e
@@ -70,11 +56,7 @@ cleanup() {
 	stop_pid "$SNAP_PID"
 	stop_pid "$CTRD_PID"
 	stop_pid "$REG_PID"
-	# whatever is still mounted under our directories, deepest first
-	awk -v w="$W" -v r="$R" '$5 ~ "^" w || $5 ~ "^" r { print $5 }' \
-		/proc/self/mountinfo | sort -r | while read -r m; do
-		umount -l "$m" 2>/dev/null
-	done
+	unmount_ours
 	rm -rf "$R"
 	if [ "$fails" = 0 ] && [ -z "${KEEP:-}" ]; then
 		rm -rf "$W/ctrd" "$W/snap" "$W/registry"
@@ -99,27 +81,7 @@ rc=0
 [ $rc = 0 ] || exit $rc
 SNAPCTL=$W/snapctl
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-cat >"$W/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: $W/registry
-  delete:
-    enabled: true
-http:
-  addr: $REG
-EOF
-docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do
-	curl -fs "http://$REG/v2/" >/dev/null && break
-	sleep 0.1
-done
-curl -fs "http://$REG/v2/" >/dev/null || { cat "$W/registry.log"; exit 1; }
+start_registry warn
 log "registry on $REG, pid $REG_PID"
 
 python3 "$HERE/mkimage.py" /bin/busybox "$W/oci" bb:1 >/dev/null
@@ -128,34 +90,8 @@ skopeo copy --quiet --dest-tls-verify=false "oci:$W/oci:bb:1" \
 skopeo copy --quiet "oci:$W/oci:bb:1" "oci-archive:$W/bb.tar:lp/bbimport:1"
 log "image pushed: $REG/lp/bb:1, archive $W/bb.tar"
 
-mkdir -p "$W/ctrd/root" "$W/ctrd/opt" "$R/state"
-cat >"$W/containerd.toml" <<EOF
-version = 2
-root = "$W/ctrd/root"
-state = "$R/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = "$R/ctrd.sock"
-[ttrpc]
-  address = "$R/ctrd.sock.ttrpc"
-[debug]
-  level = "info"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$W/ctrd/opt"
-
-[proxy_plugins.nydus]
-  type = "snapshot"
-  address = "$R/snap.sock"
-EOF
 start_snapshotter
-containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
-CTRD_PID=$!
-for _ in $(seq 100); do
-	ctr -a "$R/ctrd.sock" version >/dev/null 2>&1 && break
-	sleep 0.2
-done
-ctr -a "$R/ctrd.sock" version >/dev/null || { tail "$W/containerd.log"; exit 1; }
+start_containerd
 log "containerd up, pid $CTRD_PID, namespace $NS"
 
 # ---- ctr snapshot ------------------------------------------------------

@@ -29,6 +29,8 @@ set -euo pipefail
 
 SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 HERE=$SRCDIR/tests/snapshotter
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 SNAP=${SNAPSHOTTER:?set SNAPSHOTTER to the lazypull-snapshotter binary}
 LAZYPULL=${LAZYPULL:?set LAZYPULL to the lazypull binary}
 W=${WORKDIR:-/tmp/lp-snap-remote}
@@ -52,25 +54,9 @@ NSB=lp-remote-build-$$
 SNAP_PID= CTRD_PID= REG_PID=
 fails=0
 
-log() { printf '%s %s\n' "$(date +%T)" "$*"; }
-fail() {
-	log "FAIL: $*"
-	fails=$((fails + 1))
-}
 ctr_() { ctr -a "$R/ctrd.sock" -n "$NS" "$@"; }
 ctrb() { ctr -a "$R/ctrd.sock" -n "$NSB" "$@"; }
 csnap() { ctr_ snapshot --snapshotter nydus "$@"; }
-
-stop_pid() { # pid [signal]
-	local p=$1 sig=${2:-TERM}
-	[ -n "$p" ] || return 0
-	kill -"$sig" "$p" 2>/dev/null || return 0
-	for _ in $(seq 100); do
-		kill -0 "$p" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$p" 2>/dev/null || true
-}
 
 daemon_pids() {
 	cat "$W"/snap/daemons/*.pid 2>/dev/null || true
@@ -96,12 +82,7 @@ cleanup() {
 	stop_pid "$SNAP_PID"
 	stop_pid "$CTRD_PID"
 	stop_pid "$REG_PID"
-	# whatever is still mounted under our directories, deepest first;
-	# an unmounted fs daemon exits by itself
-	awk -v w="$W" -v r="$R" '$5 ~ "^" w || $5 ~ "^" r { print $5 }' \
-		/proc/self/mountinfo | sort -r | while read -r m; do
-		umount -l "$m" 2>/dev/null
-	done
+	unmount_ours # an unmounted fs daemon exits by itself
 	for p in $(daemon_pids) ${EXTRA_PIDS:-}; do
 		grep -q "$W" "/proc/$p/cmdline" 2>/dev/null && stop_pid "$p"
 	done
@@ -139,29 +120,7 @@ restart_snapshotter() { # signal, extra flags
 
 # ---- registry, images ---------------------------------------------------
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-cat >"$W/registry.yml" <<EOF
-version: 0.1
-log:
-  level: info
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: $W/registry
-  delete:
-    enabled: true
-http:
-  addr: $REG
-EOF
-docker-registry serve "$W/registry.yml" >"$W/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do
-	curl -fs "http://$REG/v2/" >/dev/null && break
-	sleep 0.1
-done
-curl -fs "http://$REG/v2/" >/dev/null || { cat "$W/registry.log"; exit 1; }
+start_registry info accesslog
 log "registry on $REG, pid $REG_PID"
 
 python3 "$HERE/mkimage.py" /bin/busybox "$W/oci" bb:1 >/dev/null
@@ -178,34 +137,8 @@ cat >"$W/nydusd.json" <<EOF
 }
 EOF
 
-mkdir -p "$W/ctrd/root" "$W/ctrd/opt" "$R/state"
-cat >"$W/containerd.toml" <<EOF
-version = 2
-root = "$W/ctrd/root"
-state = "$R/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = "$R/ctrd.sock"
-[ttrpc]
-  address = "$R/ctrd.sock.ttrpc"
-[debug]
-  level = "info"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$W/ctrd/opt"
-
-[proxy_plugins.nydus]
-  type = "snapshot"
-  address = "$R/snap.sock"
-EOF
 start_snapshotter --enable-stargz --enable-zran
-containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
-CTRD_PID=$!
-for _ in $(seq 100); do
-	ctr -a "$R/ctrd.sock" version >/dev/null 2>&1 && break
-	sleep 0.2
-done
-ctr -a "$R/ctrd.sock" version >/dev/null || { tail "$W/containerd.log"; exit 1; }
+start_containerd
 log "containerd up, pid $CTRD_PID, namespaces $NS, $NSB"
 
 # conversion in its own namespace, whose content is then dropped
