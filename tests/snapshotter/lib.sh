@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by the scripts that run a real docker-registry, containerd and
-# lazypull-snapshotter (tests/snapshotter/test-*.sh, tests/demo-e2e.sh).
+# lazypull-snapshotter (tests/snapshotter/test-*.sh, tests/demo-e2e.sh,
+# bench/snapshotter-stat.sh).
 # The caller sets W (work dir) and R (short dir under /run for sockets)
 # and keeps REG_PID / CTRD_PID for its cleanup.
 

@@ -7,38 +7,40 @@
 # calls over 8 goroutines; medians and the ratio (target <= 1.3x).  Also the
 # snapshotter's RSS at idle, after the load, and its peak.
 #
-# env: SNAPSHOTTER, SRCDIR, WORKDIR, ROUNDS (5), N (1000).  Exit 77 (SKIP)
-# without root, containerd or Go.
+# Usage: bench/snapshotter-stat.sh [BUILD_DIR]   (default: build); as root.
+# env: SNAPSHOTTER (default BUILD_DIR/snapshotter/lazypull-snapshotter),
+# WORKDIR (default BUILD_DIR/bench/work-snapshotter-stat, emptied first),
+# GOCACHE, ROUNDS (5), N (1000).  Exit 77 (SKIP) without root, containerd
+# or Go.  Its containerd has its own root (WORKDIR), state and sockets
+# (a fresh /run/lp-bench.XXXXXX) and namespace (lp-bench-PID).
 set -euo pipefail
-SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+SRCDIR=${SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 HERE=$SRCDIR/tests/snapshotter
-SNAP=${SNAPSHOTTER:?set SNAPSHOTTER}
-W=${WORKDIR:-/tmp/lp-snap-bench}
+B=$(cd "${1:-$SRCDIR/build}" && pwd)
+SNAP=${SNAPSHOTTER:-$B/snapshotter/lazypull-snapshotter}
+W=${WORKDIR:-$B/bench/work-snapshotter-stat}
+export GOCACHE=${GOCACHE:-$B/tests/snapshotter-gocache}
 ROUNDS=${ROUNDS:-5}
 N=${N:-1000}
+# shellcheck source=SCRIPTDIR/../tests/snapshotter/lib.sh
+. "$HERE/lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 for t in containerd ctr go; do
 	command -v $t >/dev/null || { echo "SKIP: $t"; exit 77; }
 done
+[ -x "$SNAP" ] || { echo "no snapshotter binary $SNAP (ninja -C $B)" >&2; exit 1; }
 rm -rf "$W"
-mkdir -p "$W/ctrd/root" "$W/ctrd/opt"
+mkdir -p "$W"
+W=$(cd "$W" && pwd)
 R=$(mktemp -d /run/lp-bench.XXXXXX)
 NS=lp-bench-$$
-SNAP_PID= CTRD_PID=
-stop_pid() {
-	[ -n "$1" ] || return 0
-	kill -TERM "$1" 2>/dev/null || return 0
-	for _ in $(seq 100); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$1" 2>/dev/null || true
-}
+SNAP_PID="" CTRD_PID=""
 cleanup() {
 	set +e
-	stop_pid "$SNAP_PID"
 	stop_pid "$CTRD_PID"
+	stop_pid "$SNAP_PID"
+	unmount_ours
 	rm -rf "$R"
 }
 trap cleanup EXIT
@@ -51,33 +53,13 @@ rc=0
 	--log-to-stdout >"$W/snapshotter.log" 2>&1 &
 SNAP_PID=$!
 "$W/snapctl" wait "$R/snap.sock" 20
-cat >"$W/containerd.toml" <<EOF
-version = 2
-root = "$W/ctrd/root"
-state = "$R/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$R/ctrd.sock"
-[ttrpc]
-  address = "$R/ctrd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$W/ctrd/opt"
-[proxy_plugins.nydus]
-  type = "snapshot"
-  address = "$R/snap.sock"
-EOF
-containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
-CTRD_PID=$!
-for _ in $(seq 100); do
-	ctr -a "$R/ctrd.sock" version >/dev/null 2>&1 && break
-	sleep 0.2
-done
+start_containerd
 
 rss() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 idle=$(rss "$SNAP_PID" VmRSS)
 threads=$(ls "/proc/$SNAP_PID/task" | wc -l)
 
-for r in $(seq "$ROUNDS"); do
+for _ in $(seq "$ROUNDS"); do
 	for s in overlayfs nydus; do
 		"$W/snapctl" bench-ctrd "$R/ctrd.sock" "$NS" "$s" "$N" 8
 	done
