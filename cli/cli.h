@@ -119,5 +119,6 @@ int cmd_check(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_umount(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
 
 #endif

@@ -212,8 +212,8 @@ static const char **flat_annotations(const struct fetch_desc *d)
 	return a;
 }
 
-int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
-		    struct cli_remote **ret)
+static int remote_open(const char *arg, const struct cli_remote_opts *o,
+		       bool manifest, struct cli_remote **ret)
 {
 	_cleanup_(cli_remote_closep) struct cli_remote *r = NULL;
 	struct fetch_platform plat = { 0 };
@@ -249,6 +249,9 @@ int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
 	}
 	fo.plain_http = o->plain_http;
 	fo.skip_verify = o->insecure;
+	/* a bearer token as it is (the snapshotter passes the nydusd
+	 * backend's registry_token this way, never on a command line) */
+	fo.registry_token = getenv("LAZYPULL_REGISTRY_TOKEN");
 	if (o->timeout_s) {
 		fo.timeout_ms = o->timeout_s * 1000;
 		fo.stall_timeout_s = o->timeout_s < 10 ? o->timeout_s : 10;
@@ -285,6 +288,8 @@ int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
 	if (rc < 0)
 		goto fail;
 
+	if (!manifest)
+		goto done;
 	rc = fetch_get_image_cached(r->client, r->cache, &r->ref,
 				    o->platform ? &plat : NULL, o->tag_ttl,
 				    &r->manifest, &r->index, &err);
@@ -294,6 +299,7 @@ int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
 		lp_xcalloc(r->manifest->n_layers + 1, sizeof(*r->annotations));
 	for (size_t i = 0; i < r->manifest->n_layers; i++)
 		r->annotations[i] = flat_annotations(&r->manifest->layers[i]);
+done:
 	fetch_platform_release(&plat);
 	*ret = TAKE_PTR(r);
 	return 0;
@@ -301,6 +307,18 @@ fail:
 	fetch_platform_release(&plat);
 	cli_error("%s", err.msg[0] ? err.msg : strerror(-rc));
 	return rc;
+}
+
+int cli_remote_open(const char *arg, const struct cli_remote_opts *o,
+		    struct cli_remote **ret)
+{
+	return remote_open(arg, o, true, ret);
+}
+
+int cli_remote_connect(const char *arg, const struct cli_remote_opts *o,
+		       struct cli_remote **ret)
+{
+	return remote_open(arg, o, false, ret);
 }
 
 /* The planner's defaults with the read-ahead window, or NULL for the
@@ -356,7 +374,7 @@ int cli_remote_blob(struct cli_remote *r, const char *digest, uint64_t size,
 	struct lp_err err = { 0 };
 	int rc;
 
-	if (!size) {
+	if (!size && r->manifest) {
 		for (size_t i = 0; i < r->manifest->n_layers; i++)
 			if (!strcmp(r->manifest->layers[i].digest, digest))
 				size = r->manifest->layers[i].size;

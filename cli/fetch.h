@@ -149,6 +149,10 @@ struct cli_remote {
  */
 int cli_remote_open(const char *ref, const struct cli_remote_opts *o,
 		    struct cli_remote **ret);
+/* The same without the manifest (r->manifest NULL): blobs by digest
+ * only (cli_remote_blob with their size, or 0 for a HEAD). */
+int cli_remote_connect(const char *ref, const struct cli_remote_opts *o,
+		       struct cli_remote **ret);
 /* With -v prints "fetched: N requests, B bytes".  Accepts NULL. */
 void cli_remote_close(struct cli_remote *r);
 static inline void cli_remote_closep(struct cli_remote **r)

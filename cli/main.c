@@ -16,6 +16,8 @@ static const struct {
 	{ "index", cmd_index, "build a zran index of a plain gzip layer" },
 	{ "mount", cmd_mount, "serve layers read-only through FUSE" },
 	{ "umount", cmd_umount, "unmount a lazypull mount" },
+	{ "probe", cmd_probe, "can a registry layer be served lazily? "
+			      "(the snapshotter's Prepare)" },
 };
 
 static void usage(FILE *f)

@@ -112,6 +112,10 @@ struct lp_source_ops {
 	/* Optional: forget any cached copy of [off, off+len), e.g. bytes
 	 * that failed a digest, so the next pread fetches them again. */
 	int (*invalidate)(struct lp_source *s, uint64_t off, uint64_t len);
+	/* Optional: true while another process is bringing this source's
+	 * bytes into the cache it shares with us (the snapshotter warming a
+	 * layer it just pulled): a prefetch of ours would fetch them twice. */
+	bool (*warming)(struct lp_source *s);
 };
 struct lp_source {
 	const struct lp_source_ops *ops;
@@ -127,6 +131,8 @@ int lp_source_read_full(struct lp_source *s, void *buf, size_t len,
 int lp_source_prefetch(struct lp_source *s, const struct lp_range *r,
 		       size_t n, struct lp_err *err);
 int lp_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len);
+/* False for sources without the optional op. */
+bool lp_source_warming(struct lp_source *s);
 int lp_source_open_file(const char *path, struct lp_source **ret,
 			struct lp_err *err);
 /* Borrows data (not copied); data must outlive the source. */

@@ -51,6 +51,11 @@ int lp_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
 	return s->ops->invalidate(s, off, len);
 }
 
+bool lp_source_warming(struct lp_source *s)
+{
+	return s->ops->warming && s->ops->warming(s);
+}
+
 struct file_priv {
 	int fd;
 };

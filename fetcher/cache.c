@@ -868,6 +868,37 @@ int fetch_cache_blob_invalidate(struct fetch_cache_blob *b, uint64_t off,
 	return 0;
 }
 
+/* The warm mark: a write lock on byte 0 of the data file (OFD locks are
+ * independent of the flock() that guards eviction). */
+static int warm_lock(const struct fetch_cache_blob *b, int cmd, short type,
+		     struct flock *fl)
+{
+	memset(fl, 0, sizeof(*fl));
+	fl->l_type = type;
+	fl->l_whence = SEEK_SET;
+	fl->l_start = 0;
+	fl->l_len = 1;
+	return fcntl(b->data_fd, cmd, fl);
+}
+
+int fetch_cache_blob_warm_begin(struct fetch_cache_blob *b)
+{
+	struct flock fl;
+
+	if (warm_lock(b, F_OFD_SETLK, F_WRLCK, &fl) < 0)
+		return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+	return 0;
+}
+
+bool fetch_cache_blob_warming(struct fetch_cache_blob *b)
+{
+	struct flock fl;
+
+	if (warm_lock(b, F_OFD_GETLK, F_RDLCK, &fl) < 0)
+		return false;
+	return fl.l_type != F_UNLCK;
+}
+
 uint64_t fetch_cache_blob_present_bytes(struct fetch_cache_blob *b)
 {
 	uint64_t n = 0;

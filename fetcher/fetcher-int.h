@@ -146,6 +146,16 @@ int fetch_cache_blob_commit(struct fetch_cache_blob *b, uint64_t off,
 int fetch_cache_blob_invalidate(struct fetch_cache_blob *b, uint64_t off,
 				uint64_t len);
 uint64_t fetch_cache_blob_present_bytes(struct fetch_cache_blob *b);
+/*
+ * Warming: a process that fetches a blob's wanted-first ranges ahead of
+ * the fs daemon that will serve it (`lazypull probe --warm`) marks the
+ * blob with an open-file-description lock on its data file, which goes
+ * with the last close of the blob in that process.  0, or -EBUSY when
+ * another process warms it already.
+ */
+int fetch_cache_blob_warm_begin(struct fetch_cache_blob *b);
+/* True while another process (not this one) warms b. */
+bool fetch_cache_blob_warming(struct fetch_cache_blob *b);
 
 /* ---- blob source internals (source.c) --------------------------------- */
 

@@ -562,5 +562,12 @@ int fetch_source_fill(struct lp_source *s, struct lp_err *err);
 int fetch_source_last_error(struct lp_source *s, struct lp_err *ret);
 /* Bytes of the blob present in the cache. */
 uint64_t fetch_source_cached_bytes(struct lp_source *s);
+/*
+ * Marks s's blob as warmed by this process until s (and every other open
+ * of the blob here) is closed: other processes' lp_source_warming() of
+ * the blob is true meanwhile, and their prefetchers wait for it instead
+ * of fetching the same ranges.  -EBUSY if another process warms it.
+ */
+int fetch_source_warm_begin(struct lp_source *s);
 
 #endif

@@ -323,11 +323,19 @@ static int bsrc_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
 	return fetch_source_invalidate(s, off, len);
 }
 
+static bool bsrc_warming(struct lp_source *s)
+{
+	struct bsrc *b = s->priv;
+
+	return fetch_cache_blob_warming(b->blob);
+}
+
 static const struct lp_source_ops bsrc_ops = {
 	.pread = bsrc_pread,
 	.close = bsrc_close,
 	.prefetch = bsrc_prefetch,
 	.invalidate = bsrc_invalidate,
+	.warming = bsrc_warming,
 };
 
 int fetch_blob_source_open_backend(struct fetch_cache *cache,
@@ -389,6 +397,13 @@ int fetch_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
 	if (!b)
 		return -EINVAL;
 	return fetch_cache_blob_invalidate(b->blob, off, len);
+}
+
+int fetch_source_warm_begin(struct lp_source *s)
+{
+	struct bsrc *b = bsrc_of(s);
+
+	return b ? fetch_cache_blob_warm_begin(b->blob) : -EINVAL;
 }
 
 uint64_t fetch_source_cached_bytes(struct lp_source *s)

@@ -175,6 +175,24 @@ int engine_prefetch_start(struct engine_layer *const *layers, uint32_t n,
 			  struct engine_prefetch **ret, struct lp_err *err);
 /* Stops the thread (at the next chunk), joins it and frees; accepts NULL. */
 void engine_prefetch_stop(struct engine_prefetch *p);
+
+/*
+ * Warming (`lazypull probe --warm`): fetches, without decoding, what a
+ * prefetcher of l would fetch first — its landmark range, its RAFS
+ * prefetch table, the files of trace[0..n_trace) that l holds — into its
+ * source's cache, on the calling thread.  Another process's prefetcher
+ * of the same blob waits for it meanwhile (lp_source_warming).  -EIO if
+ * a fetch failed (logged; the daemon's reads fetch it again).
+ */
+struct engine_warm_stats {
+	uint64_t range;	       /* landmark range [0, range) */
+	uint32_t chunks;       /* chunks planned (landmark + trace) */
+	uint32_t trace_chunks; /* of which for the trace's files */
+	uint64_t bytes;	       /* stored bytes planned */
+	uint32_t failed;       /* fetches that failed */
+};
+int engine_warm(struct engine_layer *l, const char *const *trace,
+		uint32_t n_trace, struct engine_warm_stats *ret);
 /* On-demand reads in flight: cheap (atomics); accept NULL. */
 void engine_prefetch_demand_begin(struct engine_prefetch *p);
 void engine_prefetch_demand_end(struct engine_prefetch *p);

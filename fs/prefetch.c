@@ -31,6 +31,9 @@
 #define PF_MAX_RANGES 256
 #define PF_FETCH_TRIES 3
 #define PF_LOG_BURST 10
+/* how long a priority fetch waits for another process that warms the
+ * same blob (the snapshotter, since the layer's Prepare) */
+#define PF_WARM_WAIT_NS (60ull * 1000000000ull)
 
 /* decode buffers larger than this are freed after each batch */
 #define PF_KEEP_BUF (256u << 10)
@@ -538,11 +541,33 @@ struct urgent_job {
 	bool started;
 };
 
+/*
+ * Waits while another process warms l's blob: what it fetches lands in
+ * the cache we share, so fetching it here too would only halve the rate
+ * of both.  On-demand reads do not wait.
+ */
+static void wait_warmer(struct engine_prefetch *p, struct engine_layer *l)
+{
+	uint64_t t0 = now_ns(), waited = 0;
+
+	if (!lp_source_warming(l->src))
+		return;
+	lp_debug("%s: %s is being fetched by another process: waiting",
+		 p->name, l->src->name);
+	while (waited < PF_WARM_WAIT_NS && nap(p, 20000000ull) &&
+	       lp_source_warming(l->src))
+		waited = now_ns() - t0;
+	lp_debug("%s: %s: waited %.2f s for the other process", p->name,
+		 l->src->name, (double)(now_ns() - t0) / 1e9);
+}
+
 static void *urgent_main(void *arg)
 {
 	struct urgent_job *j = arg;
 	struct engine_layer *l = j->l;
 
+	if (j->range || j->list->n)
+		wait_warmer(j->p, l);
 	if (j->range && l->src->ops->prefetch && !stopped(j->p)) {
 		struct lp_range r = { 0, j->range };
 		struct lp_err err = { 0 };
@@ -556,6 +581,48 @@ static void *urgent_main(void *arg)
 	}
 	fetch_now(j->p, l, j->list->v, j->list->n);
 	return NULL;
+}
+
+int engine_warm(struct engine_layer *l, const char *const *trace,
+		uint32_t n_trace, struct engine_warm_stats *ret)
+{
+	struct engine_layer *ls[1] = { l };
+	struct engine_prefetch p = { 0 };
+	struct chunk_list cl = { 0 };
+	struct urgent_job j = { 0 };
+	struct engine_warm_stats st = { 0 };
+	uint32_t n_land;
+
+	p.layers = ls;
+	p.n_layers = 1;
+	p.name = l->src->name;
+	p.trace = (char **)trace;
+	p.n_trace = n_trace;
+	cl.seen = lp_xcalloc(l->model->n_chunks / 8 + 1, 1);
+	plan_into(l, &cl, &j.range);
+	n_land = cl.n;
+	plan_trace(&p, 0, &cl);
+	st.range = j.range;
+	st.chunks = cl.n;
+	st.trace_chunks = cl.n - n_land;
+	for (uint32_t i = 0; i < cl.n; i++) {
+		const struct model_chunk *c = &l->model->chunks[cl.v[i]];
+
+		if (c->blob != 0 || c->comp_off >= j.range)
+			st.bytes += c->comp_len;
+	}
+	st.bytes += j.range;
+	j.p = &p;
+	j.l = l;
+	j.list = &cl;
+	if (j.range || cl.n)
+		urgent_main(&j);
+	st.failed = p.logged;
+	free(cl.v);
+	free(cl.seen);
+	if (ret)
+		*ret = st;
+	return st.failed ? -EIO : 0;
 }
 
 static double secs_since(uint64_t t0)

@@ -324,7 +324,7 @@ out:
 /* which settings the command line gave (those win over the file) */
 struct given {
 	bool root, address, nydusd_config, stargz, level, stdout_, mode,
-		driver, zran, lazypull, early, merged;
+		driver, zran, lazypull, early, merged, warm;
 };
 
 static int load_toml(struct snap_config *c, const struct given *g,
@@ -399,6 +399,7 @@ static int load_toml(struct snap_config *c, const struct given *g,
 	BOOL("experimental.early_mount", if (!g->early) c->early_mount = b);
 	BOOL("experimental.merged_mounts",
 	     if (!g->merged) c->no_merged_mounts = !b);
+	BOOL("experimental.warm", if (!g->warm) c->no_warm = !b);
 	STR("daemon.lazypull_path",
 	    if (!g->lazypull && s[0]) set_str(&c->lazypull_path, s));
 	STR("cache_manager.cache_dir", if (s[0]) set_str(&c->cache_dir, s));
@@ -414,7 +415,7 @@ static int load_toml(struct snap_config *c, const struct given *g,
 enum {
 	O_ROOT = 256, O_ADDRESS, O_CONFIG, O_NYDUSD_CONFIG, O_STARGZ, O_LEVEL,
 	O_STDOUT, O_VERSION, O_HELP, O_IGNORED, O_MODE, O_DRIVER, O_ZRAN,
-	O_LAZYPULL, O_EARLY, O_MERGED,
+	O_LAZYPULL, O_EARLY, O_MERGED, O_WARM,
 };
 
 static const struct option options[] = {
@@ -428,6 +429,7 @@ static const struct option options[] = {
 	{ "lazypull-path", required_argument, NULL, O_LAZYPULL },
 	{ "early-mount", optional_argument, NULL, O_EARLY },
 	{ "merged-mounts", optional_argument, NULL, O_MERGED },
+	{ "warm", optional_argument, NULL, O_WARM },
 	{ "log-level", required_argument, NULL, O_LEVEL },
 	{ "log-to-stdout", optional_argument, NULL, O_STDOUT },
 	{ "version", no_argument, NULL, O_VERSION },
@@ -469,6 +471,13 @@ static void usage(const char *prog)
 	       "one per layer\n"
 	       "                         (default true; [experimental] "
 	       "merged_mounts)\n"
+	       "  --warm[=BOOL]          on a layer's Prepare, start fetching "
+	       "what its fs\n"
+	       "                         daemon will prefetch first (landmark "
+	       "files, the\n"
+	       "                         image's access trace), so it "
+	       "overlaps the pull\n"
+	       "                         (default true; [experimental] warm)\n"
 	       "  --lazypull-path FILE   the lazypull binary that serves "
 	       "layers (default:\n"
 	       "                         next to this one, else $PATH)\n"
@@ -556,6 +565,16 @@ int snap_config_load(struct snap_config *c, int argc, char **argv,
 				return r;
 			c->no_merged_mounts = !b;
 			g.merged = true;
+			break;
+		}
+		case O_WARM: {
+			bool b = true;
+
+			r = bool_arg("warm", &b, err);
+			if (r < 0)
+				return r;
+			c->no_warm = !b;
+			g.warm = true;
 			break;
 		}
 		case O_LAZYPULL:

@@ -18,6 +18,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -35,6 +36,11 @@
 extern char **environ;
 
 #define START_TIMEOUT_MS 120000 /* a zran layer is indexed before mounting */
+/* `lazypull probe`: its own requests are bounded (PROBE_TIMEOUT_S each,
+ * PROBE_RETRIES retries unless the nydusd JSON says); this bounds all */
+#define PROBE_ANSWER_MS 150000
+#define PROBE_TIMEOUT_S "30"
+#define PROBE_RETRIES "1"
 #define STOP_TIMEOUT_MS 5000
 
 struct daemon {
@@ -57,8 +63,11 @@ struct snap_daemons {
 	char **args;		/* extra `lazypull mount` arguments */
 	size_t n_args;
 	char *auth;
+	char *token;		/* LAZYPULL_REGISTRY_TOKEN, or NULL */
 	pthread_mutex_t lock;
 	struct daemon *list;	/* protected by lock; never shrinks */
+	pid_t *warmers;		/* protected by lock: probes still warming */
+	size_t n_warmers;
 	pthread_t monitor;
 	bool have_monitor;
 	pthread_cond_t cond;	/* signals stop to the monitor */
@@ -383,7 +392,17 @@ static void log_tail(const char *path, char *out, size_t size)
 	out[n] = '\0';
 }
 
-/* The environment of a daemon: ours, with IMAGE_PULL_AUTH set or not. */
+#define ENV_AUTH "IMAGE_PULL_AUTH="
+#define ENV_TOKEN "LAZYPULL_REGISTRY_TOKEN="
+
+static bool secret_var(const char *v)
+{
+	return !strncmp(v, ENV_AUTH, strlen(ENV_AUTH)) ||
+	       !strncmp(v, ENV_TOKEN, strlen(ENV_TOKEN));
+}
+
+/* The environment of a daemon or probe: ours, with the registry secrets
+ * of the configuration (not on a command line: ps shows those). */
 static char **daemon_env(const struct snap_daemons *d)
 {
 	size_t n = 0, k = 0;
@@ -391,13 +410,74 @@ static char **daemon_env(const struct snap_daemons *d)
 
 	while (environ[n])
 		n++;
-	env = lp_xcalloc(n + 2, sizeof(*env));
+	env = lp_xcalloc(n + 3, sizeof(*env));
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "IMAGE_PULL_AUTH=", 16))
+		if (!secret_var(environ[i]))
 			env[k++] = environ[i];
 	if (d->auth)
-		env[k++] = xfmt("IMAGE_PULL_AUTH=%s", d->auth);
+		env[k++] = xfmt("%s%s", ENV_AUTH, d->auth);
+	if (d->token)
+		env[k++] = xfmt("%s%s", ENV_TOKEN, d->token);
 	return env;
+}
+
+/* Frees what daemon_env added. */
+static void daemon_env_free(char **env)
+{
+	for (size_t i = 0; env[i]; i++)
+		if (secret_var(env[i])) {
+			explicit_bzero(env[i], strlen(env[i]));
+			free(env[i]);
+		}
+	free(env);
+}
+
+/*
+ * Starts `lazypull argv[1] ...` with no inherited descriptors but
+ * stdin /dev/null, stdout out_fd (or the file out_path, appended) and
+ * stderr the same; fuse_fd, if >= 0, as descriptor 3; default signal
+ * dispositions, nothing blocked.  0 or the posix_spawn error.
+ */
+static int spawn_lazypull(const struct snap_daemons *d, char **argv,
+			  int out_fd, const char *out_path, const char *err_path,
+			  int fuse_fd, pid_t *ret)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t sa;
+	sigset_t none, defs;
+	char **env;
+	int r;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (out_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+	else
+		posix_spawn_file_actions_addopen(&fa, 1, out_path,
+						 O_WRONLY | O_CREAT | O_APPEND,
+						 0640);
+	if (err_path)
+		posix_spawn_file_actions_addopen(&fa, 2, err_path,
+						 O_WRONLY | O_CREAT | O_APPEND,
+						 0640);
+	else
+		posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	if (fuse_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, fuse_fd, 3);
+	posix_spawn_file_actions_addclosefrom_np(&fa, fuse_fd >= 0 ? 4 : 3);
+	posix_spawnattr_init(&sa);
+	sigemptyset(&none);
+	sigfillset(&defs);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &defs);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK |
+					      POSIX_SPAWN_SETSIGDEF);
+	env = daemon_env(d);
+	r = posix_spawnp(ret, d->lazypull, &fa, &sa, argv, env);
+	daemon_env_free(env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&sa);
+	return r;
 }
 
 /* What a daemon serves, for messages. */
@@ -414,10 +494,6 @@ static int start(struct snap_daemons *d, struct daemon *dm, bool takeover,
 	_cleanup_free_ char *pf = pid_path(d, dm->id);
 	_cleanup_free_ char *lf = log_path(d, dm->id);
 	_cleanup_free_ char **argv = NULL;
-	char **env = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t sa;
-	sigset_t none, defs;
 	size_t n = 0;
 	pid_t pid;
 	int r, st = 0;
@@ -461,35 +537,9 @@ static int start(struct snap_daemons *d, struct daemon *dm, bool takeover,
 	argv[n++] = mp;
 	argv[n] = NULL;
 
-	/* before exec: no inherited descriptors, blocked or ignored
-	 * signals; stdout/stderr go to the log until it detaches */
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, lf,
-					 O_WRONLY | O_CREAT | O_APPEND, 0640);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	if (takeover)
-		posix_spawn_file_actions_adddup2(&fa, dm->fuse_fd, 3);
-	posix_spawn_file_actions_addclosefrom_np(&fa, takeover ? 4 : 3);
-	posix_spawnattr_init(&sa);
-	sigemptyset(&none);
-	sigfillset(&defs);
-	posix_spawnattr_setsigmask(&sa, &none);
-	posix_spawnattr_setsigdefault(&sa, &defs);
-	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK |
-					      POSIX_SPAWN_SETSIGDEF);
-	env = daemon_env(d);
-	r = posix_spawnp(&pid, d->lazypull, &fa, &sa, argv, env);
-	if (d->auth) {
-		for (size_t i = 0; env[i]; i++)
-			if (!strncmp(env[i], "IMAGE_PULL_AUTH=", 16)) {
-				explicit_bzero(env[i], strlen(env[i]));
-				free(env[i]);
-			}
-	}
-	free(env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&sa);
+	/* stdout/stderr go to the log until it detaches */
+	r = spawn_lazypull(d, argv, -1, lf, NULL,
+			   takeover ? dm->fuse_fd : -1, &pid);
 	if (r)
 		return lp_err_set(err, -EIO, "starting %s: %s", d->lazypull,
 				  strerror(r));
@@ -534,6 +584,157 @@ static int start(struct snap_daemons *d, struct daemon *dm, bool takeover,
 	       takeover ? " (took the mount over)" : "");
 	hold_fuse(dm, pid);
 	return 0;
+}
+
+/* ---- probes --------------------------------------------------------------- */
+
+/* Reaps warming probes that ended; with kill_them, ends them first. */
+static void reap_warmers(struct snap_daemons *d, bool kill_them)
+{
+	size_t k = 0;
+
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->n_warmers; i++) {
+		pid_t pid = d->warmers[i];
+
+		if (kill_them) {
+			kill(pid, SIGTERM);
+			waitpid(pid, NULL, 0);
+		} else if (waitpid(pid, NULL, WNOHANG) == 0) {
+			d->warmers[k++] = pid; /* still warming */
+		}
+	}
+	d->n_warmers = k;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Reads the probe's answer (up to EOF of its stdout) within the bound. */
+static int read_answer(int fd, char *buf, size_t size)
+{
+	struct timespec t0, t;
+	size_t n = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long left;
+		ssize_t r;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = PROBE_ANSWER_MS -
+		       ((t.tv_sec - t0.tv_sec) * 1000 +
+			(t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			continue;
+		r = read(fd, buf + n, size - 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (n == size - 1)
+			break;
+	}
+	buf[n] = '\0';
+	return 0;
+}
+
+int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
+		       char *fmt, size_t fmt_size, struct lp_err *err)
+{
+	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
+	_cleanup_free_ char **argv = NULL;
+	char ans[1024], *nl;
+	size_t n = 0;
+	pid_t pid, w;
+	int p[2], r, st = 0;
+
+	reap_warmers(d, false);
+	argv = lp_xcalloc(d->n_args + 24, sizeof(*argv));
+	argv[n++] = d->lazypull;
+	argv[n++] = "probe";
+	argv[n++] = "--root";
+	argv[n++] = d->root;
+	argv[n++] = "--log-level";
+	argv[n++] = "info";
+	/* Prepare's bounds: the configuration's (in args) win */
+	argv[n++] = "--timeout";
+	argv[n++] = PROBE_TIMEOUT_S;
+	argv[n++] = "--retries";
+	argv[n++] = PROBE_RETRIES;
+	argv[n++] = "--layer-digest";
+	argv[n++] = (char *)q->digest;
+	if (q->toc_digest) {
+		argv[n++] = "--toc-digest";
+		argv[n++] = (char *)q->toc_digest;
+	}
+	if (q->no_toc)
+		argv[n++] = "--no-toc";
+	if (q->warm) {
+		argv[n++] = "--warm";
+		if (q->trace) {
+			argv[n++] = "--trace";
+			argv[n++] = (char *)q->trace;
+		}
+	}
+	for (size_t i = 0; i < d->n_args; i++)
+		argv[n++] = d->args[i];
+	argv[n++] = (char *)q->image;
+	argv[n] = NULL;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return lp_err_set(err, -EIO, "pipe: %s", strerror(errno));
+	r = spawn_lazypull(d, argv, p[1], NULL, logf, -1, &pid);
+	close(p[1]);
+	if (r) {
+		close(p[0]);
+		return lp_err_set(err, -EIO, "starting %s probe: %s",
+				  d->lazypull, strerror(r));
+	}
+	r = read_answer(p[0], ans, sizeof(ans));
+	close(p[0]);
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return lp_err_set(err, r, "lazypull probe of layer %s: no "
+				  "answer in %u s", q->digest,
+				  PROBE_ANSWER_MS / 1000);
+	}
+	/* answered: it exits now, or warms the cache for a while */
+	do
+		w = waitpid(pid, &st, WNOHANG);
+	while (w < 0 && errno == EINTR);
+	if (w == 0) {
+		pthread_mutex_lock(&d->lock);
+		d->warmers = lp_xrealloc(d->warmers, (d->n_warmers + 1) *
+							 sizeof(*d->warmers));
+		d->warmers[d->n_warmers++] = pid;
+		pthread_mutex_unlock(&d->lock);
+	}
+	nl = strchr(ans, '\n');
+	if (nl)
+		*nl = '\0';
+	if (!strncmp(ans, "format ", 7) && ans[7]) {
+		if (!strcmp(ans + 7, "none"))
+			return 0;
+		snprintf(fmt, fmt_size, "%s", ans + 7);
+		return 1;
+	}
+	if (!strncmp(ans, "error ", 6))
+		return lp_err_set(err, -EIO, "%s", ans + 6);
+	return lp_err_set(err, -EIO, "lazypull probe of layer %s: no answer "
+			  "(%s %d; see %s)", q->digest,
+			  w == pid && WIFSIGNALED(st) ? "signal" : "exit",
+			  w == pid && WIFSIGNALED(st) ? WTERMSIG(st)
+						      : WEXITSTATUS(st),
+			  logf);
 }
 
 static struct daemon *get(struct snap_daemons *d, uint64_t id, bool create)
@@ -657,6 +858,9 @@ static void *monitor(void *arg)
 		pthread_cond_timedwait(&d->cond, &d->lock, &ts);
 		if (d->stop)
 			break;
+		pthread_mutex_unlock(&d->lock);
+		reap_warmers(d, false);
+		pthread_mutex_lock(&d->lock);
 		for (struct daemon *dm = d->list; dm; dm = dm->next) {
 			struct lp_err err = { 0 };
 			pid_t pid;
@@ -719,6 +923,7 @@ int snap_daemons_new(const struct snap_daemons_opts *o,
 	d->piddir = xfmt("%s/daemons", o->root);
 	d->lazypull = lp_xstrdup(o->lazypull);
 	d->auth = o->auth ? lp_xstrdup(o->auth) : NULL;
+	d->token = o->token ? lp_xstrdup(o->token) : NULL;
 	for (size_t i = 0; o->args && o->args[i]; i++) {
 		d->args = lp_xrealloc(d->args, (i + 1) * sizeof(*d->args));
 		d->args[i] = lp_xstrdup(o->args[i]);
@@ -762,6 +967,8 @@ void snap_daemons_free(struct snap_daemons *d)
 		pthread_mutex_unlock(&d->lock);
 		pthread_join(d->monitor, NULL);
 	}
+	reap_warmers(d, true);
+	free(d->warmers);
 	while (d->list) {
 		struct daemon *dm = d->list;
 
@@ -781,6 +988,9 @@ void snap_daemons_free(struct snap_daemons *d)
 	if (d->auth)
 		explicit_bzero(d->auth, strlen(d->auth));
 	free(d->auth);
+	if (d->token)
+		explicit_bzero(d->token, strlen(d->token));
+	free(d->token);
 	free(d->lazypull);
 	free(d->root);
 	free(d->mntdir);

@@ -15,7 +15,6 @@
  */
 #define LP_MODNAME "snapshotter"
 
-#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,12 +27,11 @@
 
 struct snap_remote {
 	struct snap_store *st;
+	char *root;
 	bool stargz, zran;
+	bool warm; /* probes warm the blob cache (c->warm) */
 	bool early; /* start fs daemons on Prepare (c->early_mount) */
 	bool merge; /* one merged mount per image (!c->no_merged_mounts) */
-	struct fetch_client *client;
-	struct fetch_cache *cache;
-	struct fetch_hosts *hosts;
 	struct snap_daemons *daemons;
 	/* fs daemons started early, on the layer's Prepare (in flight) */
 	pthread_mutex_t early_lock;
@@ -137,52 +135,72 @@ static bool is_stargz_family(const char *fmt)
 }
 
 /*
+ * The access trace a probe warms with: the image's (the daemon that
+ * serves it merged records it under its top layer's digest, the last of
+ * the layer-list label), else this layer's own (per-layer daemons).
+ */
+static char *trace_for(struct snap_remote *r, const struct snap_label *l,
+		       size_t n, const char *digest)
+{
+	const char *layers = find_label(l, n, SNAP_LABEL_STARGZ_LAYERS);
+	const char *cand[2] = { NULL, digest };
+	char top[160];
+
+	if (!layers)
+		layers = find_label(l, n, SNAP_LABEL_CRI_LAYERS);
+	if (layers) {
+		const char *last = strrchr(layers, ',');
+
+		last = last ? last + 1 : layers;
+		if (strlen(last) < sizeof(top)) {
+			snprintf(top, sizeof(top), "%s", last);
+			cand[0] = top;
+		}
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(cand); i++) {
+		const char *hex = cand[i] ? strchr(cand[i], ':') : NULL;
+		char *path;
+
+		if (!hex || !hex[1] ||
+		    fetch_digest_check(cand[i], strlen(cand[i])) < 0)
+			continue;
+		if (asprintf(&path, "%s/traces/%s", r->root, hex + 1) < 0)
+			abort();
+		if (access(path, R_OK) == 0)
+			return path;
+		free(path);
+	}
+	return NULL;
+}
+
+/*
  * Can layer digest of image be served lazily?  1 with its format in fmt,
  * 0 no (an ordinary snapshot), -errno when it could not be found out (the
- * registry, a TOC that fails its digest).
+ * registry, a TOC that fails its digest).  `lazypull probe` finds out.
  */
-static int probe_layer(struct snap_remote *r, const char *image,
-		       const char *digest, const char *toc, char *fmt,
-		       size_t fmt_size, struct lp_err *err)
+static int probe_layer(struct snap_remote *r, const struct snap_label *l,
+		       size_t n, const char *image, const char *digest,
+		       char *fmt, size_t fmt_size, struct lp_err *err)
 {
-	struct format_hints h = { .toc_digest = toc, .blob_digest = digest };
-	const struct format_ops *ops = NULL;
-	struct engine_opts eo = { .hints = &h };
-	struct engine_layer *l = NULL;
-	struct lp_source *src = NULL;
-	struct fetch_ref ref;
-	int rc;
+	_cleanup_free_ char *trace = r->stargz ? trace_for(r, l, n, digest)
+					       : NULL;
+	struct snap_probe q = {
+		.image = image,
+		.digest = digest,
+		.toc_digest = find_label(l, n, SNAP_LABEL_TOC),
+		.no_toc = !r->stargz,
+		.warm = r->stargz && r->warm,
+		.trace = trace,
+	};
+	int rc = snap_daemons_probe(r->daemons, &q, fmt, fmt_size, err);
 
-	rc = fetch_ref_parse(image, strlen(image), &ref, err);
-	if (rc < 0)
+	if (rc <= 0)
 		return rc;
-	rc = fetch_blob_source_open(r->client, r->cache, &ref, digest, 0,
-				    NULL, &src, err);
-	fetch_ref_release(&ref);
-	if (rc < 0)
-		return rc;
-	rc = engine_detect(src, &h, &ops, err);
-	if (rc == -EPROTONOSUPPORT) {
-		lp_err_clear(err);
-		rc = 0;
-	} else if (rc == 0 && is_stargz_family(ops->name) && r->stargz) {
-		/* loads the TOC and checks it against the label */
-		eo.format = ops->name;
-		rc = engine_open(TAKE_PTR(src), &eo, &l, err);
-		if (rc == 0) {
-			snprintf(fmt, fmt_size, "%s", l->info.format);
-			engine_close(l);
-			rc = 1;
-		}
-	} else if (rc == 0 && !strcmp(ops->name, "zran") && r->zran) {
-		snprintf(fmt, fmt_size, "zran");
-		rc = 1;
-	} else if (rc == 0) {
-		lp_debug("layer %s of %s: %s, not served lazily", digest,
-			 image, ops->name);
-	}
-	lp_source_free(src);
-	return rc;
+	if ((is_stargz_family(fmt) && r->stargz) ||
+	    (!strcmp(fmt, "zran") && r->zran))
+		return 1;
+	lp_debug("layer %s of %s: %s, not served lazily", digest, image, fmt);
+	return 0;
 }
 
 /*
@@ -244,24 +262,44 @@ static void *early_main(void *arg)
 	return NULL;
 }
 
+/* Do the labels say this is the image's top layer (the layer list from
+ * it up holds only itself)? */
+static bool top_layer(const struct snap_label *l, size_t n)
+{
+	const char *layers = find_label(l, n, SNAP_LABEL_STARGZ_LAYERS);
+
+	if (!layers)
+		layers = find_label(l, n, SNAP_LABEL_CRI_LAYERS);
+	return layers && layers[0] && !strchr(layers, ',');
+}
+
 static void early_start(struct snap_remote *r, const char *target,
-			const char *image, const char *digest)
+			const char *image, const char *digest,
+			const struct snap_label *l, size_t n)
 {
 	struct snap_info info = { 0 };
 	struct early_job *j;
 	pthread_attr_t attr;
 	pthread_t th;
+	bool merged;
 	int rc;
 
-	if (!r->early || !image || !digest ||
+	if (!image || !digest ||
 	    snap_store_stat(r->st, target, &info, NULL) < 0)
 		return;
+	merged = r->merge && covering_self(r, &info);
+	/* with warming, the image's own daemon starts on the Prepare of
+	 * its top layer: it is the one the container's mount will use */
+	if (!r->early && !(r->warm && merged && top_layer(l, n))) {
+		snap_info_release(&info);
+		return;
+	}
 	j = lp_xcalloc(1, sizeof(*j));
 	j->r = r;
 	j->id = info.id;
 	j->image = lp_xstrdup(image);
 	j->digest = lp_xstrdup(digest);
-	j->merged = r->merge && covering_self(r, &info);
+	j->merged = merged;
 	snap_info_release(&info);
 	pthread_mutex_lock(&r->early_lock);
 	r->early_running++;
@@ -292,7 +330,7 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 {
 	struct snap_remote *r = ctx;
 	const char *target = find_label(l, n, SNAP_LABEL_REF);
-	const char *image, *digest, *toc;
+	const char *image, *digest;
 	struct snap_info info = { 0 };
 	struct snap_label *nl;
 	struct timespec t0;
@@ -330,12 +368,8 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 			 "digest labels: an ordinary snapshot", key);
 		return 0;
 	}
-	toc = find_label(l, n, SNAP_LABEL_TOC);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = probe_layer(r, image, digest, toc, fmt, sizeof(fmt), err);
-#ifdef __GLIBC__
-	malloc_trim(0); /* the TOC's parse is gone: give the memory back */
-#endif
+	rc = probe_layer(r, l, n, image, digest, fmt, sizeof(fmt), err);
 	if (rc <= 0) {
 		if (rc < 0)
 			lp_log(LP_LOG_WARN, "layer %s of %s: %s; containerd "
@@ -363,7 +397,7 @@ commit:
 	       "in %.0f ms", digest ? digest : "?", image ? image : "?", fmt,
 	       target, ms_since(&t0));
 	if (strcmp(fmt, FORMAT_NYDUS_BLOB) != 0)
-		early_start(r, target, image, digest);
+		early_start(r, target, image, digest, l, n);
 	return exists(err, target);
 }
 
@@ -695,66 +729,46 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 {
 	struct snap_remote *r = lp_xcalloc(1, sizeof(*r));
 	const struct snap_backend *be = &c->backend;
-	const struct fetch_hosts *hl[1];
-	struct fetch_cache_opts co = { .root = c->cache_dir };
 	struct snap_daemons_opts dopts = { 0 };
 	_cleanup_free_ char *lazypull = find_lazypull(c);
-	const char *args[10];
+	const char *args[16];
 	char window[24], tmo[16], retries[16];
-	struct fetch_opts fo;
+	bool plain_http = be->scheme && !strcmp(be->scheme, "http");
 	size_t na = 0;
 	int rc;
 
 	r->st = st;
+	r->root = lp_xstrdup(c->root);
 	pthread_mutex_init(&r->early_lock, NULL);
 	pthread_cond_init(&r->early_cond, NULL);
 	r->early = c->early_mount;
 	r->merge = !c->no_merged_mounts;
 	r->stargz = c->enable_stargz;
 	r->zran = c->enable_zran;
+	r->warm = !c->no_warm;
 
-	/* Prepare's own client: the nydusd backend settings, short waits */
-	fetch_opts_init(&fo);
-	fo.plain_http = be->scheme && !strcmp(be->scheme, "http");
-	fo.skip_verify = be->skip_verify;
-	fo.auth = be->auth && be->auth[0] ? be->auth : NULL;
-	fo.registry_token = be->registry_token && be->registry_token[0]
-				    ? be->registry_token : NULL;
-	if (be->connect_timeout_s > 0 && be->connect_timeout_s < 600)
-		fo.connect_timeout_ms = (unsigned)be->connect_timeout_s * 1000;
-	fo.timeout_ms = be->timeout_s > 0 && be->timeout_s < 600
-				? (unsigned)be->timeout_s * 1000 : 30000;
-	fo.retry_limit = be->retry_limit > 0 && be->retry_limit < 10
-				 ? (unsigned)be->retry_limit : 1;
-	fo.hosts_dir = c->mirrors_dir;
-	if (be->n_mirrors && c->nydusd_config) {
-		rc = fetch_hosts_load_nydusd(c->nydusd_config, &r->hosts, err);
-		if (rc < 0)
-			goto fail;
-		hl[0] = r->hosts;
-		fo.hosts = hl;
-		fo.n_hosts = 1;
-	}
-	rc = fetch_client_new(&fo, &r->client, err);
-	if (rc < 0)
-		goto fail;
-	rc = fetch_cache_open(&co, &r->cache, err);
-	if (rc < 0)
-		goto fail;
-
-	if (fo.plain_http)
+	/* the registry settings of probes and fs daemons alike */
+	if (plain_http)
 		args[na++] = "--plain-http";
-	if (fo.skip_verify)
+	if (be->skip_verify)
 		args[na++] = "--insecure";
+	if (c->mirrors_dir) {
+		args[na++] = "--hosts-dir";
+		args[na++] = c->mirrors_dir;
+	}
+	if (be->n_mirrors && c->nydusd_config) {
+		args[na++] = "--nydusd-config";
+		args[na++] = c->nydusd_config;
+	}
 	if (c->amplify_io >= 0) { /* nydusd's read amplification */
 		snprintf(window, sizeof(window), "%lld",
 			 (long long)(c->amplify_io + 1023) / 1024);
 		args[na++] = "--fetch-window";
 		args[na++] = window;
 	}
-	/* the nydusd JSON's backend timeout and retry_limit bound the fs
-	 * daemons' requests too (a stalled registry is then an error in
-	 * bounded time, not minutes of retries) */
+	/* the nydusd JSON's backend timeout and retry_limit bound every
+	 * request (a stalled registry is then an error in bounded time, not
+	 * minutes of retries) */
 	if (be->timeout_s > 0 && be->timeout_s <= 3600) {
 		snprintf(tmo, sizeof(tmo), "%u", (unsigned)be->timeout_s);
 		args[na++] = "--timeout";
@@ -766,26 +780,22 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 		args[na++] = "--retries";
 		args[na++] = retries;
 	}
-	args[na++] = "--"; /* REF and MOUNTPOINT follow */
+	args[na++] = "--"; /* REF (and MOUNTPOINT) follow */
 	args[na] = NULL;
 	dopts.root = c->root;
 	dopts.lazypull = lazypull;
 	dopts.args = args;
-	dopts.auth = fo.auth;
+	dopts.auth = be->auth && be->auth[0] ? be->auth : NULL;
+	dopts.token = be->registry_token && be->registry_token[0]
+			      ? be->registry_token : NULL;
 	dopts.monitor_s = 2;
 	rc = snap_daemons_new(&dopts, &r->daemons, err);
 	if (rc < 0)
 		goto fail;
-	lp_log(LP_LOG_INFO, "remote layers: stargz %s, zran %s, fs daemons "
-	       "by %s%s", r->stargz ? "on" : "off", r->zran ? "on" : "off",
-	       lazypull, fo.plain_http ? " (plain http)" : "");
-	if (be->registry_token && be->registry_token[0])
-		lp_log(LP_LOG_WARN, "the nydusd registry_token is used by "
-		       "Prepare only: fs daemons take credentials from auth "
-		       "or the docker config");
-	if (be->n_mirrors || c->mirrors_dir)
-		lp_log(LP_LOG_WARN, "mirrors are used by Prepare only: fs "
-		       "daemons talk to the registry directly");
+	lp_log(LP_LOG_INFO, "remote layers: stargz %s, zran %s, probes and "
+	       "fs daemons by %s%s", r->stargz ? "on" : "off",
+	       r->zran ? "on" : "off", lazypull,
+	       plain_http ? " (plain http)" : "");
 
 	snap_store_set_lower(st, rp_lower, r);
 	recover(r);
@@ -809,8 +819,6 @@ void snap_remote_free(struct snap_remote *r)
 	snap_daemons_free(r->daemons);
 	pthread_cond_destroy(&r->early_cond);
 	pthread_mutex_destroy(&r->early_lock);
-	fetch_cache_unref(r->cache);
-	fetch_client_unref(r->client);
-	fetch_hosts_free(r->hosts);
+	free(r->root);
 	free(r);
 }

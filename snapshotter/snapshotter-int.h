@@ -95,9 +95,12 @@ void snap_memconn_free(struct snap_memconn *m);
 /* ctr-remote / nerdctl (source.AppendDefaultLabelsHandlerWrapper) */
 #define SNAP_LABEL_STARGZ_REF "containerd.io/snapshot/remote/stargz.reference"
 #define SNAP_LABEL_STARGZ_DIGEST "containerd.io/snapshot/remote/stargz.digest"
+/* this layer's digest and those of the layers above it, comma-separated */
+#define SNAP_LABEL_STARGZ_LAYERS "containerd.io/snapshot/remote/stargz.layers"
 /* the CRI plugin */
 #define SNAP_LABEL_CRI_REF "containerd.io/snapshot/cri.image-ref"
 #define SNAP_LABEL_CRI_DIGEST "containerd.io/snapshot/cri.layer-digest"
+#define SNAP_LABEL_CRI_LAYERS "containerd.io/snapshot/cri.image-layers"
 /* ours, on a layer committed as remote (the first as stargz's) */
 #define SNAP_LABEL_REMOTE "containerd.io/snapshot/remote"
 #define SNAP_REMOTE_VALUE "remote snapshot"
@@ -135,6 +138,7 @@ struct snap_daemons_opts {
 	const char *const *args; /* more `lazypull mount` arguments, NULL-
 				  * terminated (registry settings) */
 	const char *auth;     /* IMAGE_PULL_AUTH for the daemons, or NULL */
+	const char *token;    /* a registry bearer token for them, or NULL */
 	unsigned monitor_s;   /* restart dead daemons this often; 0 = never */
 };
 int snap_daemons_new(const struct snap_daemons_opts *o,
@@ -153,6 +157,25 @@ char *snap_daemon_mountpoint(const struct snap_daemons *d, uint64_t id);
  */
 int snap_daemon_ensure(struct snap_daemons *d, uint64_t id, const char *image,
 		       const char *digest, bool merged, struct lp_err *err);
+/*
+ * `lazypull probe` of a layer (Prepare): the TOC is read and checked by
+ * that process, not by the snapshotter, and lands in the blob cache the
+ * daemons share.  With warm, the probe goes on fetching the layer's
+ * landmark range and the files of trace it holds into that cache after
+ * answering (reaped by the monitor; ended by snap_daemons_free), and
+ * the layer's daemon waits for it rather than fetching them twice.
+ */
+struct snap_probe {
+	const char *image, *digest;
+	const char *toc_digest; /* expected, or NULL */
+	bool no_toc;		/* detect only (eStargz disabled) */
+	bool warm;
+	const char *trace;	/* an access trace file, or NULL */
+};
+/* 1 with the detected format in fmt, 0 for none lazypull reads, -errno
+ * with a message (the registry, a TOC failing its checks). */
+int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
+		       char *fmt, size_t fmt_size, struct lp_err *err);
 /* Unmounts and stops the daemon of id, removes its files. */
 void snap_daemon_stop(struct snap_daemons *d, uint64_t id);
 /* The ids that have a pid file (a daemon running, or one that died). */

@@ -75,6 +75,7 @@ struct snap_config {
 	bool enable_zran;    /* plain gzip layers lazily, through zran */
 	bool early_mount;    /* fs daemons on Prepare, not the first Mounts */
 	bool no_merged_mounts; /* a mount per remote layer, not per image */
+	bool no_warm;	     /* Prepare's probe does not warm the cache */
 	char *lazypull_path; /* the lazypull binary (fs daemons); NULL =
 			      * next to this one, else $PATH */
 	enum lp_log_level log_level;

@@ -136,6 +136,12 @@ snap_down() {
 		cp -f "$SNAP_ROOT"/traces/* "$TRACE_SAVE"/ 2>/dev/null || true
 	fi
 	TRACE_SAVE=
+	# the fs daemons' logs of the last measurement, for a look afterwards
+	rm -rf "$BENCH_DIR/log/daemons"
+	if [ -d "$SNAP_ROOT/daemons" ]; then
+		mkdir -p "$BENCH_DIR/log/daemons"
+		cp -f "$SNAP_ROOT"/daemons/*.log "$BENCH_DIR/log/daemons"/ 2>/dev/null || true
+	fi
 	for p in $(pgrep -f -- "$SNAP_ROOT" || true); do
 		say "snapshotter left pid $p behind: $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
 		kill -KILL "$p" 2>/dev/null || true

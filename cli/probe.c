@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * `lazypull probe`: can a registry layer be served lazily?  What
+ * lazypull-snapshotter runs on a layer's Prepare, so the snapshotter never
+ * parses a TOC (untrusted input) nor holds an HTTP client itself.
+ *
+ * It answers one line on stdout:
+ *   format NAME    the detected format (estargz, stargz, zstd:chunked,
+ *                  zran, rafs, ...); an eStargz-family TOC was loaded and
+ *                  checked against --toc-digest (unless --no-toc)
+ *   format none    no format lazypull reads
+ *   error MESSAGE  the registry, or a TOC that fails its checks
+ * and exits 0 (1 with "error").  With --warm it then keeps running,
+ * stdout closed: it fetches the layer's wanted-first bytes (landmark
+ * range, the files of --trace) into the blob cache the fs daemon will use,
+ * which waits for it instead of fetching them twice.
+ */
+#define LP_MODNAME "probe"
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "fs/trace.h"
+
+static void probe_usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: lazypull probe [OPTIONS] --layer-digest D REF\n\n"
+		"Tells whether layer D of image REF can be served lazily: "
+		"prints\n\"format NAME\", \"format none\" or \"error "
+		"MESSAGE\" on one line.\nNo manifest is fetched: the layer "
+		"is read by its digest.\n\n"
+		"  --toc-digest D      expected TOC digest (eStargz, "
+		"zstd:chunked)\n"
+		"  --no-toc            detect only: do not load the TOC\n"
+		"  --warm              then fetch the layer's landmark range "
+		"(and the files\n"
+		"                      of --trace it holds) into the blob "
+		"cache, for the\n"
+		"                      fs daemon that will serve it\n"
+		"  --trace FILE        an access trace (lazypull mount "
+		"records them)\n"
+		"  --log-level L       error, warn (default), info, debug "
+		"(on stderr)\n" CLI_REMOTE_HELP);
+}
+
+static bool stargz_family(const char *fmt)
+{
+	return !strcmp(fmt, "estargz") || !strcmp(fmt, "stargz") ||
+	       !strcmp(fmt, "zstd:chunked");
+}
+
+/* The one answer line; then stdout is /dev/null (the reader sees EOF). */
+static void answer(const char *word, const char *what)
+{
+	int fd;
+
+	printf("%s %s\n", word, what);
+	fflush(stdout);
+	fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		close(fd);
+	}
+}
+
+static void warm(struct engine_layer *l, const char *trace_path)
+{
+	_cleanup_free_ char *arena = NULL;
+	char **paths = NULL;
+	uint32_t n_paths = 0;
+	struct engine_warm_stats st;
+	struct lp_err err = { 0 };
+	struct timespec t0, t1;
+
+	if (trace_path) {
+		if (trace_load(trace_path, &paths, &n_paths, &err) < 0) {
+			lp_log(LP_LOG_WARN, "%s: ignoring the access trace: %s",
+			       l->src->name, err.msg);
+			paths = NULL;
+			n_paths = 0;
+		}
+		arena = (char *)paths;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	engine_warm(l, (const char *const *)paths, n_paths, &st);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	lp_log(LP_LOG_INFO, "%s: warmed: landmark range %llu bytes, %u chunks "
+	       "(%u for files of the %u in the access trace), %llu stored "
+	       "bytes in %.2f s%s",
+	       l->src->name, (unsigned long long)st.range, st.chunks,
+	       st.trace_chunks, n_paths, (unsigned long long)st.bytes,
+	       (double)(t1.tv_sec - t0.tv_sec) +
+		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+	       st.failed ? " (some fetches failed)" : "");
+}
+
+enum { OPT_NO_TOC = 0x300, OPT_WARM, OPT_TRACE, OPT_PLOG_LEVEL };
+
+int cmd_probe(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "toc-digest", required_argument, NULL, OPT_TOC_DIGEST },
+		{ "no-toc", no_argument, NULL, OPT_NO_TOC },
+		{ "warm", no_argument, NULL, OPT_WARM },
+		{ "trace", required_argument, NULL, OPT_TRACE },
+		{ "log-level", required_argument, NULL, OPT_PLOG_LEVEL },
+		{ "help", no_argument, NULL, 'h' },
+		CLI_REMOTE_LONGOPTS,
+		{ 0 },
+	};
+	_cleanup_(cli_remote_closep) struct cli_remote *rem = NULL;
+	struct cli_remote_opts ro;
+	struct format_hints h = { 0 };
+	struct engine_opts eo = { .hints = &h };
+	const struct format_ops *ops = NULL;
+	struct engine_layer *l = NULL;
+	struct lp_source *src = NULL;
+	struct lp_err err = { 0 };
+	const char *trace_path = NULL;
+	bool no_toc = false, do_warm = false, warming = false;
+	int c, rc;
+
+	cli_remote_opts_init(&ro);
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		int r = cli_remote_opt(&ro, c, optarg);
+
+		if (r < 0)
+			return EXIT_USAGE;
+		if (r)
+			continue;
+		switch (c) {
+		case OPT_TOC_DIGEST:
+			h.toc_digest = optarg;
+			break;
+		case OPT_NO_TOC:
+			no_toc = true;
+			break;
+		case OPT_WARM:
+			do_warm = true;
+			break;
+		case OPT_TRACE:
+			trace_path = optarg;
+			break;
+		case OPT_PLOG_LEVEL:
+			if (lp_log_parse_level(optarg, &lp_log_max) < 0) {
+				cli_error("--log-level %s: error, warn, info "
+					  "or debug", optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h':
+			probe_usage(stdout);
+			return 0;
+		default:
+			probe_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc - 1 || !ro.layer_digest) {
+		probe_usage(stderr);
+		return EXIT_USAGE;
+	}
+	h.blob_digest = ro.layer_digest;
+
+	/* errors from here on go out as the answer line too */
+	if (cli_remote_connect(argv[optind], &ro, &rem) < 0) {
+		answer("error", "cannot reach the registry (see the log)");
+		return 1;
+	}
+	if (cli_remote_blob(rem, ro.layer_digest, 0, &src) < 0) {
+		answer("error", "cannot open the layer (see the log)");
+		return 1;
+	}
+	rc = engine_detect(src, &h, &ops, &err);
+	if (rc == -EPROTONOSUPPORT) {
+		lp_source_free(src);
+		answer("format", "none");
+		return 0;
+	}
+	if (rc < 0) {
+		lp_source_free(src);
+		answer("error", err.msg);
+		return 1;
+	}
+	if (!stargz_family(ops->name) || no_toc) {
+		lp_source_free(src);
+		answer("format", ops->name);
+		return 0;
+	}
+	/* loads the TOC and checks it against the label */
+	eo.format = ops->name;
+	rc = engine_open(TAKE_PTR(src), &eo, &l, &err);
+	if (rc < 0) {
+		answer("error", err.msg);
+		return 1;
+	}
+	/* marked before answering: the snapshotter may start the fs daemon
+	 * right after, and it must see the mark */
+	if (do_warm) {
+		rc = fetch_source_warm_begin(l->src);
+		warming = rc == 0;
+		if (rc < 0)
+			lp_debug("%s: not warming: %s", l->src->name,
+				 rc == -EBUSY ? "another process does"
+					      : strerror(-rc));
+	}
+	answer("format", l->info.format);
+	if (warming)
+		warm(l, trace_path);
+	engine_close(l);
+	return 0;
+}
