@@ -18,6 +18,7 @@
 #define LP_MODNAME "probe"
 #include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +44,8 @@ static void probe_usage(FILE *f)
 		"  --trace FILE        an access trace (lazypull mount "
 		"records them)\n"
 		"  --log-level L       error, warn (default), info, debug "
-		"(on stderr)\n" CLI_REMOTE_HELP);
+		"(on stderr)\n"
+		"  -h, --help          this help\n\n" CLI_REMOTE_HELP);
 }
 
 static bool stargz_family(const char *fmt)
@@ -66,12 +68,46 @@ static void answer(const char *word, const char *what)
 	}
 }
 
-static void warm(struct engine_layer *l, const char *trace_path)
+/*
+ * Probes hold ROOT/cache/probing.lock shared while they decide: a warming
+ * probe starts no batch meanwhile, so the TOCs the pull waits for are not
+ * slowed down by bytes that are only wanted later.
+ */
+static int probing_open(const struct cli_remote_opts *ro)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/cache/probing.lock",
+		 cli_remote_root(ro));
+	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+}
+
+#define PROBING_WAIT_MS 5000
+
+static void wait_for_probes(void *arg)
+{
+	int fd = *(int *)arg;
+	struct timespec ts = { 0, 10 * 1000000 };
+
+	if (fd < 0)
+		return;
+	for (unsigned waited = 0; waited < PROBING_WAIT_MS; waited += 10) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			flock(fd, LOCK_UN);
+			return;
+		}
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void warm(struct engine_layer *l, const char *trace_path, int plock)
 {
 	_cleanup_free_ char *arena = NULL;
 	char **paths = NULL;
 	uint32_t n_paths = 0;
 	struct engine_warm_stats st;
+	struct engine_warm_opts wo = { .before = wait_for_probes,
+				       .arg = &plock };
 	struct lp_err err = { 0 };
 	struct timespec t0, t1;
 
@@ -85,7 +121,9 @@ static void warm(struct engine_layer *l, const char *trace_path)
 		arena = (char *)paths;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	engine_warm(l, (const char *const *)paths, n_paths, &st);
+	wo.trace = (const char *const *)paths;
+	wo.n_trace = n_paths;
+	engine_warm(l, &wo, &st);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	lp_log(LP_LOG_INFO, "%s: warmed: landmark range %llu bytes, %u chunks "
 	       "(%u for files of the %u in the access trace), %llu stored "
@@ -121,7 +159,7 @@ int cmd_probe(int argc, char **argv)
 	struct lp_err err = { 0 };
 	const char *trace_path = NULL;
 	bool no_toc = false, do_warm = false, warming = false;
-	int c, rc;
+	int c, rc, plock;
 
 	cli_remote_opts_init(&ro);
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -170,6 +208,9 @@ int cmd_probe(int argc, char **argv)
 		answer("error", "cannot reach the registry (see the log)");
 		return 1;
 	}
+	plock = probing_open(&ro);
+	if (plock >= 0)
+		flock(plock, LOCK_SH);
 	if (cli_remote_blob(rem, ro.layer_digest, 0, &src) < 0) {
 		answer("error", "cannot open the layer (see the log)");
 		return 1;
@@ -208,8 +249,12 @@ int cmd_probe(int argc, char **argv)
 					      : strerror(-rc));
 	}
 	answer("format", l->info.format);
+	if (plock >= 0)
+		flock(plock, LOCK_UN);
 	if (warming)
-		warm(l, trace_path);
+		warm(l, trace_path, plock);
 	engine_close(l);
+	if (plock >= 0)
+		close(plock);
 	return 0;
 }

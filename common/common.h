@@ -23,7 +23,7 @@
  */
 struct lp_err {
 	int code;	/* negative errno, 0 = no error recorded */
-	char msg[256];
+	char msg[512]; /* room for a path and two digests */
 };
 
 /* Records -code (code is a positive or negative errno) and returns -|code|. */

@@ -178,9 +178,9 @@ void engine_prefetch_stop(struct engine_prefetch *p);
 
 /*
  * Warming (`lazypull probe --warm`): fetches, without decoding, what a
- * prefetcher of l would fetch first — its landmark range, its RAFS
- * prefetch table, the files of trace[0..n_trace) that l holds — into its
- * source's cache, on the calling thread.  Another process's prefetcher
+ * prefetcher of l would fetch first — its landmark range, the files of
+ * the access trace that l holds — into its source's cache, on the
+ * calling thread, one request batch of at most o->step bytes at a time.  Another process's prefetcher
  * of the same blob waits for it meanwhile (lp_source_warming).  -EIO if
  * a fetch failed (logged; the daemon's reads fetch it again).
  */
@@ -191,8 +191,16 @@ struct engine_warm_stats {
 	uint64_t bytes;	       /* stored bytes planned */
 	uint32_t failed;       /* fetches that failed */
 };
-int engine_warm(struct engine_layer *l, const char *const *trace,
-		uint32_t n_trace, struct engine_warm_stats *ret);
+struct engine_warm_opts {
+	const char *const *trace; /* access trace paths, or NULL */
+	uint32_t n_trace;
+	uint64_t step;		  /* bytes per request batch; 0 = 2 MiB */
+	/* called before each batch; may wait (for more urgent fetches) */
+	void (*before)(void *arg);
+	void *arg;
+};
+int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,
+		struct engine_warm_stats *ret);
 /* On-demand reads in flight: cheap (atomics); accept NULL. */
 void engine_prefetch_demand_begin(struct engine_prefetch *p);
 void engine_prefetch_demand_end(struct engine_prefetch *p);

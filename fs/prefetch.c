@@ -583,41 +583,87 @@ static void *urgent_main(void *arg)
 	return NULL;
 }
 
-int engine_warm(struct engine_layer *l, const char *const *trace,
-		uint32_t n_trace, struct engine_warm_stats *ret)
+/* Sends one warm batch; counts a failure (logged) in *failed. */
+static void warm_batch(struct engine_prefetch *p, struct engine_layer *l,
+		       const struct engine_warm_opts *o,
+		       const struct lp_range *r, size_t n, uint32_t *failed)
+{
+	struct lp_err err = { 0 };
+	int rc;
+
+	if (!n)
+		return;
+	if (o && o->before)
+		o->before(o->arg);
+	rc = lp_source_prefetch(l->src, r, n, &err);
+	if (rc < 0) {
+		note_failure(p, l, "fetch", &err, rc);
+		(*failed)++;
+	}
+}
+
+int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,
+		struct engine_warm_stats *ret)
 {
 	struct engine_layer *ls[1] = { l };
 	struct engine_prefetch p = { 0 };
 	struct chunk_list cl = { 0 };
-	struct urgent_job j = { 0 };
 	struct engine_warm_stats st = { 0 };
+	uint64_t step = o && o->step ? o->step : PF_DEFAULT_BATCH;
+	struct lp_range *r = NULL;
+	size_t n = 0;
+	uint64_t lo = 0;
 	uint32_t n_land;
 
 	p.layers = ls;
 	p.n_layers = 1;
 	p.name = l->src->name;
-	p.trace = (char **)trace;
-	p.n_trace = n_trace;
+	p.trace = o ? (char **)o->trace : NULL;
+	p.n_trace = o ? o->n_trace : 0;
 	cl.seen = lp_xcalloc(l->model->n_chunks / 8 + 1, 1);
-	plan_into(l, &cl, &j.range);
+	plan_into(l, &cl, &st.range);
 	n_land = cl.n;
 	plan_trace(&p, 0, &cl);
-	st.range = j.range;
 	st.chunks = cl.n;
 	st.trace_chunks = cl.n - n_land;
+	if (!l->src->ops->prefetch)
+		goto out; /* a local file */
+	if (st.range > l->src->size)
+		st.range = l->src->size;
+	/* the landmark range in steps, so whoever waits in o->before (a
+	 * probe reading a TOC) has at most one step ahead of it */
+	for (uint64_t off = 0; off < st.range; off += step) {
+		struct lp_range one = { off, st.range - off < step
+						     ? st.range - off : step };
+
+		warm_batch(&p, l, o, &one, 1, &st.failed);
+		st.bytes += one.len;
+	}
+	/* then the trace's files of this blob, neighbours batched */
+	r = lp_xcalloc(PF_MAX_RANGES, sizeof(*r));
 	for (uint32_t i = 0; i < cl.n; i++) {
 		const struct model_chunk *c = &l->model->chunks[cl.v[i]];
+		uint64_t len = c->comp_len;
 
-		if (c->blob != 0 || c->comp_off >= j.range)
-			st.bytes += c->comp_len;
+		if (c->blob != 0 || c->comp_off < st.range ||
+		    c->comp_off >= l->src->size)
+			continue;
+		if (len > l->src->size - c->comp_off)
+			len = l->src->size - c->comp_off;
+		if (n && (n == PF_MAX_RANGES || c->comp_off + len - lo > step)) {
+			warm_batch(&p, l, o, r, n, &st.failed);
+			n = 0;
+		}
+		if (!n)
+			lo = c->comp_off;
+		r[n].off = c->comp_off;
+		r[n].len = len;
+		n++;
+		st.bytes += len;
 	}
-	st.bytes += j.range;
-	j.p = &p;
-	j.l = l;
-	j.list = &cl;
-	if (j.range || cl.n)
-		urgent_main(&j);
-	st.failed = p.logged;
+	warm_batch(&p, l, o, r, n, &st.failed);
+out:
+	free(r);
 	free(cl.v);
 	free(cl.seen);
 	if (ret)

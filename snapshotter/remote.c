@@ -6,8 +6,13 @@
  *
  * Prepare only reads what deciding needs: a HEAD for the size, the footer
  * and the TOC (eStargz, zstd:chunked), whose digest is checked against
- * the label; all through the blob cache the daemons share, so the daemon
- * that later serves the layer finds the TOC on disk.  A plain gzip layer
+ * the label.  A `lazypull probe` process does that (the snapshotter never
+ * parses a TOC nor holds a registry client), through the blob cache the
+ * daemons share, so the daemon that later serves the layer finds the TOC
+ * on disk.  With warming (default) the probe then goes on fetching the
+ * layer's landmark range and the image's access-trace files into that
+ * cache while the pull continues, and the image's daemon is started on
+ * its top layer's Prepare, so both overlap the pull.  A plain gzip layer
  * (zran) is only probed; its daemon builds the index when first mounted
  * and keeps it under the root (indexes/sha256/<hex>.zran) for the next
  * one.  A nydus data blob layer needs nothing at all: the daemon of the

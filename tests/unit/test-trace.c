@@ -123,7 +123,7 @@ static void test_record_load(const char *dir)
 
 static void test_bad_files(const char *dir)
 {
-	char path[512], msg[256];
+	char path[512], msg[sizeof(((struct lp_err *)0)->msg)];
 	struct lp_err err = { 0 };
 	char **v = NULL;
 	uint32_t n = 7;
