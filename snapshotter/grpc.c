@@ -1029,36 +1029,43 @@ static struct conn *conn_new(struct snap_server *srv, int fd)
 	return cn;
 }
 
-/* Moves nghttp2's output to the socket until it would block. */
+/* bytes of frames gathered before one send */
+#define FLUSH_GATHER (256u << 10)
+
+/*
+ * Moves nghttp2's output to the socket until it would block.  The frames
+ * of a response (HEADERS, DATA, trailers) go out in one send: the client
+ * wakes once per response, not once per frame.
+ */
 static int conn_flush(struct conn *cn)
 {
 	for (;;) {
-		if (cn->fd >= 0 && cn->woff < cn->wlen) {
-			ssize_t n = send(cn->fd, cn->wbuf + cn->woff,
-					 cn->wlen - cn->woff,
-					 MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n;
 
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
-				return 0;
+		while (cn->wlen - cn->woff < FLUSH_GATHER) {
+			const uint8_t *data;
+
+			n = nghttp2_session_mem_send(cn->sess, &data);
 			if (n < 0)
-				return -errno;
-			cn->woff += (size_t)n;
-			if (cn->woff < cn->wlen)
-				continue;
-			cn->woff = cn->wlen = 0;
+				return -EPROTO;
+			if (n == 0)
+				break;
+			lp_grow((void **)&cn->wbuf, 1, &cn->wcap,
+				cn->wlen + (size_t)n);
+			memcpy(cn->wbuf + cn->wlen, data, (size_t)n);
+			cn->wlen += (size_t)n;
 		}
-
-		const uint8_t *data;
-		ssize_t n = nghttp2_session_mem_send(cn->sess, &data);
-
-		if (n < 0)
-			return -EPROTO;
-		if (n == 0)
+		if (cn->fd < 0 || cn->woff == cn->wlen)
 			return 0;
-		lp_grow((void **)&cn->wbuf, 1, &cn->wcap,
-			cn->wlen + (size_t)n);
-		memcpy(cn->wbuf + cn->wlen, data, (size_t)n);
-		cn->wlen += (size_t)n;
+		n = send(cn->fd, cn->wbuf + cn->woff, cn->wlen - cn->woff,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		if (n < 0)
+			return -errno;
+		cn->woff += (size_t)n;
+		if (cn->woff == cn->wlen)
+			cn->woff = cn->wlen = 0;
 	}
 }
 
