@@ -10,14 +10,30 @@ command on the local blob, that `cat` returns the right bytes while fetching
 only part of the blob, that a second `cat` (new process, same cache) makes
 no request, and that `check` and `inspect` agree.
 
+Then `lazypull probe` (what the snapshotter runs on a layer's Prepare), through
+a counting proxy: its one answer line and exit code for each format, a wrong
+TOC digest, a missing blob and bad usage; that --no-toc does not download the
+TOC; and that --warm fills the blob cache with the landmark range or the files
+of an access trace (--trace) and nothing else, holding the OFD lock on the
+blob's cache data file while it warms.
+
 Env: LAZYPULL, SRCDIR, WORKDIR.  Exit 77 = skipped."""
+import fcntl
 import gzip
 import hashlib
+import http.client
+import io
+import json
 import os
+import random
 import re
 import socket
+import struct
+import subprocess
 import sys
+import tarfile
 import time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "formats"))
@@ -31,6 +47,398 @@ fails = []
 def fail(msg):
     fails.append(msg)
     print("FAIL: " + msg)
+
+
+# ---- lazypull probe -------------------------------------------------------
+
+TOC_ANN = "containerd.io/snapshot/stargz/toc.digest"
+F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
+
+
+def stargz_toc_offset(blob):
+    """The TOC offset an eStargz footer (the last 51 bytes) records."""
+    with open(blob, "rb") as f:
+        f.seek(-51, 2)
+        foot = f.read()
+    i = foot.find(b"STARGZ")
+    return int(foot[i - 16:i], 16)
+
+
+def many_files_tar(path, n):
+    """n small files: an eStargz TOC much larger than the blob's tail."""
+    rng = random.Random(5)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
+        ti = tarfile.TarInfo("many")
+        ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, 0
+        t.addfile(ti)
+        for i in range(n):
+            data = rng.randbytes(32)
+            ti = tarfile.TarInfo("many/f%05d" % i)
+            ti.size, ti.mode, ti.mtime = len(data), 0o644, 0
+            t.addfile(ti, io.BytesIO(data))
+
+
+def blob_ranges(proxy, digest, size):
+    """[start, end) of every blob GET of digest the proxy saw."""
+    out = []
+    for e in proxy.blob_gets():
+        if digest not in e["path"]:
+            continue
+        m = re.match(r"bytes=(\d+)-(\d*)$", e["range"] or "")
+        if not m:
+            out.append((0, size))
+        else:
+            a = int(m.group(1))
+            out.append((a, int(m.group(2)) + 1 if m.group(2) else size))
+    return out
+
+
+def covered(ranges, a, b):
+    """Do ranges cover [a, b)?"""
+    for s, e in sorted(ranges):
+        if s > a:
+            break
+        a = max(a, e)
+    return a >= b
+
+
+def served(ranges):
+    return sum(e - s for s, e in ranges)
+
+
+def upload_blob(addr, repo, data):
+    """Uploads data as a blob of repo (monolithic upload): probe reads
+    layers by digest, no manifest needs to name it.  Its digest."""
+    dg = "sha256:" + hashlib.sha256(data).hexdigest()
+    c = http.client.HTTPConnection(addr, timeout=30)
+    try:
+        c.request("POST", "/v2/%s/blobs/uploads/" % repo)
+        r = c.getresponse()
+        r.read()
+        loc = urllib.parse.urlsplit(r.getheader("Location") or "")
+        if r.status != 202 or not loc.path:
+            raise RuntimeError("blob upload: POST -> %d" % r.status)
+        q = (loc.query + "&" if loc.query else "") + "digest=" + dg
+        c.request("PUT", loc.path + "?" + q, body=data,
+                  headers={"Content-Type": "application/octet-stream"})
+        r = c.getresponse()
+        r.read()
+        if r.status != 201:
+            raise RuntimeError("blob upload: PUT -> %d" % r.status)
+    finally:
+        c.close()
+    return dg
+
+
+def ofd_write_locked(path):
+    """Does some open file description hold a write lock on byte 0 of
+    path (the warm mark of fetcher/cache.c)?"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fl = struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 1, 0)
+        got = fcntl.fcntl(fd, F_OFD_GETLK, fl)
+    finally:
+        os.close(fd)
+    return struct.unpack("hhqqi4x", got)[0] == fcntl.F_WRLCK
+
+
+def probe_checks(work, lp, exe, layers, reg, img_descs):
+    """`lazypull probe` against the image pushed by main (img_descs: its
+    eStargz, zstd:chunked and gzip layers) and a second one holding an
+    eStargz layer with a landmark, one with a large TOC and an
+    uncompressed tar, all read through a counting proxy."""
+    chunks = layers["chunks"]
+    prio = chunks["prioritized"]
+    broot = os.path.join(work, "probe-oci")
+    x = os.path.join(work, "probe-x")
+    F.extract(chunks["tar"], x)
+
+    def truth(path):
+        with open(os.path.join(x, path.lstrip("/")), "rb") as f:
+            return f.read()
+
+    # the probe image: [0] eStargz with prioritized files (a landmark),
+    # [1] eStargz of 3000 small files (a ~140 KB TOC); and [2] a plain
+    # tar, as a bare blob (skopeo would compress it)
+    many = os.path.join(work, "many.tar")
+    many_files_tar(many, 3000)
+    pdescs, pdiff, pblobs = [], [], []
+    for name, tar, pr in (("prio", chunks["tar"], prio),
+                          ("many", many, None)):
+        with open(tar, "rb") as f:
+            raw = f.read()
+        blob = os.path.join(work, "probe-%s.estargz" % name)
+        dg, _ = F.refgen(exe, tar, blob, "estargz", chunk=65536,
+                         prioritized=pr)
+        with open(blob, "rb") as f:
+            data = f.read()
+        pdescs.append(R.put_blob(broot, data,
+                                 "application/vnd.oci.image.layer.v1."
+                                 "tar+gzip", {TOC_ANN: dg}))
+        pdiff.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        pblobs.append(blob)
+    R.skopeo_push(work, R.ImageLayout(broot, pdescs, pdiff), "v1",
+                  "%s/test/probe:v1" % reg.addr)
+    with open(many, "rb") as f:
+        pdescs.append({"digest": upload_blob(reg.addr, "test/probe",
+                                             f.read())})
+
+    proxy = R.Proxy(reg.addr)
+    img = "%s/test/img:v1" % proxy.addr
+    pimg = "%s/test/probe:v1" % proxy.addr
+    n_root = [0]
+
+    def fresh_root():
+        n_root[0] += 1
+        return os.path.join(work, "probe-root-%d" % n_root[0])
+
+    def probe(ref, desc, *extra, root=None, toc=True, timeout=60):
+        """Runs a probe (the layer's own TOC digest unless toc is False or
+        extra has one) with the proxy log reset: (rc, stdout, stderr,
+        seconds)."""
+        args = [lp, "probe", "--plain-http", "--root", root or fresh_root(),
+                "--layer-digest", desc["digest"]]
+        if toc and "--toc-digest" not in extra and \
+                TOC_ANN in desc.get("annotations", {}):
+            args += ["--toc-digest", desc["annotations"][TOC_ANN]]
+        proxy.reset()
+        t0 = time.time()
+        rc, out, err = F.run(args + list(extra) + [ref], timeout=timeout)
+        return rc, out, err, time.time() - t0
+
+    def answer_is(what, res, want_rc, want):
+        """One line on stdout; want: the whole line, or a prefix ending
+        in a space."""
+        rc, out, err, _ = res
+        line = out.decode(errors="replace")
+        one = line.endswith("\n") and line.count("\n") == 1
+        ok = line[:-1] == want if not want.endswith(" ") else \
+            line.startswith(want)
+        if rc != want_rc or not one or not ok:
+            fail("probe %s: exit %d (want %d), stdout %r (want %r): %s" %
+                 (what, rc, want_rc, line, want, F.short(err)))
+            return False
+        return True
+
+    def cat_gets(root, ref, digest, path):
+        """cat of path through the proxy with root's cache: (ok, blob
+        GETs of digest)."""
+        proxy.reset()
+        rc, out, err = F.run([lp, "cat", "-v", "--plain-http", "--root",
+                              root, "--layer-digest", digest, ref, path],
+                             timeout=120)
+        ok = rc == 0 and out == truth(path)
+        if not ok:
+            fail("cat %s of layer %s: exit %d, %d bytes: %s" %
+                 (path, digest, rc, len(out), F.short(err)))
+        return ok, len(blob_ranges(proxy, digest, 1 << 62))
+
+    try:
+        # -- the answer line, per format
+        for what, ref, d, want in (
+                ("eStargz", img, img_descs[0], "format estargz"),
+                ("zstd:chunked", img, img_descs[1], "format zstd:chunked"),
+                ("gzip", img, img_descs[2], "format zran"),
+                ("uncompressed tar", pimg, pdescs[2], "format none")):
+            res = probe(ref, d)
+            if answer_is(what, res, 0, want):
+                print("probe %s layer: %r in %.2f s" %
+                      (what, want, res[3]))
+        # a wrong TOC digest: an error naming the digest
+        wrong = "sha256:" + "2" * 64
+        res = probe(img, img_descs[0], "--toc-digest", wrong)
+        if answer_is("eStargz, wrong --toc-digest", res, 1, "error "):
+            msg = res[1].decode(errors="replace")
+            if wrong not in msg and img_descs[0]["annotations"][TOC_ANN] \
+                    not in msg:
+                fail("probe with a wrong TOC digest: the error does not "
+                     "name the digest: %r" % msg)
+            else:
+                print("probe, wrong TOC digest: %s" % msg.strip())
+        # a blob the registry does not have: an error, without retrying
+        res = probe(img, {"digest": "sha256:" + "1" * 64})
+        if answer_is("of a missing blob", res, 1, "error ") and res[3] > 5:
+            fail("probe of a missing blob took %.1f s" % res[3])
+        # the registry is down: an error in bounded time
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        port = dead.getsockname()[1]
+        dead.close()
+        res = probe("127.0.0.1:%d/test/img:v1" % port, img_descs[0],
+                    "--timeout", "2", "--retries", "0", timeout=30)
+        if answer_is("with no registry", res, 1, "error ") and res[3] > 8:
+            fail("probe with no registry took %.1f s" % res[3])
+        # usage: --help on stdout; mistakes exit 2 with no answer line
+        rc, out, err = F.run([lp, "probe", "--help"])
+        if rc != 0 or b"Usage: lazypull probe" not in out or \
+                b"--layer-digest" not in out:
+            fail("probe --help: exit %d: %s" % (rc, F.short(out + err)))
+        for what, args in (("no --layer-digest", [img]),
+                           ("no REF", ["--layer-digest",
+                                       img_descs[0]["digest"]]),
+                           ("two REFs", ["--layer-digest",
+                                         img_descs[0]["digest"], img, img]),
+                           ("an unknown option", ["--bogus", img])):
+            rc, out, err = F.run([lp, "probe", "--plain-http", "--root",
+                                  fresh_root()] + args)
+            if rc != 2 or out or not err.strip():
+                fail("probe with %s: exit %d (want 2), stdout %r: %s" %
+                     (what, rc, out, F.short(err)))
+        print("probe usage: --help exit 0, mistakes exit 2")
+
+        # -- --no-toc: detects without downloading the TOC
+        big, bigd = pblobs[1], pdescs[1]
+        size = os.path.getsize(big)
+        toc_off = stargz_toc_offset(big)
+        res = probe(pimg, bigd)
+        full = blob_ranges(proxy, bigd["digest"], size)
+        res2 = probe(pimg, bigd, "--no-toc")
+        part = blob_ranges(proxy, bigd["digest"], size)
+        # a wrong digest is not even noticed: the TOC is not read
+        res3 = probe(pimg, bigd, "--no-toc", "--toc-digest", wrong)
+        if answer_is("of the large-TOC layer", res, 0, "format estargz") \
+                and not covered(full, toc_off, size):
+            fail("probe did not fetch the TOC [%d, %d): %s" %
+                 (toc_off, size, full))
+        if answer_is("--no-toc", res2, 0, "format estargz"):
+            if served(part) >= size - toc_off or \
+                    served(part) >= served(full):
+                fail("probe --no-toc fetched %d bytes (%s), the TOC is "
+                     "%d, with the TOC %d" % (served(part), part,
+                                              size - toc_off, served(full)))
+            else:
+                print("probe --no-toc: %d bytes fetched, with the %d-byte "
+                      "TOC %d" % (served(part), size - toc_off,
+                                  served(full)))
+        answer_is("--no-toc with a wrong --toc-digest", res3, 0,
+                  "format estargz")
+
+        # -- --warm: the landmark range, and nothing without --warm
+        lmd = pdescs[0]
+        lsize = os.path.getsize(pblobs[0])
+        with open(pblobs[0] + ".toc.json") as f:
+            toc = json.load(f)
+        lm_off = next(e["offset"] for e in toc["entries"]
+                      if e["name"] == ".prefetch.landmark")
+        cold = fresh_root()
+        res = probe(pimg, lmd, root=cold)
+        rng = blob_ranges(proxy, lmd["digest"], lsize)
+        if answer_is("of the landmark layer", res, 0, "format estargz") \
+                and any(a < lm_off for a, _ in rng):
+            fail("probe without --warm fetched from the landmark range "
+                 "[0, %d): %s" % (lm_off, rng))
+        ok, n = cat_gets(cold, pimg, lmd["digest"], "/" + prio[0])
+        if ok and n == 0:
+            fail("/%s was cached by a probe without --warm" % prio[0])
+        warm = fresh_root()
+        res = probe(pimg, lmd, "--warm", root=warm)
+        rng = blob_ranges(proxy, lmd["digest"], lsize)
+        if answer_is("--warm", res, 0, "format estargz") and \
+                not covered(rng, 0, lm_off):
+            fail("probe --warm did not fetch the landmark range [0, %d): "
+                 "%s" % (lm_off, rng))
+        for p in prio:
+            ok, n = cat_gets(warm, pimg, lmd["digest"], "/" + p)
+            if ok and n:
+                fail("cat /%s after probe --warm: %d blob requests" % (p, n))
+        ok, n = cat_gets(warm, pimg, lmd["digest"], "/chunks/f300000")
+        if ok and not n:
+            fail("probe --warm cached /chunks/f300000 (not prioritized)")
+        print("probe --warm: the landmark range [0, %d) cached, %s read "
+              "with no request" % (lm_off, prio))
+
+        # -- --warm --trace: the trace's files, on a layer with no landmark
+        esgz = img_descs[0]
+        esize = esgz["size"]
+        traced = ["/chunks/text.txt", "/chunks/exec"]
+        trace = os.path.join(work, "probe.trace")
+        with open(trace, "w") as f:
+            f.write("lazypull-trace 1\n" + "".join(p + "\n" for p in
+                                                  traced))
+        cold = fresh_root()
+        res = probe(img, esgz, "--trace", trace, root=cold)
+        if answer_is("--trace without --warm", res, 0, "format estargz"):
+            ok, n = cat_gets(cold, img, esgz["digest"], traced[0])
+            if ok and n == 0:
+                fail("%s was cached by a probe without --warm" % traced[0])
+        warm = fresh_root()
+        res = probe(img, esgz, "--warm", "--trace", trace, root=warm)
+        before = served(blob_ranges(proxy, esgz["digest"], esize))
+        if answer_is("--warm --trace", res, 0, "format estargz"):
+            for p in traced:
+                ok, n = cat_gets(warm, img, esgz["digest"], p)
+                if ok and n:
+                    fail("cat %s after probe --warm --trace: %d blob "
+                         "requests" % (p, n))
+            ok, n = cat_gets(warm, img, esgz["digest"], "/chunks/f300000")
+            if ok and not n:
+                fail("probe --warm --trace cached /chunks/f300000 (not "
+                     "in the trace)")
+            print("probe --warm --trace: %s cached (%d of %d bytes "
+                  "fetched)" % (traced, before, esize))
+
+        # -- while it warms: the OFD lock on the blob's data file; a
+        # second --warm probe answers without warming too
+        root = fresh_root()
+        data = os.path.join(root, "cache", "blobs", "sha256",
+                            lmd["digest"][7:] + ".data")
+        proxy.reset()
+        # ranged GETs of the blob take 1.5 s: the TOC, then the warm batch
+        proxy.add(R.Rule("delay", match=lmd["digest"], method="GET",
+                         count=100, ranged=True, seconds=1.5))
+        args = [lp, "probe", "--plain-http", "--root", root,
+                "--layer-digest", lmd["digest"], "--toc-digest",
+                lmd["annotations"][TOC_ANN], "--warm"]
+        p = subprocess.Popen(args + [pimg], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL)
+        try:
+            line = p.stdout.readline()
+            rest = p.stdout.read()  # EOF: stdout closed after the answer
+            running = p.poll() is None
+            locked = os.path.exists(data) and ofd_write_locked(data)
+            # its warm request (of the landmark range, from 0) is under
+            # way: then a second probe, which must not fetch it again
+            t0 = time.time()
+            while time.time() - t0 < 10 and not any(
+                    a == 0 for a, _ in blob_ranges(proxy, lmd["digest"],
+                                                   lsize)):
+                time.sleep(0.05)
+            n0 = len(proxy.blob_gets())
+            rc2, out2, err2 = F.run(args + [pimg], timeout=60)
+            n1 = len(proxy.blob_gets())
+            _, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if line != b"format estargz\n" or rest or not running:
+            fail("probe --warm: answer %r then %r; %s" %
+                 (line, rest, "still running" if running else
+                  "exited before warming"))
+        if not locked:
+            fail("probe --warm: no OFD write lock on %s while it warms" %
+                 data)
+        if rc2 != 0 or out2 != b"format estargz\n" or n1 != n0:
+            fail("a second probe --warm while one warms: exit %d, %r, %d "
+                 "blob GETs: %s" % (rc2, out2, n1 - n0, F.short(err2)))
+        if p.returncode != 0 or (os.path.exists(data) and
+                                 ofd_write_locked(data)):
+            fail("probe --warm: exit %d, lock %s after it: %s" %
+                 (p.returncode, "held" if os.path.exists(data) and
+                  ofd_write_locked(data) else "gone", F.short(err)))
+        proxy.reset()
+        for q in prio:
+            ok, n = cat_gets(root, pimg, lmd["digest"], "/" + q)
+            if ok and n:
+                fail("cat /%s after the slow probe --warm: %d blob "
+                     "requests" % (q, n))
+        if locked and running:
+            print("probe --warm: answered, then warmed holding the lock on "
+                  "%s; a second --warm probe answered without fetching"
+                  % os.path.basename(data))
+    finally:
+        proxy.stop()
 
 
 def main():
@@ -303,6 +711,7 @@ def main():
                       "after %.1fs: %s" % (rc, secs, F.short(err).strip()))
         finally:
             mute.close()
+        probe_checks(work, lp, exe, layers, reg, descs)
     finally:
         reg.stop()
     print("%d failure(s)" % len(fails))

@@ -4,14 +4,17 @@
  * backend serves a random blob and counts requests.  Covers cache hits,
  * persistence across reopen, single flight under concurrent readers,
  * failed fetches, invalidation, torn map records, request merging,
- * concurrent batches, LRU eviction and whole-blob fill.
+ * concurrent batches, LRU eviction, whole-blob fill and the warm mark
+ * (an OFD lock another process sees).
  */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fetcher/fetcher-int.h"
 
@@ -547,6 +550,155 @@ static void test_evict(struct fake *f)
 	fetch_cache_unref(c);
 }
 
+/*
+ * The warm mark (`lazypull probe --warm`): an OFD lock on the blob's data
+ * file.  The warming process does not see its own mark, another process
+ * does (and cannot take it) until the last open of the blob in the
+ * warming process is closed; then it can warm the blob itself.  Parent
+ * and child step through this over two pipes; the child forks before the
+ * parent opens the blob (an inherited descriptor would share the lock).
+ */
+static void step_signal(int fd)
+{
+	char c = 's';
+
+	CHECK(write(fd, &c, 1) == 1);
+}
+
+/* false if the other side is gone (it closed its end or died) */
+static bool step_wait(int fd)
+{
+	char c;
+	ssize_t n;
+
+	do
+		n = read(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	return n == 1;
+}
+
+static void warm_child(struct fake *f, const char *d, int rd, int wr)
+{
+	struct fetch_cache *c;
+	struct fetch_cache_blob *b = NULL;
+	struct lp_source *s;
+	struct lp_err err = { 0 };
+
+	if (!step_wait(rd))
+		_exit(3);
+	/* (2) the parent warms: seen through the blob and through a source */
+	c = cache_open(0);
+	CHECK(fetch_cache_blob_open(c, d, f->size, &b, &err) == 0);
+	if (!b)
+		_exit(3);
+	s = src_open(c, d, f, NULL);
+	CHECK(fetch_cache_blob_warming(b));
+	CHECK(lp_source_warming(s));
+	CHECK(fetch_cache_blob_warm_begin(b) == -EBUSY);
+	CHECK(fetch_source_warm_begin(s) == -EBUSY);
+	CHECK(fetch_cache_blob_warming(b)); /* the failed attempts took nothing */
+	step_signal(wr);
+	/* (4) the parent closed all but one open of the blob: still warming */
+	if (!step_wait(rd))
+		_exit(3);
+	CHECK(fetch_cache_blob_warming(b));
+	CHECK(fetch_cache_blob_warm_begin(b) == -EBUSY);
+	step_signal(wr);
+	/* (6) the parent closed the last one: the mark is gone, ours to take */
+	if (!step_wait(rd))
+		_exit(3);
+	CHECK(!fetch_cache_blob_warming(b));
+	CHECK(!lp_source_warming(s));
+	CHECK(fetch_source_warm_begin(s) == 0);
+	CHECK(!fetch_cache_blob_warming(b)); /* not for ourselves */
+	step_signal(wr);
+	/* (8) the parent saw it; exiting drops it */
+	if (!step_wait(rd))
+		_exit(3);
+	lp_source_free(s);
+	fetch_cache_blob_close(b);
+	fetch_cache_unref(c);
+	fflush(stderr);
+	_exit(failures ? 1 : 0);
+}
+
+static void test_warm(struct fake *f)
+{
+	_cleanup_free_ char *d = digest_of(300);
+	struct fetch_cache *c;
+	struct fetch_cache_blob *b = NULL, *b2 = NULL;
+	struct lp_source *s;
+	struct lp_err err = { 0 };
+	int p2c[2], c2p[2], st = 0;
+	pid_t pid;
+
+	CHECK(pipe(p2c) == 0 && pipe(c2p) == 0);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid < 0)
+		return;
+	if (pid == 0) {
+		close(p2c[1]);
+		close(c2p[0]);
+		warm_child(f, d, p2c[0], c2p[1]);
+	}
+	close(p2c[0]);
+	close(c2p[1]);
+
+	/* (1) warm the blob; this process does not see its own mark */
+	c = cache_open(0);
+	CHECK(fetch_cache_blob_open(c, d, f->size, &b, &err) == 0);
+	if (!b) {
+		close(p2c[1]);
+		waitpid(pid, NULL, 0);
+		return;
+	}
+	CHECK(!fetch_cache_blob_warming(b));
+	CHECK(fetch_cache_blob_warm_begin(b) == 0);
+	CHECK(!fetch_cache_blob_warming(b));
+	CHECK(fetch_cache_blob_warm_begin(b) == 0); /* ours already */
+	/* a second open here is the same blob: not "another process" */
+	CHECK(fetch_cache_blob_open(c, d, f->size, &b2, &err) == 0 && b2 == b);
+	s = src_open(c, d, f, NULL);
+	CHECK(!lp_source_warming(s));
+	CHECK(!fetch_cache_blob_warming(b2));
+	step_signal(p2c[1]);
+	CHECK(step_wait(c2p[0]));
+	/* (3) close all opens but one */
+	lp_source_free(s);
+	if (b2)
+		fetch_cache_blob_close(b2);
+	step_signal(p2c[1]);
+	CHECK(step_wait(c2p[0]));
+	/* (5) the last close drops the mark */
+	fetch_cache_blob_close(b);
+	b = NULL;
+	step_signal(p2c[1]);
+	CHECK(step_wait(c2p[0]));
+	/* (7) now the child warms: we see it and cannot take it */
+	CHECK(fetch_cache_blob_open(c, d, f->size, &b, &err) == 0);
+	if (b) {
+		CHECK(fetch_cache_blob_warming(b));
+		CHECK(fetch_cache_blob_warm_begin(b) == -EBUSY);
+	}
+	step_signal(p2c[1]);
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		fprintf(stderr, "warm: the child failed (status 0x%x)\n", st);
+	/* (9) the child exited: the mark went with it */
+	if (b) {
+		CHECK(!fetch_cache_blob_warming(b));
+		CHECK(fetch_cache_blob_warm_begin(b) == 0);
+		fetch_cache_blob_close(b);
+	}
+	close(p2c[1]);
+	close(c2p[0]);
+	fetch_cache_unref(c);
+}
+
 static void test_docs(void)
 {
 	struct fetch_cache *c = cache_open(0);
@@ -608,6 +760,7 @@ int main(void)
 	test_read_many(&f);
 	test_fill(&f);
 	test_evict(&f);
+	test_warm(&f);
 	test_docs();
 
 	free(data);
