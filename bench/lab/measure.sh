@@ -162,6 +162,14 @@ lp_rss() {
 			printf "%s %s kB %s\n", $1, $3, substr($0, index($0, $4), 160) > "/dev/stderr"
 		}
 		END { printf "%d %d\n", kb, n }' 2>"$BENCH_DIR/log/last-rss.txt"
+	# where it goes: anonymous, file-backed (shared libraries, counted
+	# again in every process that maps them) and PSS per process
+	local p pids
+	pids=$(awk '$2 > 0 { print $1 }' "$BENCH_DIR/log/last-rss.txt")
+	for p in $pids; do
+		awk -v p="$p" '/^(Rss|Pss|Anonymous|Shared_Clean|Private_Clean):/ { printf " %s %s", $1, $2 }
+			END { printf "  (pid %s)\n", p }' "/proc/$p/smaps_rollup" 2>/dev/null || true
+	done >>"$BENCH_DIR/log/last-rss.txt"
 }
 
 # layers TAG: the image's layer digests; image_bytes TAG: manifest + config

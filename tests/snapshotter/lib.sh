@@ -59,7 +59,8 @@ EOF
 
 # start_containerd: containerd 1.6 with its own root (W/ctrd), state and
 # socket (R/ctrd.sock), CRI off, and the snapshotter at R/snap.sock as
-# proxy plugin "nydus"; sets CTRD_PID once it answers
+# proxy plugin "nydus", then CTRD_EXTRA_CONFIG (more TOML, e.g. another
+# proxy plugin) if set; sets CTRD_PID once it answers
 start_containerd() {
 	mkdir -p "$W/ctrd/root" "$W/ctrd/opt" "$R/state"
 	cat >"$W/containerd.toml" <<EOF
@@ -80,6 +81,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [proxy_plugins.nydus]
   type = "snapshot"
   address = "$R/snap.sock"
+${CTRD_EXTRA_CONFIG:-}
 EOF
 	containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 &
 	CTRD_PID=$!

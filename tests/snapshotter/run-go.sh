@@ -3,7 +3,8 @@
 # mode, against Debian's containerd and grpc-go sources.  Exit 77 (SKIP)
 # when Go or those sources are not installed.
 #   run-go.sh test  WORKDIR SNAPSHOTTER-BINARY [go test args…]
-#   run-go.sh build WORKDIR OUTPUT          (builds snapctl)
+#   run-go.sh build WORKDIR OUTPUT [PROGRAM] (snapctl, or go/PROGRAM: refproxy
+#                                            for bench/snapshotter-stat.sh)
 set -euo pipefail
 mode=$1 work=$2
 shift 2
@@ -23,7 +24,7 @@ export GOCACHE=${GOCACHE:-$work/gocache}
 cd "$work/gopath/src/lazypull"
 case $mode in
 build)
-	exec go build -o "$1" lazypull/snapctl ;;
+	exec go build -o "$1" "lazypull/${2:-snapctl}" ;;
 test)
 	if [ "$(id -u)" != 0 ]; then
 		echo "SKIP: needs root (the conformance suite mounts)"
