@@ -531,6 +531,84 @@ static void dirahead_stop(struct dirahead *d)
 	d->queued = NULL;
 }
 
+/*
+ * Idle trimming: a burst of reads leaves freed decode buffers in malloc's
+ * arenas (the FUSE threads' own ones); once reads pause (TRIM_IDLE_MS), give
+ * those pages back, so a daemon that waits for days holds what it keeps,
+ * not what it once decoded.
+ */
+#define TRIM_IDLE_MS 250
+
+struct trimmer {
+	struct fsrv *s;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, started;
+	pthread_t thread;
+};
+
+static void *trimmer_main(void *arg)
+{
+	struct trimmer *t = arg;
+	uint64_t last = 0, trimmed = 0;
+
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
+		struct fsrv_stats st;
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += TRIM_IDLE_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&t->cond, &t->lock, &ts);
+		if (t->stop)
+			break;
+		fsrv_get_stats(t->s, &st);
+		/* reads happened, and none since the last look */
+		if (st.reads == last && last != trimmed) {
+#ifdef __GLIBC__
+			malloc_trim(0);
+#endif
+			trimmed = last;
+		}
+		last = st.reads;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static void trimmer_start(struct trimmer *t, struct fsrv *s)
+{
+	sigset_t all, old;
+
+	t->s = s;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	t->started = pthread_create(&t->thread, NULL, trimmer_main, t) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void trimmer_stop(struct trimmer *t)
+{
+	if (!t->s)
+		return;
+	if (t->started) {
+		pthread_mutex_lock(&t->lock);
+		t->stop = true;
+		pthread_cond_signal(&t->cond);
+		pthread_mutex_unlock(&t->lock);
+		pthread_join(t->thread, NULL);
+	}
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+	t->s = NULL;
+}
+
 /* What an open of a regular file sets off: set once the daemon's threads
  * may start (the access trace recorder, directory read-ahead). */
 struct open_hooks {
@@ -886,6 +964,7 @@ int cmd_mount(int argc, char **argv)
 	_cleanup_free_ char *trace_path = NULL, *trace_arena = NULL;
 	struct open_hooks th = { 0 };
 	struct dirahead da = { 0 };
+	struct trimmer trim = { 0 };
 	uint64_t dir_ahead = 0;
 	const char *upto = NULL;
 	int fuse_fd = -1;
@@ -934,11 +1013,8 @@ int cmd_mount(int argc, char **argv)
 			log_file = optarg;
 			break;
 		case OPT_LOG_LEVEL:
-			if (lp_log_parse_level(optarg, &lp_log_max) < 0) {
-				cli_error("--log-level %s: error, warn, info "
-					  "or debug", optarg);
+			if (cli_log_level(optarg) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case OPT_CACHE_SIZE:
 			if (parse_u32(optarg, 1u << 20, &v) < 0 || !v) {
@@ -1250,7 +1326,9 @@ int cmd_mount(int argc, char **argv)
 		meter = cli_progress_poll_start(what, prefetch_progress, ms.pf);
 	}
 
+	trimmer_start(&trim, s);
 	r = fsrv_run(s, FSRV_RUN_SIGNALS);
+	trimmer_stop(&trim);
 	lp_log(LP_LOG_INFO, "%s: the FUSE session ended", mountpoint);
 	/* unmount first: the prefetcher may take a moment to stop */
 	fsrv_unmount(s);

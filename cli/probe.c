@@ -183,11 +183,8 @@ int cmd_probe(int argc, char **argv)
 			trace_path = optarg;
 			break;
 		case OPT_PLOG_LEVEL:
-			if (lp_log_parse_level(optarg, &lp_log_max) < 0) {
-				cli_error("--log-level %s: error, warn, info "
-					  "or debug", optarg);
+			if (cli_log_level(optarg) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'h':
 			probe_usage(stdout);

@@ -184,3 +184,12 @@ void json_put_str(FILE *f, const char *s, size_t len)
 	}
 	fputc('"', f);
 }
+
+int cli_log_level(const char *arg)
+{
+	if (lp_log_parse_level(arg, &lp_log_max) < 0) {
+		cli_error("--log-level %s: error, warn, info or debug", arg);
+		return -EINVAL;
+	}
+	return 0;
+}

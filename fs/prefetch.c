@@ -11,6 +11,7 @@
  * the wire (batch_bytes) or one decode already running.
  */
 #define LP_MODNAME "prefetch"
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -771,6 +772,11 @@ static void *prefetch_main(void *arg)
 	free(p->buf);
 	p->buf = NULL;
 	p->buf_cap = 0;
+#ifdef __GLIBC__
+	/* the decode buffers and plans are gone: give the pages back (the
+	 * daemon lives on; its RSS should be what it keeps) */
+	malloc_trim(0);
+#endif
 	__atomic_store_n(&p->t_end, now_ns(), __ATOMIC_RELEASE);
 	if (!stopped(p)) {
 		__atomic_store_n(&p->finished, 1, __ATOMIC_RELEASE);

@@ -165,10 +165,12 @@ lp_rss() {
 	# where it goes: anonymous, file-backed (shared libraries, counted
 	# again in every process that maps them) and PSS per process
 	local p pids
+	rm -f "$BENCH_DIR"/log/last-smaps.*
 	pids=$(awk '$2 > 0 { print $1 }' "$BENCH_DIR/log/last-rss.txt")
 	for p in $pids; do
 		awk -v p="$p" '/^(Rss|Pss|Anonymous|Shared_Clean|Private_Clean):/ { printf " %s %s", $1, $2 }
 			END { printf "  (pid %s)\n", p }' "/proc/$p/smaps_rollup" 2>/dev/null || true
+		cp "/proc/$p/smaps" "$BENCH_DIR/log/last-smaps.$p" 2>/dev/null || true
 	done >>"$BENCH_DIR/log/last-rss.txt"
 }
 

@@ -36,19 +36,7 @@ import fmtlib as F  # noqa: E402
 FOOTER = {"estargz": 51, "legacy": 47, "zstdchunked": 48}
 CHUNK = 65536
 
-results = []  # (name, [failures], [notes])
-
-
-class Case:
-    def __init__(self, name):
-        self.name, self.fails, self.notes = name, [], []
-        results.append(self)
-
-    def fail(self, m):
-        self.fails.append(m)
-
-    def note(self, m):
-        self.notes.append(m)
+Case = F.Case
 
 
 def toc_offset(blob, fmt):
@@ -230,7 +218,7 @@ def corruption_cases(work, lp, fmt, blob_path, toc, truths):
                            ("non-hex offset", b"00000000000zzzzz"),
                            ("offset = footer start", b"%016x" % (size - 51))):
             c = Case("%s: footer with %s" % (fmt, label))
-            bad = write(work, "%s-foot-%d" % (fmt, len(results)),
+            bad = write(work, "%s-foot-%d" % (fmt, len(F.CASES)),
                         base + estargz_footer(off))
             rc, out, err = F.run([lp, "ls", "--json"] + force + [bad])
             expect_clean_failure(c, "ls --json", rc, out, err)
@@ -244,7 +232,7 @@ def crafted_toc_cases(work, lp, blob_path, toc, truths):
         t = json.loads(json.dumps(toc))
         mutate(t)
         raw = json.dumps(t, indent="\t").encode()
-        return label, write(work, "crafted-%d" % len(results),
+        return label, write(work, "crafted-%d" % len(F.CASES),
                             estargz_with_toc(blob, raw))
 
     def add(*ents):
@@ -335,7 +323,7 @@ def crafted_toc_cases(work, lp, blob_path, toc, truths):
                                                          b'"size": 3e5', 1)),
                        ("empty JSON", b"")):
         c = Case("crafted TOC: " + label)
-        bad = write(work, "crafted-%d" % len(results),
+        bad = write(work, "crafted-%d" % len(F.CASES),
                     estargz_with_toc(blob, raw))
         rc, out, err = F.run([lp, "ls", "--json", bad])
         expect_clean_failure(c, "ls --json", rc, out, err)
@@ -379,19 +367,7 @@ def main():
         if fmt == "estargz":
             crafted_toc_cases(work, lp, blob, json.loads(toc), truths)
 
-    nfail = 0
-    for c in results:
-        if c.fails:
-            nfail += 1
-            F.log("not ok - " + c.name)
-            for m in c.fails:
-                F.log("    " + m)
-        else:
-            F.log("ok - " + c.name)
-        for m in c.notes:
-            F.log("    # " + m)
-    F.log("%d/%d cases passed" % (len(results) - nfail, len(results)))
-    return 1 if nfail else 0
+    return F.report_cases()
 
 
 if __name__ == "__main__":

@@ -54,24 +54,7 @@ import tarfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fmtlib as F  # noqa: E402
 
-results = []
-
-
-class Case:
-    def __init__(self, name):
-        self.name, self.fails, self.notes = name, [], []
-        results.append(self)
-
-    def fail(self, m):
-        self.fails.append(m)
-
-    def note(self, m):
-        self.notes.append(m)
-
-    def expect(self, cond, m):
-        if not cond:
-            self.fail(m)
-        return cond
+Case = F.Case
 
 
 def clean_failure(c, what, rc, out, err, stdout_ok=False):
@@ -816,19 +799,7 @@ def main():
     {"help": part_help, "estargz": part_estargz, "rafs": part_rafs}[a.part](
         src, work, lp)
 
-    nfail = 0
-    for c in results:
-        if c.fails:
-            nfail += 1
-            F.log("not ok - " + c.name)
-            for m in c.fails:
-                F.log("    " + m)
-        else:
-            F.log("ok - " + c.name)
-        for m in c.notes:
-            F.log("    # " + m)
-    F.log("%d/%d cases passed" % (len(results) - nfail, len(results)))
-    return 1 if nfail else 0
+    return F.report_cases()
 
 
 if __name__ == "__main__":

@@ -385,3 +385,43 @@ def parse_ls(stdout):
 def short(b, n=300):
     s = b.decode("utf-8", "replace").strip()
     return s if len(s) <= n else s[:n] + "..."
+
+
+# ---- cases: a named check with its failures and notes ---------------------
+
+CASES = []
+
+
+class Case:
+    def __init__(self, name):
+        self.name, self.fails, self.notes = name, [], []
+        CASES.append(self)
+
+    def fail(self, m):
+        self.fails.append(m)
+
+    def note(self, m):
+        self.notes.append(m)
+
+    def expect(self, cond, m):
+        if not cond:
+            self.fail(m)
+        return cond
+
+
+def report_cases():
+    """Prints ok / not ok per case (TAP-like) and a total; 1 if any
+    failed, else 0."""
+    nfail = 0
+    for c in CASES:
+        if c.fails:
+            nfail += 1
+            log("not ok - " + c.name)
+            for m in c.fails:
+                log("    " + m)
+        else:
+            log("ok - " + c.name)
+        for m in c.notes:
+            log("    # " + m)
+    log("%d/%d cases passed" % (len(CASES) - nfail, len(CASES)))
+    return 1 if nfail else 0
