@@ -416,6 +416,19 @@ log "image rm: backend empty, no mounts, no daemons"
 ctr-remote -a "$R/ctrd.sock" -n "$NS" image rpull --plain-http \
 	--snapshotter nydus "$ESGZ" >"$W/rpull-perlayer.log" 2>&1 ||
 	fail "rpull, a mount per layer: $(tail -3 "$W/rpull-perlayer.log")"
+# this image ran before: its daemon left an access trace, and the probes
+# of this pull warmed the blob cache with the files it names
+for _ in $(seq 50); do
+	grep -qE "warmed: .*\([1-9][0-9]* for files of the [1-9][0-9]* in the access trace\)" \
+		"$W/snap/daemons/probes.log" 2>/dev/null && break
+	sleep 0.1
+done
+grep -qE "warmed: .*\([1-9][0-9]* for files of the [1-9][0-9]* in the access trace\)" \
+	"$W/snap/daemons/probes.log" ||
+	fail "second pull: no probe warmed files of the access trace: $(tail -4 "$W/snap/daemons/probes.log" 2>&1)"
+n_warm=$(grep -c 'warmed: ' "$W/snap/daemons/probes.log")
+n_traced=$(grep -cE '\([1-9][0-9]* for files of the' "$W/snap/daemons/probes.log")
+log "second pull: $n_warm probe(s) warmed the cache, $n_traced with files of the access trace"
 ctr_ run -d --snapshotter nydus "$ESGZ" sleeper-merged sleep 600 </dev/null >/dev/null
 restart_snapshotter KILL --enable-stargz --merged-mounts=false
 grep -q "serves merged layers, this snapshotter wants one layer: restarting it" \
