@@ -70,8 +70,8 @@ static void answer(const char *word, const char *what)
 
 /*
  * Probes hold ROOT/cache/probing.lock shared while they decide: a warming
- * probe starts no batch meanwhile, so the TOCs the pull waits for are not
- * slowed down by bytes that are only wanted later.
+ * probe sends small requests meanwhile, so the TOCs the pull waits for
+ * get most of the link, yet the link is never idle.
  */
 static int probing_open(const struct cli_remote_opts *ro)
 {
@@ -82,22 +82,14 @@ static int probing_open(const struct cli_remote_opts *ro)
 	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 }
 
-#define PROBING_WAIT_MS 5000
-
-static void wait_for_probes(void *arg)
+static bool probes_busy(void *arg)
 {
 	int fd = *(int *)arg;
-	struct timespec ts = { 0, 10 * 1000000 };
 
-	if (fd < 0)
-		return;
-	for (unsigned waited = 0; waited < PROBING_WAIT_MS; waited += 10) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-			flock(fd, LOCK_UN);
-			return;
-		}
-		nanosleep(&ts, NULL);
-	}
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return fd >= 0;
+	flock(fd, LOCK_UN);
+	return false;
 }
 
 static void warm(struct engine_layer *l, const char *trace_path, int plock)
@@ -106,8 +98,7 @@ static void warm(struct engine_layer *l, const char *trace_path, int plock)
 	char **paths = NULL;
 	uint32_t n_paths = 0;
 	struct engine_warm_stats st;
-	struct engine_warm_opts wo = { .before = wait_for_probes,
-				       .arg = &plock };
+	struct engine_warm_opts wo = { .busy = probes_busy, .arg = &plock };
 	struct lp_err err = { 0 };
 	struct timespec t0, t1;
 

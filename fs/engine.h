@@ -180,7 +180,8 @@ void engine_prefetch_stop(struct engine_prefetch *p);
  * Warming (`lazypull probe --warm`): fetches, without decoding, what a
  * prefetcher of l would fetch first — its landmark range, the files of
  * the access trace that l holds — into its source's cache, on the
- * calling thread, one request batch of at most o->step bytes at a time.  Another process's prefetcher
+ * calling thread, one request batch of at most o->step bytes at a time
+ * (o->busy_step while o->busy()).  Another process's prefetcher
  * of the same blob waits for it meanwhile (lp_source_warming).  -EIO if
  * a fetch failed (logged; the daemon's reads fetch it again).
  */
@@ -194,9 +195,10 @@ struct engine_warm_stats {
 struct engine_warm_opts {
 	const char *const *trace; /* access trace paths, or NULL */
 	uint32_t n_trace;
-	uint64_t step;		  /* bytes per request batch; 0 = 2 MiB */
-	/* called before each batch; may wait (for more urgent fetches) */
-	void (*before)(void *arg);
+	uint64_t step;		  /* bytes per request batch; 0 = 8 MiB */
+	uint64_t busy_step;	  /* ... while busy() says so; 0 = 256 KiB */
+	/* asked before each batch: are more urgent fetches under way? */
+	bool (*busy)(void *arg);
 	void *arg;
 };
 int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,

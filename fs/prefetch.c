@@ -35,6 +35,9 @@
 /* how long a priority fetch waits for another process that warms the
  * same blob (the snapshotter, since the layer's Prepare) */
 #define PF_WARM_WAIT_NS (60ull * 1000000000ull)
+/* a warm batch: its ranges go out together (the source plans parallel
+ * requests), so scattered trace files do not cost a round trip each */
+#define PF_WARM_STEP (8ull << 20)
 
 /* decode buffers larger than this are freed after each batch */
 #define PF_KEEP_BUF (256u << 10)
@@ -584,9 +587,19 @@ static void *urgent_main(void *arg)
 	return NULL;
 }
 
+/* The size of the next warm batch: small while others are busy. */
+static uint64_t warm_step(const struct engine_warm_opts *o)
+{
+	uint64_t step = o && o->step ? o->step : PF_WARM_STEP;
+	uint64_t small = o && o->busy_step ? o->busy_step : 256u << 10;
+
+	if (o && o->busy && o->busy(o->arg) && small < step)
+		return small;
+	return step;
+}
+
 /* Sends one warm batch; counts a failure (logged) in *failed. */
 static void warm_batch(struct engine_prefetch *p, struct engine_layer *l,
-		       const struct engine_warm_opts *o,
 		       const struct lp_range *r, size_t n, uint32_t *failed)
 {
 	struct lp_err err = { 0 };
@@ -594,8 +607,6 @@ static void warm_batch(struct engine_prefetch *p, struct engine_layer *l,
 
 	if (!n)
 		return;
-	if (o && o->before)
-		o->before(o->arg);
 	rc = lp_source_prefetch(l->src, r, n, &err);
 	if (rc < 0) {
 		note_failure(p, l, "fetch", &err, rc);
@@ -610,7 +621,7 @@ int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,
 	struct engine_prefetch p = { 0 };
 	struct chunk_list cl = { 0 };
 	struct engine_warm_stats st = { 0 };
-	uint64_t step = o && o->step ? o->step : PF_DEFAULT_BATCH;
+	uint64_t step = warm_step(o);
 	struct lp_range *r = NULL;
 	size_t n = 0;
 	uint64_t lo = 0;
@@ -631,13 +642,15 @@ int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,
 		goto out; /* a local file */
 	if (st.range > l->src->size)
 		st.range = l->src->size;
-	/* the landmark range in steps, so whoever waits in o->before (a
-	 * probe reading a TOC) has at most one step ahead of it */
+	/* the landmark range in steps, small ones while o->busy says more
+	 * urgent fetches (a probe reading a TOC) share the link */
 	for (uint64_t off = 0; off < st.range; off += step) {
-		struct lp_range one = { off, st.range - off < step
-						     ? st.range - off : step };
+		struct lp_range one;
 
-		warm_batch(&p, l, o, &one, 1, &st.failed);
+		step = warm_step(o);
+		one.off = off;
+		one.len = st.range - off < step ? st.range - off : step;
+		warm_batch(&p, l, &one, 1, &st.failed);
 		st.bytes += one.len;
 	}
 	/* then the trace's files of this blob, neighbours batched */
@@ -652,17 +665,19 @@ int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,
 		if (len > l->src->size - c->comp_off)
 			len = l->src->size - c->comp_off;
 		if (n && (n == PF_MAX_RANGES || c->comp_off + len - lo > step)) {
-			warm_batch(&p, l, o, r, n, &st.failed);
+			warm_batch(&p, l, r, n, &st.failed);
 			n = 0;
 		}
-		if (!n)
+		if (!n) {
 			lo = c->comp_off;
+			step = warm_step(o);
+		}
 		r[n].off = c->comp_off;
 		r[n].len = len;
 		n++;
 		st.bytes += len;
 	}
-	warm_batch(&p, l, o, r, n, &st.failed);
+	warm_batch(&p, l, r, n, &st.failed);
 out:
 	free(r);
 	free(cl.v);
