@@ -31,6 +31,25 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/* The size of the blobs l's chunks came from (a RAFS bootstrap's data
+ * blobs, not the bootstrap), else of the layer. */
+static uint64_t blobs_size(const struct engine_layer *l)
+{
+	uint64_t n = 0;
+
+	for (uint32_t i = 0; l->blob_src && i < l->model->n_blobs; i++) {
+		bool seen = false;
+
+		if (!l->blob_src[i])
+			continue;
+		for (uint32_t k = 0; k < i && !seen; k++)
+			seen = l->blob_src[k] == l->blob_src[i];
+		if (!seen)
+			n += l->blob_src[i]->size;
+	}
+	return n ? n : l->src->size;
+}
+
 int cmd_cat(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -119,12 +138,12 @@ int cmd_cat(int argc, char **argv)
 	cli_progress_end(TAKE_PTR(meter));
 	if (verbose) {
 		uint64_t chunks = l->chunks_decoded, bytes = l->stored_bytes_read;
-		uint64_t blob = l->src->size;
+		uint64_t blob = blobs_size(l);
 
 		for (uint32_t i = 0; i < l->n_sub; i++) {
 			chunks += l->sub[i]->chunks_decoded;
 			bytes += l->sub[i]->stored_bytes_read;
-			blob += l->sub[i]->src->size;
+			blob += blobs_size(l->sub[i]);
 		}
 		fprintf(stderr,
 			"lazypull: %s: %llu bytes from %llu chunks, %llu "

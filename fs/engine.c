@@ -369,7 +369,19 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 		}
 		if (r == -ENODATA || attempt > 0 || !src->ops->invalidate ||
 		    lp_source_invalidate(src, c->comp_off, len) < 0) {
-			lp_err_set(err, e2.code, "%s", e2.msg);
+			const char *id = model_str(l->model,
+						   l->model->blobs[c->blob].id);
+
+			/* a data blob named in the model, read from the
+			 * layer file itself for want of a blob directory */
+			if (src == l->src && !l->blob_dir && !l->open_blob &&
+			    id[0] && !blob_is_layer(l, id))
+				lp_err_set(err, e2.code, "%s (the chunk is in "
+					   "blob %s, read here from %s: give "
+					   "its directory with --blob-dir)",
+					   e2.msg, id, src->name);
+			else
+				lp_err_set(err, e2.code, "%s", e2.msg);
 			return r;
 		}
 		lp_log(LP_LOG_WARN, "%s: chunk at blob offset %llu: %s; "
