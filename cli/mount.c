@@ -501,17 +501,12 @@ static void *dirahead_main(void *arg)
 static void dirahead_start(struct dirahead *d, struct mount_src *ms,
 			   uint64_t cap)
 {
-	sigset_t all, old;
-
 	d->ms = ms;
 	d->cap = cap;
 	d->queued = lp_xcalloc(ms->m->n_inodes / 8 + 1, 1);
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	d->started = pthread_create(&d->thread, NULL, dirahead_main, d) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	d->started = lp_thread_create(&d->thread, NULL, dirahead_main, d) == 0;
 }
 
 static void dirahead_stop(struct dirahead *d)
@@ -582,15 +577,10 @@ static void *trimmer_main(void *arg)
 
 static void trimmer_start(struct trimmer *t, struct fsrv *s)
 {
-	sigset_t all, old;
-
 	t->s = s;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	t->started = pthread_create(&t->thread, NULL, trimmer_main, t) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	t->started = lp_thread_create(&t->thread, NULL, trimmer_main, t) == 0;
 }
 
 static void trimmer_stop(struct trimmer *t)

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -123,6 +124,14 @@ struct lp_source {
 	char *name; /* for messages: a path or a digest */
 	void *priv;
 };
+
+/*
+ * pthread_create with every signal blocked in the new thread (it inherits
+ * the mask): signals stay for the thread that waits for them (the FUSE
+ * loop, the gRPC loop).  attr may be NULL.  0 or the pthread_create error.
+ */
+int lp_thread_create(pthread_t *t, const pthread_attr_t *attr,
+		     void *(*fn)(void *), void *arg);
 
 /* Reads exactly len bytes at off; short reads become -EIO with a message. */
 int lp_source_read_full(struct lp_source *s, void *buf, size_t len,

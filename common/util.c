@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -99,4 +101,17 @@ int64_t lp_pread_all(int fd, void *buf, size_t len, uint64_t off)
 		done += (size_t)n;
 	}
 	return (int64_t)done;
+}
+
+int lp_thread_create(pthread_t *t, const pthread_attr_t *attr,
+		     void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	int r;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(t, attr, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
 }

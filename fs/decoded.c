@@ -660,18 +660,14 @@ static int reserve(struct dstore *d, uint64_t need)
 static void start_flusher(struct dstore *d)
 {
 	pthread_attr_t attr;
-	sigset_t all, old;
 
 	/* caller holds d->lock */
 	if (d->thread_started)
 		return;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 128 << 10);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
 	d->thread_started =
-		pthread_create(&d->thread, &attr, flusher_main, d) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+		lp_thread_create(&d->thread, &attr, flusher_main, d) == 0;
 	pthread_attr_destroy(&attr);
 }
 

@@ -505,17 +505,12 @@ static void *ra_main(void *arg)
 
 static void ra_start(struct fsrv *s)
 {
-	sigset_t all, old;
-
 	if (!s->ra_enabled || s->ra_started)
 		return;
 	s->ra_stop = false;
 	s->ra_head = s->ra_n = 0;
 	/* signals are for the session loop */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	s->ra_started = pthread_create(&s->ra_thread, NULL, ra_main, s) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	s->ra_started = lp_thread_create(&s->ra_thread, NULL, ra_main, s) == 0;
 }
 
 static void ra_stop(struct fsrv *s)

@@ -827,7 +827,6 @@ int engine_prefetch_start(struct engine_layer *const *layers, uint32_t n,
 {
 	static const struct engine_prefetch_opts none = { 0 };
 	struct engine_prefetch *p;
-	sigset_t all, old;
 	bool any = false;
 	int r;
 
@@ -857,10 +856,7 @@ int engine_prefetch_start(struct engine_layer *const *layers, uint32_t n,
 	}
 	p->t_start = now_ns();
 	/* the thread takes no signals: SIGTERM must reach the FUSE loop */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	r = pthread_create(&p->thread, NULL, prefetch_main, p);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = lp_thread_create(&p->thread, NULL, prefetch_main, p);
 	if (r) {
 		for (uint32_t i = 0; i < p->n_trace; i++)
 			free(p->trace[i]);
