@@ -737,6 +737,39 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 			  logf);
 }
 
+void snap_daemons_probe_ahead(struct snap_daemons *d, const char *image,
+			      const char *digest)
+{
+	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
+	_cleanup_free_ char **argv = NULL;
+	size_t n = 0;
+	pid_t pid;
+
+	reap_warmers(d, false);
+	argv = lp_xcalloc(d->n_args + 16, sizeof(*argv));
+	argv[n++] = d->lazypull;
+	argv[n++] = "probe";
+	argv[n++] = "--root";
+	argv[n++] = d->root;
+	argv[n++] = "--timeout";
+	argv[n++] = PROBE_TIMEOUT_S;
+	argv[n++] = "--retries";
+	argv[n++] = PROBE_RETRIES;
+	argv[n++] = "--layer-digest";
+	argv[n++] = (char *)digest;
+	for (size_t i = 0; i < d->n_args; i++)
+		argv[n++] = d->args[i];
+	argv[n++] = (char *)image;
+	argv[n] = NULL;
+	if (spawn_lazypull(d, argv, -1, "/dev/null", logf, -1, &pid))
+		return; /* only a head start: its Prepare probes anyway */
+	pthread_mutex_lock(&d->lock);
+	d->warmers = lp_xrealloc(d->warmers,
+				 (d->n_warmers + 1) * sizeof(*d->warmers));
+	d->warmers[d->n_warmers++] = pid;
+	pthread_mutex_unlock(&d->lock);
+}
+
 static struct daemon *get(struct snap_daemons *d, uint64_t id, bool create)
 {
 	struct daemon *dm;

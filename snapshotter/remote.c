@@ -30,11 +30,20 @@
 #include "fs/engine.h"
 #include "snapshotter/snapshotter-int.h"
 
+/* how many later layers one Prepare probes ahead, and how many it
+ * remembers so the next Prepares do not start them again */
+#define AHEAD_MAX 8
+#define AHEAD_RING 64
+
 struct snap_remote {
 	struct snap_store *st;
 	char *root;
 	bool stargz, zran;
 	bool warm; /* probes warm the blob cache (c->warm) */
+	/* layers probed ahead (recent ones, a ring) */
+	pthread_mutex_t ahead_lock;
+	char ahead[AHEAD_RING][80];
+	unsigned ahead_next;
 	bool early; /* start fs daemons on Prepare (c->early_mount) */
 	bool merge; /* one merged mount per image (!c->no_merged_mounts) */
 	struct snap_daemons *daemons;
@@ -267,6 +276,53 @@ static void *early_main(void *arg)
 	return NULL;
 }
 
+/*
+ * With warming, the first Prepare of a pull starts probes of the layers
+ * after it (the layer-list label: this one and those above), so their
+ * TOCs come in together instead of one Prepare after another.
+ */
+static void probe_ahead(struct snap_remote *r, const char *image,
+			const char *digest, const struct snap_label *l,
+			size_t n)
+{
+	const char *layers = find_label(l, n, SNAP_LABEL_STARGZ_LAYERS);
+	_cleanup_free_ char *copy = NULL;
+	char *save = NULL, *d;
+	unsigned started = 0;
+
+	if (!r->warm || !r->stargz)
+		return;
+	if (!layers)
+		layers = find_label(l, n, SNAP_LABEL_CRI_LAYERS);
+	if (!layers || !strchr(layers, ','))
+		return;
+	copy = lp_xstrdup(layers);
+	for (d = strtok_r(copy, ",", &save); d && started < AHEAD_MAX;
+	     d = strtok_r(NULL, ",", &save)) {
+		bool seen = false;
+
+		if (!strcmp(d, digest) || strlen(d) >= sizeof(r->ahead[0]) ||
+		    fetch_digest_check(d, strlen(d)) < 0)
+			continue;
+		pthread_mutex_lock(&r->ahead_lock);
+		for (unsigned i = 0; i < AHEAD_RING && !seen; i++)
+			seen = !strcmp(r->ahead[i], d);
+		if (!seen) {
+			snprintf(r->ahead[r->ahead_next % AHEAD_RING],
+				 sizeof(r->ahead[0]), "%s", d);
+			r->ahead_next++;
+		}
+		pthread_mutex_unlock(&r->ahead_lock);
+		if (seen)
+			continue;
+		snap_daemons_probe_ahead(r->daemons, image, d);
+		started++;
+	}
+	if (started)
+		lp_debug("layer %s of %s: probing %u later layers ahead", digest,
+			 image, started);
+}
+
 /* Do the labels say this is the image's top layer (the layer list from
  * it up holds only itself)? */
 static bool top_layer(const struct snap_label *l, size_t n)
@@ -374,6 +430,7 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 		return 0;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	probe_ahead(r, image, digest, l, n);
 	rc = probe_layer(r, l, n, image, digest, fmt, sizeof(fmt), err);
 	if (rc <= 0) {
 		if (rc < 0)
@@ -746,6 +803,7 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 	r->root = lp_xstrdup(c->root);
 	pthread_mutex_init(&r->early_lock, NULL);
 	pthread_cond_init(&r->early_cond, NULL);
+	pthread_mutex_init(&r->ahead_lock, NULL);
 	r->early = c->early_mount;
 	r->merge = !c->no_merged_mounts;
 	r->stargz = c->enable_stargz;
@@ -824,6 +882,7 @@ void snap_remote_free(struct snap_remote *r)
 	snap_daemons_free(r->daemons);
 	pthread_cond_destroy(&r->early_cond);
 	pthread_mutex_destroy(&r->early_lock);
+	pthread_mutex_destroy(&r->ahead_lock);
 	free(r->root);
 	free(r);
 }

@@ -176,6 +176,14 @@ struct snap_probe {
  * with a message (the registry, a TOC failing its checks). */
 int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 		       char *fmt, size_t fmt_size, struct lp_err *err);
+/*
+ * Starts a probe of a layer the pull will Prepare later (the layer-list
+ * label names them) in the background, answer discarded: its footer and
+ * TOC are then in the blob cache when that Prepare's own probe, which
+ * checks them, asks.  Reaped like warming probes.
+ */
+void snap_daemons_probe_ahead(struct snap_daemons *d, const char *image,
+			      const char *digest);
 /* Unmounts and stops the daemon of id, removes its files. */
 void snap_daemon_stop(struct snap_daemons *d, uint64_t id);
 /* The ids that have a pid file (a daemon running, or one that died). */
