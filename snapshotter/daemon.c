@@ -646,18 +646,13 @@ static int read_answer(int fd, char *buf, size_t size)
 	return 0;
 }
 
-int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
-		       char *fmt, size_t fmt_size, struct lp_err *err)
+/* `lazypull probe ...` for q, NULL-terminated (strings borrowed). */
+static char **probe_argv(const struct snap_daemons *d,
+			 const struct snap_probe *q)
 {
-	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
-	_cleanup_free_ char **argv = NULL;
-	char ans[1024], *nl;
+	char **argv = lp_xcalloc(d->n_args + 24, sizeof(*argv));
 	size_t n = 0;
-	pid_t pid, w;
-	int p[2], r, st = 0;
 
-	reap_warmers(d, false);
-	argv = lp_xcalloc(d->n_args + 24, sizeof(*argv));
 	argv[n++] = d->lazypull;
 	argv[n++] = "probe";
 	argv[n++] = "--root";
@@ -688,7 +683,29 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 		argv[n++] = d->args[i];
 	argv[n++] = (char *)q->image;
 	argv[n] = NULL;
+	return argv;
+}
 
+/* A probe that goes on after answering: the monitor reaps it. */
+static void add_warmer(struct snap_daemons *d, pid_t pid)
+{
+	pthread_mutex_lock(&d->lock);
+	d->warmers = lp_xrealloc(d->warmers,
+				 (d->n_warmers + 1) * sizeof(*d->warmers));
+	d->warmers[d->n_warmers++] = pid;
+	pthread_mutex_unlock(&d->lock);
+}
+
+int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
+		       char *fmt, size_t fmt_size, struct lp_err *err)
+{
+	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
+	_cleanup_free_ char **argv = probe_argv(d, q);
+	char ans[1024], *nl;
+	pid_t pid, w;
+	int p[2], r, st = 0;
+
+	reap_warmers(d, false);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return lp_err_set(err, -EIO, "pipe: %s", strerror(errno));
 	r = spawn_lazypull(d, argv, p[1], NULL, logf, -1, &pid);
@@ -711,13 +728,8 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 	do
 		w = waitpid(pid, &st, WNOHANG);
 	while (w < 0 && errno == EINTR);
-	if (w == 0) {
-		pthread_mutex_lock(&d->lock);
-		d->warmers = lp_xrealloc(d->warmers, (d->n_warmers + 1) *
-							 sizeof(*d->warmers));
-		d->warmers[d->n_warmers++] = pid;
-		pthread_mutex_unlock(&d->lock);
-	}
+	if (w == 0)
+		add_warmer(d, pid);
 	nl = strchr(ans, '\n');
 	if (nl)
 		*nl = '\0';
@@ -741,33 +753,14 @@ void snap_daemons_probe_ahead(struct snap_daemons *d, const char *image,
 			      const char *digest)
 {
 	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
-	_cleanup_free_ char **argv = NULL;
-	size_t n = 0;
+	struct snap_probe q = { .image = image, .digest = digest };
+	_cleanup_free_ char **argv = probe_argv(d, &q);
 	pid_t pid;
 
 	reap_warmers(d, false);
-	argv = lp_xcalloc(d->n_args + 16, sizeof(*argv));
-	argv[n++] = d->lazypull;
-	argv[n++] = "probe";
-	argv[n++] = "--root";
-	argv[n++] = d->root;
-	argv[n++] = "--timeout";
-	argv[n++] = PROBE_TIMEOUT_S;
-	argv[n++] = "--retries";
-	argv[n++] = PROBE_RETRIES;
-	argv[n++] = "--layer-digest";
-	argv[n++] = (char *)digest;
-	for (size_t i = 0; i < d->n_args; i++)
-		argv[n++] = d->args[i];
-	argv[n++] = (char *)image;
-	argv[n] = NULL;
-	if (spawn_lazypull(d, argv, -1, "/dev/null", logf, -1, &pid))
-		return; /* only a head start: its Prepare probes anyway */
-	pthread_mutex_lock(&d->lock);
-	d->warmers = lp_xrealloc(d->warmers,
-				 (d->n_warmers + 1) * sizeof(*d->warmers));
-	d->warmers[d->n_warmers++] = pid;
-	pthread_mutex_unlock(&d->lock);
+	/* only a head start: a failure is the business of its Prepare */
+	if (spawn_lazypull(d, argv, -1, "/dev/null", logf, -1, &pid) == 0)
+		add_warmer(d, pid);
 }
 
 static struct daemon *get(struct snap_daemons *d, uint64_t id, bool create)
