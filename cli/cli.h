@@ -84,6 +84,8 @@ int cli_layer_opt(struct cli_layer_opts *o, int c, char *arg);
 int cli_open(const char *path, struct cli_layer_opts *o,
 	     struct engine_layer **ret);
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The last cli_error() message, for an answer that must carry it. */
+extern char cli_last_error[512];
 /* --log-level L: sets the level, or prints what is accepted and fails. */
 int cli_log_level(const char *arg);
 

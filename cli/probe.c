@@ -193,14 +193,14 @@ int cmd_probe(int argc, char **argv)
 
 	/* errors from here on go out as the answer line too */
 	if (cli_remote_connect(argv[optind], &ro, &rem) < 0) {
-		answer("error", "cannot reach the registry (see the log)");
+		answer("error", cli_last_error);
 		return 1;
 	}
 	plock = probing_open(&ro);
 	if (plock >= 0)
 		flock(plock, LOCK_SH);
 	if (cli_remote_blob(rem, ro.layer_digest, 0, &src) < 0) {
-		answer("error", "cannot open the layer (see the log)");
+		answer("error", cli_last_error);
 		return 1;
 	}
 	rc = engine_detect(src, &h, &ops, &err);

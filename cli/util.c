@@ -6,16 +6,17 @@
 
 #include "cli/cli.h"
 
+char cli_last_error[512];
+
 void cli_error(const char *fmt, ...)
 {
 	va_list ap;
 
 	cli_progress_hide();
-	fputs("lazypull: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(cli_last_error, sizeof(cli_last_error), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fprintf(stderr, "lazypull: %s\n", cli_last_error);
 }
 
 void cli_layer_opts_init(struct cli_layer_opts *o)
