@@ -603,6 +603,8 @@ static bool copy_digits(const char **s, const char *e, int base, char *buf,
 {
 	bool need_digit = true;
 
+	if (*bn >= cap)
+		return false; /* no room even for the terminator */
 	while (*s < e) {
 		int c = (unsigned char)**s;
 		int v = hexval(c);
@@ -791,6 +793,8 @@ static int parse_scalar(struct parser *ps, struct lp_toml_value **ret)
 		if (bn - d0 > 1 && buf[d0] == '0')
 			goto bad;
 		if (q < e && *q == '.') {
+			if (bn + 2 >= sizeof(buf))
+				goto bad;
 			buf[bn++] = *q++;
 			if (!copy_digits(&q, e, 10, buf, &bn, sizeof(buf)))
 				goto bad;

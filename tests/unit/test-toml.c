@@ -316,6 +316,25 @@ static void test_errors(void)
 	PARSE_BAD("a = 1__0\n", "invalid value");
 	PARSE_BAD("a = 9223372036854775808\n", "out of range");
 	PARSE_BAD("a = 0x\n", "invalid value");
+	/* a number as long as the parse buffer, then '.', 'e', more digits
+	 * (fuzz-toml found the first overflowing it) */
+	{
+		char doc[512];
+
+		for (int tail = 0; tail < 4; tail++) {
+			static const char *const tails[] = { ".opts", ".5",
+							     "e5", "" };
+			int n = snprintf(doc, sizeof(doc), "a = 1");
+
+			for (int i = 0; i < 126; i++)
+				doc[n++] = '6';
+			snprintf(doc + n, sizeof(doc) - (size_t)n, "%s\n",
+				 tails[tail]);
+			/* 127 digits fit the buffer: too big for an int */
+			PARSE_BAD(doc, tails[tail][0] ? "invalid value"
+						      : "out of range");
+		}
+	}
 	PARSE_BAD("a = tru\n", "invalid value 'tru'");
 	PARSE_BAD("a = 1979-13-01\n", "invalid date-time");
 	PARSE_BAD("a = [1, 2\n", "unterminated array");
