@@ -48,12 +48,6 @@ static void probe_usage(FILE *f)
 		"  -h, --help          this help\n\n" CLI_REMOTE_HELP);
 }
 
-static bool stargz_family(const char *fmt)
-{
-	return !strcmp(fmt, "estargz") || !strcmp(fmt, "stargz") ||
-	       !strcmp(fmt, "zstd:chunked");
-}
-
 /* The one answer line; then stdout is /dev/null (the reader sees EOF). */
 static void answer(const char *word, const char *what)
 {
@@ -214,7 +208,7 @@ int cmd_probe(int argc, char **argv)
 		answer("error", err.msg);
 		return 1;
 	}
-	if (!stargz_family(ops->name) || no_toc) {
+	if (!engine_stargz_family(ops->name) || no_toc) {
 		lp_source_free(src);
 		answer("format", ops->name);
 		return 0;

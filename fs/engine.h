@@ -54,6 +54,10 @@ struct engine_layer {
 };
 
 /* Picks the reader for src: 0 and *ret, or -EPROTONOSUPPORT. */
+/* Is format a reader of the eStargz family (a TOC: estargz, stargz,
+ * zstd:chunked)? */
+bool engine_stargz_family(const char *format);
+
 int engine_detect(struct lp_source *src, const struct format_hints *h,
 		  const struct format_ops **ret, struct lp_err *err);
 

@@ -142,10 +142,13 @@ static double ms_since(const struct timespec *t0)
 	       (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static bool is_stargz_family(const char *fmt)
+/* The layer-list label (this layer's digest, then those above it):
+ * ctr-remote's, else the CRI plugin's; NULL if neither is set. */
+static const char *layer_list(const struct snap_label *l, size_t n)
 {
-	return !strcmp(fmt, "estargz") || !strcmp(fmt, "stargz") ||
-	       !strcmp(fmt, "zstd:chunked");
+	const char *layers = find_label(l, n, SNAP_LABEL_STARGZ_LAYERS);
+
+	return layers ? layers : find_label(l, n, SNAP_LABEL_CRI_LAYERS);
 }
 
 /*
@@ -156,12 +159,10 @@ static bool is_stargz_family(const char *fmt)
 static char *trace_for(struct snap_remote *r, const struct snap_label *l,
 		       size_t n, const char *digest)
 {
-	const char *layers = find_label(l, n, SNAP_LABEL_STARGZ_LAYERS);
+	const char *layers = layer_list(l, n);
 	const char *cand[2] = { NULL, digest };
 	char top[160];
 
-	if (!layers)
-		layers = find_label(l, n, SNAP_LABEL_CRI_LAYERS);
 	if (layers) {
 		const char *last = strrchr(layers, ',');
 
@@ -210,7 +211,7 @@ static int probe_layer(struct snap_remote *r, const struct snap_label *l,
 
 	if (rc <= 0)
 		return rc;
-	if ((is_stargz_family(fmt) && r->stargz) ||
+	if ((engine_stargz_family(fmt) && r->stargz) ||
 	    (!strcmp(fmt, "zran") && r->zran))
 		return 1;
 	lp_debug("layer %s of %s: %s, not served lazily", digest, image, fmt);
@@ -285,15 +286,13 @@ static void probe_ahead(struct snap_remote *r, const char *image,
 			const char *digest, const struct snap_label *l,
 			size_t n)
 {
-	const char *layers = find_label(l, n, SNAP_LABEL_STARGZ_LAYERS);
+	const char *layers = layer_list(l, n);
 	_cleanup_free_ char *copy = NULL;
 	char *save = NULL, *d;
 	unsigned started = 0;
 
 	if (!r->warm || !r->stargz)
 		return;
-	if (!layers)
-		layers = find_label(l, n, SNAP_LABEL_CRI_LAYERS);
 	if (!layers || !strchr(layers, ','))
 		return;
 	copy = lp_xstrdup(layers);
@@ -327,10 +326,8 @@ static void probe_ahead(struct snap_remote *r, const char *image,
  * it up holds only itself)? */
 static bool top_layer(const struct snap_label *l, size_t n)
 {
-	const char *layers = find_label(l, n, SNAP_LABEL_STARGZ_LAYERS);
+	const char *layers = layer_list(l, n);
 
-	if (!layers)
-		layers = find_label(l, n, SNAP_LABEL_CRI_LAYERS);
 	return layers && layers[0] && !strchr(layers, ',');
 }
 
