@@ -805,7 +805,7 @@ static int open_local_layers(char **args, uint32_t n, bool have_layer,
 static int open_image(const char *ref, struct cli_layer_opts *lo,
 		      const char *upto, bool *have_layer, uint32_t *layer,
 		      struct engine_layer ***ret_layers, uint32_t *ret_n,
-		      struct cli_remote **ret_rem)
+		      struct cli_remote **ret_rem, uint64_t *t_image)
 {
 	_cleanup_(cli_remote_closep) struct cli_remote *rem = NULL;
 	_cleanup_free_ size_t *which = NULL;
@@ -816,6 +816,7 @@ static int open_image(const char *ref, struct cli_layer_opts *lo,
 
 	if (cli_remote_open(ref, &lo->ro, &rem) < 0)
 		return -1;
+	*t_image = lp_now_ns();
 	m = rem->manifest;
 	if (!m->n_layers) {
 		cli_error("%s: the image has no layers", ref);
@@ -955,7 +956,7 @@ int cmd_mount(int argc, char **argv)
 	struct open_hooks th = { 0 };
 	struct dirahead da = { 0 };
 	struct trimmer trim = { 0 };
-	uint64_t dir_ahead = 0;
+	uint64_t dir_ahead = 0, t_open = 0, t_image = 0, t_opened = 0;
 	const char *upto = NULL;
 	int fuse_fd = -1;
 	uint32_t layer = 0, n_blobs, n_open = 0, v;
@@ -1158,9 +1159,10 @@ int cmd_mount(int argc, char **argv)
 		}
 	}
 
+	t_open = t_image = lp_now_ns();
 	if (remote) {
 		if (open_image(argv[optind], &lo, upto, &have_layer, &layer,
-			       &layers, &n_open, &rem) < 0)
+			       &layers, &n_open, &rem, &t_image) < 0)
 			goto out;
 	} else {
 		layers = lp_xcalloc(n_blobs, sizeof(*layers));
@@ -1168,6 +1170,7 @@ int cmd_mount(int argc, char **argv)
 				      layer, &lo, layers, &n_open) < 0)
 			goto out;
 	}
+	t_opened = lp_now_ns();
 	if (have_layer) {
 		r = model_to_overlay(layers[0]->model, &served, &err);
 		if (remote)
@@ -1264,9 +1267,12 @@ int cmd_mount(int argc, char **argv)
 	} else if (log_fd >= 0) {
 		dup2(log_fd, STDERR_FILENO);
 	}
-	lp_log(LP_LOG_INFO, "serving %s on %s: %u inodes, %u chunks%s",
-	       name, mountpoint, served->n_inodes - 1, served->n_chunks,
-	       have_layer ? " (overlay form)" : "");
+	lp_log(LP_LOG_INFO, "serving %s on %s: %u inodes, %u chunks%s; "
+	       "up in %.0f ms (image %.0f ms, layers %.0f ms)", name,
+	       mountpoint, served->n_inodes - 1, served->n_chunks,
+	       have_layer ? " (overlay form)" : "", lp_ms_since(t_open),
+	       (double)(t_image - t_open) / 1e6,
+	       (double)(t_opened - t_image) / 1e6);
 
 	/* threads start only now: the daemon forked with one thread */
 	if (trace_path) {

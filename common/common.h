@@ -117,6 +117,9 @@ struct lp_source_ops {
 	 * bytes into the cache it shares with us (the snapshotter warming a
 	 * layer it just pulled): a prefetch of ours would fetch them twice. */
 	bool (*warming)(struct lp_source *s);
+	/* Optional: true if [off, off+len) can be read now without a
+	 * transfer (another process may have just brought it in). */
+	bool (*cached)(struct lp_source *s, uint64_t off, uint64_t len);
 };
 struct lp_source {
 	const struct lp_source_ops *ops;
@@ -133,6 +136,10 @@ struct lp_source {
 int lp_thread_create(pthread_t *t, const pthread_attr_t *attr,
 		     void *(*fn)(void *), void *arg);
 
+/* CLOCK_MONOTONIC in ns, and milliseconds since such a time. */
+uint64_t lp_now_ns(void);
+double lp_ms_since(uint64_t t0_ns);
+
 /* Reads exactly len bytes at off; short reads become -EIO with a message. */
 int lp_source_read_full(struct lp_source *s, void *buf, size_t len,
 			uint64_t off, struct lp_err *err);
@@ -142,6 +149,8 @@ int lp_source_prefetch(struct lp_source *s, const struct lp_range *r,
 int lp_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len);
 /* False for sources without the optional op. */
 bool lp_source_warming(struct lp_source *s);
+/* True for sources without the optional op (their bytes are local). */
+bool lp_source_cached(struct lp_source *s, uint64_t off, uint64_t len);
 int lp_source_open_file(const char *path, struct lp_source **ret,
 			struct lp_err *err);
 /* Borrows data (not copied); data must outlive the source. */

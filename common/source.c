@@ -56,6 +56,11 @@ bool lp_source_warming(struct lp_source *s)
 	return s->ops->warming && s->ops->warming(s);
 }
 
+bool lp_source_cached(struct lp_source *s, uint64_t off, uint64_t len)
+{
+	return !s->ops->cached || s->ops->cached(s, off, len);
+}
+
 struct file_priv {
 	int fd;
 };

@@ -115,3 +115,16 @@ int lp_thread_create(pthread_t *t, const pthread_attr_t *attr,
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return r;
 }
+
+uint64_t lp_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+double lp_ms_since(uint64_t t0_ns)
+{
+	return (double)(lp_now_ns() - t0_ns) / 1e6;
+}

@@ -745,6 +745,10 @@ bool fetch_cache_blob_has(struct fetch_cache_blob *b, uint64_t off,
 	gran_span(b, off, len, &g0, &g1);
 	pthread_mutex_lock(&b->lock);
 	ok = all_present(b, g0, g1);
+	if (!ok) { /* another process may have fetched it */
+		map_replay(b);
+		ok = all_present(b, g0, g1);
+	}
 	pthread_mutex_unlock(&b->lock);
 	return ok;
 }

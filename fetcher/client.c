@@ -119,6 +119,7 @@ struct xfer {
 	/* SINK_RANGE */
 	uint8_t *buf;
 	uint64_t got;
+	struct fetch_read *rd; /* fetch_blob_read_many(): progress */
 	/* SINK_STREAM */
 	int (*cb)(const void *data, size_t len, void *arg);
 	void *cbarg;
@@ -712,6 +713,9 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 		}
 		memcpy(x->buf + x->got, p, n);
 		x->got += n;
+		if (x->rd && x->rd->progress)
+			x->rd->progress(x->rd, (size_t)x->got,
+					x->rd->progress_arg);
 		if (x->full_body && x->got == x->len)
 			return xfer_fail(x, F_DONE, "done");
 		return sz * nm;
@@ -2152,7 +2156,8 @@ int fetch_blob_read_many(struct fetch_client *c, const struct fetch_ref *ref,
 				       .off = r[i].off,
 				       .len = r[i].len,
 				       .blob_size = blob_size,
-				       .buf = r[i].buf };
+				       .buf = r[i].buf,
+				       .rd = &r[i] };
 		qs[i].x = &xs[i];
 		qs[i].ref = ref;
 		qs[i].cap = FETCH_CAP_PULL;

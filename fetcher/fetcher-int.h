@@ -124,7 +124,8 @@ int fetch_cache_blob_read(struct fetch_cache_blob *b, void *buf, size_t len,
 int fetch_cache_blob_claim(struct fetch_cache_blob *b, uint64_t off,
 			   uint64_t len, struct fetch_range **ret,
 			   size_t *ret_n);
-/* True if every granule of the range is present. */
+/* True if every granule of the range is present (the map is read again
+ * for what other processes added when not). */
 bool fetch_cache_blob_has(struct fetch_cache_blob *b, uint64_t off,
 			  uint64_t len);
 void fetch_cache_blob_wait(struct fetch_cache_blob *b, uint64_t off,

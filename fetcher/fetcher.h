@@ -402,6 +402,11 @@ struct fetch_read {
 	size_t len;
 	void *buf;  /* len bytes */
 	int result; /* set: 0 or -errno */
+	/* Optional: called as the body arrives, with how many bytes of buf
+	 * are filled so far (from off on).  A retried transfer starts again,
+	 * so got can go back; the bytes are the same blob's. */
+	void (*progress)(struct fetch_read *r, size_t got, void *arg);
+	void *progress_arg;
 };
 
 /*

@@ -50,17 +50,17 @@ static uint64_t run_end(const struct fetch_range *r)
 /* bytes of pieces fetched (and held in memory) at once */
 #define BATCH_BYTES (64u << 20)
 
-/* Fills the runs overlapping piece p from it, or unclaims them if p failed
- * or an earlier fill did (*r). */
-static void fill_piece(struct bsrc *b, const struct fetch_range *runs,
-		       size_t n, const struct fetch_read *p, int *r,
-		       struct lp_err *err)
+/* Fills the runs overlapping bytes [from, to) of piece p (offsets within
+ * p) from it, or unclaims them if p failed or an earlier fill did (*r). */
+static void fill_part(struct bsrc *b, const struct fetch_range *runs,
+		      size_t n, const struct fetch_read *p, uint64_t from,
+		      uint64_t to, int *r, struct lp_err *err)
 {
+	uint64_t lo = p->off + from, hi = p->off + to;
+
 	for (size_t k = 0; k < n; k++) {
-		uint64_t a = runs[k].off > p->off ? runs[k].off : p->off;
-		uint64_t e = run_end(&runs[k]) < p->off + p->len ?
-				     run_end(&runs[k]) :
-				     p->off + p->len;
+		uint64_t a = runs[k].off > lo ? runs[k].off : lo;
+		uint64_t e = run_end(&runs[k]) < hi ? run_end(&runs[k]) : hi;
 		int rf;
 
 		if (a >= e)
@@ -78,6 +78,35 @@ static void fill_piece(struct bsrc *b, const struct fetch_range *runs,
 	}
 }
 
+/* A piece on its way: what of it is in the cache already. */
+struct piece_fill {
+	struct bsrc *b;
+	const struct fetch_range *runs;
+	size_t n;
+	uint64_t done; /* bytes from the piece's start, granule-aligned */
+	int r;
+	struct lp_err err;
+};
+
+/* bytes of a piece that arrive before they are made visible in the cache
+ * (readers of other processes see them then; each step costs a sync) */
+#define FILL_STEP (1u << 20)
+
+/* fetch_read progress: commits whole granules every FILL_STEP, so a read
+ * of the start of a long range need not wait for its end. */
+static void piece_progress(struct fetch_read *p, size_t got, void *arg)
+{
+	struct piece_fill *f = arg;
+	uint32_t g = fetch_cache_granule(f->b->blob);
+	uint64_t upto = got / g * g;
+
+	if (f->r < 0 || upto >= p->len || upto < f->done + FILL_STEP)
+		return; /* the end is filled with the rest */
+	fill_part(f->b, f->runs, f->n, p, f->done, upto, &f->r, &f->err);
+	if (f->r == 0)
+		f->done = upto;
+}
+
 /*
  * Fetches claimed runs: merges them into requests, splits requests larger
  * than max_size at granule boundaries, fetches the pieces (several at once
@@ -90,6 +119,7 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 	struct fetch_plan_opts po = b->plan;
 	struct fetch_range *req;
 	struct fetch_read *pc = NULL;
+	struct piece_fill *pf;
 	uint32_t g = fetch_cache_granule(b->blob);
 	uint64_t size = fetch_cache_blob_size(b->blob);
 	uint64_t piece_max;
@@ -118,6 +148,7 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 		}
 	}
 	free(req);
+	pf = lp_xcalloc(np ? np : 1, sizeof(*pf));
 
 	for (size_t i = 0; i < np;) {
 		uint64_t bytes = 0;
@@ -128,8 +159,12 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 		for (size_t k = i; k < j; k++) {
 			pc[k].result = r;
 			pc[k].buf = r < 0 ? NULL : lp_xmalloc(pc[k].len);
+			pf[k] = (struct piece_fill){ .b = b, .runs = runs,
+						     .n = n };
+			pc[k].progress = piece_progress;
+			pc[k].progress_arg = &pf[k];
 		}
-		if (r == 0 && b->be.read_many && j - i > 1) {
+		if (r == 0 && b->be.read_many) {
 			r = b->be.read_many(b->arg, pc + i, j - i, err);
 		} else {
 			for (size_t k = i; k < j; k++) {
@@ -142,9 +177,12 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 		}
 		/* a failed piece does not spoil the good ones */
 		for (size_t k = i; k < j; k++) {
-			int rf = 0;
+			int rf = pf[k].r;
 
-			fill_piece(b, runs, n, &pc[k], &rf, err);
+			if (rf < 0 && r == 0) /* a failed early fill */
+				*err = pf[k].err;
+			fill_part(b, runs, n, &pc[k], pf[k].done, pc[k].len,
+				  &rf, err);
 			if (rf < 0 && r == 0)
 				r = rf;
 			free(pc[k].buf);
@@ -152,6 +190,7 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 		i = j;
 	}
 	free(pc);
+	free(pf);
 	return r;
 }
 
@@ -323,6 +362,17 @@ static int bsrc_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
 	return fetch_source_invalidate(s, off, len);
 }
 
+static bool bsrc_cached(struct lp_source *s, uint64_t off, uint64_t len)
+{
+	struct bsrc *b = bsrc_of(s);
+
+	if (!b || off >= s->size || !len)
+		return true;
+	if (len > s->size - off)
+		len = s->size - off;
+	return fetch_cache_blob_has(b->blob, off, len);
+}
+
 static bool bsrc_warming(struct lp_source *s)
 {
 	struct bsrc *b = s->priv;
@@ -336,6 +386,7 @@ static const struct lp_source_ops bsrc_ops = {
 	.prefetch = bsrc_prefetch,
 	.invalidate = bsrc_invalidate,
 	.warming = bsrc_warming,
+	.cached = bsrc_cached,
 };
 
 int fetch_blob_source_open_backend(struct fetch_cache *cache,

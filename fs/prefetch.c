@@ -38,6 +38,8 @@
 /* a warm batch: its ranges go out together (the source plans parallel
  * requests), so scattered trace files do not cost a round trip each */
 #define PF_WARM_STEP (8ull << 20)
+/* how often the priority decode looks for newly arrived chunks */
+#define PF_ARRIVAL_POLL_NS 10000000ull
 
 /* decode buffers larger than this are freed after each batch */
 #define PF_KEEP_BUF (256u << 10)
@@ -405,6 +407,28 @@ static int decode_one(struct engine_prefetch *p, struct engine_layer *l,
 	return r;
 }
 
+static void decode_counted(struct engine_prefetch *p, struct engine_layer *l,
+			   const struct model_chunk *c)
+{
+	if (decode_one(p, l, c) < 0) {
+		__atomic_add_fetch(&p->failed, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	__atomic_add_fetch(&p->done, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&p->bytes, c->comp_len, __ATOMIC_RELAXED);
+}
+
+/* A big decode buffer is mmap'd: given back between batches, so an idle
+ * daemon's RSS is not the largest chunk. */
+static void drop_big_buf(struct engine_prefetch *p)
+{
+	if (p->buf_cap > PF_KEEP_BUF) {
+		free(p->buf);
+		p->buf = NULL;
+		p->buf_cap = 0;
+	}
+}
+
 /*
  * Works through chunk indices v[0..n) of layer l, in order: a batch of
  * neighbours in one blob is fetched in one go, then decoded one by one.
@@ -459,26 +483,11 @@ static void run_list(struct engine_prefetch *p, struct engine_layer *l,
 			note_failure(p, l, "opening the blob", &err, rc);
 		}
 		for (uint32_t q = i; q < j && rc >= 0; q++) {
-			const struct model_chunk *c = &m->chunks[v[q]];
-
 			if (!wait_idle(p))
 				break;
-			if (decode_one(p, l, c) < 0) {
-				__atomic_add_fetch(&p->failed, 1,
-						   __ATOMIC_RELAXED);
-				continue;
-			}
-			__atomic_add_fetch(&p->done, 1, __ATOMIC_RELAXED);
-			__atomic_add_fetch(&p->bytes, c->comp_len,
-					   __ATOMIC_RELAXED);
+			decode_counted(p, l, &m->chunks[v[q]]);
 		}
-		/* a big decode buffer is mmap'd: give it back between
-		 * batches, so an idle daemon's RSS is not the largest chunk */
-		if (p->buf_cap > PF_KEEP_BUF) {
-			free(p->buf);
-			p->buf = NULL;
-			p->buf_cap = 0;
-		}
+		drop_big_buf(p);
 		if (rc < 0 && rc != -ECANCELED)
 			__atomic_add_fetch(&p->failed, j - i,
 					   __ATOMIC_RELAXED);
@@ -543,6 +552,7 @@ struct urgent_job {
 	uint64_t range;
 	pthread_t thread;
 	bool started;
+	int done; /* atomic: the fetch is over (whatever came of it) */
 };
 
 /*
@@ -584,7 +594,68 @@ static void *urgent_main(void *arg)
 			note_failure(j->p, l, "fetch", &err, rc);
 	}
 	fetch_now(j->p, l, j->list->v, j->list->n);
+	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+/* True once chunk c's stored bytes are in the cache (or local). */
+static bool chunk_arrived(struct engine_layer *l, const struct model_chunk *c)
+{
+	struct lp_source *src = NULL;
+	struct lp_err err = { 0 };
+
+	if (engine_blob_source(l, c->blob, &src, &err) < 0)
+		return true; /* the decode will say why */
+	return lp_source_cached(src, c->comp_off, c->comp_len);
+}
+
+/*
+ * Decodes the layers' priority chunks as their stored bytes arrive, while
+ * the layers' jobs (or the process that warms a blob) fetch them: a chunk
+ * is taken once its range is in the cache, every chunk of a layer once
+ * its job is over.  So decoding runs alongside the transfer rather than
+ * after it.  The workload reads these files next: no yielding.
+ */
+static void decode_arrived(struct engine_prefetch *p, struct urgent_job *jobs,
+			   uint32_t nj)
+{
+	uint8_t **taken = lp_xcalloc(nj ? nj : 1, sizeof(*taken));
+
+	for (uint32_t li = 0; li < nj; li++)
+		taken[li] = lp_xcalloc(jobs[li].list->n / 8 + 1, 1);
+	while (!stopped(p)) {
+		bool progress = false, left = false;
+
+		for (uint32_t li = 0; li < nj && !stopped(p); li++) {
+			struct engine_layer *l = jobs[li].l;
+			const struct chunk_list *cl = jobs[li].list;
+			bool over = __atomic_load_n(&jobs[li].done,
+						    __ATOMIC_ACQUIRE);
+
+			for (uint32_t q = 0; q < cl->n && !stopped(p); q++) {
+				const struct model_chunk *c =
+					&l->model->chunks[cl->v[q]];
+
+				if (taken[li][q / 8] & (1u << (q % 8)))
+					continue;
+				if (!over && !chunk_arrived(l, c)) {
+					left = true;
+					continue;
+				}
+				taken[li][q / 8] |= (uint8_t)(1u << (q % 8));
+				progress = true;
+				decode_counted(p, l, c);
+			}
+		}
+		if (!left)
+			break;
+		if (!progress)
+			nap(p, PF_ARRIVAL_POLL_NS);
+	}
+	drop_big_buf(p);
+	for (uint32_t li = 0; li < nj; li++)
+		free(taken[li]);
+	free(taken);
 }
 
 /* The size of the next warm batch: small while others are busy. */
@@ -710,9 +781,9 @@ static void *prefetch_main(void *arg)
 	lists = lp_xcalloc(p->n_layers, sizeof(*lists));
 	/*
 	 * Priority part: landmark ranges, prefetch tables and the access
-	 * trace.  First fetched for every layer without yielding (the
-	 * workload is about to read them), then decoded and verified behind
-	 * on-demand reads.
+	 * trace.  Fetched for every layer at once and decoded and verified
+	 * as the bytes arrive, without yielding (the workload is about to
+	 * read them).
 	 */
 	{
 		struct urgent_job *jobs = lp_xcalloc(p->n_layers ? p->n_layers
@@ -735,23 +806,21 @@ static void *prefetch_main(void *arg)
 		}
 		__atomic_store_n(&p->priority, prio, __ATOMIC_RELAXED);
 		__atomic_store_n(&p->planned, prio, __ATOMIC_RELAXED);
-		/* the layers' priority fetches go out together */
-		for (uint32_t li = 1; li < nj; li++)
+		/* the layers' priority fetches go out together, a thread
+		 * each; this one decodes what they bring meanwhile */
+		for (uint32_t li = 0; li < nj; li++) {
 			jobs[li].started = pthread_create(&jobs[li].thread,
 							  NULL, urgent_main,
 							  &jobs[li]) == 0;
-		if (nj)
-			urgent_main(&jobs[0]);
-		for (uint32_t li = 1; li < nj; li++) {
-			if (jobs[li].started)
-				pthread_join(jobs[li].thread, NULL);
-			else
+			if (!jobs[li].started)
 				urgent_main(&jobs[li]);
 		}
+		decode_arrived(p, jobs, nj);
+		for (uint32_t li = 0; li < nj; li++)
+			if (jobs[li].started)
+				pthread_join(jobs[li].thread, NULL);
 		free(jobs);
 	}
-	for (uint32_t li = 0; li < p->n_layers && !stopped(p); li++)
-		run_list(p, p->layers[li], lists[li].v, lists[li].n);
 	planned = prio;
 	if (!stopped(p)) {
 		__atomic_store_n(&p->priority_done, 1, __ATOMIC_RELEASE);

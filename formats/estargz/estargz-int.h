@@ -12,4 +12,17 @@ struct format_ctx {
 	struct estargz_footer footer;
 };
 
+/*
+ * jarena.c: between begin and end, this thread's jansson allocations come
+ * from blocks freed all at once by end (a TOC's values live exactly that
+ * long).  Nests; a begin without its end leaks the blocks.
+ */
+struct jblock;
+struct jarena {
+	struct jblock *head;
+	struct jarena *prev;
+};
+void estargz_jarena_begin(struct jarena *a);
+void estargz_jarena_end(struct jarena *a);
+
 #endif

@@ -680,9 +680,9 @@ static void estargz_json_decref(json_t **j)
 	json_decref(*j);
 }
 
-int estargz_parse_toc(const char *json, size_t len,
-		      const struct estargz_footer *f, struct model_builder *b,
-		      struct format_info *info, struct lp_err *err)
+static int parse_toc(const char *json, size_t len,
+		     const struct estargz_footer *f, struct model_builder *b,
+		     struct format_info *info, struct lp_err *err)
 {
 	_cleanup_(estargz_json_decref) json_t *root = NULL;
 	_cleanup_free_ uint64_t *offs = NULL;
@@ -743,4 +743,18 @@ int estargz_parse_toc(const char *json, size_t len,
 			return r;
 	}
 	return 0;
+}
+
+int estargz_parse_toc(const char *json, size_t len,
+		      const struct estargz_footer *f, struct model_builder *b,
+		      struct format_info *info, struct lp_err *err)
+{
+	struct jarena a;
+	int r;
+
+	/* the JSON values are gone when parse_toc returns */
+	estargz_jarena_begin(&a);
+	r = parse_toc(json, len, f, b, info, err);
+	estargz_jarena_end(&a);
+	return r;
 }

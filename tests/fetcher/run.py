@@ -146,7 +146,7 @@ class Layout:
         self.blobs = {}
         os.makedirs(os.path.join(root, "blobs", "sha256"))
         rnd = random.Random(1234)
-        self.big = bytes(rnd.getrandbits(8) for _ in range(1536 * 1024))
+        self.big = rnd.randbytes(3 << 20)
         self.layer1 = self._layer({"data.bin": self.big,
                                    "hello.txt": b"hello, lazy world\n"})
         self.layer2 = self._layer({"etc/motd": b"second layer\n"})
@@ -843,6 +843,28 @@ def suite_faults(work, layout, reg):
     r = tool(*FAST, "--cache", cache, "cat", ref, l1["digest"], "3000:10")
     check(r.rc == 0 and r.out == l1["data"][3000:3010] and
           len(proxy.blob_gets()) == 1, "the failed range was not cached")
+
+    # a long range is committed as it arrives: what came before a failure
+    # stays in the cache (and other processes see it during the transfer)
+    cache = os.path.join(work, "cache-progress")
+    size = len(l1["data"])
+    proxy.reset()
+    proxy.add(Rule("short", count=100))
+    r = tool(*FAST, "--retries", "0", "--cache", cache, "prefetch", ref,
+             l1["digest"], f"0:{size}")
+    check(r.rc == 1 and size >= 5 << 19,
+          f"prefetch of {size} bytes, cut half-way, fails {r}")
+    proxy.reset()
+    r = tool(*FAST, "--cache", cache, "cat", ref, l1["digest"], "0:1048576")
+    check(r.rc == 0 and r.out == l1["data"][:1 << 20] and
+          len(proxy.blob_gets()) == 0,
+          f"the first MiB of a range cut half-way was kept: {r}, "
+          f"{len(proxy.blob_gets())} blob GETs")
+    r = tool(*FAST, "--cache", cache, "cat", ref, l1["digest"],
+             f"{size - 10}:10")
+    check(r.rc == 0 and r.out == l1["data"][-10:] and
+          len(proxy.blob_gets()) == 1,
+          f"its end was not: fetched again {r}")
 
     # connection refused: a clear error, bounded time
     dead = f"127.0.0.1:{free_port()}"

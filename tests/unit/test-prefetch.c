@@ -31,15 +31,26 @@ struct rec {
 	unsigned n_calls;
 	uint64_t first_range_len; /* of the first call's first range */
 	unsigned first_range_n;
+	/* rec_warm_ops: another process "warms" the blob; [0, arrived) of
+	 * it is in the cache */
+	bool warming;
+	uint64_t arrived;
+	unsigned early_reads; /* preads past arrived while warming */
 };
 
 static int64_t rec_pread(struct lp_source *s, void *buf, size_t len,
 			 uint64_t off)
 {
+	struct rec *rc = s->priv;
+
 	if (off >= s->size)
 		return 0;
 	if (len > s->size - off)
 		len = (size_t)(s->size - off);
+	pthread_mutex_lock(&rc->lock);
+	if (rc->warming && off + len > rc->arrived)
+		rc->early_reads++;
+	pthread_mutex_unlock(&rc->lock);
 	memcpy(buf, blob + off, len);
 	return (int64_t)len;
 }
@@ -73,6 +84,44 @@ static const struct lp_source_ops rec_ops = {
 	.close = rec_close,
 	.prefetch = rec_prefetch,
 };
+
+static bool rec_warming(struct lp_source *s)
+{
+	struct rec *rc = s->priv;
+	bool w;
+
+	pthread_mutex_lock(&rc->lock);
+	w = rc->warming;
+	pthread_mutex_unlock(&rc->lock);
+	return w;
+}
+
+static bool rec_cached(struct lp_source *s, uint64_t off, uint64_t len)
+{
+	struct rec *rc = s->priv;
+	bool c;
+
+	pthread_mutex_lock(&rc->lock);
+	c = off + len <= rc->arrived;
+	pthread_mutex_unlock(&rc->lock);
+	return c;
+}
+
+static const struct lp_source_ops rec_warm_ops = {
+	.pread = rec_pread,
+	.close = rec_close,
+	.prefetch = rec_prefetch,
+	.warming = rec_warming,
+	.cached = rec_cached,
+};
+
+static void rec_set(struct rec *rc, bool warming, uint64_t arrived)
+{
+	pthread_mutex_lock(&rc->lock);
+	rc->warming = warming;
+	rc->arrived = arrived;
+	pthread_mutex_unlock(&rc->lock);
+}
 
 static unsigned rec_count(struct rec *rc)
 {
@@ -282,9 +331,9 @@ static void test_yields(void)
 	while (!rec_count(&rc))
 		sleep_ms(1);
 	/* a read starts while the landmark range is on the wire: the
-	 * priority files are still fetched (the workload is about to read
-	 * them), but nothing is decoded and nothing else fetched until the
-	 * read ends */
+	 * priority files are still fetched and decoded (the workload is
+	 * about to read them), but nothing else is fetched or decoded until
+	 * the read ends */
 	engine_prefetch_demand_begin(p);
 	rec_open_gate(&rc);
 	sleep_ms(300);
@@ -297,7 +346,7 @@ static void test_yields(void)
 		      (unsigned long long)rc.calls[i].off,
 		      (unsigned long long)rc.calls[i].len);
 	pthread_mutex_unlock(&rc.lock);
-	CHECK(rec_count(&rc) >= 1 && st.chunks_done == 0,
+	CHECK(rec_count(&rc) >= 1 && st.chunks_done == 3,
 	      "while a read was in flight: %u fetch ranges, %llu chunks",
 	      rec_count(&rc), (unsigned long long)st.chunks_done);
 	CHECK(!st.finished, "finished during an on-demand read");
@@ -332,6 +381,65 @@ static void test_yields(void)
 	engine_close(l);
 }
 
+static uint64_t done_after(struct engine_prefetch *p, uint64_t want,
+			   unsigned ms)
+{
+	struct engine_prefetch_stats st;
+
+	for (unsigned t = 0;; t += 5) {
+		engine_prefetch_get_stats(p, &st);
+		if (st.chunks_done >= want || t >= ms)
+			return st.chunks_done;
+		sleep_ms(5);
+	}
+}
+
+/* While another process warms the blob, the priority chunks are decoded
+ * one by one as their bytes arrive, never before; the rest once it is
+ * done. */
+static void test_arrival(void)
+{
+	struct engine_prefetch_stats st;
+	struct engine_prefetch *p = NULL;
+	struct engine_layer *l, *ls[1];
+	struct rec rc;
+	uint64_t n;
+
+	rec_init(&rc);
+	rec_set(&rc, true, 0);
+	l = make_layer(&rc, -1);
+	l->src->ops = &rec_warm_ops;
+	ls[0] = l;
+	CHECK(engine_prefetch_start(ls, 1, NULL, &p, NULL) == 0 && p, "start");
+	sleep_ms(60);
+	engine_prefetch_get_stats(p, &st);
+	CHECK(st.chunks_done == 0 && rec_count(&rc) == 0,
+	      "nothing arrived: %llu decoded, %u fetches",
+	      (unsigned long long)st.chunks_done, rec_count(&rc));
+	rec_set(&rc, true, CHUNK);
+	n = done_after(p, 1, 2000);
+	CHECK(n == 1, "the first chunk arrived: %llu decoded",
+	      (unsigned long long)n);
+	rec_set(&rc, true, 2 * CHUNK + CHUNK / 2);
+	n = done_after(p, 2, 2000);
+	sleep_ms(30);
+	engine_prefetch_get_stats(p, &st);
+	CHECK(n == 2 && st.chunks_done == 2 && !st.finished,
+	      "two and a half chunks arrived: %llu decoded",
+	      (unsigned long long)st.chunks_done);
+	/* the warmer is done: the job fetches the rest itself */
+	rec_set(&rc, false, 2 * CHUNK + CHUNK / 2);
+	CHECK(wait_finished(p, 5000), "never finished");
+	engine_prefetch_get_stats(p, &st);
+	CHECK(st.chunks_done == 3 && st.chunks_failed == 0 && rc.early_reads == 0,
+	      "%llu decoded, %llu failed, %u reads before their bytes arrived",
+	      (unsigned long long)st.chunks_done,
+	      (unsigned long long)st.chunks_failed, rc.early_reads);
+	CHECK(rec_count(&rc) >= 1, "the job fetched nothing after the warmer");
+	engine_prefetch_stop(p);
+	engine_close(l);
+}
+
 static void test_bad_chunk(void)
 {
 	struct engine_prefetch_opts o = { .all = true };
@@ -360,6 +468,7 @@ int main(void)
 	test_priority_then_all(false);
 	test_priority_then_all(true);
 	test_yields();
+	test_arrival();
 	test_bad_chunk();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
