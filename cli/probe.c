@@ -35,6 +35,10 @@ static void probe_usage(FILE *f)
 		"is read by its digest.\n\n"
 		"  --toc-digest D      expected TOC digest (eStargz, "
 		"zstd:chunked)\n"
+		"  --tell-toc-digest   answer \"format NAME DIGEST\" with the "
+		"digest of the\n"
+		"                      TOC it loaded (for a caller that checks "
+		"it later)\n"
 		"  --no-toc            detect only: do not load the TOC\n"
 		"  --warm              then fetch the layer's landmark range "
 		"(and the files\n"
@@ -120,13 +124,14 @@ static void warm(struct engine_layer *l, const char *trace_path, int plock)
 	       st.failed ? " (some fetches failed)" : "");
 }
 
-enum { OPT_NO_TOC = 0x300, OPT_WARM, OPT_TRACE, OPT_PLOG_LEVEL };
+enum { OPT_NO_TOC = 0x300, OPT_WARM, OPT_TRACE, OPT_PLOG_LEVEL, OPT_TELL_TOC };
 
 int cmd_probe(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "toc-digest", required_argument, NULL, OPT_TOC_DIGEST },
 		{ "no-toc", no_argument, NULL, OPT_NO_TOC },
+		{ "tell-toc-digest", no_argument, NULL, OPT_TELL_TOC },
 		{ "warm", no_argument, NULL, OPT_WARM },
 		{ "trace", required_argument, NULL, OPT_TRACE },
 		{ "log-level", required_argument, NULL, OPT_PLOG_LEVEL },
@@ -143,7 +148,7 @@ int cmd_probe(int argc, char **argv)
 	struct lp_source *src = NULL;
 	struct lp_err err = { 0 };
 	const char *trace_path = NULL;
-	bool no_toc = false, do_warm = false, warming = false;
+	bool no_toc = false, do_warm = false, warming = false, tell = false;
 	int c, rc, plock;
 
 	cli_remote_opts_init(&ro);
@@ -160,6 +165,9 @@ int cmd_probe(int argc, char **argv)
 			break;
 		case OPT_NO_TOC:
 			no_toc = true;
+			break;
+		case OPT_TELL_TOC:
+			tell = true;
 			break;
 		case OPT_WARM:
 			do_warm = true;
@@ -230,7 +238,15 @@ int cmd_probe(int argc, char **argv)
 				 rc == -EBUSY ? "another process does"
 					      : strerror(-rc));
 	}
-	answer("format", l->info.format);
+	if (tell && l->info.toc_digest[0]) {
+		char fmt[128];
+
+		snprintf(fmt, sizeof(fmt), "%s %s", l->info.format,
+			 l->info.toc_digest);
+		answer("format", fmt);
+	} else {
+		answer("format", l->info.format);
+	}
 	if (plock >= 0)
 		flock(plock, LOCK_UN);
 	if (warming)

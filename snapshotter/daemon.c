@@ -57,6 +57,13 @@ struct daemon {
 	struct daemon *next;	/* protected by snap_daemons.lock */
 };
 
+/* A probe started ahead: its answer waits in the pipe fd (-1: free). */
+#define AHEAD_SLOTS 16
+struct ahead_probe {
+	char *image, *digest;
+	int fd;
+};
+
 struct snap_daemons {
 	char *root, *mntdir, *piddir;
 	char *lazypull;
@@ -73,6 +80,10 @@ struct snap_daemons {
 	pthread_cond_t cond;	/* signals stop to the monitor */
 	bool stop;		/* protected by lock */
 	unsigned monitor_s;
+	/* probes started ahead of their layer's Prepare (a ring; protected
+	 * by lock) */
+	struct ahead_probe ahead[AHEAD_SLOTS];
+	unsigned ahead_next;
 };
 
 static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -672,6 +683,8 @@ static char **probe_argv(const struct snap_daemons *d,
 	}
 	if (q->no_toc)
 		argv[n++] = "--no-toc";
+	if (q->tell_toc)
+		argv[n++] = "--tell-toc-digest";
 	if (q->warm) {
 		argv[n++] = "--warm";
 		if (q->trace) {
@@ -696,16 +709,87 @@ static void add_warmer(struct snap_daemons *d, pid_t pid)
 	pthread_mutex_unlock(&d->lock);
 }
 
+static void ahead_clear(struct ahead_probe *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	free(a->image);
+	free(a->digest);
+	a->image = a->digest = NULL;
+	a->fd = -1;
+}
+
+/* The answer pipe of the probe started ahead for q's layer, or -1. */
+static int ahead_take(struct snap_daemons *d, const struct snap_probe *q)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < AHEAD_SLOTS && fd < 0; i++) {
+		struct ahead_probe *a = &d->ahead[i];
+
+		if (a->fd >= 0 && !strcmp(a->digest, q->digest) &&
+		    !strcmp(a->image, q->image)) {
+			fd = a->fd;
+			a->fd = -1;
+			ahead_clear(a);
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return fd;
+}
+
+/*
+ * Takes the answer of the probe started ahead for q's layer: 1 with the
+ * format, 0 for none, -errno with a message (a TOC that is not the one
+ * the label names); 2 if there is no usable answer (no such probe, or it
+ * failed: a probe of Prepare's own tries again).
+ */
+static int ahead_answer(struct snap_daemons *d, const struct snap_probe *q,
+			char *fmt, size_t fmt_size, struct lp_err *err)
+{
+	char ans[1024], *nl, *toc;
+	int fd = ahead_take(d, q), r;
+
+	if (fd < 0)
+		return 2;
+	r = read_answer(fd, ans, sizeof(ans));
+	close(fd);
+	if (r < 0 || strncmp(ans, "format ", 7) || !ans[7])
+		return 2;
+	nl = strchr(ans, '\n');
+	if (nl)
+		*nl = '\0';
+	toc = strchr(ans + 7, ' ');
+	if (toc)
+		*toc++ = '\0';
+	lp_debug("layer %s of %s: answered by the probe started ahead: %s%s%s",
+		 q->digest, q->image, ans + 7, toc ? ", TOC " : "",
+		 toc ? toc : "");
+	if (!strcmp(ans + 7, "none"))
+		return 0;
+	if (q->toc_digest && toc && strcmp(toc, q->toc_digest) != 0)
+		return lp_err_set(err, -EBADMSG, "toc: digest %.80s does not "
+				  "match the expected %.80s", toc,
+				  q->toc_digest);
+	snprintf(fmt, fmt_size, "%s", ans + 7);
+	return 1;
+}
+
 int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 		       char *fmt, size_t fmt_size, struct lp_err *err)
 {
 	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
-	_cleanup_free_ char **argv = probe_argv(d, q);
+	_cleanup_free_ char **argv = NULL;
 	char ans[1024], *nl;
 	pid_t pid, w;
 	int p[2], r, st = 0;
 
 	reap_warmers(d, false);
+	r = ahead_answer(d, q, fmt, fmt_size, err);
+	if (r != 2)
+		return r;
+	argv = probe_argv(d, q);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return lp_err_set(err, -EIO, "pipe: %s", strerror(errno));
 	r = spawn_lazypull(d, argv, p[1], NULL, logf, -1, &pid);
@@ -749,18 +833,37 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 			  logf);
 }
 
-void snap_daemons_probe_ahead(struct snap_daemons *d, const char *image,
-			      const char *digest)
+void snap_daemons_probe_ahead(struct snap_daemons *d,
+			      const struct snap_probe *q)
 {
 	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
-	struct snap_probe q = { .image = image, .digest = digest };
-	_cleanup_free_ char **argv = probe_argv(d, &q);
+	struct snap_probe aq = *q;
+	_cleanup_free_ char **argv = NULL;
+	struct ahead_probe *a;
 	pid_t pid;
+	int p[2];
 
+	aq.toc_digest = NULL; /* checked when its Prepare takes the answer */
+	aq.tell_toc = true;
+	argv = probe_argv(d, &aq);
 	reap_warmers(d, false);
 	/* only a head start: a failure is the business of its Prepare */
-	if (spawn_lazypull(d, argv, -1, "/dev/null", logf, -1, &pid) == 0)
-		add_warmer(d, pid);
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return;
+	if (spawn_lazypull(d, argv, p[1], NULL, logf, -1, &pid) != 0) {
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
+	close(p[1]);
+	add_warmer(d, pid);
+	pthread_mutex_lock(&d->lock);
+	a = &d->ahead[d->ahead_next++ % AHEAD_SLOTS];
+	ahead_clear(a); /* one never taken: its layer was here already */
+	a->image = lp_xstrdup(q->image);
+	a->digest = lp_xstrdup(q->digest);
+	a->fd = p[0];
+	pthread_mutex_unlock(&d->lock);
 }
 
 static struct daemon *get(struct snap_daemons *d, uint64_t id, bool create)
@@ -941,6 +1044,9 @@ int snap_daemons_new(const struct snap_daemons_opts *o,
 		     struct snap_daemons **ret, struct lp_err *err)
 {
 	struct snap_daemons *d = lp_xcalloc(1, sizeof(*d));
+
+	for (unsigned i = 0; i < AHEAD_SLOTS; i++)
+		d->ahead[i].fd = -1;
 	pthread_condattr_t ca;
 	int r;
 
@@ -995,6 +1101,8 @@ void snap_daemons_free(struct snap_daemons *d)
 	}
 	reap_warmers(d, true);
 	free(d->warmers);
+	for (unsigned i = 0; i < AHEAD_SLOTS; i++)
+		ahead_clear(&d->ahead[i]);
 	while (d->list) {
 		struct daemon *dm = d->list;
 

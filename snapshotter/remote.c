@@ -314,7 +314,15 @@ static void probe_ahead(struct snap_remote *r, const char *image,
 		pthread_mutex_unlock(&r->ahead_lock);
 		if (seen)
 			continue;
-		snap_daemons_probe_ahead(r->daemons, image, d);
+		{
+			_cleanup_free_ char *trace = trace_for(r, l, n, d);
+			struct snap_probe q = { .image = image,
+						.digest = d,
+						.warm = true,
+						.trace = trace };
+
+			snap_daemons_probe_ahead(r->daemons, &q);
+		}
 		started++;
 	}
 	if (started)

@@ -169,6 +169,7 @@ struct snap_probe {
 	const char *image, *digest;
 	const char *toc_digest; /* expected, or NULL */
 	bool no_toc;		/* detect only (eStargz disabled) */
+	bool tell_toc;		/* answer with the TOC's digest too */
 	bool warm;
 	const char *trace;	/* an access trace file, or NULL */
 };
@@ -177,13 +178,15 @@ struct snap_probe {
 int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 		       char *fmt, size_t fmt_size, struct lp_err *err);
 /*
- * Starts a probe of a layer the pull will Prepare later (the layer-list
- * label names them) in the background, answer discarded: its footer and
- * TOC are then in the blob cache when that Prepare's own probe, which
- * checks them, asks.  Reaped like warming probes.
+ * Starts the probe of a layer the pull will Prepare later (the layer-list
+ * label names them) now, in the background.  Its layer's TOC digest label
+ * is not known yet (q->toc_digest is ignored): the probe tells the digest
+ * of the TOC it loaded, and snap_daemons_probe() of that layer takes the
+ * answer and checks it against the label instead of starting a probe of
+ * its own.  Reaped like warming probes.
  */
-void snap_daemons_probe_ahead(struct snap_daemons *d, const char *image,
-			      const char *digest);
+void snap_daemons_probe_ahead(struct snap_daemons *d,
+			      const struct snap_probe *q);
 /* Unmounts and stops the daemon of id, removes its files. */
 void snap_daemon_stop(struct snap_daemons *d, uint64_t id);
 /* The ids that have a pid file (a daemon running, or one that died). */

@@ -244,6 +244,16 @@ def probe_checks(work, lp, exe, layers, reg, img_descs):
             if answer_is(what, res, 0, want):
                 print("probe %s layer: %r in %.2f s" %
                       (what, want, res[3]))
+        # --tell-toc-digest: the digest of the TOC it loaded, which is
+        # the annotation's (no label given to check against)
+        for what, d, fmt in (("eStargz", img_descs[0], "estargz"),
+                             ("zstd:chunked", img_descs[1], "zstd:chunked")):
+            res = probe(img, d, "--tell-toc-digest", toc=False)
+            want = "format %s %s" % (fmt, d["annotations"][TOC_ANN])
+            if answer_is(what + " --tell-toc-digest", res, 0, want):
+                print("probe --tell-toc-digest, %s: %r" % (what, want))
+        res = probe(img, img_descs[2], "--tell-toc-digest")
+        answer_is("gzip --tell-toc-digest", res, 0, "format zran")
         # a wrong TOC digest: an error naming the digest
         wrong = "sha256:" + "2" * 64
         res = probe(img, img_descs[0], "--toc-digest", wrong)

@@ -34,6 +34,7 @@ const (
 	lTOC    = "containerd.io/snapshot/stargz/toc.digest"
 	lBlob   = "containerd.io/snapshot/nydus-blob"
 	lRemote = "containerd.io/snapshot/remote"
+	lLayers = "containerd.io/snapshot/remote/stargz.layers"
 )
 
 // fakeRegistry serves the blobs (HEAD and ranged GETs, as docker-registry
@@ -394,6 +395,100 @@ func TestRemoteFailures(t *testing.T) {
 	}
 }
 
+type esgzLayerRef struct{ digest, toc string }
+
+// esgzImage puts an image of n eStargz layers (layer i holds the file
+// l<i>-0 = "layer <i>\n") under tag 1 of reg's repository.
+func esgzImage(t *testing.T, reg *fakeRegistry, n int) []esgzLayerRef {
+	var layers []esgzLayerRef
+	var descs, diffs []string
+	for i := 0; i < n; i++ {
+		blob, toc := esgzLayer(t, fmt.Sprintf("l%d-", i), fmt.Sprintf("layer %d\n", i))
+		d := sha256Digest(blob)
+		reg.blobs[d] = blob
+		layers = append(layers, esgzLayerRef{d, toc})
+		descs = append(descs, fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip",`+
+			`"digest":"%s","size":%d,"annotations":{"%s":"%s"}}`, d, len(blob), lTOC, toc))
+		diffs = append(diffs, fmt.Sprintf(`"sha256:%064x"`, i)) // unused by the daemons
+	}
+	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[` +
+		strings.Join(diffs, ",") + `]}}`)
+	reg.blobs[sha256Digest(cfg)] = cfg
+	man := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},`+
+		`"layers":[%s]}`, sha256Digest(cfg), len(cfg), strings.Join(descs, ",")))
+	reg.manifests["1"] = man
+	reg.manifests[sha256Digest(man)] = man
+	return layers
+}
+
+// The first Prepare of a pull starts the probes of the layers its
+// layer-list label names; each later Prepare takes its probe's answer and
+// checks the TOC digest the probe read against its own label: a lying
+// label still gets an ordinary snapshot (containerd pulls that layer).
+func TestRemoteAheadTOC(t *testing.T) {
+	lp := os.Getenv("LAZYPULL")
+	if lp == "" {
+		t.Skip("LAZYPULL is not set")
+	}
+	const n = 3
+	dir := t.TempDir()
+	reg := startRegistry(t, "lp/ahead", nil)
+	defer reg.stop()
+	layers := esgzImage(t, reg, n)
+	img := reg.addr + "/lp/ahead:1"
+	var list []string
+	for _, l := range layers {
+		list = append(list, l.digest)
+	}
+	d := startDaemon(t, filepath.Join(dir, "root"), "--enable-stargz",
+		"--nydusd-config", nydusdConfig(t, dir), "--lazypull-path", lp)
+	defer d.mustStop()
+	c := d.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	lying := fmt.Sprintf("sha256:%064x", 777)
+	parent := ""
+	for i, l := range layers {
+		chain := fmt.Sprintf("sha256:%064x", 200+i)
+		toc, want := l.toc, codes.AlreadyExists
+		if i == 1 {
+			toc, want = lying, codes.OK
+		}
+		_, err := c.Prepare(ctx, &snapshotsapi.PrepareSnapshotRequest{
+			Key: "extract-" + chain, Parent: parent, Labels: map[string]string{
+				lRef: chain, lImage: img, lDigest: l.digest, lTOC: toc,
+				lLayers: strings.Join(list[i:], ",")}})
+		if status.Code(err) != want {
+			t.Fatalf("layer %d (toc label %s): Prepare: %v (want %v)\n%s",
+				i, toc, err, want, d.logText())
+		}
+		if want == codes.OK {
+			break // containerd would unpack it; the test ends here
+		}
+		parent = chain
+	}
+	log := d.logText()
+	took := "layer " + layers[1].digest + " of " + img + ": answered by the probe started ahead"
+	if !strings.Contains(log, took) {
+		t.Errorf("layer 1 was not answered by its probe started ahead:\n%s", log)
+	}
+	if !strings.Contains(log, "does not match the expected "+lying) {
+		t.Errorf("no TOC digest mismatch logged for layer 1:\n%s", log)
+	}
+	// removing the snapshots stops the daemon layer 0's commit started
+	c.Remove(ctx, &snapshotsapi.RemoveSnapshotRequest{
+		Key: "extract-" + fmt.Sprintf("sha256:%064x", 201)})
+	if _, err := c.Remove(ctx, &snapshotsapi.RemoveSnapshotRequest{
+		Key: fmt.Sprintf("sha256:%064x", 200)}); err != nil {
+		t.Errorf("Remove layer 0: %v", err)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), filepath.Join(dir, "root")) {
+		t.Errorf("mounts left under %s", dir)
+	}
+}
+
 // The fs daemons of one image start in parallel on the first snapshot over
 // its layers: with a registry that takes a second to answer a manifest
 // request (which every daemon makes), four layers take about one second,
@@ -408,26 +503,7 @@ func TestRemoteParallelStart(t *testing.T) {
 	dir := t.TempDir()
 	reg := startRegistry(t, "lp/par", nil)
 	defer reg.stop()
-	type layer struct{ digest, toc string }
-	var layers []layer
-	var descs, diffs []string
-	for i := 0; i < n; i++ {
-		blob, toc := esgzLayer(t, fmt.Sprintf("l%d-", i), fmt.Sprintf("layer %d\n", i))
-		d := sha256Digest(blob)
-		reg.blobs[d] = blob
-		layers = append(layers, layer{d, toc})
-		descs = append(descs, fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip",`+
-			`"digest":"%s","size":%d,"annotations":{"%s":"%s"}}`, d, len(blob), lTOC, toc))
-		diffs = append(diffs, fmt.Sprintf(`"sha256:%064x"`, i)) // unused by the daemons
-	}
-	cfg := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[` +
-		strings.Join(diffs, ",") + `]}}`)
-	reg.blobs[sha256Digest(cfg)] = cfg
-	man := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
-		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},`+
-		`"layers":[%s]}`, sha256Digest(cfg), len(cfg), strings.Join(descs, ",")))
-	reg.manifests["1"] = man
-	reg.manifests[sha256Digest(man)] = man
+	layers := esgzImage(t, reg, n)
 	img := reg.addr + "/lp/par:1"
 
 	d := startDaemon(t, filepath.Join(dir, "root"), "--enable-stargz",
