@@ -212,6 +212,24 @@ static const char **flat_annotations(const struct fetch_desc *d)
 	return a;
 }
 
+/* The image's manifest (through the cache, which keeps it by tag for
+ * o->tag_ttl) and its layers' annotations. */
+static int get_manifest(struct cli_remote *r, const struct cli_remote_opts *o,
+			const struct fetch_platform *plat, struct lp_err *err)
+{
+	int rc = fetch_get_image_cached(r->client, r->cache, &r->ref,
+					o->platform ? plat : NULL, o->tag_ttl,
+					&r->manifest, &r->index, err);
+
+	if (rc < 0)
+		return rc;
+	r->annotations =
+		lp_xcalloc(r->manifest->n_layers + 1, sizeof(*r->annotations));
+	for (size_t i = 0; i < r->manifest->n_layers; i++)
+		r->annotations[i] = flat_annotations(&r->manifest->layers[i]);
+	return 0;
+}
+
 static int remote_open(const char *arg, const struct cli_remote_opts *o,
 		       bool manifest, struct cli_remote **ret)
 {
@@ -288,18 +306,11 @@ static int remote_open(const char *arg, const struct cli_remote_opts *o,
 	if (rc < 0)
 		goto fail;
 
-	if (!manifest)
-		goto done;
-	rc = fetch_get_image_cached(r->client, r->cache, &r->ref,
-				    o->platform ? &plat : NULL, o->tag_ttl,
-				    &r->manifest, &r->index, &err);
-	if (rc < 0)
-		goto fail;
-	r->annotations =
-		lp_xcalloc(r->manifest->n_layers + 1, sizeof(*r->annotations));
-	for (size_t i = 0; i < r->manifest->n_layers; i++)
-		r->annotations[i] = flat_annotations(&r->manifest->layers[i]);
-done:
+	if (manifest) {
+		rc = get_manifest(r, o, &plat, &err);
+		if (rc < 0)
+			goto fail;
+	}
 	fetch_platform_release(&plat);
 	*ret = TAKE_PTR(r);
 	return 0;
@@ -319,6 +330,24 @@ int cli_remote_connect(const char *arg, const struct cli_remote_opts *o,
 		       struct cli_remote **ret)
 {
 	return remote_open(arg, o, false, ret);
+}
+
+int cli_remote_resolve(struct cli_remote *r, const struct cli_remote_opts *o)
+{
+	struct fetch_platform plat = { 0 };
+	struct lp_err err = { 0 };
+	int rc = 0;
+
+	if (r->manifest)
+		return 0;
+	if (o->platform)
+		rc = fetch_platform_parse(o->platform, &plat, &err);
+	if (rc == 0)
+		rc = get_manifest(r, o, &plat, &err);
+	fetch_platform_release(&plat);
+	if (rc < 0)
+		cli_error("%s", err.msg[0] ? err.msg : strerror(-rc));
+	return rc;
 }
 
 /* The planner's defaults with the read-ahead window, or NULL for the

@@ -153,6 +153,9 @@ int cli_remote_open(const char *ref, const struct cli_remote_opts *o,
  * only (cli_remote_blob with their size, or 0 for a HEAD). */
 int cli_remote_connect(const char *ref, const struct cli_remote_opts *o,
 		       struct cli_remote **ret);
+/* Then the manifest after all, as cli_remote_open gets it (a no-op if r
+ * has it).  Prints a one-line error. */
+int cli_remote_resolve(struct cli_remote *r, const struct cli_remote_opts *o);
 /* With -v prints "fetched: N requests, B bytes".  Accepts NULL. */
 void cli_remote_close(struct cli_remote *r);
 static inline void cli_remote_closep(struct cli_remote **r)

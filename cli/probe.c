@@ -35,6 +35,10 @@ static void probe_usage(FILE *f)
 		"is read by its digest.\n\n"
 		"  --toc-digest D      expected TOC digest (eStargz, "
 		"zstd:chunked)\n"
+		"  --resolve           after answering, fetch REF's manifest "
+		"into the cache\n"
+		"                      (the fs daemon that mounts REF then "
+		"finds it there)\n"
 		"  --tell-toc-digest   answer \"format NAME DIGEST\" with the "
 		"digest of the\n"
 		"                      TOC it loaded (for a caller that checks "
@@ -124,7 +128,23 @@ static void warm(struct engine_layer *l, const char *trace_path, int plock)
 	       st.failed ? " (some fetches failed)" : "");
 }
 
-enum { OPT_NO_TOC = 0x300, OPT_WARM, OPT_TRACE, OPT_PLOG_LEVEL, OPT_TELL_TOC };
+/* --resolve: the manifest into the cache, where the fs daemon about to
+ * mount the image looks first.  Only a head start: a failure is logged. */
+static void resolve_for_daemon(struct cli_remote *rem,
+			       const struct cli_remote_opts *ro)
+{
+	if (cli_remote_resolve(rem, ro) < 0)
+		lp_log(LP_LOG_INFO, "--resolve: %s", cli_last_error);
+}
+
+enum {
+	OPT_NO_TOC = 0x300,
+	OPT_WARM,
+	OPT_TRACE,
+	OPT_PLOG_LEVEL,
+	OPT_TELL_TOC,
+	OPT_RESOLVE,
+};
 
 int cmd_probe(int argc, char **argv)
 {
@@ -132,6 +152,7 @@ int cmd_probe(int argc, char **argv)
 		{ "toc-digest", required_argument, NULL, OPT_TOC_DIGEST },
 		{ "no-toc", no_argument, NULL, OPT_NO_TOC },
 		{ "tell-toc-digest", no_argument, NULL, OPT_TELL_TOC },
+		{ "resolve", no_argument, NULL, OPT_RESOLVE },
 		{ "warm", no_argument, NULL, OPT_WARM },
 		{ "trace", required_argument, NULL, OPT_TRACE },
 		{ "log-level", required_argument, NULL, OPT_PLOG_LEVEL },
@@ -149,6 +170,7 @@ int cmd_probe(int argc, char **argv)
 	struct lp_err err = { 0 };
 	const char *trace_path = NULL;
 	bool no_toc = false, do_warm = false, warming = false, tell = false;
+	bool resolve = false;
 	int c, rc, plock;
 
 	cli_remote_opts_init(&ro);
@@ -168,6 +190,9 @@ int cmd_probe(int argc, char **argv)
 			break;
 		case OPT_TELL_TOC:
 			tell = true;
+			break;
+		case OPT_RESOLVE:
+			resolve = true;
 			break;
 		case OPT_WARM:
 			do_warm = true;
@@ -219,6 +244,8 @@ int cmd_probe(int argc, char **argv)
 	if (!engine_stargz_family(ops->name) || no_toc) {
 		lp_source_free(src);
 		answer("format", ops->name);
+		if (resolve)
+			resolve_for_daemon(rem, &ro);
 		return 0;
 	}
 	/* loads the TOC and checks it against the label */
@@ -249,6 +276,8 @@ int cmd_probe(int argc, char **argv)
 	}
 	if (plock >= 0)
 		flock(plock, LOCK_UN);
+	if (resolve)
+		resolve_for_daemon(rem, &ro);
 	if (warming)
 		warm(l, trace_path, plock);
 	engine_close(l);

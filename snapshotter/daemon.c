@@ -685,6 +685,8 @@ static char **probe_argv(const struct snap_daemons *d,
 		argv[n++] = "--no-toc";
 	if (q->tell_toc)
 		argv[n++] = "--tell-toc-digest";
+	if (q->resolve)
+		argv[n++] = "--resolve";
 	if (q->warm) {
 		argv[n++] = "--warm";
 		if (q->trace) {

@@ -195,7 +195,8 @@ static char *trace_for(struct snap_remote *r, const struct snap_label *l,
  */
 static int probe_layer(struct snap_remote *r, const struct snap_label *l,
 		       size_t n, const char *image, const char *digest,
-		       char *fmt, size_t fmt_size, struct lp_err *err)
+		       bool resolve, char *fmt, size_t fmt_size,
+		       struct lp_err *err)
 {
 	_cleanup_free_ char *trace = r->stargz ? trace_for(r, l, n, digest)
 					       : NULL;
@@ -206,6 +207,7 @@ static int probe_layer(struct snap_remote *r, const struct snap_label *l,
 		.no_toc = !r->stargz,
 		.warm = r->stargz && r->warm,
 		.trace = trace,
+		.resolve = resolve,
 	};
 	int rc = snap_daemons_probe(r->daemons, &q, fmt, fmt_size, err);
 
@@ -282,9 +284,9 @@ static void *early_main(void *arg)
  * after it (the layer-list label: this one and those above), so their
  * TOCs come in together instead of one Prepare after another.
  */
-static void probe_ahead(struct snap_remote *r, const char *image,
-			const char *digest, const struct snap_label *l,
-			size_t n)
+static unsigned probe_ahead(struct snap_remote *r, const char *image,
+			    const char *digest, const struct snap_label *l,
+			    size_t n)
 {
 	const char *layers = layer_list(l, n);
 	_cleanup_free_ char *copy = NULL;
@@ -292,9 +294,9 @@ static void probe_ahead(struct snap_remote *r, const char *image,
 	unsigned started = 0;
 
 	if (!r->warm || !r->stargz)
-		return;
+		return 0;
 	if (!layers || !strchr(layers, ','))
-		return;
+		return 0;
 	copy = lp_xstrdup(layers);
 	for (d = strtok_r(copy, ",", &save); d && started < AHEAD_MAX;
 	     d = strtok_r(NULL, ",", &save)) {
@@ -328,6 +330,7 @@ static void probe_ahead(struct snap_remote *r, const char *image,
 	if (started)
 		lp_debug("layer %s of %s: probing %u later layers ahead", digest,
 			 image, started);
+	return started;
 }
 
 /* Do the labels say this is the image's top layer (the layer list from
@@ -435,8 +438,10 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 		return 0;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	probe_ahead(r, image, digest, l, n);
-	rc = probe_layer(r, l, n, image, digest, fmt, sizeof(fmt), err);
+	/* the first Prepare of a pull (it probes the later layers ahead)
+	 * also brings the manifest the image's fs daemon will want */
+	rc = probe_ahead(r, image, digest, l, n) > 0;
+	rc = probe_layer(r, l, n, image, digest, rc, fmt, sizeof(fmt), err);
 	if (rc <= 0) {
 		if (rc < 0)
 			lp_log(LP_LOG_WARN, "layer %s of %s: %s; containerd "

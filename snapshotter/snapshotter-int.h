@@ -170,6 +170,7 @@ struct snap_probe {
 	const char *toc_digest; /* expected, or NULL */
 	bool no_toc;		/* detect only (eStargz disabled) */
 	bool tell_toc;		/* answer with the TOC's digest too */
+	bool resolve;		/* then the image's manifest into the cache */
 	bool warm;
 	const char *trace;	/* an access trace file, or NULL */
 };
