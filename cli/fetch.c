@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Registry references in the CLI, and `lazypull manifest`. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -801,4 +804,28 @@ int cmd_manifest(int argc, char **argv)
 			putchar('\n');
 	}
 	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int cli_probing_open(const struct cli_remote_opts *ro)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/cache/probing.lock",
+		 cli_remote_root(ro));
+	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+}
+
+void cli_probes_wait(const struct cli_remote_opts *ro, unsigned max_ms)
+{
+	int fd = cli_probing_open(ro);
+	struct timespec nap = { 0, 10 * 1000000L };
+
+	if (fd < 0)
+		return;
+	for (unsigned t = 0; t < max_ms; t += 10) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	close(fd); /* drops the lock if we got it */
 }

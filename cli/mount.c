@@ -291,6 +291,13 @@ static void mount_usage(FILE *f)
 		"                      the same image or layer (default "
 		"ROOT/traces)\n"
 		"  --no-trace          neither record nor use access traces\n"
+		"  --wait-mountpoint   REF: open the image first, then read "
+		"the mount point\n"
+		"                      and the --pid-file path from standard "
+		"input, a line\n"
+		"                      each, and mount there (a start ahead of "
+		"time; EOF:\n"
+		"                      exit 0).  MOUNTPOINT is then -\n"
 		"  --fuse-fd N         take over the FUSE connection of the "
 		"mount at\n"
 		"                      MOUNTPOINT through open descriptor N "
@@ -385,6 +392,7 @@ enum {
 	OPT_NO_TRACE,
 	OPT_UPTO,
 	OPT_FUSE_FD,
+	OPT_WAIT_MP,
 	OPT_DIR_AHEAD,
 	OPT_READ_AHEAD,
 	OPT_DECODED_MAX,
@@ -897,6 +905,45 @@ static bool prefetch_progress(void *arg, struct cli_progress *p)
 	return !st.finished;
 }
 
+/*
+ * --wait-mountpoint: reads the mount point and the pid file path (a line
+ * each) from stdin.  1 with both (*pid_file replaced), 0 at EOF before
+ * the first line, -1 (an error printed) for anything else.
+ */
+static int await_mountpoint(char **mp, char **pid_file)
+{
+	char *a = NULL, *b = NULL;
+	size_t ca = 0, cb = 0;
+	struct stat st;
+
+	if (getline(&a, &ca, stdin) <= 0) {
+		free(a);
+		return 0;
+	}
+	if (getline(&b, &cb, stdin) <= 0) {
+		cli_error("--wait-mountpoint: no pid file line after the mount "
+			  "point");
+		free(a);
+		free(b);
+		return -1;
+	}
+	a[strcspn(a, "\n")] = '\0';
+	b[strcspn(b, "\n")] = '\0';
+	if (a[0] != '/' || b[0] != '/' || stat(a, &st) < 0 ||
+	    !S_ISDIR(st.st_mode)) {
+		cli_error("--wait-mountpoint: mount point %s, pid file %s: "
+			  "an absolute directory and an absolute path, please",
+			  a, b);
+		free(a);
+		free(b);
+		return -1;
+	}
+	*mp = a;
+	free(*pid_file);
+	*pid_file = b;
+	return 1;
+}
+
 int cmd_mount(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -929,6 +976,7 @@ int cmd_mount(int argc, char **argv)
 		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
 		{ "up-to-layer-digest", required_argument, NULL, OPT_UPTO },
 		{ "fuse-fd", required_argument, NULL, OPT_FUSE_FD },
+		{ "wait-mountpoint", no_argument, NULL, OPT_WAIT_MP },
 		{ "dir-ahead", required_argument, NULL, OPT_DIR_AHEAD },
 		CLI_LAYER_LONGOPTS,
 		{ 0 },
@@ -956,7 +1004,9 @@ int cmd_mount(int argc, char **argv)
 	struct open_hooks th = { 0 };
 	struct dirahead da = { 0 };
 	struct trimmer trim = { 0 };
-	uint64_t dir_ahead = 0, t_open = 0, t_image = 0, t_opened = 0;
+	uint64_t dir_ahead = 0, t_open = 0, t_image = 0, t_opened = 0, t_up;
+	bool wait_mp = false;
+	_cleanup_free_ char *wait_line = NULL;
 	const char *upto = NULL;
 	int fuse_fd = -1;
 	uint32_t layer = 0, n_blobs, n_open = 0, v;
@@ -1033,6 +1083,9 @@ int cmd_mount(int argc, char **argv)
 			break;
 		case OPT_NO_TRACE:
 			no_trace = true;
+			break;
+		case OPT_WAIT_MP:
+			wait_mp = true;
 			break;
 		case OPT_FUSE_FD:
 			if (parse_u32(optarg, 65535, &v) < 0 || v < 3) {
@@ -1136,16 +1189,21 @@ int cmd_mount(int argc, char **argv)
 		cli_error("--toc-digest applies to one blob; use --layer");
 		return EXIT_USAGE;
 	}
+	if (wait_mp && (!remote || fuse_fd >= 0 || strcmp(mountpoint, "-"))) {
+		cli_error("--wait-mountpoint: an image reference, no --fuse-fd, "
+			  "and - for MOUNTPOINT");
+		return EXIT_USAGE;
+	}
 	/* a taken-over mount has no server until we serve it: do not touch
 	 * it before (a stat would wait for the answer we are to give) */
-	if (fuse_fd < 0 && stat(mountpoint, &st) < 0) {
+	if (fuse_fd < 0 && !wait_mp && stat(mountpoint, &st) < 0) {
 		cli_error("%s: %s%s", mountpoint, strerror(errno),
 			  errno == ENOTCONN ? " (the FUSE daemon of a mount "
 					      "there died: lazypull umount it)"
 					    : "");
 		return 1;
 	}
-	if (fuse_fd < 0 && !S_ISDIR(st.st_mode)) {
+	if (fuse_fd < 0 && !wait_mp && !S_ISDIR(st.st_mode)) {
 		cli_error("%s: not a directory", mountpoint);
 		return 1;
 	}
@@ -1159,7 +1217,16 @@ int cmd_mount(int argc, char **argv)
 		}
 	}
 
-	t_open = t_image = lp_now_ns();
+	t_up = t_open = t_image = lp_now_ns();
+	if (wait_mp) {
+		/* started with the pull's probes: let them read the TOCs
+		 * (they take the lock as they start), then find them in the
+		 * cache rather than fetching each twice */
+		struct timespec head = { 0, 50 * 1000000L };
+
+		nanosleep(&head, NULL);
+		cli_probes_wait(&lo.ro, 5000);
+	}
 	if (remote) {
 		if (open_image(argv[optind], &lo, upto, &have_layer, &layer,
 			       &layers, &n_open, &rem, &t_image) < 0)
@@ -1199,6 +1266,20 @@ int cmd_mount(int argc, char **argv)
 		cli_error("%s: %s", have_layer ? "overlay form" : "merge",
 			  err.msg[0] ? err.msg : strerror(-r));
 		goto out;
+	}
+	if (wait_mp) {
+		r = await_mountpoint(&wait_line, &pid_file);
+		if (r <= 0) {
+			if (r == 0)
+				lp_log(LP_LOG_INFO, "%s: no mount point came: "
+				       "not needed", name);
+			ret = r == 0 ? 0 : 1;
+			goto out;
+		}
+		mountpoint = wait_line;
+		lp_log(LP_LOG_INFO, "%s: opened ahead in %.0f ms; mounting on "
+		       "%s", name, lp_ms_since(t_open), mountpoint);
+		t_up = lp_now_ns(); /* "up in" counts from here */
 	}
 	mount_src_init(&ms, served, layers, n_open);
 #ifdef __GLIBC__
@@ -1270,7 +1351,7 @@ int cmd_mount(int argc, char **argv)
 	lp_log(LP_LOG_INFO, "serving %s on %s: %u inodes, %u chunks%s; "
 	       "up in %.0f ms (image %.0f ms, layers %.0f ms)", name,
 	       mountpoint, served->n_inodes - 1, served->n_chunks,
-	       have_layer ? " (overlay form)" : "", lp_ms_since(t_open),
+	       have_layer ? " (overlay form)" : "", lp_ms_since(t_up),
 	       (double)(t_image - t_open) / 1e6,
 	       (double)(t_opened - t_image) / 1e6);
 

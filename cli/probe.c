@@ -71,18 +71,11 @@ static void answer(const char *word, const char *what)
 }
 
 /*
- * Probes hold ROOT/cache/probing.lock shared while they decide: a warming
- * probe sends small requests meanwhile, so the TOCs the pull waits for
- * get most of the link, yet the link is never idle.
+ * Probes hold ROOT/cache/probing.lock shared while they decide (see
+ * cli_probing_open): a warming probe sends small requests meanwhile, so
+ * the TOCs the pull waits for get most of the link, yet the link is never
+ * idle.
  */
-static int probing_open(const struct cli_remote_opts *ro)
-{
-	char path[4096];
-
-	snprintf(path, sizeof(path), "%s/cache/probing.lock",
-		 cli_remote_root(ro));
-	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-}
 
 static bool probes_busy(void *arg)
 {
@@ -223,7 +216,7 @@ int cmd_probe(int argc, char **argv)
 		answer("error", cli_last_error);
 		return 1;
 	}
-	plock = probing_open(&ro);
+	plock = cli_probing_open(&ro);
 	if (plock >= 0)
 		flock(plock, LOCK_SH);
 	if (cli_remote_blob(rem, ro.layer_digest, 0, &src) < 0) {

@@ -57,6 +57,18 @@ struct daemon {
 	struct daemon *next;	/* protected by snap_daemons.lock */
 };
 
+/* An fs daemon started ahead of its snapshot (`lazypull mount
+ * --wait-mountpoint`): it opens the image while the pull goes on and
+ * mounts once start() writes the mount point to in_fd (pid 0: free). */
+#define PRESTART_SLOTS 4
+#define PRESTART_MAX_S 120
+struct prestart {
+	char *image, *digest; /* the image's layers up to digest, merged */
+	pid_t pid;
+	int in_fd;
+	time_t started;
+};
+
 /* A probe started ahead: its answer waits in the pipe fd (-1: free). */
 #define AHEAD_SLOTS 16
 struct ahead_probe {
@@ -84,6 +96,8 @@ struct snap_daemons {
 	 * by lock) */
 	struct ahead_probe ahead[AHEAD_SLOTS];
 	unsigned ahead_next;
+	struct prestart pre[PRESTART_SLOTS]; /* protected by lock */
+	unsigned pre_next;
 };
 
 static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -151,12 +165,15 @@ static pid_t read_pid(const char *path)
 
 /*
  * Is pid a `lazypull mount` serving mp?  Its command line ends in the
- * mountpoint, which also guards against a recycled pid.
+ * mountpoint, which also guards against a recycled pid.  One started
+ * ahead (--wait-mountpoint) ends in "-" and was told mp on its stdin:
+ * then the pid file of mp, where the caller read pid, is the tie.
  */
 static bool pid_serves(pid_t pid, const char *mp)
 {
 	char path[64], buf[8192];
 	ssize_t n, i;
+	bool waited = false;
 
 	if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
 		return false;
@@ -168,9 +185,11 @@ static bool pid_serves(pid_t pid, const char *mp)
 	i = (ssize_t)strlen(buf) + 1;
 	if (i >= n || strcmp(buf + i, "mount"))
 		return false;
+	for (; i < n; i += (ssize_t)strlen(buf + i) + 1)
+		waited |= !strcmp(buf + i, "--wait-mountpoint");
 	for (i = n - 1; i > 0 && buf[i - 1] != '\0'; i--)
 		;
-	return !strcmp(buf + i, mp);
+	return !strcmp(buf + i, mp) || (waited && !strcmp(buf + i, "-"));
 }
 
 /*
@@ -445,13 +464,13 @@ static void daemon_env_free(char **env)
 
 /*
  * Starts `lazypull argv[1] ...` with no inherited descriptors but
- * stdin /dev/null, stdout out_fd (or the file out_path, appended) and
+ * stdin in_fd (or /dev/null), stdout out_fd (or the file out_path, appended) and
  * stderr the same; fuse_fd, if >= 0, as descriptor 3; default signal
  * dispositions, nothing blocked.  0 or the posix_spawn error.
  */
 static int spawn_lazypull(const struct snap_daemons *d, char **argv,
-			  int out_fd, const char *out_path, const char *err_path,
-			  int fuse_fd, pid_t *ret)
+			  int in_fd, int out_fd, const char *out_path,
+			  const char *err_path, int fuse_fd, pid_t *ret)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t sa;
@@ -460,7 +479,11 @@ static int spawn_lazypull(const struct snap_daemons *d, char **argv,
 	int r;
 
 	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (in_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+	else
+		posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
+						 0);
 	if (out_fd >= 0)
 		posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
 	else
@@ -497,6 +520,195 @@ static const char *what(const struct daemon *dm)
 	return dm->digest ? dm->digest : "the nydus RAFS tree";
 }
 
+/*
+ * `lazypull mount` of image: layer digest, or with merged the layers up to
+ * it (digest NULL: a nydus image's tree), at mp with pid file pf; with
+ * takeover on descriptor 3; pf NULL: --wait-mountpoint (mp is "-").
+ * NULL-terminated, strings borrowed.
+ */
+static char **mount_argv(const struct snap_daemons *d, const char *image,
+			 const char *digest, bool merged, bool takeover,
+			 const char *pf, const char *lf, const char *mp)
+{
+	char **argv = lp_xcalloc(d->n_args + 24, sizeof(*argv));
+	size_t n = 0;
+
+	argv[n++] = d->lazypull;
+	argv[n++] = "mount";
+	if (takeover) { /* the held descriptor is 3 in the child */
+		argv[n++] = "--fuse-fd";
+		argv[n++] = "3";
+	}
+	if (digest) { /* else a nydus image: its bootstrap's tree */
+		argv[n++] = merged ? "--up-to-layer-digest" : "--layer-digest";
+		argv[n++] = (char *)digest;
+	}
+	argv[n++] = "--root";
+	argv[n++] = d->root;
+	if (pf) {
+		argv[n++] = "--pid-file";
+		argv[n++] = (char *)pf;
+	} else {
+		argv[n++] = "--wait-mountpoint";
+	}
+	argv[n++] = "--log-file";
+	argv[n++] = (char *)lf;
+	argv[n++] = "--log-level";
+	argv[n++] = "info";
+	argv[n++] = "-o";
+	argv[n++] = "allow_other";
+	for (size_t i = 0; i < d->n_args; i++)
+		argv[n++] = d->args[i];
+	argv[n++] = (char *)image;
+	argv[n++] = (char *)mp;
+	argv[n] = NULL;
+	return argv;
+}
+
+static char *prestart_log(const struct snap_daemons *d, unsigned slot)
+{
+	return xfmt("%s/prestart-%u.log", d->piddir, slot);
+}
+
+/* Lets a started-ahead daemon go (EOF on its stdin: it exits once its
+ * image is open); the caller holds d->lock.  The monitor reaps it. */
+static void prestart_drop(struct snap_daemons *d, unsigned slot)
+{
+	struct prestart *ps = &d->pre[slot];
+
+	if (!ps->pid)
+		return;
+	close(ps->in_fd);
+	d->warmers = lp_xrealloc(d->warmers,
+				 (d->n_warmers + 1) * sizeof(*d->warmers));
+	d->warmers[d->n_warmers++] = ps->pid;
+	free(ps->image);
+	free(ps->digest);
+	memset(ps, 0, sizeof(*ps));
+	ps->in_fd = -1;
+}
+
+/* Drops started-ahead daemons nobody took within PRESTART_MAX_S; the
+ * caller holds d->lock. */
+static void prestart_expire(struct snap_daemons *d)
+{
+	time_t now = time(NULL);
+
+	for (unsigned i = 0; i < PRESTART_SLOTS; i++)
+		if (d->pre[i].pid && now - d->pre[i].started > PRESTART_MAX_S)
+			prestart_drop(d, i);
+}
+
+void snap_daemons_prestart(struct snap_daemons *d, const char *image,
+			   const char *digest)
+{
+	_cleanup_free_ char **argv = NULL;
+	_cleanup_free_ char *lf = NULL;
+	struct prestart *ps;
+	unsigned slot;
+	pid_t pid;
+	int p[2];
+
+	pthread_mutex_lock(&d->lock);
+	prestart_expire(d);
+	for (unsigned i = 0; i < PRESTART_SLOTS; i++) {
+		if (d->pre[i].pid && !strcmp(d->pre[i].image, image) &&
+		    !strcmp(d->pre[i].digest, digest)) {
+			pthread_mutex_unlock(&d->lock);
+			return; /* on its way already */
+		}
+	}
+	slot = d->pre_next++ % PRESTART_SLOTS;
+	prestart_drop(d, slot);
+	lf = prestart_log(d, slot);
+	unlink(lf);
+	argv = mount_argv(d, image, digest, true, false, NULL, lf, "-");
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	if (spawn_lazypull(d, argv, p[0], -1, lf, NULL, -1, &pid) != 0) {
+		close(p[0]);
+		close(p[1]);
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	close(p[0]);
+	ps = &d->pre[slot];
+	ps->image = lp_xstrdup(image);
+	ps->digest = lp_xstrdup(digest);
+	ps->pid = pid;
+	ps->in_fd = p[1];
+	ps->started = time(NULL);
+	pthread_mutex_unlock(&d->lock);
+	lp_debug("fs daemon for %s of %s: started ahead (pid %ld)", digest,
+		 image, (long)pid);
+}
+
+void snap_daemons_prestart_cancel(struct snap_daemons *d, const char *image,
+				  const char *digest)
+{
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < PRESTART_SLOTS; i++)
+		if (d->pre[i].pid && !strcmp(d->pre[i].image, image) &&
+		    !strcmp(d->pre[i].digest, digest))
+			prestart_drop(d, i);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/*
+ * The daemon started ahead for dm, told to mount at mp (pid file pf; its
+ * log moves to lf): its pid, or 0 if there is none (or it died: then
+ * start() runs one).
+ */
+static pid_t prestart_take(struct snap_daemons *d, const struct daemon *dm,
+			   const char *mp, const char *pf, const char *lf)
+{
+	_cleanup_free_ char *line = NULL, *plf = NULL;
+	struct prestart ps = { .in_fd = -1 };
+	unsigned slot = 0;
+	ssize_t len;
+
+	if (!dm->merged || !dm->digest || dm->fuse_fd >= 0)
+		return 0;
+	pthread_mutex_lock(&d->lock);
+	prestart_expire(d);
+	for (unsigned i = 0; i < PRESTART_SLOTS && !ps.pid; i++) {
+		if (d->pre[i].pid && !strcmp(d->pre[i].image, dm->image) &&
+		    !strcmp(d->pre[i].digest, dm->digest)) {
+			ps = d->pre[i];
+			slot = i;
+			memset(&d->pre[i], 0, sizeof(d->pre[i]));
+			d->pre[i].in_fd = -1;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (!ps.pid)
+		return 0;
+	plf = prestart_log(d, slot);
+	free(ps.image);
+	free(ps.digest);
+	if (waitpid(ps.pid, NULL, WNOHANG) != 0) { /* it gave up */
+		close(ps.in_fd);
+		lp_log(LP_LOG_INFO, "fs daemon started ahead for %s of %s "
+		       "ended; starting one now", dm->digest, dm->image);
+		return 0;
+	}
+	rename(plf, lf);
+	line = xfmt("%s\n%s\n", mp, pf);
+	len = (ssize_t)strlen(line);
+	if (write(ps.in_fd, line, (size_t)len) != len) {
+		close(ps.in_fd);
+		kill(ps.pid, SIGTERM);
+		waitpid(ps.pid, NULL, 0);
+		return 0;
+	}
+	close(ps.in_fd);
+	lp_debug("fs daemon for %s of %s: the one started ahead (pid %ld) "
+		 "mounts it", dm->digest, dm->image, (long)ps.pid);
+	return ps.pid;
+}
+
 /* Runs `lazypull mount` for id and waits until it serves (or failed). */
 static int start(struct snap_daemons *d, struct daemon *dm, bool takeover,
 		 struct lp_err *err)
@@ -505,7 +717,6 @@ static int start(struct snap_daemons *d, struct daemon *dm, bool takeover,
 	_cleanup_free_ char *pf = pid_path(d, dm->id);
 	_cleanup_free_ char *lf = log_path(d, dm->id);
 	_cleanup_free_ char **argv = NULL;
-	size_t n = 0;
 	pid_t pid;
 	int r, st = 0;
 	unsigned waited = 0;
@@ -520,40 +731,17 @@ static int start(struct snap_daemons *d, struct daemon *dm, bool takeover,
 		unlink(pf); /* the dead one's */
 	}
 
-	argv = lp_xcalloc(d->n_args + 22, sizeof(*argv));
-	argv[n++] = d->lazypull;
-	argv[n++] = "mount";
-	if (takeover) { /* the held descriptor is 3 in the child */
-		argv[n++] = "--fuse-fd";
-		argv[n++] = "3";
+	pid = prestart_take(d, dm, mp, pf, lf);
+	if (pid <= 0) {
+		argv = mount_argv(d, dm->image, dm->digest, dm->merged,
+				  takeover, pf, lf, mp);
+		/* stdout/stderr go to the log until it detaches */
+		r = spawn_lazypull(d, argv, -1, -1, lf, NULL,
+				   takeover ? dm->fuse_fd : -1, &pid);
+		if (r)
+			return lp_err_set(err, -EIO, "starting %s: %s",
+					  d->lazypull, strerror(r));
 	}
-	if (dm->digest) { /* else a nydus image: its bootstrap's tree */
-		argv[n++] = dm->merged ? "--up-to-layer-digest"
-				       : "--layer-digest";
-		argv[n++] = dm->digest;
-	}
-	argv[n++] = "--root";
-	argv[n++] = d->root;
-	argv[n++] = "--pid-file";
-	argv[n++] = pf;
-	argv[n++] = "--log-file";
-	argv[n++] = lf;
-	argv[n++] = "--log-level";
-	argv[n++] = "info";
-	argv[n++] = "-o";
-	argv[n++] = "allow_other";
-	for (size_t i = 0; i < d->n_args; i++)
-		argv[n++] = d->args[i];
-	argv[n++] = dm->image;
-	argv[n++] = mp;
-	argv[n] = NULL;
-
-	/* stdout/stderr go to the log until it detaches */
-	r = spawn_lazypull(d, argv, -1, lf, NULL,
-			   takeover ? dm->fuse_fd : -1, &pid);
-	if (r)
-		return lp_err_set(err, -EIO, "starting %s: %s", d->lazypull,
-				  strerror(r));
 
 	/* it forks the daemon and exits 0 once the mount is up */
 	for (;;) {
@@ -794,7 +982,7 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 	argv = probe_argv(d, q);
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return lp_err_set(err, -EIO, "pipe: %s", strerror(errno));
-	r = spawn_lazypull(d, argv, p[1], NULL, logf, -1, &pid);
+	r = spawn_lazypull(d, argv, -1, p[1], NULL, logf, -1, &pid);
 	close(p[1]);
 	if (r) {
 		close(p[0]);
@@ -852,7 +1040,7 @@ void snap_daemons_probe_ahead(struct snap_daemons *d,
 	/* only a head start: a failure is the business of its Prepare */
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return;
-	if (spawn_lazypull(d, argv, p[1], NULL, logf, -1, &pid) != 0) {
+	if (spawn_lazypull(d, argv, -1, p[1], NULL, logf, -1, &pid) != 0) {
 		close(p[0]);
 		close(p[1]);
 		return;
@@ -1049,6 +1237,8 @@ int snap_daemons_new(const struct snap_daemons_opts *o,
 
 	for (unsigned i = 0; i < AHEAD_SLOTS; i++)
 		d->ahead[i].fd = -1;
+	for (unsigned i = 0; i < PRESTART_SLOTS; i++)
+		d->pre[i].in_fd = -1;
 	pthread_condattr_t ca;
 	int r;
 
@@ -1101,6 +1291,10 @@ void snap_daemons_free(struct snap_daemons *d)
 		pthread_mutex_unlock(&d->lock);
 		pthread_join(d->monitor, NULL);
 	}
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < PRESTART_SLOTS; i++)
+		prestart_drop(d, i);
+	pthread_mutex_unlock(&d->lock);
 	reap_warmers(d, true);
 	free(d->warmers);
 	for (unsigned i = 0; i < AHEAD_SLOTS; i++)

@@ -151,6 +151,21 @@ static const char *layer_list(const struct snap_label *l, size_t n)
 	return layers ? layers : find_label(l, n, SNAP_LABEL_CRI_LAYERS);
 }
 
+/* The image's top layer by the labels (the last of the layer list from
+ * this one up), or NULL. */
+static char *top_of(const struct snap_label *l, size_t n)
+{
+	const char *layers = layer_list(l, n), *last;
+
+	if (!layers)
+		return NULL;
+	last = strrchr(layers, ',');
+	last = last ? last + 1 : layers;
+	if (fetch_digest_check(last, strlen(last)) < 0)
+		return NULL;
+	return lp_xstrdup(last);
+}
+
 /*
  * The access trace a probe warms with: the image's (the daemon that
  * serves it merged records it under its top layer's digest, the last of
@@ -159,19 +174,9 @@ static const char *layer_list(const struct snap_label *l, size_t n)
 static char *trace_for(struct snap_remote *r, const struct snap_label *l,
 		       size_t n, const char *digest)
 {
-	const char *layers = layer_list(l, n);
-	const char *cand[2] = { NULL, digest };
-	char top[160];
+	_cleanup_free_ char *top = top_of(l, n);
+	const char *cand[2] = { top, digest };
 
-	if (layers) {
-		const char *last = strrchr(layers, ',');
-
-		last = last ? last + 1 : layers;
-		if (strlen(last) < sizeof(top)) {
-			snprintf(top, sizeof(top), "%s", last);
-			cand[0] = top;
-		}
-	}
 	for (size_t i = 0; i < ARRAY_SIZE(cand); i++) {
 		const char *hex = cand[i] ? strchr(cand[i], ':') : NULL;
 		char *path;
@@ -403,7 +408,9 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 	struct snap_info info = { 0 };
 	struct snap_label *nl;
 	struct timespec t0;
+	_cleanup_free_ char *top = NULL;
 	char fmt[32] = "";
+	bool first;
 	int rc;
 
 	if (!target || find_label(l, n, SNAP_LABEL_NYDUS_BOOTSTRAP))
@@ -439,9 +446,15 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	/* the first Prepare of a pull (it probes the later layers ahead)
-	 * also brings the manifest the image's fs daemon will want */
-	rc = probe_ahead(r, image, digest, l, n) > 0;
-	rc = probe_layer(r, l, n, image, digest, rc, fmt, sizeof(fmt), err);
+	 * also brings the manifest the image's fs daemon will want, and
+	 * starts that daemon, which opens the image meanwhile */
+	first = probe_ahead(r, image, digest, l, n) > 0;
+	top = first && r->merge ? top_of(l, n) : NULL;
+	if (top)
+		snap_daemons_prestart(r->daemons, image, top);
+	rc = probe_layer(r, l, n, image, digest, first, fmt, sizeof(fmt), err);
+	if (rc <= 0 && top)
+		snap_daemons_prestart_cancel(r->daemons, image, top);
 	if (rc <= 0) {
 		if (rc < 0)
 			lp_log(LP_LOG_WARN, "layer %s of %s: %s; containerd "

@@ -188,6 +188,17 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
  */
 void snap_daemons_probe_ahead(struct snap_daemons *d,
 			      const struct snap_probe *q);
+/*
+ * Starts the fs daemon of image's layers up to digest, merged, ahead of
+ * the snapshot it will serve (the pull's first Prepare knows the image's
+ * top layer): it opens the image meanwhile and mounts as soon as that
+ * snapshot's daemon is asked for (snap_daemon_ensure).  One nobody asks
+ * for within 2 minutes is let go.  _cancel lets it go now.
+ */
+void snap_daemons_prestart(struct snap_daemons *d, const char *image,
+			   const char *digest);
+void snap_daemons_prestart_cancel(struct snap_daemons *d, const char *image,
+				  const char *digest);
 /* Unmounts and stops the daemon of id, removes its files. */
 void snap_daemon_stop(struct snap_daemons *d, uint64_t id);
 /* The ids that have a pid file (a daemon running, or one that died). */

@@ -630,6 +630,52 @@ def run(lab, src, work, proxies):
               "mount %s: rc %d, %r" % (args, r.returncode, r.stderr))
         check(not MT.is_mounted(mp), "mount %s left a mount" % args)
 
+    # --wait-mountpoint (the snapshotter's start ahead of time): the image
+    # opens first; the mount comes where stdin then says; EOF: no mount
+    root = fresh_root(work, "wait-mp")
+    mp = lab.newdir("waitmp")
+    pidf = os.path.join(work, "waitmp.pid")
+    logf = os.path.join(work, "waitmp.log")
+    p = subprocess.Popen([lab.lp, "mount", "--plain-http", "--root", root,
+                          "--wait-mountpoint", "--log-file", logf,
+                          "--log-level", "info", ref(tag), "-"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    opened = wait_log(logf, r"opened ahead|up in", 0) or \
+        wait_log(logf, r"xx", 1.0)
+    check(p.poll() is None and not MT.is_mounted(mp) and not opened,
+          "--wait-mountpoint: mounted or exited before it was told where")
+    _, err = p.communicate(("%s\n%s\n" % (mp, pidf)).encode(), timeout=120)
+    if p.returncode == 0 and MT.is_mounted(mp):
+        lab.mounts.append(mp)
+        pid = int(open(pidf).read())
+        ok = MT.compare_tree(mp, exp_stack, "wait-mountpoint/" + tag)
+        # (said before it became a daemon: on its stderr)
+        check(re.search(rb"opened ahead in \d+ ms; mounting on " +
+                        re.escape(mp.encode()), err) is not None,
+              "--wait-mountpoint: no 'opened ahead' line: %r" % err)
+        log("  --wait-mountpoint: mounted where stdin said: %s" %
+            ("ok" if ok else "FAILED"))
+        lab.umount(mp, pid)
+    else:
+        fail("--wait-mountpoint: rc %d, mounted %s: %r" % (
+            p.returncode, MT.is_mounted(mp), err))
+    for stdin, rc, what in ((b"", 0, "EOF"),
+                            (b"relative/dir\n/x.pid\n", 1, "a relative path"),
+                            (b"%s\n" % mp.encode(), 1, "no pid file line")):
+        r = subprocess.run([lab.lp, "mount", "--plain-http", "--root", root,
+                            "--wait-mountpoint", ref(tag), "-"], input=stdin,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=120)
+        check(r.returncode == rc and not MT.is_mounted(mp),
+              "--wait-mountpoint, %s: rc %d (want %d), %r" % (
+                  what, r.returncode, rc, r.stderr))
+    r = subprocess.run([lab.lp, "mount", "--plain-http", "--root", root,
+                        "--wait-mountpoint", ref(tag), mp],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check(r.returncode == 2 and b"--wait-mountpoint" in r.stderr,
+          "--wait-mountpoint with a MOUNTPOINT: rc %d" % r.returncode)
+
     # --- 3. RAFS: a nydus image (bootstrap layer + data blob)
     if have_rafs:
         log("== nydus (RAFS v5) image")

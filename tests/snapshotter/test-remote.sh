@@ -226,6 +226,13 @@ check_image() { # tag format
 		fail "$tag: the lowerdir is not one merged mount: $out"
 	n=$(mounts_of | wc -l)
 	[ "$n" -ge 1 ] || fail "$tag: $n fuse.lazypull mounts: $(mounts_of)"
+	# the pull's first Prepare started the image's fs daemon (it opened
+	# the image during the pull); the first container's mount took it
+	grep -q "of $ref: started ahead (pid" "$W/snapshotter.log" ||
+		fail "$tag: no fs daemon was started ahead of the pull's end"
+	grep -q "of $ref: the one started ahead (pid [0-9]*) mounts it" \
+		"$W/snapshotter.log" ||
+		fail "$tag: the fs daemon started ahead was not the one used"
 }
 
 check_image esgz estargz
