@@ -353,15 +353,15 @@ int cli_remote_resolve(struct cli_remote *r, const struct cli_remote_opts *o)
 	return rc;
 }
 
-/* The planner's defaults with the read-ahead window, or NULL for the
- * defaults alone. */
+/* The planner's defaults with the read-ahead window and r's gap, or NULL
+ * for the defaults alone. */
 static const struct fetch_source_opts *source_opts(const struct cli_remote *r,
 						   struct fetch_source_opts *so)
 {
-	if (!r->fetch_window)
+	if (!r->fetch_window && !r->max_gap)
 		return NULL;
 	memset(so, 0, sizeof(*so));
-	so->plan.max_gap = 128u << 10;
+	so->plan.max_gap = r->max_gap ? r->max_gap : 128u << 10;
 	so->plan.max_size = 8u << 20;
 	so->plan.min_size = r->fetch_window;
 	return so;

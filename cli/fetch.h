@@ -103,15 +103,15 @@ enum {
 	"  --nydusd-config F   mirrors from a nydusd JSON backend config\n"    \
 	"  --fetch-window KiB  fetch at least this much of a blob on a cache\n" \
 	"                      miss (read-ahead of neighbouring files; default\n"\
-	"                      " CLI_FETCH_WINDOW_DEFAULT_STR ": only what is read)\n" \
+	"                      " CLI_FETCH_WINDOW_DEFAULT_STR ", 0: only the granules read)\n" \
 	"  --timeout S         give up on a request after S s (and on a stalled\n" \
 	"                      transfer after S s without data; default 60/10)\n" \
 	"  --retries N         retries after a failed request (default 3)\n"
 
 #define CLI_TAG_TTL_DEFAULT 300
 /* read-ahead window on a cache miss, KiB (bench/coldstart measures it) */
-#define CLI_FETCH_WINDOW_DEFAULT 0
-#define CLI_FETCH_WINDOW_DEFAULT_STR "0"
+#define CLI_FETCH_WINDOW_DEFAULT 64
+#define CLI_FETCH_WINDOW_DEFAULT_STR "64"
 
 /* Sets o to "nothing given" (layer -1, tag TTL 5 minutes). */
 void cli_remote_opts_init(struct cli_remote_opts *o);
@@ -146,6 +146,8 @@ struct cli_remote {
 	const char ***annotations; /* per layer: key, value, ..., NULL */
 	bool verbose;
 	uint64_t fetch_window; /* bytes, see cli_remote_opts */
+	uint64_t max_gap;      /* merge ranges at most this far apart into
+				  one request (0: the fetcher's 128 KiB) */
 };
 
 /*

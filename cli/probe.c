@@ -130,6 +130,8 @@ static void resolve_for_daemon(struct cli_remote *rem,
 		lp_log(LP_LOG_INFO, "--resolve: %s", cli_last_error);
 }
 
+#define PROBE_WARM_GAP (32u << 10)
+
 enum {
 	OPT_NO_TOC = 0x300,
 	OPT_WARM,
@@ -219,6 +221,11 @@ int cmd_probe(int argc, char **argv)
 	plock = cli_probing_open(&ro);
 	if (plock >= 0)
 		flock(plock, LOCK_SH);
+	/* warming fetches the files of a trace: gaps between them (and
+	 * read-ahead past them) cost the link more than separate requests,
+	 * which go out in parallel */
+	rem->max_gap = PROBE_WARM_GAP;
+	rem->fetch_window = 0;
 	if (cli_remote_blob(rem, ro.layer_digest, 0, &src) < 0) {
 		answer("error", cli_last_error);
 		return 1;

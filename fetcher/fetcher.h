@@ -474,10 +474,11 @@ size_t fetch_plan(struct fetch_range *r, size_t n,
 struct fetch_cache_opts {
 	const char *root;   /* created if missing */
 	uint64_t max_bytes; /* 0 = unbounded */
-	uint32_t granule;   /* power of two, 4 KiB..16 MiB; default 64 KiB */
+	uint32_t granule;   /* power of two, 4 KiB..16 MiB; default 16 KiB */
 };
 
-#define FETCH_GRANULE_DEFAULT (64u << 10)
+/* small: a granule is what a read of a few bytes brings over the link */
+#define FETCH_GRANULE_DEFAULT (16u << 10)
 
 struct fetch_cache;
 
