@@ -165,6 +165,9 @@ static inline void lp_source_freep(struct lp_source **s)
 /* ---- hashing ---------------------------------------------------------- */
 
 void lp_sha256(const void *data, size_t len, uint8_t out[32]);
+/* The same digest in plain C (sha256.c), for processes that hash only a
+ * few short strings and need not load libcrypto for it. */
+void lp_sha256_plain(const void *data, size_t len, uint8_t out[32]);
 struct lp_sha256_ctx;
 struct lp_sha256_ctx *lp_sha256_new(void);
 void lp_sha256_update(struct lp_sha256_ctx *c, const void *data, size_t len);

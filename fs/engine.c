@@ -33,12 +33,6 @@ const struct format_ops *const engine_formats[] = {
 };
 
 
-bool engine_stargz_family(const char *format)
-{
-	return !strcmp(format, "estargz") || !strcmp(format, "stargz") ||
-	       !strcmp(format, "zstd:chunked");
-}
-
 int engine_detect(struct lp_source *src, const struct format_hints *h,
 		  const struct format_ops **ret, struct lp_err *err)
 {

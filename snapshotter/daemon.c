@@ -1177,6 +1177,7 @@ static void *monitor(void *arg)
 		pthread_cond_timedwait(&d->cond, &d->lock, &ts);
 		if (d->stop)
 			break;
+		prestart_expire(d);
 		pthread_mutex_unlock(&d->lock);
 		reap_warmers(d, false);
 		pthread_mutex_lock(&d->lock);

@@ -121,7 +121,7 @@ static void dbkey_of(const char *name, struct dbkey *k)
 	}
 	k->b[0] = 0;
 	k->b[1] = 'h';
-	lp_sha256(name, n, k->b + 2);
+	lp_sha256_plain(name, n, k->b + 2);
 	k->len = 34;
 }
 

@@ -3,7 +3,8 @@
  * Unit tests of common/crc32c.c and common/endian.h: the standard CRC-32C
  * check value, incremental updates from every alignment, the per-block
  * helper, a bit-at-a-time reference, and the little-endian byte order the
- * on-disk formats rely on.
+ * on-disk formats rely on.  common/sha256.c: the FIPS 180-4 examples and
+ * libcrypto's digest (lp_sha256) of every length around the block edges.
  */
 #include <stdio.h>
 #include <string.h>
@@ -90,8 +91,48 @@ static void test_endian(void)
 	CHECK(lp_get_le64(b) == UINT64_MAX, "le64 max");
 }
 
+static void hex32(const uint8_t *d, char *out)
+{
+	for (int i = 0; i < 32; i++)
+		sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+static void test_sha256_plain(void)
+{
+	static const struct {
+		const char *in, *want;
+	} vec[] = {
+		{ "", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b"
+		      "7852b855" },
+		{ "abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff"
+			 "61f20015ad" },
+		{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db"
+		  "06c1" },
+	};
+	static uint8_t buf[4200];
+	uint8_t a[32], b[32];
+	char hex[65];
+
+	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
+		lp_sha256_plain(vec[i].in, strlen(vec[i].in), a);
+		hex32(a, hex);
+		CHECK(!strcmp(hex, vec[i].want), "sha256(\"%s\") = %s",
+		      vec[i].in, hex);
+	}
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 7 + (i >> 5));
+	for (size_t n = 0; n <= sizeof(buf); n += n < 200 ? 1 : 97) {
+		lp_sha256_plain(buf, n, a);
+		lp_sha256(buf, n, b);
+		CHECK(!memcmp(a, b, 32), "sha256 of %zu bytes differs from "
+		      "libcrypto's", n);
+	}
+}
+
 int main(void)
 {
+	test_sha256_plain();
 	test_crc();
 	test_crc_blocks();
 	test_endian();
