@@ -95,7 +95,7 @@ static void warm(struct engine_layer *l, const char *trace_path, int plock)
 	struct engine_warm_stats st;
 	struct engine_warm_opts wo = { .busy = probes_busy, .arg = &plock };
 	struct lp_err err = { 0 };
-	struct timespec t0, t1;
+	uint64_t t0;
 
 	if (trace_path) {
 		if (trace_load(trace_path, &paths, &n_paths, &err) < 0) {
@@ -106,18 +106,16 @@ static void warm(struct engine_layer *l, const char *trace_path, int plock)
 		}
 		arena = (char *)paths;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = lp_now_ns();
 	wo.trace = (const char *const *)paths;
 	wo.n_trace = n_paths;
 	engine_warm(l, &wo, &st);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	lp_log(LP_LOG_INFO, "%s: warmed: landmark range %llu bytes, %u chunks "
 	       "(%u for files of the %u in the access trace), %llu stored "
 	       "bytes in %.2f s%s",
 	       l->src->name, (unsigned long long)st.range, st.chunks,
 	       st.trace_chunks, n_paths, (unsigned long long)st.bytes,
-	       (double)(t1.tv_sec - t0.tv_sec) +
-		       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+	       lp_ms_since(t0) / 1e3,
 	       st.failed ? " (some fetches failed)" : "");
 }
 

@@ -69,13 +69,6 @@ struct engine_prefetch {
 	uint32_t n_trace;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void sleep_ns(uint64_t ns)
 {
@@ -113,7 +106,7 @@ void engine_prefetch_demand_end(struct engine_prefetch *p)
 {
 	if (!p)
 		return;
-	__atomic_store_n(&p->last_demand_end, now_ns(), __ATOMIC_RELEASE);
+	__atomic_store_n(&p->last_demand_end, lp_now_ns(), __ATOMIC_RELEASE);
 	__atomic_sub_fetch(&p->demand, 1, __ATOMIC_ACQ_REL);
 }
 
@@ -140,7 +133,7 @@ static bool wait_idle(struct engine_prefetch *p)
 			continue;
 		}
 		last = __atomic_load_n(&p->last_demand_end, __ATOMIC_ACQUIRE);
-		now = now_ns();
+		now = lp_now_ns();
 		if (!last || now - last >= p->idle_ns || now < last)
 			return true;
 		if (!counted) {
@@ -562,7 +555,7 @@ struct urgent_job {
  */
 static void wait_warmer(struct engine_prefetch *p, struct engine_layer *l)
 {
-	uint64_t t0 = now_ns(), waited = 0;
+	uint64_t t0 = lp_now_ns(), waited = 0;
 
 	if (!lp_source_warming(l->src))
 		return;
@@ -570,9 +563,9 @@ static void wait_warmer(struct engine_prefetch *p, struct engine_layer *l)
 		 p->name, l->src->name);
 	while (waited < PF_WARM_WAIT_NS && nap(p, 20000000ull) &&
 	       lp_source_warming(l->src))
-		waited = now_ns() - t0;
+		waited = lp_now_ns() - t0;
 	lp_debug("%s: %s: waited %.2f s for the other process", p->name,
-		 l->src->name, (double)(now_ns() - t0) / 1e9);
+		 l->src->name, lp_ms_since(t0) / 1e3);
 }
 
 static void *urgent_main(void *arg)
@@ -619,10 +612,10 @@ static bool chunk_arrived(struct engine_layer *l, const struct model_chunk *c)
 static void decode_arrived(struct engine_prefetch *p, struct urgent_job *jobs,
 			   uint32_t nj)
 {
-	uint8_t **taken = lp_xcalloc(nj ? nj : 1, sizeof(*taken));
+	/* per layer, how many of its list are decoded: the list is in blob
+	 * order, the order the bytes come in, so they are taken in order */
+	uint32_t *next = lp_xcalloc(nj ? nj : 1, sizeof(*next));
 
-	for (uint32_t li = 0; li < nj; li++)
-		taken[li] = lp_xcalloc(jobs[li].list->n / 8 + 1, 1);
 	while (!stopped(p)) {
 		bool progress = false, left = false;
 
@@ -632,17 +625,14 @@ static void decode_arrived(struct engine_prefetch *p, struct urgent_job *jobs,
 			bool over = __atomic_load_n(&jobs[li].done,
 						    __ATOMIC_ACQUIRE);
 
-			for (uint32_t q = 0; q < cl->n && !stopped(p); q++) {
+			for (; next[li] < cl->n && !stopped(p); next[li]++) {
 				const struct model_chunk *c =
-					&l->model->chunks[cl->v[q]];
+					&l->model->chunks[cl->v[next[li]]];
 
-				if (taken[li][q / 8] & (1u << (q % 8)))
-					continue;
 				if (!over && !chunk_arrived(l, c)) {
 					left = true;
-					continue;
+					break;
 				}
-				taken[li][q / 8] |= (uint8_t)(1u << (q % 8));
 				progress = true;
 				decode_counted(p, l, c);
 			}
@@ -653,9 +643,7 @@ static void decode_arrived(struct engine_prefetch *p, struct urgent_job *jobs,
 			nap(p, PF_ARRIVAL_POLL_NS);
 	}
 	drop_big_buf(p);
-	for (uint32_t li = 0; li < nj; li++)
-		free(taken[li]);
-	free(taken);
+	free(next);
 }
 
 /* The size of the next warm batch: small while others are busy. */
@@ -758,10 +746,6 @@ out:
 	return st.failed ? -EIO : 0;
 }
 
-static double secs_since(uint64_t t0)
-{
-	return (double)(now_ns() - t0) / 1e9;
-}
 
 static void *prefetch_main(void *arg)
 {
@@ -828,7 +812,7 @@ static void *prefetch_main(void *arg)
 			lp_log(LP_LOG_INFO, "%s: prefetched the priority files:"
 			       " %llu chunks in %.2f s", p->name,
 			       (unsigned long long)prio,
-			       secs_since(p->t_start));
+			       lp_ms_since(p->t_start) / 1e3);
 	}
 	/* everything else, layer by layer, in blob order */
 	for (uint32_t li = 0; p->all && li < p->n_layers && !stopped(p);
@@ -861,7 +845,7 @@ static void *prefetch_main(void *arg)
 	 * daemon lives on; its RSS should be what it keeps) */
 	malloc_trim(0);
 #endif
-	__atomic_store_n(&p->t_end, now_ns(), __ATOMIC_RELEASE);
+	__atomic_store_n(&p->t_end, lp_now_ns(), __ATOMIC_RELEASE);
 	if (!stopped(p)) {
 		__atomic_store_n(&p->finished, 1, __ATOMIC_RELEASE);
 		lp_log(LP_LOG_INFO,
@@ -923,7 +907,7 @@ int engine_prefetch_start(struct engine_layer *const *layers, uint32_t n,
 			p->trace[i] = lp_xstrdup(o->trace[i]);
 		p->n_trace = o->n_trace;
 	}
-	p->t_start = now_ns();
+	p->t_start = lp_now_ns();
 	/* the thread takes no signals: SIGTERM must reach the FUSE loop */
 	r = lp_thread_create(&p->thread, NULL, prefetch_main, p);
 	if (r) {
@@ -975,5 +959,5 @@ void engine_prefetch_get_stats(struct engine_prefetch *p,
 		__atomic_load_n(&p->priority_done, __ATOMIC_ACQUIRE);
 	ret->finished = __atomic_load_n(&p->finished, __ATOMIC_ACQUIRE);
 	end = __atomic_load_n(&p->t_end, __ATOMIC_ACQUIRE);
-	ret->seconds = (double)((end ? end : now_ns()) - p->t_start) / 1e9;
+	ret->seconds = (double)((end ? end : lp_now_ns()) - p->t_start) / 1e9;
 }

@@ -570,6 +570,29 @@ static char *prestart_log(const struct snap_daemons *d, unsigned slot)
 	return xfmt("%s/prestart-%u.log", d->piddir, slot);
 }
 
+/* The slot of the daemon started ahead for image up to digest, or -1;
+ * the caller holds d->lock. */
+static int prestart_find(const struct snap_daemons *d, const char *image,
+			 const char *digest)
+{
+	for (unsigned i = 0; i < PRESTART_SLOTS; i++)
+		if (d->pre[i].pid && !strcmp(d->pre[i].image, image) &&
+		    !strcmp(d->pre[i].digest, digest))
+			return (int)i;
+	return -1;
+}
+
+/* Frees a slot (its strings, if own; not its descriptor or process). */
+static void prestart_clear(struct prestart *ps, bool own)
+{
+	if (own) {
+		free(ps->image);
+		free(ps->digest);
+	}
+	memset(ps, 0, sizeof(*ps));
+	ps->in_fd = -1;
+}
+
 /* Lets a started-ahead daemon go (EOF on its stdin: it exits once its
  * image is open); the caller holds d->lock.  The monitor reaps it. */
 static void prestart_drop(struct snap_daemons *d, unsigned slot)
@@ -582,10 +605,7 @@ static void prestart_drop(struct snap_daemons *d, unsigned slot)
 	d->warmers = lp_xrealloc(d->warmers,
 				 (d->n_warmers + 1) * sizeof(*d->warmers));
 	d->warmers[d->n_warmers++] = ps->pid;
-	free(ps->image);
-	free(ps->digest);
-	memset(ps, 0, sizeof(*ps));
-	ps->in_fd = -1;
+	prestart_clear(ps, true);
 }
 
 /* Drops started-ahead daemons nobody took within PRESTART_MAX_S; the
@@ -611,12 +631,9 @@ void snap_daemons_prestart(struct snap_daemons *d, const char *image,
 
 	pthread_mutex_lock(&d->lock);
 	prestart_expire(d);
-	for (unsigned i = 0; i < PRESTART_SLOTS; i++) {
-		if (d->pre[i].pid && !strcmp(d->pre[i].image, image) &&
-		    !strcmp(d->pre[i].digest, digest)) {
-			pthread_mutex_unlock(&d->lock);
-			return; /* on its way already */
-		}
+	if (prestart_find(d, image, digest) >= 0) {
+		pthread_mutex_unlock(&d->lock);
+		return; /* on its way already */
 	}
 	slot = d->pre_next++ % PRESTART_SLOTS;
 	prestart_drop(d, slot);
@@ -648,11 +665,12 @@ void snap_daemons_prestart(struct snap_daemons *d, const char *image,
 void snap_daemons_prestart_cancel(struct snap_daemons *d, const char *image,
 				  const char *digest)
 {
+	int slot;
+
 	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; i < PRESTART_SLOTS; i++)
-		if (d->pre[i].pid && !strcmp(d->pre[i].image, image) &&
-		    !strcmp(d->pre[i].digest, digest))
-			prestart_drop(d, i);
+	slot = prestart_find(d, image, digest);
+	if (slot >= 0)
+		prestart_drop(d, (unsigned)slot);
 	pthread_mutex_unlock(&d->lock);
 }
 
@@ -665,27 +683,23 @@ static pid_t prestart_take(struct snap_daemons *d, const struct daemon *dm,
 			   const char *mp, const char *pf, const char *lf)
 {
 	_cleanup_free_ char *line = NULL, *plf = NULL;
-	struct prestart ps = { .in_fd = -1 };
-	unsigned slot = 0;
+	struct prestart ps;
 	ssize_t len;
+	int slot;
 
 	if (!dm->merged || !dm->digest || dm->fuse_fd >= 0)
 		return 0;
 	pthread_mutex_lock(&d->lock);
 	prestart_expire(d);
-	for (unsigned i = 0; i < PRESTART_SLOTS && !ps.pid; i++) {
-		if (d->pre[i].pid && !strcmp(d->pre[i].image, dm->image) &&
-		    !strcmp(d->pre[i].digest, dm->digest)) {
-			ps = d->pre[i];
-			slot = i;
-			memset(&d->pre[i], 0, sizeof(d->pre[i]));
-			d->pre[i].in_fd = -1;
-		}
+	slot = prestart_find(d, dm->image, dm->digest);
+	if (slot >= 0) {
+		ps = d->pre[slot];
+		prestart_clear(&d->pre[slot], false); /* ps owns them now */
 	}
 	pthread_mutex_unlock(&d->lock);
-	if (!ps.pid)
+	if (slot < 0)
 		return 0;
-	plf = prestart_log(d, slot);
+	plf = prestart_log(d, (unsigned)slot);
 	free(ps.image);
 	free(ps.digest);
 	if (waitpid(ps.pid, NULL, WNOHANG) != 0) { /* it gave up */
@@ -930,6 +944,27 @@ static int ahead_take(struct snap_daemons *d, const struct snap_probe *q)
 }
 
 /*
+ * A probe's "format NAME[ TOC]" line: NAME (ans is cut up in place) and
+ * the TOC digest or NULL in *toc; NULL if ans is no such line.
+ */
+static const char *format_answer(char *ans, char **toc)
+{
+	char *nl = strchr(ans, '\n'), *sp;
+
+	if (nl)
+		*nl = '\0';
+	*toc = NULL;
+	if (strncmp(ans, "format ", 7) || !ans[7])
+		return NULL;
+	sp = strchr(ans + 7, ' ');
+	if (sp) {
+		*sp = '\0';
+		*toc = sp + 1;
+	}
+	return ans + 7;
+}
+
+/*
  * Takes the answer of the probe started ahead for q's layer: 1 with the
  * format, 0 for none, -errno with a message (a TOC that is not the one
  * the label names); 2 if there is no usable answer (no such probe, or it
@@ -938,31 +973,27 @@ static int ahead_take(struct snap_daemons *d, const struct snap_probe *q)
 static int ahead_answer(struct snap_daemons *d, const struct snap_probe *q,
 			char *fmt, size_t fmt_size, struct lp_err *err)
 {
-	char ans[1024], *nl, *toc;
+	char ans[1024], *toc;
+	const char *name;
 	int fd = ahead_take(d, q), r;
 
 	if (fd < 0)
 		return 2;
 	r = read_answer(fd, ans, sizeof(ans));
 	close(fd);
-	if (r < 0 || strncmp(ans, "format ", 7) || !ans[7])
+	name = r < 0 ? NULL : format_answer(ans, &toc);
+	if (!name)
 		return 2;
-	nl = strchr(ans, '\n');
-	if (nl)
-		*nl = '\0';
-	toc = strchr(ans + 7, ' ');
-	if (toc)
-		*toc++ = '\0';
 	lp_debug("layer %s of %s: answered by the probe started ahead: %s%s%s",
-		 q->digest, q->image, ans + 7, toc ? ", TOC " : "",
+		 q->digest, q->image, name, toc ? ", TOC " : "",
 		 toc ? toc : "");
-	if (!strcmp(ans + 7, "none"))
+	if (!strcmp(name, "none"))
 		return 0;
 	if (q->toc_digest && toc && strcmp(toc, q->toc_digest) != 0)
 		return lp_err_set(err, -EBADMSG, "toc: digest %.80s does not "
 				  "match the expected %.80s", toc,
 				  q->toc_digest);
-	snprintf(fmt, fmt_size, "%s", ans + 7);
+	snprintf(fmt, fmt_size, "%s", name);
 	return 1;
 }
 
@@ -971,7 +1002,8 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 {
 	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
 	_cleanup_free_ char **argv = NULL;
-	char ans[1024], *nl;
+	char ans[1024], *toc;
+	const char *name;
 	pid_t pid, w;
 	int p[2], r, st = 0;
 
@@ -1004,13 +1036,11 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 	while (w < 0 && errno == EINTR);
 	if (w == 0)
 		add_warmer(d, pid);
-	nl = strchr(ans, '\n');
-	if (nl)
-		*nl = '\0';
-	if (!strncmp(ans, "format ", 7) && ans[7]) {
-		if (!strcmp(ans + 7, "none"))
+	name = format_answer(ans, &toc);
+	if (name) {
+		if (!strcmp(name, "none"))
 			return 0;
-		snprintf(fmt, fmt_size, "%s", ans + 7);
+		snprintf(fmt, fmt_size, "%s", name);
 		return 1;
 	}
 	if (!strncmp(ans, "error ", 6))

@@ -133,15 +133,6 @@ static bool daemon_source(const struct snap_info *i, enum served how,
 	return true;
 }
 
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)(t.tv_sec - t0->tv_sec) * 1e3 +
-	       (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
 /* The layer-list label (this layer's digest, then those above it):
  * ctr-remote's, else the CRI plugin's; NULL if neither is set. */
 static const char *layer_list(const struct snap_label *l, size_t n)
@@ -407,7 +398,7 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 	const char *image, *digest;
 	struct snap_info info = { 0 };
 	struct snap_label *nl;
-	struct timespec t0;
+	uint64_t t0;
 	_cleanup_free_ char *top = NULL;
 	char fmt[32] = "";
 	bool first;
@@ -427,7 +418,7 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 	if (find_label(l, n, SNAP_LABEL_NYDUS_BLOB)) {
 		/* read through the bootstrap above it: nothing to check */
 		snprintf(fmt, sizeof(fmt), FORMAT_NYDUS_BLOB);
-		clock_gettime(CLOCK_MONOTONIC, &t0);
+		t0 = lp_now_ns();
 		if (!layer_source(l, n, &image, &digest)) /* for the log */
 			image = digest = NULL;
 		goto commit;
@@ -444,7 +435,7 @@ static int rp_prepare(void *ctx, const char *key, const char *parent,
 			 "digest labels: an ordinary snapshot", key);
 		return 0;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = lp_now_ns();
 	/* the first Prepare of a pull (it probes the later layers ahead)
 	 * also brings the manifest the image's fs daemon will want, and
 	 * starts that daemon, which opens the image meanwhile */
@@ -480,7 +471,7 @@ commit:
 		return rc;
 	lp_log(LP_LOG_INFO, "layer %s of %s: remote (%s), committed as %s "
 	       "in %.0f ms", digest ? digest : "?", image ? image : "?", fmt,
-	       target, ms_since(&t0));
+	       target, lp_ms_since(t0));
 	if (strcmp(fmt, FORMAT_NYDUS_BLOB) != 0)
 		early_start(r, target, image, digest, l, n);
 	return exists(err, target);
