@@ -304,10 +304,14 @@ static void mount_usage(FILE *f)
 		"(its daemon\n"
 		"                      died; the snapshotter kept the "
 		"descriptor)\n"
-		"  --dir-ahead KiB     on the first open in a directory, fetch "
-		"up to KiB of\n"
-		"                      its files in the background (default 0: "
-		"off)\n"
+		"  --dir-ahead KiB     on the second file opened in a directory, "
+		"fetch up to\n"
+		"                      KiB of its small files in the background "
+		"(0: off;\n"
+		"                      default: 4096 for a registry image with "
+		"nothing to\n"
+		"                      prefetch: no landmark, no access trace; "
+		"else off)\n"
 		"  --read-ahead KiB    kernel read-ahead of the mount "
 		"(default 4096, 0 = the\n"
 		"                      kernel's 128)\n"
@@ -399,25 +403,36 @@ enum {
 };
 
 /*
- * Directory read-ahead: the first open of a file in a directory fetches
- * (no decode) the directory's other files, up to cap stored bytes, on a
- * background thread: files of one directory sit next to each other in a
- * layer, and a program that opens one (a Python import) tends to open its
- * neighbours next.
+ * Directory read-ahead: the second distinct file opened in a directory
+ * fetches (no decode) the directory's other small files, in blob order, up
+ * to cap stored bytes, on background threads: files of one directory sit
+ * next to each other in a layer, and a program that opens two of them (a
+ * Python import) tends to open more.  One open alone (a library, a locale
+ * file) does not: such directories are large and mostly unread.  Files
+ * above DIRAHEAD_FILE_MAX stored bytes are left to the reads that want
+ * them.  Two workers, so one large directory does not hold up the next.
  */
 #define DIRAHEAD_QUEUE 256
+#define DIRAHEAD_THREADS 2
+#define DIRAHEAD_OPENS 2
+#define DIRAHEAD_FILE_MAX (64u << 10)
+/* the default cap, when the image has nothing to prefetch (no landmark,
+ * no access trace): see bench/README.md, "directory read-ahead" */
+#define DIRAHEAD_DEFAULT_KIB 4096
+#define DIR_AHEAD_AUTO (-1)
 
 struct dirahead {
 	struct mount_src *ms;
 	uint64_t cap;
-	uint8_t *queued; /* bit per served inode (atomic) */
+	uint8_t *seen;	   /* bit per served inode: opened (atomic) */
+	uint32_t *opens;   /* per directory inode: files opened (atomic) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	uint32_t q[DIRAHEAD_QUEUE]; /* protected by lock */
 	uint32_t head, n;
 	bool stop;
-	pthread_t thread;
-	bool started;
+	pthread_t thread[DIRAHEAD_THREADS];
+	unsigned started;
 };
 
 static void dirahead_note(struct dirahead *d, uint32_t ino)
@@ -434,9 +449,12 @@ static void dirahead_note(struct dirahead *d, uint32_t ino)
 	dir = m->inodes[ino].parent;
 	if (dir >= m->n_inodes)
 		return;
-	bit = (uint8_t)(1u << (dir % 8));
-	if (__atomic_fetch_or(&d->queued[dir / 8], bit, __ATOMIC_RELAXED) &
-	    bit)
+	bit = (uint8_t)(1u << (ino % 8));
+	if (__atomic_fetch_or(&d->seen[ino / 8], bit, __ATOMIC_RELAXED) & bit)
+		return;
+	/* exactly one open is the DIRAHEAD_OPENS-th */
+	if (__atomic_add_fetch(&d->opens[dir], 1, __ATOMIC_RELAXED) !=
+	    DIRAHEAD_OPENS)
 		return;
 	pthread_mutex_lock(&d->lock);
 	if (d->n < DIRAHEAD_QUEUE) {
@@ -445,6 +463,28 @@ static void dirahead_note(struct dirahead *d, uint32_t ino)
 		pthread_cond_signal(&d->cond);
 	}
 	pthread_mutex_unlock(&d->lock);
+}
+
+static int cmp_chunk_pos(const void *a, const void *b, void *arg)
+{
+	const struct model *m = arg;
+	const struct model_chunk *x = &m->chunks[*(const uint32_t *)a];
+	const struct model_chunk *y = &m->chunks[*(const uint32_t *)b];
+
+	if (x->blob != y->blob)
+		return x->blob < y->blob ? -1 : 1;
+	return x->comp_off < y->comp_off ? -1 : x->comp_off > y->comp_off;
+}
+
+static uint64_t file_stored_bytes(const struct model *m,
+				  const struct model_inode *in)
+{
+	uint64_t bytes = 0;
+
+	for (uint32_t c = in->first; c < in->first + in->count &&
+				     c < m->n_chunks; c++)
+		bytes += m->chunks[c].comp_len;
+	return bytes;
 }
 
 static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
@@ -458,6 +498,7 @@ static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
 	for (uint32_t k = 0; k < din->count && bytes < d->cap; k++) {
 		uint32_t de = din->first + k, ino;
 		const struct model_inode *in;
+		uint64_t fb;
 
 		if (de >= m->n_dirents)
 			break;
@@ -467,17 +508,22 @@ static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
 		in = &m->inodes[ino];
 		if (!S_ISREG(in->mode))
 			continue;
-		for (uint32_t c = in->first;
-		     c < in->first + in->count && c < m->n_chunks &&
-		     bytes < d->cap;
-		     c++) {
-			bytes += m->chunks[c].comp_len;
+		fb = file_stored_bytes(m, in);
+		if (!fb || fb > DIRAHEAD_FILE_MAX || bytes + fb > d->cap)
+			continue;
+		bytes += fb;
+		for (uint32_t c = in->first; c < in->first + in->count; c++) {
 			lp_grow((void **)v, sizeof(**v), cap, (size_t)n + 1);
 			(*v)[n++] = c;
 		}
 	}
-	if (n)
-		src_prefetch(d->ms, *v, n);
+	lp_debug("directory read-ahead: inode %u: %u chunks, %llu bytes", dir,
+		 n, (unsigned long long)bytes);
+	if (!n)
+		return;
+	/* in blob order: neighbours merge into few requests */
+	qsort_r(*v, n, sizeof(**v), cmp_chunk_pos, (void *)m);
+	src_prefetch(d->ms, *v, n);
 }
 
 static void *dirahead_main(void *arg)
@@ -511,27 +557,34 @@ static void dirahead_start(struct dirahead *d, struct mount_src *ms,
 {
 	d->ms = ms;
 	d->cap = cap;
-	d->queued = lp_xcalloc(ms->m->n_inodes / 8 + 1, 1);
+	d->seen = lp_xcalloc(ms->m->n_inodes / 8 + 1, 1);
+	d->opens = lp_xcalloc(ms->m->n_inodes + 1, sizeof(*d->opens));
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
-	d->started = lp_thread_create(&d->thread, NULL, dirahead_main, d) == 0;
+	while (d->started < DIRAHEAD_THREADS &&
+	       lp_thread_create(&d->thread[d->started], NULL, dirahead_main,
+				d) == 0)
+		d->started++;
 }
 
 static void dirahead_stop(struct dirahead *d)
 {
-	if (!d->queued)
+	if (!d->seen)
 		return;
 	if (d->started) {
 		pthread_mutex_lock(&d->lock);
 		d->stop = true;
-		pthread_cond_signal(&d->cond);
+		pthread_cond_broadcast(&d->cond);
 		pthread_mutex_unlock(&d->lock);
-		pthread_join(d->thread, NULL);
+		for (unsigned t = 0; t < d->started; t++)
+			pthread_join(d->thread[t], NULL);
 	}
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
-	free(d->queued);
-	d->queued = NULL;
+	free(d->seen);
+	free(d->opens);
+	d->seen = NULL;
+	d->opens = NULL;
 }
 
 /*
@@ -1004,7 +1057,8 @@ int cmd_mount(int argc, char **argv)
 	struct open_hooks th = { 0 };
 	struct dirahead da = { 0 };
 	struct trimmer trim = { 0 };
-	uint64_t dir_ahead = 0, t_open = 0, t_image = 0, t_opened = 0, t_up;
+	int64_t dir_ahead = DIR_AHEAD_AUTO;
+	uint64_t t_open = 0, t_image = 0, t_opened = 0, t_up;
 	bool wait_mp = false;
 	_cleanup_free_ char *wait_line = NULL;
 	const char *upto = NULL;
@@ -1109,7 +1163,7 @@ int cmd_mount(int argc, char **argv)
 					  optarg);
 				return EXIT_USAGE;
 			}
-			dir_ahead = (uint64_t)v << 10;
+			dir_ahead = (int64_t)v << 10;
 			break;
 		case OPT_DECODED_MAX: {
 			char *end;
@@ -1306,7 +1360,7 @@ int cmd_mount(int argc, char **argv)
 	if (remote && !no_trace)
 		trace_path = trace_file(&lo.ro, trace_dir, rem,
 					have_layer || upto, layer);
-	if (trace_path || dir_ahead) {
+	if (trace_path || dir_ahead != 0) {
 		fo.on_open = open_hook;
 		fo.on_open_arg = &th;
 	}
@@ -1381,10 +1435,6 @@ int cmd_mount(int argc, char **argv)
 		}
 		__atomic_store_n(&th.t, t, __ATOMIC_RELEASE);
 	}
-	if (dir_ahead) {
-		dirahead_start(&da, &ms, dir_ahead);
-		__atomic_store_n(&th.da, &da, __ATOMIC_RELEASE);
-	}
 	if (!no_prefetch) {
 		po.name = name;
 		r = engine_prefetch_start(layers, n_open, &po, &ms.pf, &err);
@@ -1395,6 +1445,18 @@ int cmd_mount(int argc, char **argv)
 			lp_log(LP_LOG_INFO, "%s: prefetching %s", name,
 			       po.all ? "the priority files, then everything"
 				      : "the priority files");
+	}
+	/* auto: for a remote image with nothing to prefetch (no landmark, no
+	 * access trace), where every first read waits for the link */
+	if (dir_ahead == DIR_AHEAD_AUTO)
+		dir_ahead = remote && !ms.pf ? (int64_t)DIRAHEAD_DEFAULT_KIB << 10
+					     : 0;
+	if (dir_ahead > 0) {
+		dirahead_start(&da, &ms, (uint64_t)dir_ahead);
+		__atomic_store_n(&th.da, &da, __ATOMIC_RELEASE);
+		lp_log(LP_LOG_INFO, "%s: directory read-ahead: up to %lld KiB "
+		       "of a directory's small files on its second open", name,
+		       (long long)(dir_ahead >> 10));
 	}
 	if (ms.pf && po.all && foreground) {
 		char what[600];

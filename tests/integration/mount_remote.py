@@ -756,6 +756,7 @@ def run(lab, src, work, proxies):
     # --- 5. prefetch
     if refgen:
         prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks)
+        dirahead_tests(lab, work, proxy, ref, b, lay)
     if have_rafs:
         log("== RAFS prefetch table")
         want = rafs_want(os.path.join(rafs_ref, boot_name + ".result"))
@@ -833,6 +834,63 @@ def decoded_store_tests(lab, work, ref, exp_stack):
             st1[1] if st1 else -1, st2[0] if st2 else -1, flips,
             st3[2] if st3 else -1, st3[1] if st3 else -1,
             "ok" if ok else "FAILED"))
+
+
+def dirahead_tests(lab, work, proxy, ref, b, lay):
+    """Directory read-ahead: on by default for an image with nothing to
+    prefetch; the second file opened in small/ brings the directory's other
+    small files, never big/'s 1 MiB files; --dir-ahead 0 turns it off."""
+    log("== directory read-ahead")
+    man = lay.images["big"]
+    mdata = json.load(open(os.path.join(
+        lay.root, "blobs", "sha256", man["digest"][7:])))
+    toc = b.tocs[mdata["layers"][0]["digest"]]
+    off = {F.clean(e["name"]): e["offset"] for e in toc["entries"]
+           if e.get("type") == "reg" and "offset" in e}
+    exp = os.path.join(work, "expected", "big")
+    if not os.path.isdir(exp):
+        MT.extract_stack([os.path.join(work, "layers", "big.tar")], exp)
+    late = ["small/s%03d" % i for i in (100, 150, 199)]
+
+    def read(mp, p):
+        return open(os.path.join(mp, p), "rb").read() == open(
+            os.path.join(exp, p), "rb").read()
+
+    for mode, extra in (("auto", []), ("off", ["--dir-ahead", "0"])):
+        proxy.reset()
+        mp, pid, logf, _ = mount_ref(lab, ref("big", proxy),
+                                     fresh_root(work, "da-" + mode),
+                                     "da-" + mode, extra=extra)
+        on = wait_log(logf, r"directory read-ahead: up to 4096 KiB", 0.5)
+        check(bool(on) == (mode == "auto"), "dir-ahead %s: log says %s" %
+              (mode, "on" if on else "off"))
+        for p in ("small/s000", "small/s001"):
+            check(read(mp, p), "dir-ahead %s: %s reads wrong" % (mode, p))
+        # the sweep runs in the background: wait until it asked for the
+        # files read next (a file whose request is still in flight is
+        # waited for, not asked again)
+        end = time.time() + (10 if mode == "auto" else 0.5)
+        while time.time() < end and not all(
+                covered(blob_ranges(proxy), off[p], off[p] + 1)
+                for p in late):
+            time.sleep(0.05)
+        swept = blob_ranges(proxy)
+        check(not any(covered(swept, off["big/b%02d" % i],
+                              off["big/b%02d" % i] + 1) for i in range(48)),
+              "dir-ahead %s: a 1 MiB file of big/ was fetched: %s" % (
+                  mode, sorted(swept)))
+        proxy.reset()
+        for p in late:
+            check(read(mp, p), "dir-ahead %s: %s reads wrong" % (mode, p))
+        n = len(proxy.blob_gets())
+        if mode == "auto":
+            check(n == 0, "dir-ahead: reading %s after two opens in small/ "
+                  "fetched %s" % (late, proxy.blob_gets()[:3]))
+        else:
+            check(n > 0, "--dir-ahead 0: %s read without a request" % late)
+        log("  %s: two opens in small/, then %d files read with %d "
+            "requests" % (mode, len(late), n))
+        lab.umount(mp, pid)
 
 
 def prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks):
@@ -929,7 +987,10 @@ def prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks):
     names = ["small/s%03d" % i for i in range(0, 200, 5)]
     res = {}
     for mode in ("idle", "prefetch-all", "idle", "prefetch-all"):
-        extra = ["--prefetch-all"] if mode == "prefetch-all" else []
+        # the directory read-ahead (on when idle) would hide the idle
+        # latency this compares against
+        extra = ["--dir-ahead", "0"] + (
+            ["--prefetch-all"] if mode == "prefetch-all" else [])
         mp, pid, logf, _ = mount_ref(lab, ref("big"),
                                      fresh_root(work, "lat-%s-%d" % (
                                          mode, len(res.get(mode, [])))),
