@@ -106,10 +106,13 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 /*
  * Streams src once into a zran index (span bytes between checkpoints, 0 =
  * the default), with a progress line saying what, and writes it to path
- * (temporary name, then rename).  -EOPNOTSUPP when built without zran.
+ * (temporary name, then rename).  With digest (a registry layer's), the
+ * gzip stream must have it: else -EBADMSG and src's cached bytes are
+ * dropped.  -EOPNOTSUPP when built without zran.
  */
-int cli_zran_build(struct lp_source *src, const char *what, uint32_t span,
-		   const char *path, struct lp_err *err);
+int cli_zran_build(struct lp_source *src, const char *digest,
+		   const char *what, uint32_t span, const char *path,
+		   struct lp_err *err);
 /* "sha256:0123456789ab…" for progress lines */
 void cli_short_digest(const char *digest, char *buf, size_t size);
 

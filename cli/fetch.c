@@ -521,9 +521,10 @@ static void zran_progress(uint64_t done, uint64_t total, void *data)
 /*
  * The index build reads the layer front to back, 1 MiB at a time: from a
  * registry, one request after another, each paying a round trip.  A
- * thread of its own brings the whole blob into the cache meanwhile, in
- * large parallel requests (the source's planner), so the link stays full
- * and the build's reads find their bytes or wait for them in flight.
+ * thread of its own streams the whole blob into the cache meanwhile, in
+ * one request whose bytes become visible every MiB, so the link stays
+ * full and the build's reads follow the stream (a registry that cannot
+ * stream: large parallel requests, STREAM_STEP at a time).
  */
 #define STREAM_STEP (16u << 20) /* per call: bounds the buffers in flight */
 
@@ -537,7 +538,15 @@ static void *stream_blob(void *arg)
 	struct stream_job *j = arg;
 	struct lp_source *src = j->src;
 	struct lp_err err = { 0 };
+	int r = fetch_source_fill(src, &j->stop, &err);
 
+	if (r == 0)
+		return NULL;
+	lp_debug("%s: streaming ahead of the index build: %s", src->name,
+		 err.msg);
+	if (r != -EINVAL && r != -EOPNOTSUPP)
+		return NULL; /* the build fetches what it still reads */
+	lp_err_clear(&err);
 	for (uint64_t off = 0; off < src->size &&
 			       !__atomic_load_n(&j->stop, __ATOMIC_ACQUIRE);
 	     off += STREAM_STEP) {
@@ -555,9 +564,34 @@ static void *stream_blob(void *arg)
 	return NULL;
 }
 
-static int zran_build_shown(struct lp_source *src, const char *what,
-			    uint32_t span, struct zran_index **ret,
-			    struct lp_err *err)
+/*
+ * The build's bytes came from the registry in pieces (or from a stream
+ * whose verdict may come after the build read them): the digest of the
+ * gzip stream it inflated must be the layer's, or nothing it read is
+ * trusted, in the index or in the blob cache.
+ */
+static int check_layer_digest(struct lp_source *src, const char *digest,
+			      const struct zran_index *idx, struct lp_err *err)
+{
+	struct zran_index_stats st;
+	char got[7 + 65];
+
+	if (!digest || strncmp(digest, "sha256:", 7))
+		return 0;
+	zran_index_stats(idx, &st);
+	memcpy(got, "sha256:", 7);
+	lp_hex(st.gzip_sha256, 32, got + 7);
+	if (!strcmp(got, digest))
+		return 0;
+	fetch_source_invalidate(src, 0, src->size);
+	return lp_err_set(err, EBADMSG, "the registry's bytes for layer %s "
+			  "have the digest %s: not indexed, dropped from the "
+			  "cache", digest, got);
+}
+
+static int zran_build_shown(struct lp_source *src, const char *digest,
+			    const char *what, uint32_t span,
+			    struct zran_index **ret, struct lp_err *err)
 {
 	struct zran_build_opts bo = { .span = span };
 	struct cli_progress *p = cli_progress_begin(what, src->size);
@@ -576,6 +610,13 @@ static int zran_build_shown(struct lp_source *src, const char *what,
 		pthread_join(th, NULL);
 	}
 	cli_progress_end(p);
+	if (r == 0) {
+		r = check_layer_digest(src, digest, *ret, err);
+		if (r < 0) {
+			zran_index_free(*ret);
+			*ret = NULL;
+		}
+	}
 	return r;
 }
 
@@ -597,16 +638,18 @@ static int zran_save_atomic(const struct zran_index *idx, const char *path,
 }
 #endif
 
-int cli_zran_build(struct lp_source *src, const char *what, uint32_t span,
-		   const char *path, struct lp_err *err)
+int cli_zran_build(struct lp_source *src, const char *digest,
+		   const char *what, uint32_t span, const char *path,
+		   struct lp_err *err)
 {
 #ifdef LP_HAVE_ZRAN
 	_cleanup_(zran_index_freep) struct zran_index *idx = NULL;
-	int r = zran_build_shown(src, what, span, &idx, err);
+	int r = zran_build_shown(src, digest, what, span, &idx, err);
 
 	return r < 0 ? r : zran_save_atomic(idx, path, err);
 #else
 	(void)src;
+	(void)digest;
 	(void)what;
 	(void)span;
 	(void)path;
@@ -700,7 +743,7 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 
 		cli_short_digest(digest, sd, sizeof(sd));
 		snprintf(what, sizeof(what), "indexing layer %s", sd);
-		rc = zran_build_shown(src, what, 0, &zi, err);
+		rc = zran_build_shown(src, digest, what, 0, &zi, err);
 		if (rc < 0) {
 			lp_err_wrap(err, "%s", src->name);
 			lp_source_free(src);

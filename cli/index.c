@@ -68,6 +68,7 @@ int cmd_index(int argc, char **argv)
 		{ 0 },
 	};
 	_cleanup_(cli_remote_closep) struct cli_remote *rem = NULL;
+	size_t pick = 0;
 	_cleanup_free_ char *stored = NULL;
 	struct cli_remote_opts ro;
 	struct lp_source *src = NULL;
@@ -133,6 +134,7 @@ int cmd_index(int argc, char **argv)
 		    cli_remote_pick(rem, &ro, &i) < 0 ||
 		    cli_remote_layer(rem, i, &src) < 0)
 			return 1;
+		pick = i;
 		if (!out) {
 			stored = store_path(&ro,
 					    rem->manifest->layers[i].digest);
@@ -152,7 +154,8 @@ int cmd_index(int argc, char **argv)
 		}
 		snprintf(what, sizeof(what), "indexing %s", layer);
 	}
-	r = cli_zran_build(src, what, (uint32_t)(span_kib * 1024), out, &err);
+	r = cli_zran_build(src, rem ? rem->manifest->layers[pick].digest : NULL,
+			   what, (uint32_t)(span_kib * 1024), out, &err);
 	lp_source_free(src);
 	if (r < 0) {
 		cli_error("%s: %s", layer, err.msg);

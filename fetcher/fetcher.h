@@ -557,10 +557,15 @@ int fetch_source_prefetch(struct lp_source *s, const struct fetch_range *r,
  */
 int fetch_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len);
 /*
- * Fetches the whole blob in one streamed GET, verifies its digest and only
- * then marks it present.  0, or -EBADMSG when the digest does not match.
+ * Fetches the whole blob in one streamed GET.  What arrives is marked
+ * present every MiB, before the blob's digest is known (a reader verifies
+ * what it reads: chunk digests, or the zran build's digest of the whole
+ * stream); at the end the digest is checked: -EBADMSG when it does not
+ * match, and then the blob's bytes are dropped from the cache.  *stop
+ * (atomic, may be NULL) set: the stream is abandoned, -ECANCELED.
  */
-int fetch_source_fill(struct lp_source *s, struct lp_err *err);
+int fetch_source_fill(struct lp_source *s, const int *stop,
+		      struct lp_err *err);
 /*
  * pread has no room for a message: the last failure of a read is kept
  * here.  Returns its code (0 if none).

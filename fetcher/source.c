@@ -483,14 +483,46 @@ struct fill_state {
 	struct fetch_range *runs;
 	size_t n;
 	uint64_t pos;
+	uint64_t done; /* granule-aligned: [0, done) of the runs committed */
+	const int *stop; /* atomic, may be NULL: give up when set */
 	int werr;
+	struct lp_err err;
 };
+
+/* Commits (ok) or unclaims the runs' parts in [f->done, upto). */
+static int fill_settle(struct fill_state *f, uint64_t upto, bool ok)
+{
+	int r = 0;
+
+	for (size_t k = 0; k < f->n; k++) {
+		uint64_t a = f->runs[k].off > f->done ? f->runs[k].off
+						      : f->done;
+		uint64_t e = run_end(&f->runs[k]) < upto ? run_end(&f->runs[k])
+							 : upto;
+
+		if (a >= e)
+			continue;
+		if (!ok || r < 0)
+			fetch_cache_blob_unclaim(f->b->blob, a, e - a);
+		else
+			r = fetch_cache_blob_commit(f->b->blob, a, e - a,
+						    &f->err);
+	}
+	f->done = upto;
+	return r;
+}
 
 static int fill_cb(const void *data, size_t len, void *arg)
 {
 	struct fill_state *f = arg;
 	const uint8_t *p = data;
+	uint32_t g = fetch_cache_granule(f->b->blob);
+	uint64_t upto;
 
+	if (f->stop && __atomic_load_n(f->stop, __ATOMIC_ACQUIRE)) {
+		f->werr = -ECANCELED;
+		return f->werr;
+	}
 	for (size_t k = 0; k < f->n; k++) {
 		uint64_t a = f->runs[k].off > f->pos ? f->runs[k].off : f->pos;
 		uint64_t e = run_end(&f->runs[k]);
@@ -508,10 +540,26 @@ static int fill_cb(const void *data, size_t len, void *arg)
 		}
 	}
 	f->pos += len;
+	/* every FILL_STEP, what arrived is made visible: a reader of the
+	 * blob's start need not wait for its end */
+	upto = f->pos / g * g;
+	if (upto >= f->done + FILL_STEP) {
+		int r = fill_settle(f, upto, true);
+
+		if (r < 0) {
+			f->werr = r;
+			return r;
+		}
+	}
 	return 0;
 }
 
-int fetch_source_fill(struct lp_source *s, struct lp_err *err)
+/*
+ * Streams the whole blob into the cache in one request, committing what
+ * arrived every FILL_STEP, so readers follow the stream closely.
+ */
+int fetch_source_fill(struct lp_source *s, const int *stop,
+		      struct lp_err *err)
 {
 	struct bsrc *b = bsrc_of(s);
 	struct fill_state f = { 0 };
@@ -523,6 +571,7 @@ int fetch_source_fill(struct lp_source *s, struct lp_err *err)
 		return lp_err_set(err, EOPNOTSUPP, "%s: no streaming backend",
 				  s->name);
 	f.b = b;
+	f.stop = stop;
 	fetch_cache_blob_claim(b->blob, 0, s->size, &f.runs, &f.n);
 	if (f.n) {
 		r = b->be.stream(b->arg, fill_cb, &f, err);
@@ -532,16 +581,22 @@ int fetch_source_fill(struct lp_source *s, struct lp_err *err)
 				       "%llu bytes",
 				       s->name, (unsigned long long)f.pos,
 				       (unsigned long long)s->size);
-		for (size_t k = 0; k < f.n; k++) {
+		if (r < 0 && f.werr < 0 && f.err.code)
+			*err = f.err;
+		if (r < 0) {
+			fill_settle(&f, s->size, false);
+			/* what was shown of a blob that is not the digest's */
+			if (r == -EBADMSG)
+				fetch_cache_blob_invalidate(b->blob, 0, s->size);
+		} else {
+			r = fill_settle(&f, s->size, true);
 			if (r < 0)
-				fetch_cache_blob_unclaim(b->blob, f.runs[k].off,
-							 f.runs[k].len);
-			else
-				r = fetch_cache_blob_commit(b->blob,
-							    f.runs[k].off,
-							    f.runs[k].len, err);
+				*err = f.err;
 		}
 		free(f.runs);
+		if (f.werr == -ECANCELED)
+			return lp_err_set(err, ECANCELED, "%s: fill stopped",
+					  s->name);
 		if (r < 0)
 			return fetch_wrap(r, err, "%s: fill", s->name);
 	}

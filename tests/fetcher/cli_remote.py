@@ -641,6 +641,38 @@ def main():
                 if not n.endswith(".zran")]
         if left:
             fail("temporary files left in the index store: %s" % left)
+        # a registry that lies about the plain gzip layer with bytes gzip
+        # cannot tell apart (its header's mtime): the layer digest catches
+        # the lie; nothing is indexed and the bytes leave the cache, so the
+        # honest registry is asked again next time
+        liar = R.Proxy(reg.addr)
+        try:
+            liar.add(R.Rule("gzip_mtime", match=gz_hex, count=1000))
+            lroot = os.path.join(work, "liar")
+            lidx = os.path.join(lroot, "indexes", "sha256", gz_hex + ".zran")
+            rc, out, err = F.run([lp, "ls", "--layer", "2", "--plain-http",
+                                  "--root", lroot,
+                                  ref.replace(reg.addr, liar.addr)],
+                                 timeout=120)
+            if rc != 1 or b"have the digest" not in err or out:
+                fail("ls of a lied-about gzip layer: exit %d, %d bytes "
+                     "out: %s" % (rc, len(out), F.short(err)))
+            elif os.path.exists(lidx):
+                fail("a lied-about gzip layer was indexed: %s" % lidx)
+            else:
+                rc, got, err = F.run([lp, "ls", "--json", "--digest",
+                                      "--layer", "2", "--plain-http",
+                                      "--root", lroot, ref], timeout=120)
+                rc0, want, _ = F.run([lp, "ls", "--json", "--digest",
+                                      local[2][2]], timeout=120)
+                if rc or got != want:
+                    fail("ls after the lie, from the honest registry: "
+                         "exit %d: %s" % (rc, F.short(err)))
+                else:
+                    print("gzip layer with a lied mtime: refused, digest "
+                          "mismatch; then indexed from the honest registry")
+        finally:
+            liar.stop()
         # cat through a cold cache fetches part of the blob, then nothing
         cold = ["--plain-http", "--root", os.path.join(work, "cold")]
         x = os.path.join(work, "x")

@@ -554,7 +554,7 @@ int main(int argc, char **argv)
 			goto fail;
 		}
 		if (!strcmp(cmd, "fill")) {
-			r = fetch_source_fill(s, &err);
+			r = fetch_source_fill(s, NULL, &err);
 			printf("cached %llu of %llu\n",
 			       (unsigned long long)fetch_source_cached_bytes(s),
 			       (unsigned long long)s->size);

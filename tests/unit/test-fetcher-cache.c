@@ -469,7 +469,7 @@ static void test_fill(struct fake *f)
 	unsigned r0;
 
 	CHECK(read_eq(s, f, 3 * G, 10));
-	CHECK(fetch_source_fill(s, &err) == 0);
+	CHECK(fetch_source_fill(s, NULL, &err) == 0);
 	CHECK(fetch_source_cached_bytes(s) == f->size);
 	r0 = requests(f);
 	CHECK(read_eq(s, f, 0, (size_t)f->size));
