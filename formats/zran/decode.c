@@ -155,6 +155,24 @@ static int span_start(z_stream *zs, uint8_t bits, uint8_t prev,
 	return 0;
 }
 
+/* A raw inflate stream positioned at checkpoint i of idx.  The window is
+ * inflated into a buffer of this call only: zlib keeps its own copy. */
+static int point_start(const struct zran_index *idx, uint32_t i, z_stream *zs,
+		       struct lp_err *err)
+{
+	const struct zran_point *pt = &idx->points[i];
+	_cleanup_free_ uint8_t *win = NULL;
+	int r;
+
+	if (pt->window_len) {
+		win = lp_xmalloc(pt->window_len);
+		r = zran_point_window(idx, i, win, err);
+		if (r < 0)
+			return r;
+	}
+	return span_start(zs, pt->bits, pt->prev, win, pt->window_len, err);
+}
+
 int zran_inflate_span(uint8_t bits, uint8_t prev, const uint8_t *window,
 		      uint32_t window_len, const uint8_t *in, size_t in_len,
 		      uint64_t skip, uint8_t *out, size_t out_len,
@@ -302,8 +320,7 @@ int zran_index_decode(const struct zran_index *idx, const struct model_chunk *c,
 			     out, (size_t)c->len, err);
 	} else {
 		rs.zs = lp_xmalloc(sizeof(*rs.zs));
-		r = span_start(rs.zs, pt->bits, pt->prev, pt->window,
-			       pt->window_len, err);
+		r = point_start(idx, c->aux, rs.zs, err);
 		if (r < 0) {
 			free(rs.zs);
 			return r;
@@ -364,6 +381,8 @@ int zran_index_read(const struct zran_index *idx, struct lp_source *src,
 		in_end = idx->gzip_size;
 	const struct zran_point *pt = &idx->points[lo];
 	uint64_t n = in_end - pt->in_pos;
+	z_stream zs;
+	size_t pos = 0;
 
 	if (n > SIZE_MAX)
 		return lp_err_set(err, EFBIG, "zran: span too large");
@@ -371,7 +390,11 @@ int zran_index_read(const struct zran_index *idx, struct lp_source *src,
 	r = lp_source_read_full(src, stored, (size_t)n, pt->in_pos, err);
 	if (r < 0)
 		return r;
-	return zran_inflate_span(pt->bits, pt->prev, pt->window,
-				 pt->window_len, stored, (size_t)n,
-				 off - pt->out_pos, buf, len, err);
+	r = point_start(idx, lo, &zs, err);
+	if (r < 0)
+		return r;
+	r = span_run(&zs, stored, (size_t)n, &pos, off - pt->out_pos, buf, len,
+		     err);
+	inflateEnd(&zs);
+	return r;
 }

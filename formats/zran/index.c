@@ -52,6 +52,7 @@ struct zran_index *zran_index_new(void)
 	idx->strtab = lp_xmalloc(idx->cap_strtab);
 	idx->strtab[0] = '\0';
 	idx->strtab_len = 1;
+	idx->wfd = -1;
 	idx->cache = zran_cache_new();
 	return idx;
 }
@@ -61,14 +62,30 @@ void zran_index_free(struct zran_index *idx)
 	if (!idx)
 		return;
 	zran_cache_free(idx->cache);
-	for (uint32_t i = 0; idx->points && i < idx->n_points; i++)
-		free(idx->points[i].window);
+	if (idx->wfd >= 0)
+		close(idx->wfd);
+	free(idx->wins);
 	free(idx->points);
 	free(idx->entries);
 	free(idx->xattrs);
 	free(idx->chunks);
 	free(idx->strtab);
 	free(idx);
+}
+
+void zran_index_drop_listing(struct zran_index *idx)
+{
+	free(idx->entries);
+	free(idx->xattrs);
+	free(idx->chunks);
+	free(idx->strtab);
+	idx->entries = NULL;
+	idx->xattrs = NULL;
+	idx->chunks = NULL;
+	idx->strtab = NULL;
+	idx->cap_entries = idx->cap_xattrs = idx->cap_chunks = 0;
+	idx->cap_strtab = 0;
+	idx->no_listing = true;
 }
 
 int zran_index_add_str(struct zran_index *idx, const void *s, size_t len,
@@ -119,6 +136,9 @@ struct zran_build {
 	bool open;
 	struct zran_ichunk cur;
 	struct lp_sha256_ctx *sha;
+	/* compresses the windows as the index file stores them */
+	z_stream def;
+	bool def_live;
 };
 
 static int close_chunk(struct zran_build *b, struct lp_err *err)
@@ -246,6 +266,50 @@ static const struct zran_tar_ops build_tar_ops = {
 	.file_data = b_data,
 };
 
+/*
+ * Appends a point's window to the window area in its stored form: deflated
+ * at level 1 (what compress2() would write) when that is smaller, else
+ * raw.  The index never holds it inflated, and saving it copies it as is.
+ */
+static int store_window(struct zran_build *b, struct zran_point *pt,
+			const uint8_t *win, uint32_t wlen, struct lp_err *err)
+{
+	struct zran_index *idx = b->idx;
+	uLong bound;
+	int zr;
+
+	if (!b->def_live) {
+		memset(&b->def, 0, sizeof(b->def));
+		if (deflateInit(&b->def, 1) != Z_OK)
+			return lp_err_set(err, ENOMEM,
+					  "zran: deflateInit failed");
+		b->def_live = true;
+	} else if (deflateReset(&b->def) != Z_OK) {
+		return lp_err_set(err, EIO, "zran: deflateReset failed");
+	}
+	bound = deflateBound(&b->def, wlen);
+	if (bound < wlen)
+		bound = wlen;
+	lp_grow((void **)&idx->wins, 1, &idx->cap_wins,
+		(size_t)idx->wins_len + bound);
+	pt->woff = idx->wins_len;
+	b->def.next_in = (Bytef *)win;
+	b->def.avail_in = wlen;
+	b->def.next_out = idx->wins + idx->wins_len;
+	b->def.avail_out = (uInt)bound;
+	zr = deflate(&b->def, Z_FINISH);
+	if (zr == Z_STREAM_END && b->def.total_out < wlen) {
+		pt->wenc = ZRAN_WIN_ZLIB;
+		pt->wstored = (uint32_t)b->def.total_out;
+	} else {
+		pt->wenc = ZRAN_WIN_RAW;
+		pt->wstored = wlen;
+		memcpy(idx->wins + idx->wins_len, win, wlen);
+	}
+	idx->wins_len += pt->wstored;
+	return 0;
+}
+
 static int add_point(struct zran_build *b, z_stream *zs, uint64_t out_pos,
 		     uint8_t prev, struct lp_err *err)
 {
@@ -275,12 +339,10 @@ static int add_point(struct zran_build *b, z_stream *zs, uint64_t out_pos,
 	pt->bits = (uint8_t)(zs->data_type & 7);
 	pt->prev = pt->bits ? prev : 0;
 	pt->window_len = wlen;
-	pt->window = NULL;
-	if (wlen) {
-		pt->window = lp_xmalloc(wlen);
-		memcpy(pt->window, win, wlen);
-	}
-	return 0;
+	pt->woff = idx->wins_len;
+	pt->wstored = 0;
+	pt->wenc = ZRAN_WIN_RAW;
+	return wlen ? store_window(b, pt, win, wlen, err) : 0;
 }
 
 int zran_index_build(struct lp_source *src, const struct zran_build_opts *opts,
@@ -429,6 +491,11 @@ int zran_index_build(struct lp_source *src, const struct zran_build_opts *opts,
 		goto out;
 	}
 	idx->tar_size = out_abs;
+	if (idx->wins_len && idx->wins_len < idx->cap_wins) {
+		/* the area grew by doubling: keep only what it holds */
+		idx->wins = lp_xrealloc(idx->wins, (size_t)idx->wins_len);
+		idx->cap_wins = (size_t)idx->wins_len;
+	}
 	lp_sha256_final(gsha, idx->gzip_sha256);
 	gsha = NULL;
 	*ret = TAKE_PTR(idx);
@@ -436,6 +503,8 @@ int zran_index_build(struct lp_source *src, const struct zran_build_opts *opts,
 out:
 	if (zs_live)
 		inflateEnd(&zs);
+	if (b.def_live)
+		deflateEnd(&b.def);
 	if (gsha) {
 		uint8_t dummy[32];
 
@@ -460,6 +529,11 @@ int zran_index_model(const struct zran_index *idx, struct model **ret,
 	uint32_t blob;
 	int r;
 
+	if (idx->no_listing) {
+		model_builder_free(b);
+		return lp_err_set(err, EINVAL,
+				  "zran: the index kept only its checkpoints");
+	}
 	memcpy(blob_id, "sha256:", 7);
 	lp_hex(idx->gzip_sha256, 32, blob_id + 7);
 	r = model_builder_add_blob(b, blob_id,

@@ -59,10 +59,13 @@ static int finish_load(struct zran_index *idx, struct model **ret_model,
 	}
 	fill_info(idx, info);
 	*ret_model = m;
-	if (ret_ctx)
+	if (ret_ctx) {
+		/* the model has the listing now; decodes need the points */
+		zran_index_drop_listing(idx);
 		*ret_ctx = zran_ctx_from_index(idx);
-	else
+	} else {
 		zran_index_free(idx);
+	}
 	return 0;
 }
 

@@ -27,7 +27,9 @@
  *     windows, in point order, as stored
  *
  * Windows are zlib-compressed when that is smaller: they are most of the
- * index and typically shrink 3-4x.
+ * index and typically shrink 2-4x.  An index keeps the window area in this
+ * form (in memory, or left in the file it was loaded from) and inflates a
+ * window only to restore its checkpoint.
  */
 #define LP_MODNAME "zran"
 #include <fcntl.h>
@@ -51,54 +53,77 @@
 
 /* ---- writing ---------------------------------------------------------- */
 
-struct wwin {
-	uint8_t *data; /* NULL: raw (points at the window) */
-	const uint8_t *ptr;
-	uint32_t len;
-	uint8_t enc;
-};
+/* Reads [off, off + len) of the window area from the index file. */
+static int read_wins(const struct zran_index *idx, uint64_t off, void *buf,
+		     size_t len, struct lp_err *err)
+{
+	int64_t n;
+
+	if (idx->wfd < 0)
+		return lp_err_set(err, EIO, "zran: the index has no windows");
+	n = lp_pread_all(idx->wfd, buf, len, idx->wins_off + off);
+	if (n < 0)
+		return lp_err_set(err, EIO, "zran: reading the index file: %s",
+				  strerror((int)-n));
+	if ((uint64_t)n != len)
+		return lp_err_set(err, EIO, "zran: the index file is shorter "
+				  "than when it was loaded");
+	return 0;
+}
+
+int zran_point_window(const struct zran_index *idx, uint32_t i, uint8_t *win,
+		      struct lp_err *err)
+{
+	const struct zran_point *pt = &idx->points[i];
+	_cleanup_free_ uint8_t *tmp = NULL;
+	const uint8_t *stored;
+	uLongf dl = pt->window_len;
+	int r;
+
+	if (!pt->window_len)
+		return 0;
+	if (idx->wins) {
+		stored = idx->wins + pt->woff;
+	} else if (pt->wenc == ZRAN_WIN_RAW) {
+		return read_wins(idx, pt->woff, win, pt->window_len, err);
+	} else {
+		tmp = lp_xmalloc(pt->wstored);
+		r = read_wins(idx, pt->woff, tmp, pt->wstored, err);
+		if (r < 0)
+			return r;
+		stored = tmp;
+	}
+	if (pt->wenc == ZRAN_WIN_RAW) {
+		memcpy(win, stored, pt->window_len);
+		return 0;
+	}
+	if (uncompress(win, &dl, stored, pt->wstored) != Z_OK ||
+	    dl != pt->window_len)
+		return lp_err_set(err, EIO, "zran: checkpoint %u: corrupt "
+				  "window",
+				  i);
+	return 0;
+}
 
 int zran_index_serialize(const struct zran_index *idx, uint8_t **ret_buf,
 			 size_t *ret_len, struct lp_err *err)
 {
-	struct wwin *w = lp_xcalloc(idx->n_points ? idx->n_points : 1,
-				    sizeof(*w));
-	uint64_t wtotal = 0, len;
+	uint64_t len;
 	uint8_t *buf, *p;
-	int r = 0;
+	int r;
 
-	for (uint32_t i = 0; i < idx->n_points; i++) {
-		const struct zran_point *pt = &idx->points[i];
-		uLongf zl = compressBound(pt->window_len);
-
-		w[i].ptr = pt->window;
-		w[i].len = pt->window_len;
-		if (pt->window_len) {
-			uint8_t *z = lp_xmalloc(zl);
-
-			if (compress2(z, &zl, pt->window, pt->window_len, 1) ==
-				    Z_OK &&
-			    zl < pt->window_len) {
-				w[i].data = z;
-				w[i].ptr = z;
-				w[i].len = (uint32_t)zl;
-				w[i].enc = 1;
-			} else {
-				free(z);
-			}
-		}
-		wtotal += w[i].len;
-	}
+	if (idx->no_listing)
+		return lp_err_set(err, EINVAL,
+				  "zran: the index kept only its checkpoints");
 	len = HDR_LEN + PARAMS_LEN + (uint64_t)idx->n_points * POINT_LEN +
 	      (uint64_t)idx->n_entries * ENTRY_LEN +
 	      (uint64_t)idx->n_xattrs * XATTR_LEN +
-	      (uint64_t)idx->n_chunks * CHUNK_LEN + idx->strtab_len + wtotal;
-	if (len > INDEX_MAX || len > SIZE_MAX) {
-		r = lp_err_set(err, E2BIG, "zran: index too large (%" PRIu64
-					   " bytes)",
-			       len);
-		goto out;
-	}
+	      (uint64_t)idx->n_chunks * CHUNK_LEN + idx->strtab_len +
+	      idx->wins_len;
+	if (len > INDEX_MAX || len > SIZE_MAX)
+		return lp_err_set(err, E2BIG, "zran: index too large (%" PRIu64
+					      " bytes)",
+				  len);
 	buf = lp_xcalloc(1, (size_t)len);
 	p = buf + HDR_LEN;
 
@@ -120,10 +145,10 @@ int zran_index_serialize(const struct zran_index *idx, uint8_t **ret_buf,
 		lp_put_le64(p, pt->in_pos);
 		lp_put_le64(p + 8, pt->out_pos);
 		lp_put_le32(p + 16, pt->window_len);
-		lp_put_le32(p + 20, w[i].len);
+		lp_put_le32(p + 20, pt->wstored);
 		p[24] = pt->bits;
 		p[25] = pt->prev;
-		p[26] = w[i].enc;
+		p[26] = pt->wenc;
 	}
 	for (uint32_t i = 0; i < idx->n_entries; i++, p += ENTRY_LEN) {
 		const struct zran_ientry *e = &idx->entries[i];
@@ -163,10 +188,15 @@ int zran_index_serialize(const struct zran_index *idx, uint8_t **ret_buf,
 	}
 	memcpy(p, idx->strtab, idx->strtab_len);
 	p += idx->strtab_len;
-	for (uint32_t i = 0; i < idx->n_points; i++) {
-		if (w[i].len)
-			memcpy(p, w[i].ptr, w[i].len);
-		p += w[i].len;
+	/* the window area as it is: in point order, already encoded */
+	if (idx->wins) {
+		memcpy(p, idx->wins, (size_t)idx->wins_len);
+	} else if (idx->wins_len) {
+		r = read_wins(idx, 0, p, (size_t)idx->wins_len, err);
+		if (r < 0) {
+			free(buf);
+			return r;
+		}
 	}
 
 	memcpy(buf, ZRAN_INDEX_MAGIC, 8);
@@ -176,11 +206,7 @@ int zran_index_serialize(const struct zran_index *idx, uint8_t **ret_buf,
 	lp_sha256(buf + HDR_LEN, (size_t)(len - HDR_LEN), buf + 24);
 	*ret_buf = buf;
 	*ret_len = (size_t)len;
-out:
-	for (uint32_t i = 0; i < idx->n_points; i++)
-		free(w[i].data);
-	free(w);
-	return r;
+	return 0;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -263,10 +289,15 @@ static bool type_ok(uint8_t t)
 	}
 }
 
+/*
+ * The point records, and every window checked to inflate to its length
+ * (into one scratch buffer: the index keeps them as stored).
+ */
 static int parse_points(struct zran_index *idx, const uint8_t *p,
 			const uint8_t *wins, uint64_t wins_len,
 			struct lp_err *err)
 {
+	_cleanup_free_ uint8_t *scratch = NULL;
 	uint64_t wpos = 0;
 
 	for (uint32_t i = 0; i < idx->n_points; i++, p += POINT_LEN) {
@@ -305,20 +336,18 @@ static int parse_points(struct zran_index *idx, const uint8_t *p,
 			return BAD("checkpoint %u: bad window encoding", i);
 		if (slen > wins_len - wpos)
 			return BAD("checkpoint %u: window past the end", i);
-		if (pt->window_len) {
-			pt->window = lp_xmalloc(pt->window_len);
-			if (enc == 0) {
-				memcpy(pt->window, wins + wpos, slen);
-			} else {
-				uLongf dl = pt->window_len;
+		pt->woff = wpos;
+		pt->wstored = slen;
+		pt->wenc = enc;
+		if (enc == ZRAN_WIN_ZLIB) {
+			uLongf dl = pt->window_len;
 
-				if (uncompress(pt->window, &dl, wins + wpos,
-					       slen) != Z_OK ||
-				    dl != pt->window_len)
-					return BAD("checkpoint %u: corrupt "
-						   "window",
-						   i);
-			}
+			if (!scratch)
+				scratch = lp_xmalloc(ZRAN_WINDOW_SIZE);
+			if (uncompress(scratch, &dl, wins + wpos, slen) !=
+				    Z_OK ||
+			    dl != pt->window_len)
+				return BAD("checkpoint %u: corrupt window", i);
 		}
 		wpos += slen;
 	}
@@ -399,8 +428,13 @@ static int parse_entries(struct zran_index *idx, const uint8_t *p,
 	return 0;
 }
 
-int zran_index_parse(const void *data, size_t size, struct zran_index **ret,
-		     struct lp_err *err)
+/*
+ * wfd < 0: the window area is copied into the index.  Otherwise data is
+ * the image of that file, and the index leaves the windows there and
+ * keeps wfd (its own on success).
+ */
+static int parse(const void *data, size_t size, int wfd,
+		 struct zran_index **ret, struct lp_err *err)
 {
 	const uint8_t *d = data, *p;
 	_cleanup_(zran_index_freep) struct zran_index *idx = NULL;
@@ -491,6 +525,13 @@ int zran_index_parse(const void *data, size_t size, struct zran_index **ret,
 	r = parse_points(idx, pp, d + HDR_LEN + need, wins_len, err);
 	if (r < 0)
 		return r;
+	idx->wins_len = wins_len;
+	idx->wins_off = HDR_LEN + need;
+	if (wfd < 0 && wins_len) {
+		idx->wins = lp_xmalloc((size_t)wins_len);
+		memcpy(idx->wins, d + HDR_LEN + need, (size_t)wins_len);
+		idx->cap_wins = (size_t)wins_len;
+	}
 	for (uint32_t i = 0; i < idx->n_xattrs; i++, px += XATTR_LEN) {
 		struct zran_ixattr *x = &idx->xattrs[i];
 
@@ -536,8 +577,16 @@ int zran_index_parse(const void *data, size_t size, struct zran_index **ret,
 	r = parse_entries(idx, pe, err);
 	if (r < 0)
 		return r;
+	if (wins_len)
+		idx->wfd = wfd;
 	*ret = TAKE_PTR(idx);
 	return 0;
+}
+
+int zran_index_parse(const void *data, size_t size, struct zran_index **ret,
+		     struct lp_err *err)
+{
+	return parse(data, size, -1, ret, err);
 }
 
 int zran_index_load(const char *path, struct zran_index **ret,
@@ -570,8 +619,11 @@ int zran_index_load(const char *path, struct zran_index **ret,
 			break;
 		got += (size_t)n;
 	}
-	r = zran_index_parse(buf, got, ret, err);
+	/* the windows stay in the file: a decode reads the one it needs */
+	r = parse(buf, got, fd, ret, err);
 	if (r < 0)
 		return lp_err_wrap(err, "%s", path);
+	if ((*ret)->wfd == fd)
+		fd = -1; /* the index's now */
 	return 0;
 }

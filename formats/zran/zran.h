@@ -168,7 +168,10 @@ int zran_index_model(const struct zran_index *idx, struct model **ret,
  * Random access: stored holds the gzip stream bytes [c->comp_off,
  * c->comp_off + stored_len) (stored_len may be less than c->comp_len only
  * at the end of the stream).  Restores checkpoint c->aux, skips c->aux_off
- * bytes and writes exactly c->len bytes to out.  Does not verify.
+ * bytes and writes exactly c->len bytes to out.  Does not verify.  The
+ * checkpoint's window is inflated for the restore from its stored form
+ * (read from the index file if the index was loaded from one): one that
+ * no longer reads back intact is -EIO.
  * Thread-safe: the index is read-only except for a small locked cache of
  * live inflate streams, so chunks of one span read in order (small files,
  * a prefetch) continue where the previous one stopped instead of
@@ -199,7 +202,9 @@ const struct zran_index *zran_ctx_index(const struct format_ctx *ctx);
 /*
  * `--index IDX`: loads an index file and its model without reading the
  * layer.  If src is not NULL its size must match the index.  ret_ctx works
- * with zran_ops.decode_chunk / destroy.
+ * with zran_ops.decode_chunk / destroy; like every context the loads
+ * return, it keeps only the checkpoints (the listing is in the model), and
+ * their windows stay in the file, read when a decode starts from one.
  */
 int zran_load_index_file(const char *path, struct lp_source *src,
 			 struct model **ret_model, struct format_ctx **ret_ctx,

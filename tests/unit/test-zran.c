@@ -1047,6 +1047,162 @@ out:
 	free(gz.p);
 }
 
+/*
+ * Windows are kept as stored, never inflated in the index: in memory
+ * after a build or a parse, in the file after a load (read when a decode
+ * starts from their point).  The file is the same bytes either way, and a
+ * window damaged in the file after the load is -EIO at decode time.
+ */
+static void test_windows_stored(void)
+{
+	struct buf tar = { 0 }, gz = { 0 };
+	struct gen_file files[32];
+	struct lp_source *src;
+	struct zran_index *idx = NULL, *mem = NULL, *fil = NULL, *late = NULL;
+	struct zran_build_opts o = { .span = 64 << 10 };
+	struct lp_err err = { 0 };
+	struct model *m = NULL;
+	uint8_t *ser = NULL, *ser2 = NULL, *copy = NULL;
+	uint8_t w1[ZRAN_WINDOW_SIZE], w2[ZRAN_WINDOW_SIZE];
+	size_t len = 0, len2 = 0, nfiles;
+	uint64_t raw = 0;
+	uint32_t zp = 0;
+	char path[] = "/tmp/test-zran-XXXXXX";
+	int fd;
+
+	nfiles = gen_layer(&tar, files, 32, 41);
+	gz_member(&gz, tar.p, tar.len, 6, NULL);
+	src = lp_source_new_mem(gz.p, gz.len, "stored");
+	CHECK_OK(zran_index_build(src, &o, &idx, &err), &err);
+	if (!idx)
+		goto out;
+	CHECK(idx->n_points >= 3 && idx->wins && idx->wfd < 0);
+	for (uint32_t i = 0; i < idx->n_points; i++) {
+		raw += idx->points[i].window_len;
+		if (!zp && idx->points[i].wenc == ZRAN_WIN_ZLIB)
+			zp = i;
+	}
+	CHECK(zp > 0);
+	CHECK(idx->wins_len < raw); /* compressed as it is built */
+	CHECK_OK(zran_index_serialize(idx, &ser, &len, &err), &err);
+	CHECK_OK(zran_index_parse(ser, len, &mem, &err), &err);
+
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	close(fd);
+	CHECK_OK(zran_index_save(idx, path, &err), &err);
+	CHECK_OK(zran_index_load(path, &fil, &err), &err);
+	CHECK_OK(zran_index_load(path, &late, &err), &err);
+	if (!mem || !fil || !late)
+		goto out_file;
+	CHECK(mem->wins && mem->wfd < 0);
+	CHECK(!fil->wins && fil->wfd >= 0);
+	/* every window reads back the same from the three */
+	for (uint32_t i = 0; i < idx->n_points; i++) {
+		uint32_t wl = idx->points[i].window_len;
+
+		CHECK_OK(zran_point_window(idx, i, w1, &err), &err);
+		CHECK_OK(zran_point_window(mem, i, w2, &err), &err);
+		CHECK(!memcmp(w1, w2, wl));
+		memset(w2, 0, sizeof(w2));
+		CHECK_OK(zran_point_window(fil, i, w2, &err), &err);
+		CHECK(!memcmp(w1, w2, wl));
+	}
+	/* the loaded index saves the same bytes and decodes every chunk */
+	CHECK_OK(zran_index_serialize(fil, &ser2, &len2, &err), &err);
+	CHECK(len2 == len && ser2 && !memcmp(ser, ser2, len));
+	CHECK_OK(zran_index_model(fil, &m, &err), &err);
+	if (m)
+		check_model(m, zran_ctx_from_index(fil), &gz, &tar, files,
+			    nfiles);
+	/* a load's context keeps the checkpoints only: the model has the
+	 * listing */
+	{
+		struct model *m2 = NULL, *m3 = NULL;
+		struct format_ctx *ctx = NULL;
+		uint8_t *x = NULL;
+		size_t xl = 0;
+
+		CHECK_OK(zran_load_index_file(path, src, &m2, &ctx, NULL, &err),
+			 &err);
+		if (ctx && m2) {
+			const struct zran_index *ci = zran_ctx_index(ctx);
+
+			CHECK(ci->no_listing && !ci->entries && !ci->chunks &&
+			      !ci->strtab && !ci->wins && ci->wfd >= 0);
+			CHECK_U64(ci->n_points, idx->n_points);
+			CHECK(zran_index_serialize(ci, &x, &xl, &err) == -EINVAL);
+			CHECK(zran_index_model(ci, &m3, &err) == -EINVAL);
+			check_model(m2, ctx, &gz, &tar, files, nfiles);
+		}
+		model_free(m2);
+		if (ctx)
+			zran_ops.destroy(ctx);
+	}
+
+	/* damage a compressed window in the file behind `late`'s back */
+	fd = open(path, O_WRONLY);
+	CHECK(fd >= 0);
+	{
+		const struct zran_point *pt = &late->points[zp];
+		uint8_t junk[8] = { 0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3 };
+		struct model_chunk c = { 0 };
+		uint8_t out[16];
+
+		CHECK(pwrite(fd, junk, sizeof(junk),
+			     (off_t)(late->wins_off + pt->woff +
+				     pt->wstored / 2)) == (ssize_t)sizeof(junk));
+		memset(&err, 0, sizeof(err));
+		CHECK(zran_point_window(late, zp, w1, &err) == -EIO);
+		CHECK_MSG(&err, "corrupt window");
+		/* a decode from that point fails cleanly */
+		c.codec = MODEL_CODEC_ZRAN;
+		c.aux = zp;
+		c.comp_off = pt->in_pos;
+		c.comp_len = gz.len - pt->in_pos;
+		c.len = sizeof(out);
+		memset(&err, 0, sizeof(err));
+		CHECK(zran_index_decode(late, &c, gz.p + c.comp_off,
+					(size_t)c.comp_len, out, &err) == -EIO);
+		CHECK_MSG(&err, "corrupt window");
+		/* cut short: the window is gone */
+		CHECK(ftruncate(fd, (off_t)late->wins_off) == 0);
+		memset(&err, 0, sizeof(err));
+		CHECK(zran_point_window(late, zp, w1, &err) == -EIO);
+		CHECK_MSG(&err, "shorter");
+	}
+	close(fd);
+
+	/* a damaged window behind a valid checksum does not parse */
+	copy = lp_xmalloc(len);
+	memcpy(copy, ser, len);
+	copy[mem->wins_off + mem->points[zp].woff + mem->points[zp].wstored / 2] ^=
+		0x55;
+	reseal(copy, len);
+	{
+		struct zran_index *bad = NULL;
+
+		memset(&err, 0, sizeof(err));
+		CHECK(zran_index_parse(copy, len, &bad, &err) == -EBADMSG);
+		CHECK_MSG(&err, "corrupt window");
+		zran_index_free(bad);
+	}
+out_file:
+	unlink(path);
+out:
+	model_free(m);
+	zran_index_free(idx);
+	zran_index_free(mem);
+	zran_index_free(fil);
+	zran_index_free(late);
+	lp_source_free(src);
+	free(ser);
+	free(ser2);
+	free(copy);
+	free(tar.p);
+	free(gz.p);
+}
+
 static void test_bad_gzip(void)
 {
 	struct buf tar = { 0 }, gz = { 0 };
@@ -1391,8 +1547,12 @@ static void test_nydus_selfmade(void)
 		buf_add(&meta, x, 40);
 		dict_off += pt->window_len;
 	}
-	for (uint32_t p = 0; p < idx->n_points; p++)
-		buf_add(&meta, idx->points[p].window, idx->points[p].window_len);
+	for (uint32_t p = 0; p < idx->n_points; p++) {
+		uint8_t win[ZRAN_WINDOW_SIZE];
+
+		CHECK_OK(zran_point_window(idx, p, win, &err), &err);
+		buf_add(&meta, win, idx->points[p].window_len);
+	}
 	ci_size = meta.len;
 	buf_zero(&meta, (4096 - meta.len % 4096) % 4096);
 	hdr_at = meta.len;
@@ -1458,6 +1618,7 @@ int main(int argc, char **argv)
 	T(test_generated(2, 9, 128 << 10, 4096));
 	T(test_concurrent());
 	T(test_corrupt_index());
+	T(test_windows_stored());
 	T(test_bad_gzip());
 	T(test_ref_targz("zran/zran-single-stream.tar.gz", 1, 3));
 	T(test_ref_targz("zran/zran-two-streams.tar.gz", 2, 3));
