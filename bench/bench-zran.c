@@ -3,7 +3,7 @@
  * bench-zran LAYER.tar.gz [SPAN_KIB...]
  *
  * Prints, for one plain gzip layer: the time of `gzip -dc` and of a plain
- * in-process zlib inflate, then for each span (default 1024 KiB) the index
+ * in-process zlib inflate, then for each span (default 256 KiB) the index
  * build time (and its ratio to both), the index size, and the latency of
  * random 4 KiB reads deep inside the layer through the index (the whole
  * chunk is inflated from its checkpoint and verified, as the FUSE read

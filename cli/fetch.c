@@ -530,7 +530,9 @@ static void zran_progress(uint64_t done, uint64_t total, void *data)
 
 struct stream_job {
 	struct lp_source *src;
-	int stop; /* atomic: the build is over (it failed early, say) */
+	/* stop: the build is over (it failed early, say); claimed: the
+	 * build may start, its reads wait for the stream */
+	struct fetch_fill_ctl ctl;
 };
 
 static void *stream_blob(void *arg)
@@ -538,7 +540,7 @@ static void *stream_blob(void *arg)
 	struct stream_job *j = arg;
 	struct lp_source *src = j->src;
 	struct lp_err err = { 0 };
-	int r = fetch_source_fill(src, &j->stop, &err);
+	int r = fetch_source_fill(src, &j->ctl, &err);
 
 	if (r == 0)
 		return NULL;
@@ -548,7 +550,7 @@ static void *stream_blob(void *arg)
 		return NULL; /* the build fetches what it still reads */
 	lp_err_clear(&err);
 	for (uint64_t off = 0; off < src->size &&
-			       !__atomic_load_n(&j->stop, __ATOMIC_ACQUIRE);
+			       !__atomic_load_n(&j->ctl.stop, __ATOMIC_ACQUIRE);
 	     off += STREAM_STEP) {
 		struct lp_range r = { off, src->size - off < STREAM_STEP
 						   ? src->size - off
@@ -602,11 +604,17 @@ static int zran_build_shown(struct lp_source *src, const char *digest,
 
 	if (src->ops->prefetch && src->size > (4u << 20))
 		ahead = pthread_create(&th, NULL, stream_blob, &job) == 0;
+	/* the stream brings the blob's first bytes too: a read of them
+	 * before its claim would fetch them a second time */
+	for (int ms = 0; ahead && ms < 500 &&
+			 !__atomic_load_n(&job.ctl.claimed, __ATOMIC_ACQUIRE);
+	     ms++)
+		usleep(1000);
 	bo.progress = zran_progress;
 	bo.progress_data = p;
 	r = zran_index_build(src, &bo, ret, err);
 	if (ahead) {
-		__atomic_store_n(&job.stop, 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&job.ctl.stop, 1, __ATOMIC_RELEASE);
 		pthread_join(th, NULL);
 	}
 	cli_progress_end(p);

@@ -23,7 +23,7 @@ static void index_usage(FILE *f)
 		"  -o, --output IDX    where to write the index (written "
 		"atomically)\n"
 		"  --span KIB          uncompressed bytes between checkpoints "
-		"(default 1024)\n"
+		"(default 256)\n"
 		"  -q, --quiet         no progress and no summary on stderr\n"
 		CLI_PROGRESS_HELP
 		"  -h, --help          this help\n\n" CLI_REMOTE_HELP);

@@ -567,6 +567,18 @@ static void dirahead_start(struct dirahead *d, struct mount_src *ms,
 		d->started++;
 }
 
+/* Every layer's blob is whole in the cache. */
+static bool all_cached(struct engine_layer *const *layers, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct lp_source *src = layers[i]->src;
+
+		if (!lp_source_cached(src, 0, src->size))
+			return false;
+	}
+	return true;
+}
+
 static void dirahead_stop(struct dirahead *d)
 {
 	if (!d->seen)
@@ -1447,10 +1459,13 @@ int cmd_mount(int argc, char **argv)
 				      : "the priority files");
 	}
 	/* auto: for a remote image with nothing to prefetch (no landmark, no
-	 * access trace), where every first read waits for the link */
+	 * access trace), where every first read waits for the link (not
+	 * when every blob is in the cache already: a zran layer streamed for
+	 * its index) */
 	if (dir_ahead == DIR_AHEAD_AUTO)
-		dir_ahead = remote && !ms.pf ? (int64_t)DIRAHEAD_DEFAULT_KIB << 10
-					     : 0;
+		dir_ahead = remote && !ms.pf && !all_cached(layers, n_open)
+				    ? (int64_t)DIRAHEAD_DEFAULT_KIB << 10
+				    : 0;
 	if (dir_ahead > 0) {
 		dirahead_start(&da, &ms, (uint64_t)dir_ahead);
 		__atomic_store_n(&th.da, &da, __ATOMIC_RELEASE);

@@ -561,10 +561,17 @@ int fetch_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len);
  * present every MiB, before the blob's digest is known (a reader verifies
  * what it reads: chunk digests, or the zran build's digest of the whole
  * stream); at the end the digest is checked: -EBADMSG when it does not
- * match, and then the blob's bytes are dropped from the cache.  *stop
- * (atomic, may be NULL) set: the stream is abandoned, -ECANCELED.
+ * match, and then the blob's bytes are dropped from the cache.  ctl (may
+ * be NULL) is shared with another thread (atomics): ctl->stop set, the
+ * stream is abandoned (-ECANCELED); the fill sets ctl->claimed once the
+ * granules it will bring are claimed (reads of them then wait for the
+ * stream instead of fetching them too), or when it gives up before.
  */
-int fetch_source_fill(struct lp_source *s, const int *stop,
+struct fetch_fill_ctl {
+	int stop;
+	int claimed;
+};
+int fetch_source_fill(struct lp_source *s, struct fetch_fill_ctl *ctl,
 		      struct lp_err *err);
 /*
  * pread has no room for a message: the last failure of a read is kept

@@ -558,21 +558,30 @@ static int fill_cb(const void *data, size_t len, void *arg)
  * Streams the whole blob into the cache in one request, committing what
  * arrived every FILL_STEP, so readers follow the stream closely.
  */
-int fetch_source_fill(struct lp_source *s, const int *stop,
+static void fill_claimed(struct fetch_fill_ctl *ctl)
+{
+	if (ctl)
+		__atomic_store_n(&ctl->claimed, 1, __ATOMIC_RELEASE);
+}
+
+int fetch_source_fill(struct lp_source *s, struct fetch_fill_ctl *ctl,
 		      struct lp_err *err)
 {
 	struct bsrc *b = bsrc_of(s);
 	struct fill_state f = { 0 };
 	int r;
 
-	if (!b)
-		return lp_err_set(err, EINVAL, "not a fetcher blob source");
-	if (!b->be.stream)
-		return lp_err_set(err, EOPNOTSUPP, "%s: no streaming backend",
-				  s->name);
+	if (!b || !b->be.stream) {
+		fill_claimed(ctl);
+		return b ? lp_err_set(err, EOPNOTSUPP,
+				      "%s: no streaming backend", s->name)
+			 : lp_err_set(err, EINVAL,
+				      "not a fetcher blob source");
+	}
 	f.b = b;
-	f.stop = stop;
+	f.stop = ctl ? &ctl->stop : NULL;
 	fetch_cache_blob_claim(b->blob, 0, s->size, &f.runs, &f.n);
+	fill_claimed(ctl);
 	if (f.n) {
 		r = b->be.stream(b->arg, fill_cb, &f, err);
 		if (r == 0 && f.pos != s->size)

@@ -90,7 +90,7 @@ int zran_tar_parse(const void *data, size_t size,
 #define ZRAN_WINDOW_SIZE 32768u
 /* Default distance between checkpoints, in uncompressed bytes (see the
  * measurements in index.c). */
-#define ZRAN_DEFAULT_SPAN (1u << 20)
+#define ZRAN_DEFAULT_SPAN (256u << 10)
 #define ZRAN_MIN_SPAN (64u << 10)
 #define ZRAN_MAX_SPAN (64u << 20)
 /* Default largest chunk; chunks are also cut at every checkpoint. */
