@@ -673,6 +673,86 @@ static void warm_batch(struct engine_prefetch *p, struct engine_layer *l,
 	}
 }
 
+/*
+ * A warm in batches taken in order by WARM_THREADS workers: while one
+ * batch's last bytes arrive the next one's requests are out, so the link
+ * does not idle between batches.
+ */
+#define WARM_THREADS 2
+
+struct warm_run {
+	struct engine_prefetch *p;
+	struct engine_layer *l;
+	const struct engine_warm_opts *o;
+	const struct chunk_list *cl;
+	uint64_t range; /* the landmark range [0, range) */
+	pthread_mutex_t lock;
+	uint64_t off;	/* next landmark byte (lock) */
+	uint32_t i;	/* next chunk of cl (lock) */
+	uint64_t bytes; /* (lock) */
+	uint32_t failed; /* (lock) */
+};
+
+/* The next batch into r: a step of the landmark range, else the next
+ * trace chunks of the blob within a step.  0 when none is left. */
+static size_t warm_take(struct warm_run *w, struct lp_range *r)
+{
+	const struct model *m = w->l->model;
+	uint64_t size = w->l->src->size, step, lo = 0;
+	size_t n = 0;
+
+	pthread_mutex_lock(&w->lock);
+	step = warm_step(w->o);
+	if (w->off < w->range) {
+		r[0].off = w->off;
+		r[0].len = w->range - w->off < step ? w->range - w->off : step;
+		w->off += r[0].len;
+		w->bytes += r[0].len;
+		pthread_mutex_unlock(&w->lock);
+		return 1;
+	}
+	for (; w->i < w->cl->n; w->i++) {
+		const struct model_chunk *c = &m->chunks[w->cl->v[w->i]];
+		uint64_t len = c->comp_len;
+
+		if (c->blob != 0 || c->comp_off < w->range ||
+		    c->comp_off >= size)
+			continue;
+		if (len > size - c->comp_off)
+			len = size - c->comp_off;
+		if (n && (n == PF_MAX_RANGES || c->comp_off + len - lo > step))
+			break;
+		if (!n)
+			lo = c->comp_off;
+		r[n].off = c->comp_off;
+		r[n].len = len;
+		n++;
+		w->bytes += len;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
+static void *warm_worker(void *arg)
+{
+	struct warm_run *w = arg;
+	struct lp_range *r = lp_xcalloc(PF_MAX_RANGES, sizeof(*r));
+	size_t n;
+
+	while ((n = warm_take(w, r))) {
+		uint32_t failed = 0;
+
+		warm_batch(w->p, w->l, r, n, &failed);
+		if (failed) {
+			pthread_mutex_lock(&w->lock);
+			w->failed += failed;
+			pthread_mutex_unlock(&w->lock);
+		}
+	}
+	free(r);
+	return NULL;
+}
+
 int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,
 		struct engine_warm_stats *ret)
 {
@@ -680,10 +760,9 @@ int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,
 	struct engine_prefetch p = { 0 };
 	struct chunk_list cl = { 0 };
 	struct engine_warm_stats st = { 0 };
-	uint64_t step = warm_step(o);
-	struct lp_range *r = NULL;
-	size_t n = 0;
-	uint64_t lo = 0;
+	struct warm_run w = { 0 };
+	pthread_t th[WARM_THREADS - 1];
+	unsigned started = 0;
 	uint32_t n_land;
 
 	p.layers = ls;
@@ -701,44 +780,25 @@ int engine_warm(struct engine_layer *l, const struct engine_warm_opts *o,
 		goto out; /* a local file */
 	if (st.range > l->src->size)
 		st.range = l->src->size;
-	/* the landmark range in steps, small ones while o->busy says more
-	 * urgent fetches (a probe reading a TOC) share the link */
-	for (uint64_t off = 0; off < st.range; off += step) {
-		struct lp_range one;
-
-		step = warm_step(o);
-		one.off = off;
-		one.len = st.range - off < step ? st.range - off : step;
-		warm_batch(&p, l, &one, 1, &st.failed);
-		st.bytes += one.len;
-	}
-	/* then the trace's files of this blob, neighbours batched */
-	r = lp_xcalloc(PF_MAX_RANGES, sizeof(*r));
-	for (uint32_t i = 0; i < cl.n; i++) {
-		const struct model_chunk *c = &l->model->chunks[cl.v[i]];
-		uint64_t len = c->comp_len;
-
-		if (c->blob != 0 || c->comp_off < st.range ||
-		    c->comp_off >= l->src->size)
-			continue;
-		if (len > l->src->size - c->comp_off)
-			len = l->src->size - c->comp_off;
-		if (n && (n == PF_MAX_RANGES || c->comp_off + len - lo > step)) {
-			warm_batch(&p, l, r, n, &st.failed);
-			n = 0;
-		}
-		if (!n) {
-			lo = c->comp_off;
-			step = warm_step(o);
-		}
-		r[n].off = c->comp_off;
-		r[n].len = len;
-		n++;
-		st.bytes += len;
-	}
-	warm_batch(&p, l, r, n, &st.failed);
+	/* the landmark range in steps (small ones while o->busy says more
+	 * urgent fetches, a probe reading a TOC, share the link), then the
+	 * trace's files of this blob, neighbours batched */
+	w.p = &p;
+	w.l = l;
+	w.o = o;
+	w.cl = &cl;
+	w.range = st.range;
+	pthread_mutex_init(&w.lock, NULL);
+	while (started < WARM_THREADS - 1 &&
+	       lp_thread_create(&th[started], NULL, warm_worker, &w) == 0)
+		started++;
+	warm_worker(&w);
+	for (unsigned t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+	pthread_mutex_destroy(&w.lock);
+	st.bytes = w.bytes;
+	st.failed = w.failed;
 out:
-	free(r);
 	free(cl.v);
 	free(cl.seen);
 	if (ret)
