@@ -601,14 +601,17 @@ static void dirahead_stop(struct dirahead *d)
 
 /*
  * Idle trimming: a burst of reads leaves freed decode buffers in malloc's
- * arenas (the FUSE threads' own ones); once reads pause (TRIM_IDLE_MS), give
- * those pages back, so a daemon that waits for days holds what it keeps,
- * not what it once decoded.
+ * arenas (the FUSE threads' own ones), and fetches their request buffers;
+ * once reads and fetches pause (TRIM_IDLE_MS), give those pages back, so a
+ * daemon that waits for days holds what it keeps, not what it once
+ * decoded or fetched (background fetches, a directory read-ahead, may end
+ * after the last read).
  */
-#define TRIM_IDLE_MS 250
+#define TRIM_IDLE_MS 100
 
 struct trimmer {
 	struct fsrv *s;
+	struct fetch_client *client; /* may be NULL (local blobs) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool stop, started;
@@ -618,7 +621,7 @@ struct trimmer {
 static void *trimmer_main(void *arg)
 {
 	struct trimmer *t = arg;
-	uint64_t last = 0, trimmed = 0;
+	uint64_t last = 0, trimmed = 0, now;
 
 	pthread_mutex_lock(&t->lock);
 	while (!t->stop) {
@@ -635,22 +638,31 @@ static void *trimmer_main(void *arg)
 		if (t->stop)
 			break;
 		fsrv_get_stats(t->s, &st);
-		/* reads happened, and none since the last look */
-		if (st.reads == last && last != trimmed) {
+		now = st.reads;
+		if (t->client) {
+			struct fetch_stats fs;
+
+			fetch_client_stats(t->client, &fs);
+			now += fs.bytes;
+		}
+		/* reads or fetches happened, and none since the last look */
+		if (now == last && last != trimmed) {
 #ifdef __GLIBC__
 			malloc_trim(0);
 #endif
 			trimmed = last;
 		}
-		last = st.reads;
+		last = now;
 	}
 	pthread_mutex_unlock(&t->lock);
 	return NULL;
 }
 
-static void trimmer_start(struct trimmer *t, struct fsrv *s)
+static void trimmer_start(struct trimmer *t, struct fsrv *s,
+			  struct fetch_client *client)
 {
 	t->s = s;
+	t->client = client;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
 	t->started = lp_thread_create(&t->thread, NULL, trimmer_main, t) == 0;
@@ -1480,7 +1492,7 @@ int cmd_mount(int argc, char **argv)
 		meter = cli_progress_poll_start(what, prefetch_progress, ms.pf);
 	}
 
-	trimmer_start(&trim, s);
+	trimmer_start(&trim, s, rem ? rem->client : NULL);
 	r = fsrv_run(s, FSRV_RUN_SIGNALS);
 	trimmer_stop(&trim);
 	lp_log(LP_LOG_INFO, "%s: the FUSE session ended", mountpoint);
