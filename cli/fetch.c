@@ -746,8 +746,11 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 			lp_source_free(src);
 			return rc;
 		}
-		if (strcmp(ops->name, "zran"))
+		if (strcmp(ops->name, "zran")) {
+			if (o->probes_wait_ms)
+				cli_probes_wait(o, o->probes_wait_ms);
 			return engine_open(src, &eo, ret, err);
+		}
 
 		cli_short_digest(digest, sd, sizeof(sd));
 		snprintf(what, sizeof(what), "indexing layer %s", sd);
@@ -771,9 +774,9 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 		       err->msg);
 		lp_err_clear(err);
 	}
-#else
-	(void)o;
 #endif
+	if (o->probes_wait_ms)
+		cli_probes_wait(o, o->probes_wait_ms);
 	return engine_open(src, &eo, ret, err);
 }
 

@@ -49,6 +49,11 @@ struct cli_remote_opts {
 				      of the blob (read-ahead), 0 = off */
 	unsigned timeout_s;	   /* per request and stall; 0 = defaults */
 	int retries;		   /* retries after a failure; -1 = default */
+	/* an fs daemon started with the pull's probes: before a layer's
+	 * metadata (a TOC) is loaded, wait up to this long for the probes
+	 * to have read it into the cache; a plain gzip layer's stream does
+	 * not wait.  0 = no wait */
+	unsigned probes_wait_ms;
 };
 
 /* getopt_long ids (clear of cli.h's 0x100 range) */

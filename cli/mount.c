@@ -304,10 +304,11 @@ static void mount_usage(FILE *f)
 		"(its daemon\n"
 		"                      died; the snapshotter kept the "
 		"descriptor)\n"
-		"  --dir-ahead KiB     on the second file opened in a directory, "
-		"fetch up to\n"
-		"                      KiB of its small files in the background "
-		"(0: off;\n"
+		"  --dir-ahead KiB     on the second file opened in a directory "
+		"(the first in\n"
+		"                      a directory of small files), fetch up to "
+		"KiB of its\n"
+		"                      small files in the background (0: off;\n"
 		"                      default: 4096 for a registry image with "
 		"nothing to\n"
 		"                      prefetch: no landmark, no access trace; "
@@ -408,16 +409,19 @@ enum {
  * to cap stored bytes, on background threads: files of one directory sit
  * next to each other in a layer, and a program that opens two of them (a
  * Python import) tends to open more.  One open alone (a library, a locale
- * file) does not: such directories are large and mostly unread.  Files
- * above DIRAHEAD_FILE_MAX stored bytes are left to the reads that want
- * them.  Two workers, so one large directory does not hold up the next.
+ * file) does not: such directories are large and mostly unread; but in a
+ * directory whose small files hold at most DIRAHEAD_SMALL_DIR, the first
+ * open of a small file does (the sweep costs little).  Files above
+ * DIRAHEAD_FILE_MAX stored bytes are left to the reads that want them.
+ * Two workers, so one large directory does not hold up the next.
  */
 #define DIRAHEAD_QUEUE 256
 #define DIRAHEAD_THREADS 2
 #define DIRAHEAD_OPENS 2
 #define DIRAHEAD_FILE_MAX (64u << 10)
+#define DIRAHEAD_SMALL_DIR (1u << 20)
 /* the default cap, when the image has nothing to prefetch (no landmark,
- * no access trace): see bench/README.md, "directory read-ahead" */
+ * no access trace): see bench/README.md, "Directory read-ahead" */
 #define DIRAHEAD_DEFAULT_KIB 4096
 #define DIR_AHEAD_AUTO (-1)
 
@@ -425,6 +429,7 @@ struct dirahead {
 	struct mount_src *ms;
 	uint64_t cap;
 	uint8_t *seen;	   /* bit per served inode: opened (atomic) */
+	uint8_t *queued;   /* bit per directory inode: swept (atomic) */
 	uint32_t *opens;   /* per directory inode: files opened (atomic) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -435,10 +440,47 @@ struct dirahead {
 	unsigned started;
 };
 
+static uint64_t file_stored_bytes(const struct model *m,
+				  const struct model_inode *in)
+{
+	uint64_t bytes = 0;
+
+	for (uint32_t c = in->first; c < in->first + in->count &&
+				     c < m->n_chunks; c++)
+		bytes += m->chunks[c].comp_len;
+	return bytes;
+}
+
+/* ino is small, and so are dir's small files together */
+static bool small_dir(const struct model *m, uint32_t dir, uint32_t ino)
+{
+	const struct model_inode *din = &m->inodes[dir];
+	uint64_t bytes = 0;
+
+	if (file_stored_bytes(m, &m->inodes[ino]) > DIRAHEAD_FILE_MAX)
+		return false;
+	for (uint32_t k = 0; k < din->count; k++) {
+		uint32_t de = din->first + k, e;
+		uint64_t fb;
+
+		if (de >= m->n_dirents)
+			break;
+		e = m->dirents[de].ino;
+		if (e >= m->n_inodes || !S_ISREG(m->inodes[e].mode))
+			continue;
+		fb = file_stored_bytes(m, &m->inodes[e]);
+		if (fb <= DIRAHEAD_FILE_MAX)
+			bytes += fb;
+		if (bytes > DIRAHEAD_SMALL_DIR)
+			return false;
+	}
+	return true;
+}
+
 static void dirahead_note(struct dirahead *d, uint32_t ino)
 {
 	const struct model *m;
-	uint32_t dir;
+	uint32_t dir, n;
 	uint8_t bit;
 
 	if (!d || !d->started)
@@ -452,9 +494,13 @@ static void dirahead_note(struct dirahead *d, uint32_t ino)
 	bit = (uint8_t)(1u << (ino % 8));
 	if (__atomic_fetch_or(&d->seen[ino / 8], bit, __ATOMIC_RELAXED) & bit)
 		return;
-	/* exactly one open is the DIRAHEAD_OPENS-th */
-	if (__atomic_add_fetch(&d->opens[dir], 1, __ATOMIC_RELAXED) !=
-	    DIRAHEAD_OPENS)
+	n = __atomic_add_fetch(&d->opens[dir], 1, __ATOMIC_RELAXED);
+	if (n > DIRAHEAD_OPENS ||
+	    (n < DIRAHEAD_OPENS && !small_dir(m, dir, ino)))
+		return;
+	bit = (uint8_t)(1u << (dir % 8));
+	if (__atomic_fetch_or(&d->queued[dir / 8], bit, __ATOMIC_RELAXED) &
+	    bit)
 		return;
 	pthread_mutex_lock(&d->lock);
 	if (d->n < DIRAHEAD_QUEUE) {
@@ -463,28 +509,6 @@ static void dirahead_note(struct dirahead *d, uint32_t ino)
 		pthread_cond_signal(&d->cond);
 	}
 	pthread_mutex_unlock(&d->lock);
-}
-
-static int cmp_chunk_pos(const void *a, const void *b, void *arg)
-{
-	const struct model *m = arg;
-	const struct model_chunk *x = &m->chunks[*(const uint32_t *)a];
-	const struct model_chunk *y = &m->chunks[*(const uint32_t *)b];
-
-	if (x->blob != y->blob)
-		return x->blob < y->blob ? -1 : 1;
-	return x->comp_off < y->comp_off ? -1 : x->comp_off > y->comp_off;
-}
-
-static uint64_t file_stored_bytes(const struct model *m,
-				  const struct model_inode *in)
-{
-	uint64_t bytes = 0;
-
-	for (uint32_t c = in->first; c < in->first + in->count &&
-				     c < m->n_chunks; c++)
-		bytes += m->chunks[c].comp_len;
-	return bytes;
 }
 
 static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
@@ -512,7 +536,8 @@ static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
 		if (!fb || fb > DIRAHEAD_FILE_MAX || bytes + fb > d->cap)
 			continue;
 		bytes += fb;
-		for (uint32_t c = in->first; c < in->first + in->count; c++) {
+		for (uint32_t c = in->first;
+		     c < in->first + in->count && c < m->n_chunks; c++) {
 			lp_grow((void **)v, sizeof(**v), cap, (size_t)n + 1);
 			(*v)[n++] = c;
 		}
@@ -522,7 +547,7 @@ static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
 	if (!n)
 		return;
 	/* in blob order: neighbours merge into few requests */
-	qsort_r(*v, n, sizeof(**v), cmp_chunk_pos, (void *)m);
+	qsort_r(*v, n, sizeof(**v), model_chunk_cmp_stored, (void *)m);
 	src_prefetch(d->ms, *v, n);
 }
 
@@ -558,6 +583,7 @@ static void dirahead_start(struct dirahead *d, struct mount_src *ms,
 	d->ms = ms;
 	d->cap = cap;
 	d->seen = lp_xcalloc(ms->m->n_inodes / 8 + 1, 1);
+	d->queued = lp_xcalloc(ms->m->n_inodes / 8 + 1, 1);
 	d->opens = lp_xcalloc(ms->m->n_inodes + 1, sizeof(*d->opens));
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
@@ -594,8 +620,10 @@ static void dirahead_stop(struct dirahead *d)
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
 	free(d->seen);
+	free(d->queued);
 	free(d->opens);
 	d->seen = NULL;
+	d->queued = NULL;
 	d->opens = NULL;
 }
 
@@ -1299,11 +1327,12 @@ int cmd_mount(int argc, char **argv)
 	if (wait_mp) {
 		/* started with the pull's probes: let them read the TOCs
 		 * (they take the lock as they start), then find them in the
-		 * cache rather than fetching each twice */
+		 * cache rather than fetching each twice; a plain gzip layer
+		 * starts streaming at once */
 		struct timespec head = { 0, 50 * 1000000L };
 
 		nanosleep(&head, NULL);
-		cli_probes_wait(&lo.ro, 5000);
+		lo.ro.probes_wait_ms = 5000;
 	}
 	if (remote) {
 		if (open_image(argv[optind], &lo, upto, &have_layer, &layer,

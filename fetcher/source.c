@@ -554,16 +554,16 @@ static int fill_cb(const void *data, size_t len, void *arg)
 	return 0;
 }
 
-/*
- * Streams the whole blob into the cache in one request, committing what
- * arrived every FILL_STEP, so readers follow the stream closely.
- */
 static void fill_claimed(struct fetch_fill_ctl *ctl)
 {
 	if (ctl)
 		__atomic_store_n(&ctl->claimed, 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * Streams the whole blob into the cache in one request, committing what
+ * arrived every FILL_STEP, so readers follow the stream closely.
+ */
 int fetch_source_fill(struct lp_source *s, struct fetch_fill_ctl *ctl,
 		      struct lp_err *err)
 {

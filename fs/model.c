@@ -277,3 +277,18 @@ int model_chunk_verify(const struct model_chunk *c, const void *data,
 							       : "blake3",
 			  want_hex, got_hex);
 }
+
+int model_chunk_cmp_stored(const void *a, const void *b, void *arg)
+{
+	const struct model *m = arg;
+	const struct model_chunk *x = &m->chunks[*(const uint32_t *)a];
+	const struct model_chunk *y = &m->chunks[*(const uint32_t *)b];
+
+	if (x->blob != y->blob)
+		return x->blob < y->blob ? -1 : 1;
+	if (x->comp_off != y->comp_off)
+		return x->comp_off < y->comp_off ? -1 : 1;
+	if (x->aux_off != y->aux_off)
+		return x->aux_off < y->aux_off ? -1 : 1;
+	return 0;
+}

@@ -155,6 +155,9 @@ uint32_t model_lookup_path(const struct model *m, const char *path);
 int model_path(const struct model *m, uint32_t ino, char *buf, size_t size);
 /* Index of the chunk of reg inode ino covering offset off, or -1. */
 int64_t model_chunk_at(const struct model *m, uint32_t ino, uint64_t off);
+/* qsort_r() order of chunk indices into model arg: by blob, by stored
+ * offset, then by aux_off (zran chunks sharing a checkpoint). */
+int model_chunk_cmp_stored(const void *a, const void *b, void *arg);
 /* Bytes used by the model's arrays and arena. */
 uint64_t model_mem_bytes(const struct model *m);
 

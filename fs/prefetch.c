@@ -209,28 +209,13 @@ static void list_add_tree(struct chunk_list *cl, const struct model *m,
 }
 #endif
 
-static int cmp_blob_off(const void *a, const void *b, void *arg)
-{
-	const struct model *m = arg;
-	const struct model_chunk *x = &m->chunks[*(const uint32_t *)a];
-	const struct model_chunk *y = &m->chunks[*(const uint32_t *)b];
-
-	if (x->blob != y->blob)
-		return x->blob < y->blob ? -1 : 1;
-	if (x->comp_off != y->comp_off)
-		return x->comp_off < y->comp_off ? -1 : 1;
-	if (x->aux_off != y->aux_off)
-		return x->aux_off < y->aux_off ? -1 : 1;
-	return 0;
-}
-
 /* Sorts chunk indices by (blob, stored offset) and drops records that
  * point at the same stored bytes (RAFS deduplicates chunks that way). */
 static uint32_t sort_dedup(const struct model *m, uint32_t *v, uint32_t n)
 {
 	uint32_t out = 0;
 
-	qsort_r(v, n, sizeof(*v), cmp_blob_off, (void *)m);
+	qsort_r(v, n, sizeof(*v), model_chunk_cmp_stored, (void *)m);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct model_chunk *c = &m->chunks[v[i]];
 
