@@ -146,8 +146,9 @@ class Builder:
 
 
 def big_tar(path):
-    """~48 MiB: 40 files of 1 MiB and 8 of 1 MiB + 1 (random), 200 small
-    files of 1-8 KiB (what an on-demand read asks for meanwhile)."""
+    """~50 MiB: 40 files of 1 MiB and 8 of 1 MiB + 1 (random), 200 small
+    files of 1-8 KiB (what an on-demand read asks for meanwhile), 300 of
+    5-7 KiB in many/ (the directory read-ahead's second-open rule)."""
     rng = random.Random(77)
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
         def add(name, data):
@@ -166,6 +167,15 @@ def big_tar(path):
             add("big/b%02d" % i, rng.randbytes((1 << 20) + (i >= 40)))
         for i in range(200):
             add("small/s%03d" % i, rng.randbytes(rng.randrange(1024, 8192)))
+        # more than 1 MiB of small files: a directory read-ahead waits for
+        # a second open here
+        ti = tarfile.TarInfo("many")
+        ti.type = tarfile.DIRTYPE
+        ti.mode = 0o755
+        ti.mtime = MT.MTIME
+        t.addfile(ti)
+        for i in range(300):
+            add("many/m%03d" % i, rng.randbytes(rng.randrange(5120, 7168)))
 
 
 def bootstrap_layer(boot):
@@ -839,8 +849,8 @@ def decoded_store_tests(lab, work, ref, exp_stack):
 def dirahead_tests(lab, work, proxy, ref, b, lay):
     """Directory read-ahead: on by default for an image with nothing to
     prefetch; small/ holds less than 1 MiB of small files, so its first
-    file opened brings the others, never big/'s 1 MiB files; --dir-ahead 0
-    turns it off."""
+    file opened brings the others, never big/'s 1 MiB files; many/ holds
+    more, so it takes a second open; --dir-ahead 0 turns it off."""
     log("== directory read-ahead")
     man = lay.images["big"]
     mdata = json.load(open(os.path.join(
@@ -891,6 +901,33 @@ def dirahead_tests(lab, work, proxy, ref, b, lay):
             check(n > 0, "--dir-ahead 0: %s read without a request" % late)
         log("  %s: one open in small/, then %d files read with %d "
             "requests" % (mode, len(late), n))
+        if mode == "auto":
+            # many/ holds more than 1 MiB of small files: one open does
+            # not sweep it, the second does
+            far = ["many/m%03d" % i for i in (150, 200, 250)]
+
+            def far_asked():
+                return all(covered(blob_ranges(proxy), off[p], off[p] + 1)
+                           for p in far)
+            proxy.reset()
+            check(read(mp, "many/m000"), "dir-ahead: many/m000 reads wrong")
+            time.sleep(0.5)
+            check(not far_asked(), "dir-ahead: one open in many/ (over "
+                  "1 MiB of small files) swept it: %s" %
+                  sorted(blob_ranges(proxy)))
+            check(read(mp, "many/m001"), "dir-ahead: many/m001 reads wrong")
+            end = time.time() + 10
+            while time.time() < end and not far_asked():
+                time.sleep(0.05)
+            proxy.reset()
+            for p in far:
+                check(read(mp, p), "dir-ahead: %s reads wrong" % p)
+            check(not proxy.blob_gets(), "dir-ahead: reading %s after two "
+                  "opens in many/ fetched %s" % (far,
+                                                  proxy.blob_gets()[:3]))
+            log("  auto: one open in many/ sweeps nothing, the second "
+                "sweeps it: %d files read with %d requests" % (
+                    len(far), len(proxy.blob_gets())))
         lab.umount(mp, pid)
 
 
