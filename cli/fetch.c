@@ -154,6 +154,13 @@ static void trace_line(const struct fetch_trace *t, void *data)
 
 	(void)data;
 	cli_progress_hide();
+	/* in a log file, stamped like the log lines around it */
+	if (!isatty(STDERR_FILENO)) {
+		char ts[32];
+
+		lp_log_stamp(ts, sizeof(ts));
+		fprintf(stderr, "%s ", ts);
+	}
 	/* "GET .../blobs/sha256:0123456789ab bytes=A-B -> 206 (N B)" */
 	fprintf(stderr, "%s %.*s%.19s", t->method,
 		slash ? (int)(slash + 1 - t->url) : 0, t->url,
@@ -161,7 +168,10 @@ static void trace_line(const struct fetch_trace *t, void *data)
 	if (slash && strlen(slash + 1) > 19)
 		fputs("…", stderr);
 	if (t->has_range) {
-		if (t->range_len)
+		if (t->suffix)
+			fprintf(stderr, " bytes=-%llu",
+				(unsigned long long)t->range_len);
+		else if (t->range_len)
 			fprintf(stderr, " bytes=%llu-%llu",
 				(unsigned long long)t->range_off,
 				(unsigned long long)(t->range_off +
@@ -358,12 +368,13 @@ int cli_remote_resolve(struct cli_remote *r, const struct cli_remote_opts *o)
 static const struct fetch_source_opts *source_opts(const struct cli_remote *r,
 						   struct fetch_source_opts *so)
 {
-	if (!r->fetch_window && !r->max_gap)
+	if (!r->fetch_window && !r->max_gap && !r->tail)
 		return NULL;
 	memset(so, 0, sizeof(*so));
 	so->plan.max_gap = r->max_gap ? r->max_gap : 128u << 10;
 	so->plan.max_size = 8u << 20;
 	so->plan.min_size = r->fetch_window;
+	so->tail = r->tail;
 	return so;
 }
 

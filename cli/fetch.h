@@ -153,6 +153,8 @@ struct cli_remote {
 	uint64_t fetch_window; /* bytes, see cli_remote_opts */
 	uint64_t max_gap;      /* merge ranges at most this far apart into
 				  one request (0: the fetcher's 128 KiB) */
+	uint32_t tail;	       /* a blob of unknown size: its size and last
+				  bytes in one GET (0: a HEAD) */
 };
 
 /*

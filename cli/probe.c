@@ -53,6 +53,10 @@ static void probe_usage(FILE *f)
 		"records them)\n"
 		"  --log-level L       error, warn (default), info, debug "
 		"(on stderr)\n"
+		"  --tail KiB          the blob's size comes with its last KiB in\n"
+		"                      one request (default 64; the TOC of an\n"
+		"                      eStargz layer is there; 0: a HEAD)\n"
+		"  -v, --verbose       each registry request on stderr\n"
 		"  -h, --help          this help\n\n" CLI_REMOTE_HELP);
 }
 
@@ -129,6 +133,7 @@ static void resolve_for_daemon(struct cli_remote *rem,
 }
 
 #define PROBE_WARM_GAP (32u << 10)
+#define PROBE_TAIL_MAX_KIB (16u << 10)
 
 enum {
 	OPT_NO_TOC = 0x300,
@@ -137,6 +142,7 @@ enum {
 	OPT_PLOG_LEVEL,
 	OPT_TELL_TOC,
 	OPT_RESOLVE,
+	OPT_TAIL,
 };
 
 int cmd_probe(int argc, char **argv)
@@ -146,9 +152,11 @@ int cmd_probe(int argc, char **argv)
 		{ "no-toc", no_argument, NULL, OPT_NO_TOC },
 		{ "tell-toc-digest", no_argument, NULL, OPT_TELL_TOC },
 		{ "resolve", no_argument, NULL, OPT_RESOLVE },
+		{ "tail", required_argument, NULL, OPT_TAIL },
 		{ "warm", no_argument, NULL, OPT_WARM },
 		{ "trace", required_argument, NULL, OPT_TRACE },
 		{ "log-level", required_argument, NULL, OPT_PLOG_LEVEL },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		CLI_REMOTE_LONGOPTS,
 		{ 0 },
@@ -164,10 +172,11 @@ int cmd_probe(int argc, char **argv)
 	const char *trace_path = NULL;
 	bool no_toc = false, do_warm = false, warming = false, tell = false;
 	bool resolve = false;
+	unsigned long long tail_kib = 64;
 	int c, rc, plock;
 
 	cli_remote_opts_init(&ro);
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
 		int r = cli_remote_opt(&ro, c, optarg);
 
 		if (r < 0)
@@ -187,6 +196,18 @@ int cmd_probe(int argc, char **argv)
 		case OPT_RESOLVE:
 			resolve = true;
 			break;
+		case OPT_TAIL: {
+			char *end;
+
+			tail_kib = strtoull(optarg, &end, 10);
+			if (*end || end == optarg || optarg[0] == '-' ||
+			    tail_kib > PROBE_TAIL_MAX_KIB) {
+				cli_error("--tail %s: KiB, 0 to %u", optarg,
+					  PROBE_TAIL_MAX_KIB);
+				return EXIT_USAGE;
+			}
+			break;
+		}
 		case OPT_WARM:
 			do_warm = true;
 			break;
@@ -196,6 +217,9 @@ int cmd_probe(int argc, char **argv)
 		case OPT_PLOG_LEVEL:
 			if (cli_log_level(optarg) < 0)
 				return EXIT_USAGE;
+			break;
+		case 'v':
+			ro.verbose = true;
 			break;
 		case 'h':
 			probe_usage(stdout);
@@ -224,6 +248,7 @@ int cmd_probe(int argc, char **argv)
 	 * which go out in parallel */
 	rem->max_gap = PROBE_WARM_GAP;
 	rem->fetch_window = 0;
+	rem->tail = (uint32_t)(tail_kib << 10);
 	if (cli_remote_blob(rem, ro.layer_digest, 0, &src) < 0) {
 		answer("error", cli_last_error);
 		return 1;

@@ -42,6 +42,8 @@ typedef void (*lp_log_sink)(enum lp_log_level lvl, const char *mod,
 			    const char *msg, void *data);
 extern enum lp_log_level lp_log_max;
 void lp_log_set_sink(lp_log_sink sink, void *data);
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC), the stamp of every log line */
+void lp_log_stamp(char *buf, size_t size);
 void lp_log_impl(enum lp_log_level lvl, const char *mod, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 int lp_log_parse_level(const char *s, enum lp_log_level *ret);

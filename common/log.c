@@ -49,13 +49,20 @@ void lp_log_impl(enum lp_log_level lvl, const char *mod, const char *fmt, ...)
 		log_sink(lvl, mod, msg, log_sink_data);
 		return;
 	}
+	char tbuf[32];
+
+	lp_log_stamp(tbuf, sizeof(tbuf));
+	fprintf(stderr, "%s %s %s: %s\n", tbuf, level_names[lvl], mod, msg);
+}
+
+void lp_log_stamp(char *buf, size_t size)
+{
 	struct timespec ts;
 	struct tm tm;
-	char tbuf[32];
+	char s[24];
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ %s %s: %s\n", tbuf, ts.tv_nsec / 1000000,
-		level_names[lvl], mod, msg);
+	strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, size, "%s.%03ldZ", s, ts.tv_nsec / 1000000);
 }

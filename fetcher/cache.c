@@ -586,6 +586,43 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 	return 0;
 }
 
+int fetch_cache_blob_known_size(struct fetch_cache *c, const char *digest,
+				uint64_t *ret)
+{
+	const char *colon = strchr(digest, ':');
+	_cleanup_free_ char *path = NULL;
+	uint8_t hdr[MAP_HDR];
+	int64_t n;
+	int fd;
+
+	if (fetch_digest_check(digest, strlen(digest)) < 0 || !colon)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	for (struct fetch_cache_blob *b = c->blobs; b; b = b->next) {
+		if (!strcmp(b->digest, digest)) {
+			*ret = b->size;
+			pthread_mutex_unlock(&c->lock);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	path = lp_xmalloc(strlen(c->dir) + strlen(digest) + 8);
+	sprintf(path, "%s/%.*s/%s.map", c->dir, (int)(colon - digest), digest,
+		colon + 1);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return -errno;
+	n = lp_pread_all(fd, hdr, MAP_HDR, 0);
+	close(fd);
+	if (n != MAP_HDR || memcmp(hdr, MAP_MAGIC, 8) ||
+	    lp_get_le32(hdr + 8) != MAP_VERSION ||
+	    lp_get_le32(hdr + 36) != lp_crc32c(0, hdr, 36) ||
+	    !lp_get_le64(hdr + 16) || lp_get_le64(hdr + 16) > (UINT64_C(1) << 50))
+		return -ENOENT;
+	*ret = lp_get_le64(hdr + 16);
+	return 0;
+}
+
 void fetch_cache_blob_close(struct fetch_cache_blob *b)
 {
 	struct fetch_cache *c;

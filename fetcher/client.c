@@ -108,6 +108,9 @@ struct xfer {
 	const char *accept;
 	bool has_range;
 	uint64_t off, len;  /* len 0 = to the end */
+	bool suffix;	    /* has_range: the last len bytes ("bytes=-len");
+			       the answer sets off and total */
+	uint64_t total;
 	uint64_t blob_size; /* 0 = unknown */
 	bool stream;	    /* no total timeout */
 	const char *bearer;
@@ -611,6 +614,49 @@ static size_t xfer_fail(struct xfer *x, enum xfer_fail f, const char *fmt, ...)
 	return 0; /* makes curl stop with CURLE_WRITE_ERROR */
 }
 
+/* The answer to a suffix range ("bytes=-len"): the blob's last bytes and
+ * its size, or, from a registry that ignores ranges, the whole blob (when
+ * it fits in len; else only its size, from Content-Length). */
+static size_t suffix_start(struct xfer *x)
+{
+	uint64_t a, b;
+	int64_t total;
+
+	if (x->status == 200) {
+		if (x->content_length < 0)
+			return xfer_fail(x, F_BAD_RANGE,
+					 "200 without Content-Length to a "
+					 "suffix range");
+		x->total = (uint64_t)x->content_length;
+		x->off = 0;
+		if (x->total > x->len) /* the size is all we wanted */
+			return xfer_fail(x, F_DONE, "done");
+		return 1;
+	}
+	if (!parse_content_range(x->content_range, &a, &b, &total) ||
+	    total < 0 || b + 1 != (uint64_t)total ||
+	    b - a + 1 != (x->len < (uint64_t)total ? x->len : (uint64_t)total))
+		return xfer_fail(x, F_BAD_RANGE,
+				 "Content-Range \"%.60s\" is not the last "
+				 "%llu bytes of a blob",
+				 x->content_range, (unsigned long long)x->len);
+	x->total = (uint64_t)total;
+	x->off = a;
+	return 1;
+}
+
+/* The body a complete SINK_RANGE answer brings: len bytes; for a suffix,
+ * as many as the blob has, none when only its size was wanted from a 200
+ * (suffix_start). */
+static uint64_t range_want(const struct xfer *x)
+{
+	if (!x->suffix)
+		return x->len;
+	if (x->status == 200 && x->total > x->len)
+		return 0;
+	return x->total < x->len ? x->total : x->len;
+}
+
 /* Checks a 206 or 200 answer to a range request before its first byte. */
 static size_t range_start(struct xfer *x)
 {
@@ -618,6 +664,8 @@ static size_t range_start(struct xfer *x)
 	int64_t total;
 
 	x->body_started = true;
+	if (x->suffix)
+		return suffix_start(x);
 	if (x->status == 200) {
 		/* Range ignored: the whole blob follows */
 		if (x->content_length >= 0 && x->blob_size &&
@@ -831,7 +879,10 @@ static struct curl_slist *xfer_setup(struct fetch_client *c, CURL *e,
 	if (!strcmp(x->method, "HEAD"))
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	if (x->has_range) {
-		if (x->len)
+		if (x->suffix)
+			snprintf(range, sizeof(range), "-%llu",
+				 (unsigned long long)x->len);
+		else if (x->len)
 			snprintf(range, sizeof(range), "%llu-%llu",
 				 (unsigned long long)x->off,
 				 (unsigned long long)(x->off + x->len - 1));
@@ -1285,6 +1336,7 @@ static void trace(struct fetch_client *c, const struct xfer *x, const char *url,
 	t.method = x->method;
 	t.url = shown;
 	t.has_range = x->has_range;
+	t.suffix = x->suffix;
 	t.range_off = x->off;
 	t.range_len = x->len;
 	t.status = x->cc == CURLE_OK || x->fail ? x->status : 0;
@@ -1635,7 +1687,7 @@ static enum verdict rq_verdict(struct fetch_client *c, struct rq *q,
 		return V_FAIL;
 	}
 	/* a complete 2xx: is the body what was asked for? */
-	if ((x->sink == SINK_RANGE && x->got != x->len) ||
+	if ((x->sink == SINK_RANGE && x->got != range_want(x)) ||
 	    (x->sink == SINK_STREAM && x->blob_size &&
 	     x->delivered != x->blob_size)) {
 		*sick = true;
@@ -1650,7 +1702,7 @@ static enum verdict rq_verdict(struct fetch_client *c, struct rq *q,
 							x->got :
 							x->delivered),
 			   (unsigned long long)(x->sink == SINK_RANGE ?
-							x->len :
+							range_want(x) :
 							x->blob_size));
 		if (q->attempt)
 			lp_err_wrap(&q->err, "after %u retries", q->attempt);
@@ -2087,6 +2139,46 @@ int fetch_blob_head(struct fetch_client *c, const struct fetch_ref *ref,
 				  "answered for another digest",
 				  digest);
 	*ret_size = (uint64_t)x.content_length;
+	return 0;
+}
+
+int fetch_blob_tail(struct fetch_client *c, const struct fetch_ref *ref,
+		    const char *digest, void *buf, size_t len,
+		    uint64_t *ret_size, size_t *ret_len, struct lp_err *err)
+{
+	struct xfer x = { .method = "GET",
+			  .sink = SINK_RANGE,
+			  .has_range = true,
+			  .suffix = true,
+			  .len = len,
+			  .buf = buf };
+	char path[1024];
+	int r;
+
+	if (!len)
+		return lp_err_set(err, EINVAL, "a tail of 0 bytes");
+	if (fetch_digest_check(digest, strlen(digest)) < 0)
+		return lp_err_set(err, EINVAL, "bad blob digest");
+	snprintf(path, sizeof(path), "/%s/blobs/%s", ref->repo, digest);
+	r = request(c, ref, FETCH_CAP_PULL, path, &x, err);
+	if (r < 0)
+		return fetch_wrap(r, err, "blob %.19s", digest);
+	if (x.docker_digest[0] && strcmp(x.docker_digest, digest))
+		return lp_err_set(err, EIO,
+				  "GET blob %s: the registry answered for "
+				  "another digest",
+				  digest);
+	/* got 0: a whole blob larger than len, only its size is known */
+	if (!x.body_started ||
+	    (x.got ? x.off + x.got != x.total : x.total <= len))
+		return lp_err_set(err, EIO,
+				  "GET blob %.19s: a tail of %llu bytes at "
+				  "%llu of %llu",
+				  digest, (unsigned long long)x.got,
+				  (unsigned long long)x.off,
+				  (unsigned long long)x.total);
+	*ret_size = x.total;
+	*ret_len = (size_t)x.got;
 	return 0;
 }
 

@@ -97,6 +97,10 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 			  uint64_t size, struct fetch_cache_blob **ret,
 			  struct lp_err *err);
 void fetch_cache_blob_close(struct fetch_cache_blob *b);
+/* The size of a blob the cache has an entry for (its map's header, whose
+ * checksum holds): 0, or -errno (-ENOENT: none). */
+int fetch_cache_blob_known_size(struct fetch_cache *c, const char *digest,
+				uint64_t *ret);
 uint32_t fetch_cache_granule(const struct fetch_cache_blob *b);
 uint64_t fetch_cache_blob_size(const struct fetch_cache_blob *b);
 

@@ -269,6 +269,8 @@ struct fetch_trace {
 	const char *method; /* "GET" or "HEAD" */
 	const char *url;    /* without user info and query string */
 	bool has_range;
+	bool suffix; /* the last range_len bytes (range_off: where they
+			started, once answered) */
 	uint64_t range_off, range_len;
 	long status;	  /* 0 if no HTTP answer (connection error) */
 	uint64_t bytes;	  /* body bytes received */
@@ -382,6 +384,17 @@ int fetch_get_image(struct fetch_client *c, const struct fetch_ref *ref,
 /* HEADs a blob: its size from Content-Length. */
 int fetch_blob_head(struct fetch_client *c, const struct fetch_ref *ref,
 		    const char *digest, uint64_t *ret_size, struct lp_err *err);
+
+/*
+ * A blob's size and its last bytes in one request (a suffix range,
+ * "bytes=-len"), where a HEAD would give the size alone: the size in
+ * *ret_size and the last *ret_len bytes (at most len) at the start of
+ * buf.  *ret_len is 0 when a registry that ignores ranges answers with a
+ * whole blob larger than len (the transfer stops after the headers).
+ */
+int fetch_blob_tail(struct fetch_client *c, const struct fetch_ref *ref,
+		    const char *digest, void *buf, size_t len,
+		    uint64_t *ret_size, size_t *ret_len, struct lp_err *err);
 
 /*
  * Reads exactly len bytes of a blob at off with one Range request (retried
@@ -527,13 +540,17 @@ int fetch_get_image_cached(struct fetch_client *c, struct fetch_cache *cache,
 struct fetch_source_opts {
 	struct fetch_plan_opts plan; /* zero = defaults: gap 128 KiB, min 0,
 					max 8 MiB */
+	/* size unknown: learn it with a GET of the blob's last tail bytes,
+	 * kept in the cache (an eStargz footer and TOC are there), instead
+	 * of a HEAD; 0: HEAD */
+	uint32_t tail;
 };
 
 /*
  * Opens blob digest of ref's repository as an lp_source: pread serves
  * bytes from the cache and fetches the missing granules (merged by the
  * planner; concurrent reads of the same granules share one transfer).
- * size 0 means "HEAD the blob first".  The source holds references on c
+ * size 0 means "ask the registry first" (o->tail).  The source holds references on c
  * and cache; free it with lp_source_free().  pread is thread-safe.
  */
 int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,

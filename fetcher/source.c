@@ -672,16 +672,55 @@ static const struct fetch_backend reg_backend_ops = {
 	.free = reg_free,
 };
 
+/* Puts the whole granules of bytes [off, off+len) of the blob, which end
+ * at its end, into the cache (missing ones only; a failure is no error:
+ * they are fetched when read). */
+static void keep_tail(struct bsrc *b, const uint8_t *data, uint64_t off,
+		      size_t len)
+{
+	uint32_t g = fetch_cache_granule(b->blob);
+	uint64_t a = (off + g - 1) / g * g, end = off + len;
+	struct fetch_range *runs = NULL;
+	struct lp_err err = { 0 };
+	size_t n = 0;
+
+	if (a >= end ||
+	    fetch_cache_blob_claim(b->blob, a, end - a, &runs, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (fetch_cache_blob_fill(b->blob, runs[i].off,
+					  data + (runs[i].off - off),
+					  runs[i].len, &err) < 0)
+			lp_debug("keeping the tail of a blob: %s", err.msg);
+	free(runs);
+}
+
 int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,
 			   const struct fetch_ref *ref, const char *digest,
 			   uint64_t size, const struct fetch_source_opts *o,
 			   struct lp_source **ret, struct lp_err *err)
 {
+	_cleanup_free_ uint8_t *tail = NULL;
 	struct reg_backend *rb;
+	size_t tail_len = 0;
 	int r;
 
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
 		return lp_err_set(err, EINVAL, "bad blob digest");
+	/* a blob the cache has seen: its size, and maybe its tail, are there */
+	if (!size && fetch_cache_blob_known_size(cache, digest, &size) < 0)
+		size = 0;
+	if (!size && o && o->tail) {
+		tail = lp_xmalloc(o->tail);
+		r = fetch_blob_tail(c, ref, digest, tail, o->tail, &size,
+				    &tail_len, err);
+		if (r < 0) { /* a registry with no suffix ranges: HEAD */
+			lp_debug("%s; asking with a HEAD", err->msg);
+			lp_err_clear(err);
+			size = 0;
+			tail_len = 0;
+		}
+	}
 	if (!size) {
 		r = fetch_blob_head(c, ref, digest, &size, err);
 		if (r < 0)
@@ -696,6 +735,9 @@ int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,
 	rb->ref.digest = ref->digest ? lp_xstrdup(ref->digest) : NULL;
 	rb->digest = lp_xstrdup(digest);
 	rb->size = size;
-	return fetch_blob_source_open_backend(cache, digest, size, o,
-					      &reg_backend_ops, rb, ret, err);
+	r = fetch_blob_source_open_backend(cache, digest, size, o,
+					   &reg_backend_ops, rb, ret, err);
+	if (r == 0 && tail_len)
+		keep_tail(bsrc_of(*ret), tail, size - tail_len, tail_len);
+	return r;
 }

@@ -278,7 +278,10 @@ static void *early_main(void *arg)
 /*
  * With warming, the first Prepare of a pull starts probes of the layers
  * after it (the layer-list label: this one and those above), so their
- * TOCs come in together instead of one Prepare after another.
+ * TOCs come in together instead of one Prepare after another.  Its own
+ * layer's probe goes first, with the manifest for the fs daemon
+ * (--resolve): the Prepare waits for that one alone, and spawning the
+ * others and the fs daemon must not delay it.
  */
 static unsigned probe_ahead(struct snap_remote *r, const char *image,
 			    const char *digest, const struct snap_label *l,
@@ -286,7 +289,7 @@ static unsigned probe_ahead(struct snap_remote *r, const char *image,
 {
 	const char *layers = layer_list(l, n);
 	_cleanup_free_ char *copy = NULL;
-	char *save = NULL, *d;
+	char *save = NULL, *d, *later[AHEAD_MAX];
 	unsigned started = 0;
 
 	if (!r->warm || !r->stargz)
@@ -310,22 +313,32 @@ static unsigned probe_ahead(struct snap_remote *r, const char *image,
 			r->ahead_next++;
 		}
 		pthread_mutex_unlock(&r->ahead_lock);
-		if (seen)
-			continue;
-		{
-			_cleanup_free_ char *trace = trace_for(r, l, n, d);
-			struct snap_probe q = { .image = image,
-						.digest = d,
-						.warm = true,
-						.trace = trace };
-
-			snap_daemons_probe_ahead(r->daemons, &q);
-		}
-		started++;
+		if (!seen)
+			later[started++] = d;
 	}
-	if (started)
-		lp_debug("layer %s of %s: probing %u later layers ahead", digest,
-			 image, started);
+	if (!started)
+		return 0;
+	{
+		_cleanup_free_ char *trace = trace_for(r, l, n, digest);
+		struct snap_probe q = { .image = image,
+					.digest = digest,
+					.warm = true,
+					.trace = trace,
+					.resolve = true };
+
+		snap_daemons_probe_ahead(r->daemons, &q);
+	}
+	for (unsigned i = 0; i < started; i++) {
+		_cleanup_free_ char *trace = trace_for(r, l, n, later[i]);
+		struct snap_probe q = { .image = image,
+					.digest = later[i],
+					.warm = true,
+					.trace = trace };
+
+		snap_daemons_probe_ahead(r->daemons, &q);
+	}
+	lp_debug("layer %s of %s: probing it and %u later layers ahead",
+		 digest, image, started);
 	return started;
 }
 

@@ -85,7 +85,10 @@ def blob_ranges(proxy, digest, size):
         if digest not in e["path"]:
             continue
         m = re.match(r"bytes=(\d+)-(\d*)$", e["range"] or "")
-        if not m:
+        t = re.match(r"bytes=-(\d+)$", e["range"] or "")
+        if t:  # a suffix: the last N bytes
+            out.append((max(0, size - int(t.group(1))), size))
+        elif not m:
             out.append((0, size))
         else:
             a = int(m.group(1))

@@ -7,9 +7,13 @@
  *   fetch-tool [OPTIONS] image REF               resolved through an index
  *                        (manifests cached with --cache, --tag-ttl S)
  *   fetch-tool [OPTIONS] head REF DIGEST         blob size
+ *   fetch-tool [OPTIONS] tail REF DIGEST LEN     the last LEN bytes (and
+ *                        "tail: size=N got=M" on stderr)
  *   fetch-tool [OPTIONS] read REF DIGEST OFF:LEN...   direct range reads
  *                                    (--pause-ms N between them)
  *   fetch-tool [OPTIONS] cat REF DIGEST OFF:LEN...    through the cache
+ *                        (--tail N: the size from a GET of the last N
+ *                        bytes, kept, instead of a HEAD)
  *   fetch-tool [OPTIONS] stream REF DIGEST       whole blob, verified
  *   fetch-tool [OPTIONS] fill REF DIGEST         whole blob into the cache
  *   fetch-tool [OPTIONS] stress REF DIGEST THREADS READS
@@ -245,6 +249,7 @@ int main(int argc, char **argv)
 		{ "cache-max", required_argument, NULL, 'M' },
 		{ "platform", required_argument, NULL, 'p' },
 		{ "gap", required_argument, NULL, 'g' },
+		{ "tail", required_argument, NULL, 'X' },
 		{ "pause-ms", required_argument, NULL, 'P' },
 		{ "tag-ttl", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -336,6 +341,9 @@ int main(int argc, char **argv)
 			so.plan.max_gap = strtoull(optarg, NULL, 10);
 			so.plan.max_size = 8u << 20;
 			break;
+		case 'X':
+			so.tail = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
 		case 'L':
 			tag_ttl = atoll(optarg);
 			break;
@@ -425,6 +433,25 @@ int main(int argc, char **argv)
 		if (r < 0)
 			goto fail;
 		printf("%llu\n", (unsigned long long)size);
+	} else if (!strcmp(cmd, "tail")) {
+		size_t want = optind + 3 < argc ?
+				      (size_t)strtoull(argv[optind + 3], NULL,
+						       10) :
+				      4096;
+		uint8_t *buf = malloc(want ? want : 1);
+		uint64_t size = 0;
+		size_t got = 0;
+
+		r = fetch_blob_tail(c, &ref, argv[optind + 2], buf, want,
+				    &size, &got, &err);
+		if (r == 0) {
+			fwrite(buf, 1, got, stdout);
+			fprintf(stderr, "tail: size=%llu got=%zu\n",
+				(unsigned long long)size, got);
+		}
+		free(buf);
+		if (r < 0)
+			goto fail;
 	} else if (!strcmp(cmd, "read")) {
 		for (int i = optind + 3; i < argc; i++) {
 			uint64_t off, len;

@@ -655,6 +655,30 @@ def suite_registry(work, layout, reg):
     check(r.rc == 0 and r.out.decode().strip() == str(l1["size"]),
           f"blob HEAD size {r}")
 
+    # the size and the last bytes in one request: a suffix range
+    proxy.reset()
+    r = tool(*FAST, "tail", ref, l1["digest"], 65536)
+    gets = proxy.blob_gets()
+    check(r.rc == 0 and r.out == l1["data"][-65536:] and
+          f"size={l1['size']} got=65536" in r.err and
+          len(gets) == 1 and gets[0]["range"] == "bytes=-65536",
+          f"blob tail: size and last bytes in one GET {r} {gets}")
+    r = tool(*FAST, "tail", ref, l1["digest"], l1["size"] + 100)
+    check(r.rc == 0 and r.out == l1["data"] and
+          f"size={l1['size']} got={l1['size']}" in r.err,
+          f"blob tail longer than the blob: the whole blob {r}")
+    tcache = os.path.join(work, "cache-tail")
+    proxy.reset()
+    r = tool(*FAST, "--cache", tcache, "--tail", 65536, "cat", ref,
+             l1["digest"], f"{l1['size'] - 51}:51", f"{l1['size'] - 30000}:10")
+    # (the whole granules of the tail are kept: 16 KiB ones here)
+    check(r.rc == 0 and r.out == l1["data"][-51:] +
+          l1["data"][l1["size"] - 30000:l1["size"] - 29990] and
+          r.stats.get("requests") == 1 and
+          not any(e["method"] == "HEAD" for e in proxy.log),
+          f"a source opened with --tail: no HEAD, its reads of the last "
+          f"bytes come from the cache {r}")
+
     ranges = [(0, 100), (12345, 4096), (l1["size"] - 51, 51),
               (700000, 300000)]
     proxy.reset()
@@ -694,8 +718,9 @@ def suite_registry(work, layout, reg):
     check(r.rc == 0 and r.out == want, "second cat: same bytes")
     check(not proxy.blob_gets(),
           f"second cat (new process): no blob request {proxy.blob_gets()}")
-    # a HEAD for the size is the only request
-    check(r.stats.get("requests") == 1, f"second cat: one HEAD only {r}")
+    # the size too comes from the cache's map: no request at all
+    check(r.stats.get("requests") == 0 and not proxy.log,
+          f"second cat: no request, not even a HEAD {r} {proxy.log}")
 
     proxy.reset()
     r = tool(*FAST, "--cache", cache, "fill", ref, l1["digest"],
@@ -706,7 +731,8 @@ def suite_registry(work, layout, reg):
     r = tool(*FAST, "--cache", cache, "cat", ref, l1["digest"],
              f"0:{l1['size']}")
     check(r.rc == 0 and r.out == l1["data"] and
-          r.stats.get("requests") == 1, "after fill: all from the cache")
+          r.stats.get("requests") == 0, f"after fill: all from the cache, "
+          f"the size too {r}")
 
     # many threads, one client and one cache; some reads fail and retry
     proxy.reset()
@@ -825,6 +851,37 @@ def suite_faults(work, layout, reg):
     r = read(rng="1000000:5000")
     check(r.rc == 0 and r.out == l1["data"][1000000:1005000],
           f"200 for a range request: the asked bytes are cut out {r}")
+    # a suffix range ignored: the size alone from a blob larger than the
+    # tail, the whole blob from a smaller one
+    r = tool(*FAST, "tail", ref, l1["digest"], 4096)
+    check(r.rc == 0 and r.out == b"" and
+          f"size={l1['size']} got=0" in r.err and r.secs < 5,
+          f"200 for a suffix range: only the size, the body cut {r}")
+    r = tool(*FAST, "tail", ref, l1["digest"], l1["size"])
+    check(r.rc == 0 and r.out == l1["data"],
+          f"200 for a suffix range as long as the blob: all of it {r}")
+    r = tool(*FAST, "--cache", os.path.join(work, "cache-tail-200"),
+             "--tail", 4096, "cat", ref, l1["digest"],
+             f"{l1['size'] - 51}:51")
+    check(r.rc == 0 and r.out == l1["data"][-51:],
+          f"a source with --tail on a registry ignoring ranges {r}")
+    # a lying or broken answer to the suffix range: never data, and a
+    # source asks with a HEAD instead
+    for kind in ("bad_range", "long", "short_cl"):
+        proxy.reset()
+        proxy.add(Rule(kind, method="GET", count=1))
+        r = tool(*FAST, "--retries", 0, "tail", ref, l1["digest"], 65536)
+        check(r.rc == 1 and r.out == b"" and "errno 5)" in r.err,
+              f"{kind} answer to a suffix range -> EIO {r}")
+        proxy.reset()
+        proxy.add(Rule(kind, method="GET", count=1))
+        r = tool(*FAST, "--retries", 0, "--cache",
+                 os.path.join(work, "cache-tail-" + kind), "--tail", 65536,
+                 "cat", ref, l1["digest"], f"{l1['size'] - 51}:51")
+        check(r.rc == 0 and r.out == l1["data"][-51:] and
+              [e["method"] for e in proxy.log][:3] == ["GET", "HEAD", "GET"],
+              f"{kind} answer to a suffix range: the source asks with a "
+              f"HEAD, reads right {r} {[e['method'] for e in proxy.log]}")
 
     proxy.reset()
     proxy.add(Rule("stall", seconds=6, count=100))
