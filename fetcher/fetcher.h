@@ -542,7 +542,8 @@ struct fetch_source_opts {
 					max 8 MiB */
 	/* size unknown: learn it with a GET of the blob's last tail bytes,
 	 * kept in the cache (an eStargz footer and TOC are there), instead
-	 * of a HEAD; 0: HEAD */
+	 * of a HEAD; 0: from the cache's entry for the blob if it has one,
+	 * else a HEAD */
 	uint32_t tail;
 };
 

@@ -707,8 +707,10 @@ int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,
 
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
 		return lp_err_set(err, EINVAL, "bad blob digest");
-	/* a blob the cache has seen: its size, and maybe its tail, are there */
-	if (!size && fetch_cache_blob_known_size(cache, digest, &size) < 0)
+	/* a blob the cache has seen: its size is there (not when asked for a
+	 * tail: a probe must learn that the registry serves the blob) */
+	if (!size && !(o && o->tail) &&
+	    fetch_cache_blob_known_size(cache, digest, &size) < 0)
 		size = 0;
 	if (!size && o && o->tail) {
 		tail = lp_xmalloc(o->tail);
