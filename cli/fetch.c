@@ -758,8 +758,7 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 			return rc;
 		}
 		if (strcmp(ops->name, "zran")) {
-			if (o->probes_wait_ms)
-				cli_probes_wait(o, o->probes_wait_ms);
+			cli_probes_wait(o);
 			return engine_open(src, &eo, ret, err);
 		}
 
@@ -786,8 +785,7 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 		lp_err_clear(err);
 	}
 #endif
-	if (o->probes_wait_ms)
-		cli_probes_wait(o, o->probes_wait_ms);
+	cli_probes_wait(o);
 	return engine_open(src, &eo, ret, err);
 }
 
@@ -880,14 +878,17 @@ int cli_probing_open(const struct cli_remote_opts *ro)
 	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 }
 
-void cli_probes_wait(const struct cli_remote_opts *ro, unsigned max_ms)
+void cli_probes_wait(const struct cli_remote_opts *ro)
 {
-	int fd = cli_probing_open(ro);
 	struct timespec nap = { 0, 10 * 1000000L };
+	int fd;
 
+	if (!ro->probes_wait_ms)
+		return;
+	fd = cli_probing_open(ro);
 	if (fd < 0)
 		return;
-	for (unsigned t = 0; t < max_ms; t += 10) {
+	for (unsigned t = 0; t < ro->probes_wait_ms; t += 10) {
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 			break;
 		nanosleep(&nap, NULL);

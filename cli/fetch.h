@@ -132,11 +132,12 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg);
 const char *cli_remote_root(const struct cli_remote_opts *o);
 /*
  * ROOT/cache/probing.lock: `lazypull probe` holds it shared while it reads
- * a layer's TOC.  cli_probes_wait waits (at most max_ms) until no probe
- * does, so what they fetched is in the cache for us.
+ * a layer's TOC.  cli_probes_wait waits (at most ro->probes_wait_ms; 0:
+ * not at all) until no probe does, so what they fetched is in the cache
+ * for us.
  */
 int cli_probing_open(const struct cli_remote_opts *ro);
-void cli_probes_wait(const struct cli_remote_opts *ro, unsigned max_ms);
+void cli_probes_wait(const struct cli_remote_opts *ro);
 
 /* An argument is a registry reference when no such file exists and it
  * parses as a reference. */

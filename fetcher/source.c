@@ -707,11 +707,9 @@ int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,
 
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
 		return lp_err_set(err, EINVAL, "bad blob digest");
-	/* a blob the cache has seen: its size is there (not when asked for a
-	 * tail: a probe must learn that the registry serves the blob) */
-	if (!size && !(o && o->tail) &&
-	    fetch_cache_blob_known_size(cache, digest, &size) < 0)
-		size = 0;
+	/* asked for a tail (a probe, which must learn that the registry
+	 * serves the blob): the registry; else a blob the cache has seen
+	 * has its size there */
 	if (!size && o && o->tail) {
 		tail = lp_xmalloc(o->tail);
 		r = fetch_blob_tail(c, ref, digest, tail, o->tail, &size,
@@ -722,6 +720,9 @@ int fetch_blob_source_open(struct fetch_client *c, struct fetch_cache *cache,
 			size = 0;
 			tail_len = 0;
 		}
+	} else if (!size &&
+		   fetch_cache_blob_known_size(cache, digest, &size) < 0) {
+		size = 0;
 	}
 	if (!size) {
 		r = fetch_blob_head(c, ref, digest, &size, err);
