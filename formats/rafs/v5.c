@@ -140,6 +140,15 @@ static int v5_sb_parse(struct rafs_parse *p, struct v5_sb *sb)
 		     V5_EXT_BLOB_SIZE);
 	if (r < 0)
 		return r;
+	/* An empty table's offset is unchecked: never form a pointer from it. */
+	if (sb->itable_n == 0)
+		sb->itable_off = 0;
+	if (sb->pf_n == 0)
+		sb->pf_off = 0;
+	if (sb->bt_size == 0)
+		sb->bt_off = 0;
+	if (sb->ebt_n == 0)
+		sb->ebt_off = 0;
 	p->meta.flags = sb->flags;
 	p->meta.chunk_size = sb->block_size;
 	return 0;
