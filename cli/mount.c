@@ -25,6 +25,7 @@
 #include "cli/cli.h"
 #include "fs/decoded.h"
 #include "fs/fuse.h"
+#include "fs/startset.h"
 #include "fs/trace.h"
 #ifdef LP_HAVE_ZRAN
 #include "formats/zran/zran.h"
@@ -81,11 +82,13 @@ static int src_read_chunk(void *priv, uint32_t idx, void *out,
 	return r;
 }
 
-/* A read of several chunks: one fetch per blob for all of them. */
-static void src_prefetch(void *priv, const uint32_t *idx, uint32_t n)
+/* A read of several chunks: one fetch per blob for all of them (a
+ * directory or tree read-ahead passes hundreds: one call, so the fetcher
+ * plans and runs their requests together). */
+static void src_prefetch_gap(struct mount_src *ms, const uint32_t *idx,
+			     uint32_t n, uint64_t max_gap)
 {
-	struct mount_src *ms = priv;
-	struct lp_range r[64];
+	struct lp_range *r = lp_xmalloc((n ? n : 1) * sizeof(*r));
 	uint32_t i = 0;
 
 	engine_prefetch_demand_begin(ms->pf);
@@ -94,7 +97,7 @@ static void src_prefetch(void *priv, const uint32_t *idx, uint32_t n)
 		struct lp_source *src = NULL;
 		struct engine_layer *l;
 
-		for (; i < n && k < ARRAY_SIZE(r); i++, k++) {
+		for (; i < n; i++, k++) {
 			const struct model_chunk *c = &ms->m->chunks[idx[i]];
 
 			if (c->blob != blob)
@@ -112,9 +115,18 @@ static void src_prefetch(void *priv, const uint32_t *idx, uint32_t n)
 			else if (r[q].len > src->size - r[q].off)
 				r[q].len = src->size - r[q].off;
 		}
-		lp_source_prefetch(src, r, k, NULL);
+		if (max_gap == UINT64_MAX)
+			lp_source_prefetch(src, r, k, NULL);
+		else
+			lp_source_prefetch_exact(src, r, k, max_gap, NULL);
 	}
 	engine_prefetch_demand_end(ms->pf);
+	free(r);
+}
+
+static void src_prefetch(void *priv, const uint32_t *idx, uint32_t n)
+{
+	src_prefetch_gap(priv, idx, n, UINT64_MAX);
 }
 
 static const struct fsrv_source_ops src_ops = {
@@ -312,7 +324,24 @@ static void mount_usage(FILE *f)
 		"                      default: 4096 for a registry image with "
 		"nothing to\n"
 		"                      prefetch: no landmark, no access trace; "
-		"else off)\n"
+		"else off).  Also,\n"
+		"                      once files of one kind (.pyc, .so) are "
+		"opened in three\n"
+		"                      subdirectories of a tree (usr/lib/"
+		"python3.11), that\n"
+		"                      tree's small files of that kind (up to "
+		"8 MiB)\n"
+		"  --start-files MiB   REF: fetch the image's start files at "
+		"once: the program\n"
+		"                      its config runs (Entrypoint, Cmd, "
+		"through PATH), the\n"
+		"                      files its arguments name, a script's "
+		"interpreter, the\n"
+		"                      ELF loader and libraries they need; at "
+		"most MiB\n"
+		"                      (0: off; default: 64 when the directory "
+		"read-ahead\n"
+		"                      is on by default, for a whole image)\n"
 		"  --read-ahead KiB    kernel read-ahead of the mount "
 		"(default 4096, 0 = the\n"
 		"                      kernel's 128)\n"
@@ -399,6 +428,7 @@ enum {
 	OPT_FUSE_FD,
 	OPT_WAIT_MP,
 	OPT_DIR_AHEAD,
+	OPT_START_FILES,
 	OPT_READ_AHEAD,
 	OPT_DECODED_MAX,
 };
@@ -425,31 +455,52 @@ enum {
 #define DIRAHEAD_DEFAULT_KIB 4096
 #define DIR_AHEAD_AUTO (-1)
 
+/*
+ * The tree sweep: opens of one kind of file (the same name extension:
+ * .pyc, .so, .js) in DIRAHEAD_FAN_CHILDREN different subdirectories of a
+ * directory at least two levels down (usr/lib/python3.11, app/node_modules)
+ * mean a program is walking that tree (an interpreter importing its
+ * library); the small files of that kind in the whole tree are then
+ * fetched, if they hold at most DIRAHEAD_FAN_MAX stored bytes, and at most
+ * DIRAHEAD_FAN_TOTAL for all sweeps of a mount.
+ */
+#define DIRAHEAD_FAN_CHILDREN 3
+#define DIRAHEAD_FAN_MIN_DEPTH 2
+#define DIRAHEAD_FAN_MAX (8u << 20)
+#define DIRAHEAD_FAN_TOTAL (16u << 20)
+#define DIRAHEAD_FAN_SLOTS 4096
+#define DIRAHEAD_FAN_WALK 200000 /* entries looked at per sweep */
+
+struct fan_slot {
+	uint32_t dir, kind;	/* 0: free */
+	uint32_t child[DIRAHEAD_FAN_CHILDREN - 1];
+	uint8_t n;		/* children seen, up to DIRAHEAD_FAN_CHILDREN */
+};
+
+struct dirahead_job {
+	uint32_t dir;
+	uint32_t kind; /* 0: the directory's small files; else a tree sweep
+			  of that kind */
+};
+
 struct dirahead {
 	struct mount_src *ms;
 	uint64_t cap;
 	uint8_t *seen;	   /* bit per served inode: opened (atomic) */
+	const uint8_t *predicted; /* bit per inode: a start file (atomic; the
+				     loader's opens are no directory walk) */
 	uint8_t *queued;   /* bit per directory inode: swept (atomic) */
 	uint32_t *opens;   /* per directory inode: files opened (atomic) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	uint32_t q[DIRAHEAD_QUEUE]; /* protected by lock */
+	struct dirahead_job q[DIRAHEAD_QUEUE]; /* protected by lock */
 	uint32_t head, n;
+	struct fan_slot *fan;	/* [DIRAHEAD_FAN_SLOTS], protected by lock */
+	uint64_t fan_bytes;	/* swept by tree sweeps, protected by lock */
 	bool stop;
 	pthread_t thread[DIRAHEAD_THREADS];
 	unsigned started;
 };
-
-static uint64_t file_stored_bytes(const struct model *m,
-				  const struct model_inode *in)
-{
-	uint64_t bytes = 0;
-
-	for (uint32_t c = in->first; c < in->first + in->count &&
-				     c < m->n_chunks; c++)
-		bytes += m->chunks[c].comp_len;
-	return bytes;
-}
 
 /* ino is small, and so are dir's small files together */
 static bool small_dir(const struct model *m, uint32_t dir, uint32_t ino)
@@ -457,18 +508,15 @@ static bool small_dir(const struct model *m, uint32_t dir, uint32_t ino)
 	const struct model_inode *din = &m->inodes[dir];
 	uint64_t bytes = 0;
 
-	if (file_stored_bytes(m, &m->inodes[ino]) > DIRAHEAD_FILE_MAX)
+	if (model_file_stored(m, ino) > DIRAHEAD_FILE_MAX)
 		return false;
 	for (uint32_t k = 0; k < din->count; k++) {
-		uint32_t de = din->first + k, e;
+		uint32_t de = din->first + k;
 		uint64_t fb;
 
 		if (de >= m->n_dirents)
 			break;
-		e = m->dirents[de].ino;
-		if (e >= m->n_inodes || !S_ISREG(m->inodes[e].mode))
-			continue;
-		fb = file_stored_bytes(m, &m->inodes[e]);
+		fb = model_file_stored(m, m->dirents[de].ino);
 		if (fb <= DIRAHEAD_FILE_MAX)
 			bytes += fb;
 		if (bytes > DIRAHEAD_SMALL_DIR)
@@ -477,11 +525,113 @@ static bool small_dir(const struct model *m, uint32_t dir, uint32_t ino)
 	return true;
 }
 
+/* caller holds d->lock */
+static void dirahead_push(struct dirahead *d, uint32_t dir, uint32_t kind)
+{
+	if (d->n < DIRAHEAD_QUEUE) {
+		d->q[(d->head + d->n) % DIRAHEAD_QUEUE] =
+			(struct dirahead_job){ .dir = dir, .kind = kind };
+		d->n++;
+		pthread_cond_signal(&d->cond);
+	}
+}
+
+/*
+ * A file's kind: "so" for a shared library (libc.so.6, x.cpython-311.so),
+ * else its name's extension if that holds a letter (pyc, js, rb), as a
+ * nonzero hash; 0: none (no extension, a version number).
+ */
+static uint32_t kind_hash(const char *ext)
+{
+	uint32_t h = 2166136261u;
+	bool alpha = false;
+
+	for (const char *p = ext; *p && *p != '.'; p++) {
+		alpha |= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z');
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	}
+	return alpha ? (h ? h : 1) : 0;
+}
+
+static uint32_t file_kind(const char *name)
+{
+	const char *dot = strrchr(name, '.'), *so = strstr(name, ".so");
+
+	if (so && (so[3] == '\0' || so[3] == '.'))
+		dot = so;
+	if (!dot || dot == name || !dot[1])
+		return 0;
+	return kind_hash(dot + 1);
+}
+
+/* the depth of directory ino (the root: 0), at most limit */
+static unsigned dir_depth(const struct model *m, uint32_t ino, unsigned limit)
+{
+	unsigned depth = 0;
+
+	while (ino != MODEL_ROOT_INO && ino < m->n_inodes && depth < limit) {
+		ino = m->inodes[ino].parent;
+		depth++;
+	}
+	return depth;
+}
+
+/* Notes file ino (of kind) under each ancestor; a tree with opens in
+ * enough of its subdirectories is queued for a sweep.  Holds d->lock. */
+static void fan_note(struct dirahead *d, uint32_t ino, uint32_t kind)
+{
+	const struct model *m = d->ms->m;
+	uint32_t child = m->inodes[ino].parent, dir;
+	unsigned depth = dir_depth(m, child, 4096);
+
+	for (; child != MODEL_ROOT_INO && depth > DIRAHEAD_FAN_MIN_DEPTH;
+	     child = dir, depth--) {
+		struct fan_slot *sl = NULL;
+		uint32_t h;
+
+		dir = m->inodes[child].parent;
+		if (dir >= m->n_inodes)
+			return;
+		h = (dir * 2654435761u) ^ kind;
+		for (uint32_t k = 0; k < 16; k++) {
+			struct fan_slot *t =
+				&d->fan[(h + k) % DIRAHEAD_FAN_SLOTS];
+
+			if (!t->dir || (t->dir == dir && t->kind == kind)) {
+				sl = t;
+				break;
+			}
+		}
+		if (!sl)
+			continue; /* full around there: not tracked */
+		if (!sl->dir) {
+			sl->dir = dir;
+			sl->kind = kind;
+		}
+		if (sl->n >= DIRAHEAD_FAN_CHILDREN)
+			continue; /* swept already */
+		bool known = false;
+
+		for (uint8_t i = 0; i < sl->n; i++)
+			known |= sl->child[i] == child;
+		if (known)
+			continue;
+		if (sl->n < DIRAHEAD_FAN_CHILDREN - 1) {
+			sl->child[sl->n++] = child;
+			continue;
+		}
+		sl->n = DIRAHEAD_FAN_CHILDREN;
+		if (d->fan_bytes < DIRAHEAD_FAN_TOTAL)
+			dirahead_push(d, dir, kind);
+	}
+}
+
 static void dirahead_note(struct dirahead *d, uint32_t ino)
 {
 	const struct model *m;
-	uint32_t dir, n;
+	uint32_t dir, n, kind;
 	uint8_t bit;
+	bool sweep;
 
 	if (!d || !d->started)
 		return;
@@ -494,21 +644,58 @@ static void dirahead_note(struct dirahead *d, uint32_t ino)
 	bit = (uint8_t)(1u << (ino % 8));
 	if (__atomic_fetch_or(&d->seen[ino / 8], bit, __ATOMIC_RELAXED) & bit)
 		return;
-	n = __atomic_add_fetch(&d->opens[dir], 1, __ATOMIC_RELAXED);
-	if (n > DIRAHEAD_OPENS ||
-	    (n < DIRAHEAD_OPENS && !small_dir(m, dir, ino)))
+	if (d->predicted &&
+	    __atomic_load_n(&d->predicted[ino / 8], __ATOMIC_RELAXED) & bit)
 		return;
+	kind = S_ISREG(m->inodes[ino].mode) &&
+			       model_file_stored(m, ino) <= DIRAHEAD_FILE_MAX
+		       ? file_kind(model_str(m, m->inodes[ino].name))
+		       : 0;
+	n = __atomic_add_fetch(&d->opens[dir], 1, __ATOMIC_RELAXED);
+	sweep = n == DIRAHEAD_OPENS ||
+		(n < DIRAHEAD_OPENS && small_dir(m, dir, ino));
 	bit = (uint8_t)(1u << (dir % 8));
-	if (__atomic_fetch_or(&d->queued[dir / 8], bit, __ATOMIC_RELAXED) &
-	    bit)
+	if (sweep && __atomic_fetch_or(&d->queued[dir / 8], bit,
+				       __ATOMIC_RELAXED) & bit)
+		sweep = false;
+	if (!sweep && !kind)
 		return;
 	pthread_mutex_lock(&d->lock);
-	if (d->n < DIRAHEAD_QUEUE) {
-		d->q[(d->head + d->n) % DIRAHEAD_QUEUE] = dir;
-		d->n++;
-		pthread_cond_signal(&d->cond);
-	}
+	if (sweep)
+		dirahead_push(d, dir, 0);
+	if (kind)
+		fan_note(d, ino, kind);
 	pthread_mutex_unlock(&d->lock);
+}
+
+/* adds regular file ino's chunks to *v */
+static uint64_t add_chunks(const struct model *m, uint32_t ino, uint32_t **v,
+			   size_t *cap, uint32_t *n)
+{
+	const struct model_inode *in = &m->inodes[ino];
+
+	for (uint32_t c = in->first; c < in->first + in->count &&
+				     c < m->n_chunks; c++) {
+		lp_grow((void **)v, sizeof(**v), cap, (size_t)*n + 1);
+		(*v)[(*n)++] = c;
+	}
+	return model_file_stored(m, ino);
+}
+
+/*
+ * Fetches chunks v[0..n) (files no read asked for yet) in blob order:
+ * neighbours merge into few requests, across gaps of at most
+ * AHEAD_MAX_GAP (the bytes between small files are mostly other files
+ * nobody asked for).
+ */
+#define AHEAD_MAX_GAP (32u << 10)
+
+static void fetch_chunks(struct mount_src *ms, uint32_t *v, uint32_t n)
+{
+	if (!n)
+		return;
+	qsort_r(v, n, sizeof(*v), model_chunk_cmp_stored, (void *)ms->m);
+	src_prefetch_gap(ms, v, n, AHEAD_MAX_GAP);
 }
 
 static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
@@ -521,34 +708,86 @@ static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
 
 	for (uint32_t k = 0; k < din->count && bytes < d->cap; k++) {
 		uint32_t de = din->first + k, ino;
-		const struct model_inode *in;
 		uint64_t fb;
 
 		if (de >= m->n_dirents)
 			break;
 		ino = m->dirents[de].ino;
-		if (ino >= m->n_inodes)
-			continue;
-		in = &m->inodes[ino];
-		if (!S_ISREG(in->mode))
-			continue;
-		fb = file_stored_bytes(m, in);
+		fb = model_file_stored(m, ino);
 		if (!fb || fb > DIRAHEAD_FILE_MAX || bytes + fb > d->cap)
 			continue;
-		bytes += fb;
-		for (uint32_t c = in->first;
-		     c < in->first + in->count && c < m->n_chunks; c++) {
-			lp_grow((void **)v, sizeof(**v), cap, (size_t)n + 1);
-			(*v)[n++] = c;
-		}
+		bytes += add_chunks(m, ino, v, cap, &n);
 	}
 	lp_debug("directory read-ahead: inode %u: %u chunks, %llu bytes", dir,
 		 n, (unsigned long long)bytes);
-	if (!n)
+	fetch_chunks(d->ms, *v, n);
+}
+
+/* The tree sweep of dir for files of kind (see DIRAHEAD_FAN_CHILDREN). */
+static void dirahead_tree(struct dirahead *d, uint32_t dir, uint32_t kind,
+			  uint32_t **v, size_t *cap)
+{
+	const struct model *m = d->ms->m;
+	_cleanup_free_ uint32_t *stack = NULL;
+	size_t scap = 0, sn = 0;
+	uint64_t bytes = 0, budget;
+	uint32_t n = 0, looked = 0;
+	char path[512];
+
+	pthread_mutex_lock(&d->lock);
+	budget = DIRAHEAD_FAN_TOTAL - d->fan_bytes;
+	pthread_mutex_unlock(&d->lock);
+	if (budget > DIRAHEAD_FAN_MAX)
+		budget = DIRAHEAD_FAN_MAX;
+	lp_grow((void **)&stack, sizeof(*stack), &scap, 1);
+	stack[sn++] = dir;
+	while (sn && bytes <= budget && looked < DIRAHEAD_FAN_WALK) {
+		uint32_t cur = stack[--sn];
+		const struct model_inode *din = &m->inodes[cur];
+
+		for (uint32_t k = 0; k < din->count && bytes <= budget; k++) {
+			uint32_t de = din->first + k, ino;
+			const struct model_inode *in;
+			uint64_t fb;
+
+			if (de >= m->n_dirents)
+				break;
+			looked++;
+			ino = m->dirents[de].ino;
+			in = model_inode(m, ino);
+			if (!in)
+				continue;
+			if (S_ISDIR(in->mode)) {
+				if (in->parent == cur) { /* not "..": a tree */
+					lp_grow((void **)&stack,
+						sizeof(*stack), &scap, sn + 1);
+					stack[sn++] = ino;
+				}
+				continue;
+			}
+			fb = model_file_stored(m, ino);
+			if (!fb || fb > DIRAHEAD_FILE_MAX ||
+			    file_kind(model_str(m, m->dirents[de].name)) != kind)
+				continue;
+			bytes += add_chunks(m, ino, v, cap, &n);
+		}
+	}
+	if (model_path(m, dir, path, sizeof(path)) < 0)
+		snprintf(path, sizeof(path), "inode %u", dir);
+	if (bytes > budget || looked >= DIRAHEAD_FAN_WALK) {
+		lp_log(LP_LOG_INFO, "tree read-ahead: %s: more than %llu KiB "
+		       "of such files (or entries): not swept", path,
+		       (unsigned long long)(budget >> 10));
 		return;
-	/* in blob order: neighbours merge into few requests */
-	qsort_r(*v, n, sizeof(**v), model_chunk_cmp_stored, (void *)m);
-	src_prefetch(d->ms, *v, n);
+	}
+	pthread_mutex_lock(&d->lock);
+	d->fan_bytes += bytes;
+	pthread_mutex_unlock(&d->lock);
+	lp_log(LP_LOG_INFO, "tree read-ahead: %s: %u chunks, %llu KiB of "
+	       "small files like the ones opened in %u of its subdirectories",
+	       path, n, (unsigned long long)(bytes >> 10),
+	       DIRAHEAD_FAN_CHILDREN);
+	fetch_chunks(d->ms, *v, n);
 }
 
 static void *dirahead_main(void *arg)
@@ -559,17 +798,20 @@ static void *dirahead_main(void *arg)
 
 	pthread_mutex_lock(&d->lock);
 	for (;;) {
-		uint32_t dir;
+		struct dirahead_job j;
 
 		while (!d->n && !d->stop)
 			pthread_cond_wait(&d->cond, &d->lock);
 		if (d->stop)
 			break;
-		dir = d->q[d->head];
+		j = d->q[d->head];
 		d->head = (d->head + 1) % DIRAHEAD_QUEUE;
 		d->n--;
 		pthread_mutex_unlock(&d->lock);
-		dirahead_dir(d, dir, &v, &cap);
+		if (j.kind)
+			dirahead_tree(d, j.dir, j.kind, &v, &cap);
+		else
+			dirahead_dir(d, j.dir, &v, &cap);
 		pthread_mutex_lock(&d->lock);
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -583,6 +825,7 @@ static void dirahead_start(struct dirahead *d, struct mount_src *ms,
 	d->ms = ms;
 	d->cap = cap;
 	d->seen = lp_xcalloc(ms->m->n_inodes / 8 + 1, 1);
+	d->fan = lp_xcalloc(DIRAHEAD_FAN_SLOTS, sizeof(*d->fan));
 	d->queued = lp_xcalloc(ms->m->n_inodes / 8 + 1, 1);
 	d->opens = lp_xcalloc(ms->m->n_inodes + 1, sizeof(*d->opens));
 	pthread_mutex_init(&d->lock, NULL);
@@ -591,6 +834,258 @@ static void dirahead_start(struct dirahead *d, struct mount_src *ms,
 	       lp_thread_create(&d->thread[d->started], NULL, dirahead_main,
 				d) == 0)
 		d->started++;
+}
+
+/*
+ * The start files (fs/startset.h): from the image config, on a thread of
+ * their own, once the mount is up.  Reads decode through the same path as
+ * FUSE reads (one decoded chunk kept for the ELF headers' small reads);
+ * fetches are one src_prefetch per level, in blob order.
+ */
+#define START_FILES_DEFAULT_MIB 64
+#define START_FILES_AUTO (-1)
+
+#define START_FILES_QUEUE 256
+
+struct startfiles {
+	struct mount_src *ms;
+	struct cli_remote *rem;
+	struct dirahead *da; /* opens handed on once looked at, or NULL */
+	uint8_t *predicted; /* bit per inode, see struct dirahead */
+	const char *name;
+	uint64_t max;
+	pthread_t thread;
+	bool started;
+	bool stop;    /* atomic */
+	bool running; /* taking opens (atomic) */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint32_t q[START_FILES_QUEUE]; /* opened libraries, protected by lock */
+	uint32_t head, n;
+	int64_t chunk; /* decoded in buf, -1: none */
+	uint8_t *buf;
+	size_t buf_cap;
+};
+
+static int64_t sf_read(void *arg, uint32_t ino, uint64_t off, void *buf,
+		       size_t len)
+{
+	struct startfiles *sf = arg;
+	const struct model *m = sf->ms->m;
+	const struct model_inode *in = model_inode(m, ino);
+	size_t done = 0;
+
+	if (!in || !S_ISREG(in->mode))
+		return -EINVAL;
+	if (off >= in->size)
+		return 0;
+	if (len > in->size - off)
+		len = (size_t)(in->size - off);
+	while (done < len) {
+		int64_t ci = model_chunk_at(m, ino, off + done);
+		const struct model_chunk *c;
+		uint64_t at;
+		size_t n;
+		int r;
+
+		if (ci < 0)
+			return done ? (int64_t)done : -EIO;
+		c = &m->chunks[ci];
+		if (sf->chunk != ci) {
+			if (c->len > (64u << 20))
+				return -EFBIG;
+			if (c->len > sf->buf_cap) {
+				free(sf->buf);
+				sf->buf = lp_xmalloc((size_t)c->len);
+				sf->buf_cap = (size_t)c->len;
+			}
+			sf->chunk = -1;
+			r = src_read_chunk(sf->ms, (uint32_t)ci, sf->buf, NULL);
+			if (r < 0)
+				return done ? (int64_t)done : r;
+			sf->chunk = ci;
+		}
+		at = off + done - c->file_off;
+		n = c->len - at < len - done ? (size_t)(c->len - at)
+					     : len - done;
+		memcpy((uint8_t *)buf + done, sf->buf + at, n);
+		done += n;
+	}
+	return (int64_t)done;
+}
+
+static void sf_drop_buf(struct startfiles *sf)
+{
+	free(TAKE_PTR(sf->buf));
+	sf->buf_cap = 0;
+	sf->chunk = -1;
+}
+
+static void sf_fetch(void *arg, const uint32_t *ino, uint32_t n)
+{
+	struct startfiles *sf = arg;
+	const struct model *m = sf->ms->m;
+	_cleanup_free_ uint32_t *v = NULL;
+	size_t cap = 0;
+	uint32_t nv = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		add_chunks(m, ino[i], &v, &cap, &nv);
+	fetch_chunks(sf->ms, v, nv);
+}
+
+/*
+ * An open of a shared library (*.so*): true if the start files' thread
+ * takes it (to fetch what it needs; then it goes on to the directory
+ * read-ahead, unless it turned out predicted), false if the caller hands
+ * it to the read-ahead itself.  In one queue, in the order of the opens,
+ * so the libraries a module needs are marked predicted before their own
+ * opens are looked at.
+ */
+static bool startfiles_note(struct startfiles *sf, uint32_t ino)
+{
+	const struct model *m;
+	bool taken = false;
+
+	if (!sf || !__atomic_load_n(&sf->running, __ATOMIC_ACQUIRE))
+		return false;
+	m = sf->ms->m;
+	if (ino >= m->n_inodes || !S_ISREG(m->inodes[ino].mode) ||
+	    file_kind(model_str(m, m->inodes[ino].name)) != kind_hash("so"))
+		return false;
+	pthread_mutex_lock(&sf->lock);
+	if (sf->n < START_FILES_QUEUE) {
+		sf->q[(sf->head + sf->n) % START_FILES_QUEUE] = ino;
+		sf->n++;
+		pthread_cond_signal(&sf->cond);
+		taken = true;
+	}
+	pthread_mutex_unlock(&sf->lock);
+	return taken;
+}
+
+static bool sf_predicted(const struct startfiles *sf, uint32_t ino)
+{
+	return __atomic_load_n(&sf->predicted[ino / 8], __ATOMIC_RELAXED) &
+	       (1u << (ino % 8));
+}
+
+/* the opened libraries, until stopped */
+static void startfiles_opens(struct startfiles *sf, struct startset *ss)
+{
+	pthread_mutex_lock(&sf->lock);
+	for (;;) {
+		uint32_t ino;
+
+		while (!sf->n && !__atomic_load_n(&sf->stop, __ATOMIC_ACQUIRE))
+			pthread_cond_wait(&sf->cond, &sf->lock);
+		if (__atomic_load_n(&sf->stop, __ATOMIC_ACQUIRE))
+			break;
+		ino = sf->q[sf->head];
+		sf->head = (sf->head + 1) % START_FILES_QUEUE;
+		sf->n--;
+		pthread_mutex_unlock(&sf->lock);
+		if (!sf_predicted(sf, ino)) {
+			startset_opened(ss, ino, &sf->stop);
+			sf_drop_buf(sf); /* a daemon keeps what it serves */
+			dirahead_note(sf->da, ino);
+		}
+		pthread_mutex_lock(&sf->lock);
+	}
+	pthread_mutex_unlock(&sf->lock);
+}
+
+static void *startfiles_main(void *arg)
+{
+	struct startfiles *sf = arg;
+	_cleanup_(fetch_image_config_freep) struct fetch_image_config *cfg =
+		NULL;
+	struct startset_io io = { .read = sf_read, .fetch = sf_fetch,
+				  .arg = sf, .mark = sf->predicted };
+	const struct startset_stats *st;
+	struct startset *ss = NULL;
+	struct lp_err err = { 0 };
+	uint64_t t0 = lp_now_ns();
+
+	if (fetch_get_config_cached(sf->rem->client, sf->rem->cache,
+				    &sf->rem->ref, sf->rem->manifest, &cfg,
+				    &err) < 0) {
+		lp_log(LP_LOG_WARN, "%s: no start files: %s", sf->name,
+		       err.msg);
+		return NULL;
+	}
+	struct startset_opts o = {
+		.argv = (const char *const *)cfg->argv, .argc = cfg->argc,
+		.env = (const char *const *)cfg->env, .n_env = cfg->n_env,
+		.workdir = cfg->workdir, .max_bytes = sf->max,
+	};
+	if (!cfg->argc || startset_new(sf->ms->m, &o, &io, &ss, &err) < 0) {
+		lp_log(LP_LOG_INFO, "%s: no start files: the image config "
+		       "names no entrypoint or command", sf->name);
+		return NULL;
+	}
+	__atomic_store_n(&sf->running, true, __ATOMIC_RELEASE);
+	startset_run(ss, &sf->stop);
+	st = startset_stats(ss);
+	if (!st->program[0])
+		lp_log(LP_LOG_INFO, "%s: no start files: %s is not in the "
+		       "image", sf->name, cfg->argv[0]);
+	else
+		lp_log(LP_LOG_INFO, "%s: start files of %s: %u files, %llu "
+		       "KiB, fetched in %u steps in %.0f ms%s", sf->name,
+		       st->program, st->files,
+		       (unsigned long long)(st->bytes >> 10), st->levels,
+		       lp_ms_since(t0),
+		       st->skipped ? " (some over the budget left out)" : "");
+	sf_drop_buf(sf);
+	startfiles_opens(sf, ss);
+	__atomic_store_n(&sf->running, false, __ATOMIC_RELEASE);
+	st = startset_stats(ss);
+	lp_log(LP_LOG_INFO, "%s: start files: %u libraries looked at when "
+	       "opened; %u files, %llu KiB fetched in all", sf->name,
+	       st->opened, st->files, (unsigned long long)(st->bytes >> 10));
+	startset_free(ss);
+	return NULL;
+}
+
+static void startfiles_start(struct startfiles *sf, struct mount_src *ms,
+			     struct cli_remote *rem, struct dirahead *da,
+			     const char *name, uint64_t max)
+{
+	sf->ms = ms;
+	sf->rem = rem;
+	sf->da = da;
+	sf->name = name;
+	sf->max = max;
+	sf->chunk = -1;
+	pthread_mutex_init(&sf->lock, NULL);
+	pthread_cond_init(&sf->cond, NULL);
+	sf->started = lp_thread_create(&sf->thread, NULL, startfiles_main,
+				       sf) == 0;
+	if (!sf->started) {
+		pthread_cond_destroy(&sf->cond);
+		pthread_mutex_destroy(&sf->lock);
+	}
+}
+
+static void startfiles_stop(struct startfiles *sf)
+{
+	pthread_mutex_lock(&sf->lock);
+	__atomic_store_n(&sf->stop, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&sf->cond);
+	pthread_mutex_unlock(&sf->lock);
+	pthread_join(sf->thread, NULL);
+}
+
+static void startfiles_release(struct startfiles *sf)
+{
+	if (sf->started) {
+		startfiles_stop(sf);
+		pthread_cond_destroy(&sf->cond);
+		pthread_mutex_destroy(&sf->lock);
+	}
+	free(sf->predicted);
+	sf->predicted = NULL;
 }
 
 /* Every layer's blob is whole in the cache. */
@@ -622,6 +1117,8 @@ static void dirahead_stop(struct dirahead *d)
 	free(d->seen);
 	free(d->queued);
 	free(d->opens);
+	free(d->fan);
+	d->fan = NULL;
 	d->seen = NULL;
 	d->queued = NULL;
 	d->opens = NULL;
@@ -717,6 +1214,7 @@ static void trimmer_stop(struct trimmer *t)
 struct open_hooks {
 	struct trace *t;
 	struct dirahead *da;
+	struct startfiles *sf;
 };
 
 static void open_hook(void *arg, uint32_t ino)
@@ -724,7 +1222,8 @@ static void open_hook(void *arg, uint32_t ino)
 	struct open_hooks *h = arg;
 
 	trace_note(__atomic_load_n(&h->t, __ATOMIC_ACQUIRE), ino);
-	dirahead_note(__atomic_load_n(&h->da, __ATOMIC_ACQUIRE), ino);
+	if (!startfiles_note(__atomic_load_n(&h->sf, __ATOMIC_ACQUIRE), ino))
+		dirahead_note(__atomic_load_n(&h->da, __ATOMIC_ACQUIRE), ino);
 }
 
 /*
@@ -1083,6 +1582,7 @@ int cmd_mount(int argc, char **argv)
 		{ "fuse-fd", required_argument, NULL, OPT_FUSE_FD },
 		{ "wait-mountpoint", no_argument, NULL, OPT_WAIT_MP },
 		{ "dir-ahead", required_argument, NULL, OPT_DIR_AHEAD },
+		{ "start-files", required_argument, NULL, OPT_START_FILES },
 		CLI_LAYER_LONGOPTS,
 		{ 0 },
 	};
@@ -1108,8 +1608,9 @@ int cmd_mount(int argc, char **argv)
 	_cleanup_free_ char *trace_path = NULL, *trace_arena = NULL;
 	struct open_hooks th = { 0 };
 	struct dirahead da = { 0 };
+	struct startfiles sf = { 0 };
 	struct trimmer trim = { 0 };
-	int64_t dir_ahead = DIR_AHEAD_AUTO;
+	int64_t dir_ahead = DIR_AHEAD_AUTO, start_files = START_FILES_AUTO;
 	uint64_t t_open = 0, t_image = 0, t_opened = 0, t_up;
 	bool wait_mp = false;
 	_cleanup_free_ char *wait_line = NULL;
@@ -1216,6 +1717,14 @@ int cmd_mount(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			dir_ahead = (int64_t)v << 10;
+			break;
+		case OPT_START_FILES:
+			if (parse_u32(optarg, 1u << 16, &v) < 0) {
+				cli_error("--start-files %s: MiB, 0 to 65536",
+					  optarg);
+				return EXIT_USAGE;
+			}
+			start_files = (int64_t)v << 20;
 			break;
 		case OPT_DECODED_MAX: {
 			char *end;
@@ -1507,12 +2016,27 @@ int cmd_mount(int argc, char **argv)
 		dir_ahead = remote && !ms.pf && !all_cached(layers, n_open)
 				    ? (int64_t)DIRAHEAD_DEFAULT_KIB << 10
 				    : 0;
+	/* the same auto rule, for a whole image's tree (a layer alone may
+	 * hold the program but not its libraries) */
+	if (start_files == START_FILES_AUTO)
+		start_files = remote && !have_layer && !ms.pf &&
+					      !all_cached(layers, n_open)
+				      ? (int64_t)START_FILES_DEFAULT_MIB << 20
+				      : 0;
+	if (start_files > 0 && rem)
+		sf.predicted = lp_xcalloc(served->n_inodes / 8 + 1, 1);
 	if (dir_ahead > 0) {
+		da.predicted = sf.predicted;
 		dirahead_start(&da, &ms, (uint64_t)dir_ahead);
 		__atomic_store_n(&th.da, &da, __ATOMIC_RELEASE);
 		lp_log(LP_LOG_INFO, "%s: directory read-ahead: up to %lld KiB "
 		       "of a directory's small files on its second open", name,
 		       (long long)(dir_ahead >> 10));
+	}
+	if (sf.predicted) {
+		startfiles_start(&sf, &ms, rem, dir_ahead > 0 ? &da : NULL,
+				 name, (uint64_t)start_files);
+		__atomic_store_n(&th.sf, &sf, __ATOMIC_RELEASE);
 	}
 	if (ms.pf && po.all && foreground) {
 		char what[600];
@@ -1573,6 +2097,7 @@ out:
 	engine_prefetch_stop(ms.pf);
 	fsrv_free(s); /* unmounts */
 	trace_free(th.t); /* after the last open */
+	startfiles_release(&sf); /* before the read-ahead it hands opens to */
 	dirahead_stop(&da);
 	if (pid_file)
 		unlink(pid_file);

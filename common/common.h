@@ -112,6 +112,11 @@ struct lp_source_ops {
 	 * them, in as few transfers as possible. */
 	int (*prefetch)(struct lp_source *s, const struct lp_range *r,
 			size_t n, struct lp_err *err);
+	/* Optional: the same for bytes a read may never want (a read-ahead
+	 * of files not opened yet): each range exactly (no read-ahead
+	 * window), requests merged across at most max_gap missing bytes. */
+	int (*prefetch_exact)(struct lp_source *s, const struct lp_range *r,
+			      size_t n, uint64_t max_gap, struct lp_err *err);
 	/* Optional: forget any cached copy of [off, off+len), e.g. bytes
 	 * that failed a digest, so the next pread fetches them again. */
 	int (*invalidate)(struct lp_source *s, uint64_t off, uint64_t len);
@@ -148,6 +153,9 @@ int lp_source_read_full(struct lp_source *s, void *buf, size_t len,
 /* No-ops (0) for sources without the optional op. */
 int lp_source_prefetch(struct lp_source *s, const struct lp_range *r,
 		       size_t n, struct lp_err *err);
+/* prefetch_exact, else prefetch */
+int lp_source_prefetch_exact(struct lp_source *s, const struct lp_range *r,
+			     size_t n, uint64_t max_gap, struct lp_err *err);
 int lp_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len);
 /* False for sources without the optional op. */
 bool lp_source_warming(struct lp_source *s);

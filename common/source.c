@@ -44,6 +44,16 @@ int lp_source_prefetch(struct lp_source *s, const struct lp_range *r,
 	return s->ops->prefetch(s, r, n, err);
 }
 
+int lp_source_prefetch_exact(struct lp_source *s, const struct lp_range *r,
+			     size_t n, uint64_t max_gap, struct lp_err *err)
+{
+	if (!s->ops->prefetch_exact)
+		return lp_source_prefetch(s, r, n, err);
+	if (n == 0)
+		return 0;
+	return s->ops->prefetch_exact(s, r, n, max_gap, err);
+}
+
 int lp_source_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
 {
 	if (!s->ops->invalidate)

@@ -129,6 +129,29 @@ static inline void fetch_manifest_freep(struct fetch_manifest **m)
 /* An annotation's value or NULL. */
 const char *fetch_desc_annotation(const struct fetch_desc *d, const char *key);
 
+/* What a container of an image runs, from its config blob. */
+struct fetch_image_config {
+	char **argv; /* Entrypoint then Cmd, NULL-terminated */
+	uint32_t argc;
+	char **env; /* "NAME=value", NULL-terminated (or NULL) */
+	uint32_t n_env;
+	char *workdir; /* or NULL */
+};
+
+#define FETCH_CONFIG_MAX (4u << 20)
+#define FETCH_CONFIG_MAX_ARGS 4096
+#define FETCH_CONFIG_MAX_ENV 4096
+
+/* Parses an OCI / Docker image config from data[0..len): bad JSON or a
+ * field of the wrong type is -EINVAL; missing fields are empty. */
+int fetch_config_parse(const void *data, size_t len,
+		       struct fetch_image_config **ret, struct lp_err *err);
+void fetch_image_config_free(struct fetch_image_config *c);
+static inline void fetch_image_config_freep(struct fetch_image_config **c)
+{
+	fetch_image_config_free(*c);
+}
+
 /*
  * Parses "os/arch[/variant]" and normalizes architecture aliases
  * (x86_64 -> amd64, aarch64 -> arm64, armhf -> arm/v7, ...).
@@ -534,6 +557,17 @@ int fetch_get_image_cached(struct fetch_client *c, struct fetch_cache *cache,
 			   struct fetch_manifest **ret,
 			   struct fetch_manifest **ret_index,
 			   struct lp_err *err);
+
+/*
+ * The config blob of image manifest m, parsed: from the cache (document
+ * "config:<digest>"), else fetched and kept there.  Its sha256 must be the
+ * descriptor's digest (else -EBADMSG).
+ */
+int fetch_get_config_cached(struct fetch_client *c, struct fetch_cache *cache,
+			    const struct fetch_ref *ref,
+			    const struct fetch_manifest *m,
+			    struct fetch_image_config **ret,
+			    struct lp_err *err);
 
 /* ---- a blob as a byte source ------------------------------------------ */
 

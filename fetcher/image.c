@@ -155,3 +155,56 @@ fail:
 	fetch_manifest_free(index);
 	return r;
 }
+
+/* The config's bytes against its digest (sha256 only). */
+static bool config_matches(const uint8_t *data, size_t len,
+			   const char *digest)
+{
+	uint8_t sum[32], want[32];
+
+	if (strncmp(digest, "sha256:", 7) ||
+	    lp_parse_sha256_digest(digest, strlen(digest), want) < 0)
+		return false;
+	lp_sha256(data, len, sum);
+	return !memcmp(sum, want, sizeof(sum));
+}
+
+int fetch_get_config_cached(struct fetch_client *c, struct fetch_cache *cache,
+			    const struct fetch_ref *ref,
+			    const struct fetch_manifest *m,
+			    struct fetch_image_config **ret,
+			    struct lp_err *err)
+{
+	const struct fetch_desc *d = &m->config;
+	_cleanup_free_ uint8_t *data = NULL;
+	char key[200];
+	size_t len = 0;
+	int r;
+
+	if (m->kind != FETCH_MANIFEST_IMAGE || !d->digest || !d->digest[0])
+		return lp_err_set(err, EINVAL, "the manifest has no config");
+	if (d->size > FETCH_CONFIG_MAX)
+		return lp_err_set(err, EINVAL, "config %s: %llu bytes, more "
+				  "than %u", d->digest,
+				  (unsigned long long)d->size,
+				  FETCH_CONFIG_MAX);
+	snprintf(key, sizeof(key), "config:%s", d->digest);
+	if (cache && fetch_cache_doc_get(cache, key, -1, &data, &len) == 0 &&
+	    config_matches(data, len, d->digest))
+		return fetch_config_parse(data, len, ret, err);
+	free(data);
+	len = (size_t)d->size;
+	data = lp_xmalloc(len ? len : 1);
+	r = fetch_blob_read(c, ref, d->digest, d->size, data, len, 0, err);
+	if (r < 0)
+		return lp_err_wrap(err, "config %s", d->digest);
+	if (!config_matches(data, len, d->digest))
+		return lp_err_set(err, EBADMSG, "config %s: the registry's "
+				  "bytes do not match the digest", d->digest);
+	if (cache)
+		fetch_cache_doc_put(cache, key, data, len, NULL);
+	r = fetch_config_parse(data, len, ret, err);
+	if (r < 0)
+		lp_err_wrap(err, "config %s", d->digest);
+	return r;
+}

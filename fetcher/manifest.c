@@ -507,3 +507,98 @@ int fetch_index_select(const struct fetch_manifest *idx,
 	*ret = best;
 	return 0;
 }
+
+/* ---- image config: what a container of the image runs ------------------ */
+
+void fetch_image_config_free(struct fetch_image_config *c)
+{
+	if (!c)
+		return;
+	for (uint32_t i = 0; i < c->argc; i++)
+		free(c->argv[i]);
+	free(c->argv);
+	for (uint32_t i = 0; i < c->n_env; i++)
+		free(c->env[i]);
+	free(c->env);
+	free(c->workdir);
+	free(c);
+}
+
+/* appends the strings of JSON array a (null: nothing) to *v */
+static int config_strings(json_t *a, const char *what, uint32_t max,
+			  char ***v, uint32_t *n, struct lp_err *err)
+{
+	size_t i;
+	json_t *s;
+
+	if (!a || json_is_null(a))
+		return 0;
+	if (!json_is_array(a))
+		return lp_err_set(err, EINVAL, "config: %s is not an array",
+				  what);
+	if (json_array_size(a) > max - *n)
+		return lp_err_set(err, EINVAL, "config: more than %u %s "
+				  "strings", max, what);
+	*v = lp_xrealloc(*v, (*n + json_array_size(a) + 1) * sizeof(**v));
+	json_array_foreach(a, i, s) {
+		if (!json_is_string(s))
+			return lp_err_set(err, EINVAL, "config: %s[%zu] is "
+					  "not a string", what, i);
+		(*v)[(*n)++] = lp_xstrdup(json_string_value(s));
+	}
+	(*v)[*n] = NULL;
+	return 0;
+}
+
+int fetch_config_parse(const void *data, size_t len,
+		       struct fetch_image_config **ret, struct lp_err *err)
+{
+	struct fetch_image_config *c;
+	json_error_t jerr;
+	json_t *root, *cfg;
+	int r = 0;
+
+	if (len > FETCH_CONFIG_MAX)
+		return lp_err_set(err, EINVAL, "config: %zu bytes, more than "
+				  "%u", len, FETCH_CONFIG_MAX);
+	root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return lp_err_set(err, EINVAL, "config: bad JSON: %s (line %d)",
+				  jerr.text, jerr.line);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return lp_err_set(err, EINVAL, "config: not a JSON object");
+	}
+	c = lp_xcalloc(1, sizeof(*c));
+	cfg = json_object_get(root, "config");
+	if (cfg && !json_is_null(cfg) && !json_is_object(cfg)) {
+		r = lp_err_set(err, EINVAL, "config: \"config\" is not an "
+			       "object");
+	} else if (cfg && json_is_object(cfg)) {
+		json_t *wd = json_object_get(cfg, "WorkingDir");
+
+		r = config_strings(json_object_get(cfg, "Entrypoint"),
+				   "Entrypoint", FETCH_CONFIG_MAX_ARGS,
+				   &c->argv, &c->argc, err);
+		if (r == 0)
+			r = config_strings(json_object_get(cfg, "Cmd"), "Cmd",
+					   FETCH_CONFIG_MAX_ARGS, &c->argv,
+					   &c->argc, err);
+		if (r == 0)
+			r = config_strings(json_object_get(cfg, "Env"), "Env",
+					   FETCH_CONFIG_MAX_ENV, &c->env,
+					   &c->n_env, err);
+		if (r == 0 && wd && !json_is_null(wd) && !json_is_string(wd))
+			r = lp_err_set(err, EINVAL, "config: WorkingDir is "
+				       "not a string");
+		if (r == 0 && json_is_string(wd))
+			c->workdir = lp_xstrdup(json_string_value(wd));
+	}
+	json_decref(root);
+	if (r < 0) {
+		fetch_image_config_free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}

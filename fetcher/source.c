@@ -114,7 +114,7 @@ static void piece_progress(struct fetch_read *p, size_t got, void *arg)
  * is either filled or unclaimed on return.
  */
 static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
-		      struct lp_err *err)
+		      uint64_t max_gap, struct lp_err *err)
 {
 	struct fetch_plan_opts po = b->plan;
 	struct fetch_range *req;
@@ -130,6 +130,8 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 	if (po.max_size && piece_max < g)
 		piece_max = g;
 	po.min_size = 0; /* read-ahead is decided at claim time */
+	if (max_gap < po.max_gap)
+		po.max_gap = max_gap;
 	req = lp_xmalloc(n * sizeof(*req));
 	memcpy(req, runs, n * sizeof(*req));
 	nreq = fetch_plan(req, n, &po, size);
@@ -199,14 +201,16 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
  * read-ahead (min_size) adds, so cache hits never wait for read-ahead.
  */
 static void claim_range(struct bsrc *b, uint64_t off, uint64_t len,
-			struct fetch_range **all, size_t *n, size_t *cap)
+			bool exact, struct fetch_range **all, size_t *n,
+			size_t *cap)
 {
 	for (int pass = 0; pass < 2; pass++) {
 		struct fetch_range *runs = NULL;
 		size_t k = 0;
 
 		if (pass == 1) {
-			if (!b->plan.min_size || len >= b->plan.min_size)
+			if (exact || !b->plan.min_size ||
+			    len >= b->plan.min_size)
 				break;
 			len = b->plan.min_size;
 		}
@@ -227,13 +231,15 @@ static void claim_range(struct bsrc *b, uint64_t off, uint64_t len,
  * gap's missing granules so those bytes are kept rather than dropped.
  */
 static void claim_gaps(struct bsrc *b, struct fetch_range **runs, size_t *n,
-		       size_t *cap)
+		       size_t *cap, uint64_t max_gap)
 {
 	struct fetch_plan_opts po = b->plan;
 	struct fetch_range *req;
 	size_t nreq, n0 = *n;
 
 	po.min_size = 0;
+	if (max_gap < po.max_gap)
+		po.max_gap = max_gap;
 	req = lp_xmalloc(n0 * sizeof(*req));
 	memcpy(req, *runs, n0 * sizeof(*req));
 	nreq = fetch_plan(req, n0, &po, fetch_cache_blob_size(b->blob));
@@ -253,10 +259,17 @@ static void claim_gaps(struct bsrc *b, struct fetch_range **runs, size_t *n,
 	free(req);
 }
 
-/* Makes every range present (waiting for other fetchers when wait). */
+/*
+ * Makes every range present (waiting for other fetchers when wait).
+ * max_gap: requests merge across at most this many missing bytes
+ * (UINT64_MAX: the source's plan); when below the plan's, the ranges are
+ * also taken exactly, without the read-ahead window.
+ */
 static int ensure(struct bsrc *b, const struct fetch_range *want, size_t n,
-		  bool wait, struct lp_err *err)
+		  bool wait, uint64_t max_gap, struct lp_err *err)
 {
+	bool exact = max_gap < b->plan.max_gap;
+
 	for (int round = 0; round < MAX_ROUNDS; round++) {
 		struct fetch_range *runs = NULL;
 		size_t nruns = 0, cap = 0;
@@ -264,12 +277,12 @@ static int ensure(struct bsrc *b, const struct fetch_range *want, size_t n,
 		int r = 0;
 
 		for (size_t i = 0; i < n; i++)
-			claim_range(b, want[i].off, want[i].len, &runs, &nruns,
-				    &cap);
+			claim_range(b, want[i].off, want[i].len, exact, &runs,
+				    &nruns, &cap);
 		if (nruns > 1)
-			claim_gaps(b, &runs, &nruns, &cap);
+			claim_gaps(b, &runs, &nruns, &cap, max_gap);
 		if (nruns)
-			r = fetch_runs(b, runs, nruns, err);
+			r = fetch_runs(b, runs, nruns, max_gap, err);
 		free(runs);
 		if (r < 0)
 			return r;
@@ -306,7 +319,7 @@ static int64_t bsrc_pread(struct lp_source *s, void *buf, size_t len,
 	want.off = off;
 	want.len = len;
 	for (int round = 0; round < MAX_ROUNDS; round++) {
-		r = ensure(b, &want, 1, true, &err);
+		r = ensure(b, &want, 1, true, UINT64_MAX, &err);
 		if (r < 0)
 			break;
 		r = fetch_cache_blob_read(b->blob, buf, len, off);
@@ -342,9 +355,10 @@ static void bsrc_close(struct lp_source *s)
 	free(b);
 }
 
-static int bsrc_prefetch(struct lp_source *s, const struct lp_range *r,
-			 size_t n, struct lp_err *err)
+static int bsrc_prefetch_gap(struct lp_source *s, const struct lp_range *r,
+			     size_t n, uint64_t max_gap, struct lp_err *err)
 {
+	struct bsrc *b = s->priv;
 	struct fetch_range *fr = lp_xcalloc(n, sizeof(*fr));
 	int rc;
 
@@ -352,9 +366,17 @@ static int bsrc_prefetch(struct lp_source *s, const struct lp_range *r,
 		fr[i].off = r[i].off;
 		fr[i].len = r[i].len;
 	}
-	rc = fetch_source_prefetch(s, fr, n, err);
+	rc = ensure(b, fr, n, true, max_gap, err);
 	free(fr);
-	return rc;
+	if (rc < 0)
+		return fetch_wrap(rc, err, "%s: prefetch", s->name);
+	return 0;
+}
+
+static int bsrc_prefetch(struct lp_source *s, const struct lp_range *r,
+			 size_t n, struct lp_err *err)
+{
+	return bsrc_prefetch_gap(s, r, n, UINT64_MAX, err);
 }
 
 static int bsrc_invalidate(struct lp_source *s, uint64_t off, uint64_t len)
@@ -384,6 +406,7 @@ static const struct lp_source_ops bsrc_ops = {
 	.pread = bsrc_pread,
 	.close = bsrc_close,
 	.prefetch = bsrc_prefetch,
+	.prefetch_exact = bsrc_prefetch_gap,
 	.invalidate = bsrc_invalidate,
 	.warming = bsrc_warming,
 	.cached = bsrc_cached,
@@ -435,7 +458,7 @@ int fetch_source_prefetch(struct lp_source *s, const struct fetch_range *r,
 
 	if (!b)
 		return lp_err_set(err, EINVAL, "not a fetcher blob source");
-	rc = ensure(b, r, n, true, err);
+	rc = ensure(b, r, n, true, UINT64_MAX, err);
 	if (rc < 0)
 		return fetch_wrap(rc, err, "%s: prefetch", s->name);
 	return 0;
@@ -613,7 +636,7 @@ int fetch_source_fill(struct lp_source *s, struct fetch_fill_ctl *ctl,
 	{
 		struct fetch_range all = { 0, s->size };
 
-		r = ensure(b, &all, 1, true, err);
+		r = ensure(b, &all, 1, true, UINT64_MAX, err);
 	}
 	return r;
 }

@@ -127,6 +127,19 @@ uint32_t model_lookup_path(const struct model *m, const char *path)
 	return ino;
 }
 
+uint64_t model_file_stored(const struct model *m, uint32_t ino)
+{
+	const struct model_inode *in = model_inode(m, ino);
+	uint64_t bytes = 0;
+
+	if (!in || !S_ISREG(in->mode))
+		return 0;
+	for (uint32_t c = in->first; c < in->first + in->count &&
+				     c < m->n_chunks; c++)
+		bytes += m->chunks[c].comp_len;
+	return bytes;
+}
+
 int model_path(const struct model *m, uint32_t ino, char *buf, size_t size)
 {
 	uint32_t stack[4096];

@@ -153,6 +153,9 @@ uint32_t model_lookup_path(const struct model *m, const char *path);
 /* Writes the primary absolute path of ino ("/" for root); returns length or
  * -ENAMETOOLONG. */
 int model_path(const struct model *m, uint32_t ino, char *buf, size_t size);
+/* The stored (compressed) bytes of regular file ino's chunks; 0 for
+ * anything else. */
+uint64_t model_file_stored(const struct model *m, uint32_t ino);
 /* Index of the chunk of reg inode ino covering offset off, or -1. */
 int64_t model_chunk_at(const struct model *m, uint32_t ino, uint64_t off);
 /* qsort_r() order of chunk indices into model arg: by blob, by stored
