@@ -85,41 +85,76 @@ static int src_read_chunk(void *priv, uint32_t idx, void *out,
 /* A read of several chunks: one fetch per blob for all of them (a
  * directory or tree read-ahead passes hundreds: one call, so the fetcher
  * plans and runs their requests together). */
+struct blob_fetch {
+	struct lp_source *src;
+	struct lp_range *r;
+	uint32_t n;
+	uint64_t max_gap;
+	pthread_t thread;
+	bool threaded;
+};
+
+static void *blob_fetch_run(void *arg)
+{
+	struct blob_fetch *b = arg;
+
+	if (b->max_gap == UINT64_MAX)
+		lp_source_prefetch(b->src, b->r, b->n, NULL);
+	else
+		lp_source_prefetch_exact(b->src, b->r, b->n, b->max_gap, NULL);
+	return NULL;
+}
+
+#define BLOB_FETCH_THREADS 8
+
+/* The chunks idx[0..n) (sorted by blob): each blob's in one prefetch, the
+ * blobs (layers) at once, on threads of their own. */
 static void src_prefetch_gap(struct mount_src *ms, const uint32_t *idx,
 			     uint32_t n, uint64_t max_gap)
 {
 	struct lp_range *r = lp_xmalloc((n ? n : 1) * sizeof(*r));
-	uint32_t i = 0;
+	struct blob_fetch bf[BLOB_FETCH_THREADS + 1];
+	uint32_t i = 0, nb = 0;
 
 	engine_prefetch_demand_begin(ms->pf);
 	while (i < n) {
-		uint32_t blob = ms->m->chunks[idx[i]].blob, lb, k = 0;
+		uint32_t blob = ms->m->chunks[idx[i]].blob, lb, k = 0, at = i;
 		struct lp_source *src = NULL;
 		struct engine_layer *l;
+		struct blob_fetch *b;
 
 		for (; i < n; i++, k++) {
 			const struct model_chunk *c = &ms->m->chunks[idx[i]];
 
 			if (c->blob != blob)
 				break;
-			r[k].off = c->comp_off;
-			r[k].len = c->comp_len;
+			r[at + k].off = c->comp_off;
+			r[at + k].len = c->comp_len;
 		}
 		if (map_blob(ms, blob, &l, &lb, NULL) < 0 ||
 		    engine_blob_source(l, lb, &src, NULL) < 0 ||
 		    !src->ops->prefetch)
 			continue;
-		for (uint32_t q = 0; q < k; q++) {
+		for (uint32_t q = at; q < at + k; q++) {
 			if (r[q].off >= src->size)
 				r[q].len = 0;
 			else if (r[q].len > src->size - r[q].off)
 				r[q].len = src->size - r[q].off;
 		}
-		if (max_gap == UINT64_MAX)
-			lp_source_prefetch(src, r, k, NULL);
-		else
-			lp_source_prefetch_exact(src, r, k, max_gap, NULL);
+		b = &bf[nb];
+		*b = (struct blob_fetch){ .src = src, .r = r + at, .n = k,
+					  .max_gap = max_gap };
+		/* the last blob, or too many: here */
+		if (i < n && nb < BLOB_FETCH_THREADS &&
+		    lp_thread_create(&b->thread, NULL, blob_fetch_run, b) == 0) {
+			b->threaded = true;
+			nb++;
+		} else {
+			blob_fetch_run(b);
+		}
 	}
+	for (uint32_t k = 0; k < nb; k++)
+		pthread_join(bf[k].thread, NULL);
 	engine_prefetch_demand_end(ms->pf);
 	free(r);
 }
@@ -481,7 +516,17 @@ struct dirahead_job {
 	uint32_t dir;
 	uint32_t kind; /* 0: the directory's small files; else a tree sweep
 			  of that kind */
+	uint32_t *chunks; /* else: a batch of a sweep (dir, kind unused) */
+	uint32_t n_chunks;
 };
+
+/*
+ * A sweep is fetched in batches of about DIRAHEAD_BATCH stored bytes, the
+ * later ones queued for the other worker: each claims its granules only
+ * when it starts, so a read of a file in a later batch fetches it at once
+ * instead of waiting behind the whole sweep.
+ */
+#define DIRAHEAD_BATCH (512u << 10)
 
 struct dirahead {
 	struct mount_src *ms;
@@ -525,15 +570,21 @@ static bool small_dir(const struct model *m, uint32_t dir, uint32_t ino)
 	return true;
 }
 
+/* caller holds d->lock; false if the queue is full */
+static bool dirahead_push_job(struct dirahead *d, struct dirahead_job j)
+{
+	if (d->n == DIRAHEAD_QUEUE)
+		return false;
+	d->q[(d->head + d->n) % DIRAHEAD_QUEUE] = j;
+	d->n++;
+	pthread_cond_signal(&d->cond);
+	return true;
+}
+
 /* caller holds d->lock */
 static void dirahead_push(struct dirahead *d, uint32_t dir, uint32_t kind)
 {
-	if (d->n < DIRAHEAD_QUEUE) {
-		d->q[(d->head + d->n) % DIRAHEAD_QUEUE] =
-			(struct dirahead_job){ .dir = dir, .kind = kind };
-		d->n++;
-		pthread_cond_signal(&d->cond);
-	}
+	dirahead_push_job(d, (struct dirahead_job){ .dir = dir, .kind = kind });
 }
 
 /*
@@ -698,6 +749,46 @@ static void fetch_chunks(struct mount_src *ms, uint32_t *v, uint32_t n)
 	src_prefetch_gap(ms, v, n, AHEAD_MAX_GAP);
 }
 
+/* fetch_chunks() of a sweep's chunks, in batches (DIRAHEAD_BATCH) */
+static void dirahead_fetch(struct dirahead *d, uint32_t *v, uint32_t n)
+{
+	const struct model *m = d->ms->m;
+	uint32_t first = n, rest = n; /* v[0..first), v[rest..n): here */
+	uint64_t bytes = 0;
+
+	if (!n)
+		return;
+	qsort_r(v, n, sizeof(*v), model_chunk_cmp_stored, (void *)m);
+	for (uint32_t i = 0; i < n; i++) {
+		bytes += m->chunks[v[i]].comp_len;
+		if (bytes >= DIRAHEAD_BATCH) {
+			first = i + 1;
+			break;
+		}
+	}
+	pthread_mutex_lock(&d->lock);
+	for (uint32_t i = first; i < n;) {
+		struct dirahead_job j = { 0 };
+		uint32_t k = i;
+
+		for (bytes = 0; k < n && bytes < DIRAHEAD_BATCH; k++)
+			bytes += m->chunks[v[k]].comp_len;
+		j.n_chunks = k - i;
+		j.chunks = lp_xmalloc(j.n_chunks * sizeof(*j.chunks));
+		memcpy(j.chunks, v + i, j.n_chunks * sizeof(*j.chunks));
+		if (!dirahead_push_job(d, j)) {
+			free(j.chunks); /* full: this worker takes the rest */
+			rest = i;
+			break;
+		}
+		i = k;
+	}
+	pthread_mutex_unlock(&d->lock);
+	src_prefetch_gap(d->ms, v, first, AHEAD_MAX_GAP);
+	if (rest < n)
+		src_prefetch_gap(d->ms, v + rest, n - rest, AHEAD_MAX_GAP);
+}
+
 static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
 			 size_t *cap)
 {
@@ -720,7 +811,7 @@ static void dirahead_dir(struct dirahead *d, uint32_t dir, uint32_t **v,
 	}
 	lp_debug("directory read-ahead: inode %u: %u chunks, %llu bytes", dir,
 		 n, (unsigned long long)bytes);
-	fetch_chunks(d->ms, *v, n);
+	dirahead_fetch(d, *v, n);
 }
 
 /* The tree sweep of dir for files of kind (see DIRAHEAD_FAN_CHILDREN). */
@@ -787,7 +878,7 @@ static void dirahead_tree(struct dirahead *d, uint32_t dir, uint32_t kind,
 	       "small files like the ones opened in %u of its subdirectories",
 	       path, n, (unsigned long long)(bytes >> 10),
 	       DIRAHEAD_FAN_CHILDREN);
-	fetch_chunks(d->ms, *v, n);
+	dirahead_fetch(d, *v, n);
 }
 
 static void *dirahead_main(void *arg)
@@ -808,10 +899,15 @@ static void *dirahead_main(void *arg)
 		d->head = (d->head + 1) % DIRAHEAD_QUEUE;
 		d->n--;
 		pthread_mutex_unlock(&d->lock);
-		if (j.kind)
+		if (j.chunks) {
+			src_prefetch_gap(d->ms, j.chunks, j.n_chunks,
+					 AHEAD_MAX_GAP);
+			free(j.chunks);
+		} else if (j.kind) {
 			dirahead_tree(d, j.dir, j.kind, &v, &cap);
-		else
+		} else {
 			dirahead_dir(d, j.dir, &v, &cap);
+		}
 		pthread_mutex_lock(&d->lock);
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -849,7 +945,7 @@ static void dirahead_start(struct dirahead *d, struct mount_src *ms,
 
 struct startfiles {
 	struct mount_src *ms;
-	struct cli_remote *rem;
+	const struct fetch_image_config *config;
 	struct dirahead *da; /* opens handed on once looked at, or NULL */
 	uint8_t *predicted; /* bit per inode, see struct dirahead */
 	const char *name;
@@ -862,9 +958,13 @@ struct startfiles {
 	pthread_cond_t cond;
 	uint32_t q[START_FILES_QUEUE]; /* opened libraries, protected by lock */
 	uint32_t head, n;
-	int64_t chunk; /* decoded in buf, -1: none */
-	uint8_t *buf;
-	size_t buf_cap;
+	/* two decoded chunks (an ELF's dynamic section is near its end, its
+	 * string table near its start): the last used in slot[0] */
+	struct sf_chunk {
+		int64_t idx; /* -1: none */
+		uint8_t *buf;
+		size_t cap;
+	} slot[2];
 };
 
 static int64_t sf_read(void *arg, uint32_t ino, uint64_t off, void *buf,
@@ -891,24 +991,32 @@ static int64_t sf_read(void *arg, uint32_t ino, uint64_t off, void *buf,
 		if (ci < 0)
 			return done ? (int64_t)done : -EIO;
 		c = &m->chunks[ci];
-		if (sf->chunk != ci) {
+		if (sf->slot[0].idx != ci) {
+			struct sf_chunk t = sf->slot[1];
+
+			sf->slot[1] = sf->slot[0];
+			sf->slot[0] = t;
+		}
+		if (sf->slot[0].idx != ci) {
+			struct sf_chunk *k = &sf->slot[0];
+
 			if (c->len > (64u << 20))
 				return -EFBIG;
-			if (c->len > sf->buf_cap) {
-				free(sf->buf);
-				sf->buf = lp_xmalloc((size_t)c->len);
-				sf->buf_cap = (size_t)c->len;
+			if (c->len > k->cap) {
+				free(k->buf);
+				k->buf = lp_xmalloc((size_t)c->len);
+				k->cap = (size_t)c->len;
 			}
-			sf->chunk = -1;
-			r = src_read_chunk(sf->ms, (uint32_t)ci, sf->buf, NULL);
+			k->idx = -1;
+			r = src_read_chunk(sf->ms, (uint32_t)ci, k->buf, NULL);
 			if (r < 0)
 				return done ? (int64_t)done : r;
-			sf->chunk = ci;
+			k->idx = ci;
 		}
 		at = off + done - c->file_off;
 		n = c->len - at < len - done ? (size_t)(c->len - at)
 					     : len - done;
-		memcpy((uint8_t *)buf + done, sf->buf + at, n);
+		memcpy((uint8_t *)buf + done, sf->slot[0].buf + at, n);
 		done += n;
 	}
 	return (int64_t)done;
@@ -916,9 +1024,11 @@ static int64_t sf_read(void *arg, uint32_t ino, uint64_t off, void *buf,
 
 static void sf_drop_buf(struct startfiles *sf)
 {
-	free(TAKE_PTR(sf->buf));
-	sf->buf_cap = 0;
-	sf->chunk = -1;
+	for (int k = 0; k < 2; k++) {
+		free(TAKE_PTR(sf->slot[k].buf));
+		sf->slot[k].cap = 0;
+		sf->slot[k].idx = -1;
+	}
 }
 
 static void sf_fetch(void *arg, const uint32_t *ino, uint32_t n)
@@ -998,8 +1108,7 @@ static void startfiles_opens(struct startfiles *sf, struct startset *ss)
 static void *startfiles_main(void *arg)
 {
 	struct startfiles *sf = arg;
-	_cleanup_(fetch_image_config_freep) struct fetch_image_config *cfg =
-		NULL;
+	const struct fetch_image_config *cfg = sf->config;
 	struct startset_io io = { .read = sf_read, .fetch = sf_fetch,
 				  .arg = sf, .mark = sf->predicted };
 	const struct startset_stats *st;
@@ -1007,21 +1116,14 @@ static void *startfiles_main(void *arg)
 	struct lp_err err = { 0 };
 	uint64_t t0 = lp_now_ns();
 
-	if (fetch_get_config_cached(sf->rem->client, sf->rem->cache,
-				    &sf->rem->ref, sf->rem->manifest, &cfg,
-				    &err) < 0) {
-		lp_log(LP_LOG_WARN, "%s: no start files: %s", sf->name,
-		       err.msg);
-		return NULL;
-	}
 	struct startset_opts o = {
 		.argv = (const char *const *)cfg->argv, .argc = cfg->argc,
 		.env = (const char *const *)cfg->env, .n_env = cfg->n_env,
 		.workdir = cfg->workdir, .max_bytes = sf->max,
 	};
-	if (!cfg->argc || startset_new(sf->ms->m, &o, &io, &ss, &err) < 0) {
-		lp_log(LP_LOG_INFO, "%s: no start files: the image config "
-		       "names no entrypoint or command", sf->name);
+	if (startset_new(sf->ms->m, &o, &io, &ss, &err) < 0) {
+		lp_log(LP_LOG_INFO, "%s: no start files: %s", sf->name,
+		       err.msg);
 		return NULL;
 	}
 	__atomic_store_n(&sf->running, true, __ATOMIC_RELEASE);
@@ -1049,15 +1151,16 @@ static void *startfiles_main(void *arg)
 }
 
 static void startfiles_start(struct startfiles *sf, struct mount_src *ms,
-			     struct cli_remote *rem, struct dirahead *da,
-			     const char *name, uint64_t max)
+			     const struct fetch_image_config *config,
+			     struct dirahead *da, const char *name,
+			     uint64_t max)
 {
 	sf->ms = ms;
-	sf->rem = rem;
+	sf->config = config;
 	sf->da = da;
 	sf->name = name;
 	sf->max = max;
-	sf->chunk = -1;
+	sf->slot[0].idx = sf->slot[1].idx = -1;
 	pthread_mutex_init(&sf->lock, NULL);
 	pthread_cond_init(&sf->cond, NULL);
 	sf->started = lp_thread_create(&sf->thread, NULL, startfiles_main,
@@ -1112,6 +1215,8 @@ static void dirahead_stop(struct dirahead *d)
 		for (unsigned t = 0; t < d->started; t++)
 			pthread_join(d->thread[t], NULL);
 	}
+	for (; d->n; d->n--, d->head = (d->head + 1) % DIRAHEAD_QUEUE)
+		free(d->q[d->head].chunks);
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
 	free(d->seen);
@@ -1221,6 +1326,9 @@ static void open_hook(void *arg, uint32_t ino)
 {
 	struct open_hooks *h = arg;
 
+	if (getenv("LP_OPENLOG")) { char pth[512]; static uint8_t seen[1<<16];
+		if (ino < (1u<<19) && !(seen[ino/8] & (1u<<(ino%8)))) { seen[ino/8] |= 1u<<(ino%8);
+		if (h->da && h->da->ms && model_path(h->da->ms->m, ino, pth, sizeof(pth)) > 0) lp_log(LP_LOG_WARN, "OPEN %s", pth); } }
 	trace_note(__atomic_load_n(&h->t, __ATOMIC_ACQUIRE), ino);
 	if (!startfiles_note(__atomic_load_n(&h->sf, __ATOMIC_ACQUIRE), ino))
 		dirahead_note(__atomic_load_n(&h->da, __ATOMIC_ACQUIRE), ino);
@@ -1609,6 +1717,8 @@ int cmd_mount(int argc, char **argv)
 	struct open_hooks th = { 0 };
 	struct dirahead da = { 0 };
 	struct startfiles sf = { 0 };
+	_cleanup_(fetch_image_config_freep) struct fetch_image_config *config =
+		NULL;
 	struct trimmer trim = { 0 };
 	int64_t dir_ahead = DIR_AHEAD_AUTO, start_files = START_FILES_AUTO;
 	uint64_t t_open = 0, t_image = 0, t_opened = 0, t_up;
@@ -1847,6 +1957,16 @@ int cmd_mount(int argc, char **argv)
 		if (open_image(argv[optind], &lo, upto, &have_layer, &layer,
 			       &layers, &n_open, &rem, &t_image) < 0)
 			goto out;
+		/* the command the image runs, for its start files: read now
+		 * (one small request, kept in the cache), so a mount whose
+		 * image names none makes no request once it serves */
+		if (start_files != 0 && !have_layer &&
+		    fetch_get_config_cached(rem->client, rem->cache, &rem->ref,
+					    rem->manifest, &config, &err) < 0) {
+			lp_log(LP_LOG_WARN, "%s: no start files: %s",
+			       argv[optind], err.msg);
+			lp_err_clear(&err);
+		}
 	} else {
 		layers = lp_xcalloc(n_blobs, sizeof(*layers));
 		if (open_local_layers(argv + optind, n_blobs, have_layer,
@@ -2023,7 +2143,12 @@ int cmd_mount(int argc, char **argv)
 					      !all_cached(layers, n_open)
 				      ? (int64_t)START_FILES_DEFAULT_MIB << 20
 				      : 0;
-	if (start_files > 0 && rem)
+	if (start_files > 0 && config && !config->argc) {
+		lp_log(LP_LOG_INFO, "%s: no start files: the image config "
+		       "names no entrypoint or command", name);
+		start_files = 0;
+	}
+	if (start_files > 0 && config)
 		sf.predicted = lp_xcalloc(served->n_inodes / 8 + 1, 1);
 	if (dir_ahead > 0) {
 		da.predicted = sf.predicted;
@@ -2034,7 +2159,7 @@ int cmd_mount(int argc, char **argv)
 		       (long long)(dir_ahead >> 10));
 	}
 	if (sf.predicted) {
-		startfiles_start(&sf, &ms, rem, dir_ahead > 0 ? &da : NULL,
+		startfiles_start(&sf, &ms, config, dir_ahead > 0 ? &da : NULL,
 				 name, (uint64_t)start_files);
 		__atomic_store_n(&th.sf, &sf, __ATOMIC_RELEASE);
 	}
