@@ -1326,9 +1326,6 @@ static void open_hook(void *arg, uint32_t ino)
 {
 	struct open_hooks *h = arg;
 
-	if (getenv("LP_OPENLOG")) { char pth[512]; static uint8_t seen[1<<16];
-		if (ino < (1u<<19) && !(seen[ino/8] & (1u<<(ino%8)))) { seen[ino/8] |= 1u<<(ino%8);
-		if (h->da && h->da->ms && model_path(h->da->ms->m, ino, pth, sizeof(pth)) > 0) lp_log(LP_LOG_WARN, "OPEN %s", pth); } }
 	trace_note(__atomic_load_n(&h->t, __ATOMIC_ACQUIRE), ino);
 	if (!startfiles_note(__atomic_load_n(&h->sf, __ATOMIC_ACQUIRE), ino))
 		dirahead_note(__atomic_load_n(&h->da, __ATOMIC_ACQUIRE), ino);
