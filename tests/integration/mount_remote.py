@@ -91,14 +91,17 @@ class Layout:
             desc["annotations"] = annotations
         return desc
 
-    def image(self, tag, layers):
-        """layers: (blob bytes, media type, annotations, diff id)."""
+    def image(self, tag, layers, config=None):
+        """layers: (blob bytes, media type, annotations, diff id);
+        config: the config's "config" object (Cmd, Env, ...)."""
         descs = [self.put(b, mt, ann) for b, mt, ann, _ in layers]
-        cfg = self.put(json.dumps({
-            "architecture": "amd64", "os": "linux",
-            "rootfs": {"type": "layers",
-                       "diff_ids": [d for _, _, _, d in layers]}}).encode(),
-            "application/vnd.oci.image.config.v1+json")
+        doc = {"architecture": "amd64", "os": "linux",
+               "rootfs": {"type": "layers",
+                          "diff_ids": [d for _, _, _, d in layers]}}
+        if config is not None:
+            doc["config"] = config
+        cfg = self.put(json.dumps(doc).encode(),
+                       "application/vnd.oci.image.config.v1+json")
         man = self.put(json.dumps({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -176,6 +179,86 @@ def big_tar(path):
         t.addfile(ti)
         for i in range(300):
             add("many/m%03d" % i, rng.randbytes(rng.randrange(5120, 7168)))
+
+
+def elf_needed(path):
+    """DT_NEEDED names of a host ELF file, as readelf prints them."""
+    out = subprocess.run(["readelf", "-d", path], stdout=subprocess.PIPE,
+                         check=True, text=True).stdout
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+
+
+START_LIBDIR = "usr/lib/x86_64-linux-gnu"
+START_MODULE = "usr/lib/python3.11/lib-dynload/" \
+    "_bz2.cpython-311-x86_64-linux-gnu.so"
+
+
+def start_tar(path):
+    """An image with a command: the host's ls and every library it needs
+    (transitively) in a merged-/usr layout, its loader behind /lib64, an
+    ld.so.cache, the file its argument names, and files nothing needs (a
+    library, a text file, a Python module and the library only that module
+    needs).  Returns {path in the image: host file} of what the start files
+    must be, and the paths they must not include."""
+    rng = random.Random(5)
+    host_lib = "/" + START_LIBDIR
+    want = {"usr/bin/ls": "/usr/bin/ls",
+            "etc/ld.so.cache": "/etc/ld.so.cache"}
+    todo = ["/usr/bin/ls"]
+    while todo:
+        for name in elf_needed(todo.pop()):
+            img = "%s/%s" % (START_LIBDIR, name)
+            if img not in want:
+                want[img] = os.path.realpath(os.path.join(host_lib, name))
+                todo.append(want[img])
+    loader = "%s/ld-linux-x86-64.so.2" % START_LIBDIR
+    want[loader] = os.path.realpath("/lib64/ld-linux-x86-64.so.2")
+    module = os.path.realpath("/" + START_MODULE)
+    bz2 = [n for n in elf_needed(module) if n.startswith("libbz2")][0]
+    extra = {START_MODULE: module,
+             "%s/%s" % (START_LIBDIR, bz2): os.path.realpath(
+                 os.path.join(host_lib, bz2))}
+    never = ["app/other.txt", START_LIBDIR + "/libunrelated.so.1"]
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
+        def entry(name, kind, data=b"", target=""):
+            ti = tarfile.TarInfo(name)
+            ti.mtime = MT.MTIME
+            ti.type = kind
+            ti.mode = 0o755
+            if kind == tarfile.SYMTYPE:
+                ti.linkname = target
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data) if data else None)
+        dirs = set()
+        files = dict(want)
+        files.update(extra)
+        for p in sorted(list(files) + ["app/listing.txt", "usr/share/pad"] +
+                        never):
+            parts = p.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    entry(d, tarfile.DIRTYPE)
+        for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"),
+                             ("lib64", "usr/lib64")):
+            entry(link, tarfile.SYMTYPE, target=target)
+        entry("usr/lib64", tarfile.DIRTYPE)
+        entry("usr/lib64/ld-linux-x86-64.so.2", tarfile.SYMTYPE,
+              target="../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+        # in the blob: what only the module needs, then 256 KiB nothing
+        # asks for, then the start files, then files nothing needs (of
+        # 300 KB: a request for a neighbour may cover their first bytes)
+        for p in sorted(extra):
+            entry(p, tarfile.REGTYPE, open(extra[p], "rb").read())
+        entry("usr/share/pad", tarfile.REGTYPE, rng.randbytes(256 << 10))
+        for p in sorted(want):
+            entry(p, tarfile.REGTYPE, open(want[p], "rb").read())
+        entry("app/listing.txt", tarfile.REGTYPE, b"list me\n")
+        for p in never:
+            entry(p, tarfile.REGTYPE, rng.randbytes(300000))
+    want["app/listing.txt"] = None
+    return want, extra, never
 
 
 def bootstrap_layer(boot):
@@ -292,11 +375,13 @@ def wait_log(logf, pattern, secs):
     return None
 
 
-def blob_ranges(proxy):
-    """(start, end) of every blob GET the proxy forwarded successfully."""
+def blob_ranges(proxy, digest=None):
+    """(start, end) of every blob GET the proxy forwarded successfully (of
+    blob digest only, if given)."""
     out = []
     for e in proxy.blob_gets():
-        if e["status"] not in (200, 206):
+        if e["status"] not in (200, 206) or (
+                digest and digest not in e["path"]):
             continue
         rg = e["range"]
         if not rg:
@@ -520,6 +605,11 @@ def run(lab, src, work, proxies):
         bigt = os.path.join(layers_dir, "big.tar")
         big_tar(bigt)
         lay.image("big", [b.layer(bigt, "estargz")])
+        startt = os.path.join(layers_dir, "start.tar")
+        start = start_tar(startt)
+        lay.image("start", [b.layer(startt, "estargz")], config={
+            "Entrypoint": ["ls"], "Cmd": ["-l", "listing.txt"],
+            "Env": ["PATH=/usr/local/bin:/usr/bin"], "WorkingDir": "/app"})
     rafs_ref = os.path.join(src, "testdata", "reference", "rafs")
     boot_name = "sha256-nocompress-repeatable"
     rafs_blob = os.path.join(rafs_ref, "blobs", "7334a2594e133cf8ae364189c"
@@ -767,6 +857,7 @@ def run(lab, src, work, proxies):
     if refgen:
         prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks)
         dirahead_tests(lab, work, proxy, ref, b, lay)
+        startfiles_tests(lab, work, proxy, ref, b, lay, start)
     if have_rafs:
         log("== RAFS prefetch table")
         want = rafs_want(os.path.join(rafs_ref, boot_name + ".result"))
@@ -936,6 +1027,83 @@ def dirahead_tests(lab, work, proxy, ref, b, lay):
                 "sweeps it: %d files read with %d requests" % (
                     len(far), len(proxy.blob_gets())))
         lab.umount(mp, pid)
+
+
+def startfiles_tests(lab, work, proxy, ref, b, lay, start):
+    """Start files: an image whose config runs ls gets, at mount and
+    before any read, ls, the file its argument names, its loader (behind
+    the /lib64 symlink), ld.so.cache and every library it needs down the
+    DT_NEEDED chain, and nothing else; a Python module opened later gets
+    the library it needs fetched before anything reads that; the bytes
+    are the host's; --start-files 0 fetches nothing."""
+    log("== start files")
+    want, extra, never = start
+    man = lay.images["start"]
+    mdata = json.load(open(os.path.join(
+        lay.root, "blobs", "sha256", man["digest"][7:])))
+    layer = mdata["layers"][0]["digest"]
+    toc = b.tocs[layer]
+    off = {F.clean(e["name"]): e["offset"] for e in toc["entries"]
+           if e.get("type") == "reg" and "offset" in e}
+
+    def fetched(p, at=0):
+        return covered(blob_ranges(proxy, layer), off[p] + at,
+                       off[p] + at + 1)
+
+    for mode, extra_args in (("auto", []), ("off", ["--start-files", "0"])):
+        proxy.reset()
+        mp, pid, logf, _ = mount_ref(lab, ref("start", proxy),
+                                     fresh_root(work, "sf-" + mode),
+                                     "sf-" + mode, extra=extra_args)
+        if mode == "off":
+            time.sleep(1)
+            check(not wait_log(logf, r"start files of", 0.1),
+                  "--start-files 0: the log names start files")
+            got = [p for p in want if fetched(p)]
+            check(not got, "--start-files 0: fetched %s" % got)
+            log("  off: nothing fetched")
+            lab.umount(mp, pid)
+            continue
+        m = wait_log(logf, r"start files of (\S+): (\d+) files", 20)
+        check(m and m.group(1) == "/usr/bin/ls" and
+              int(m.group(2)) == len(want),
+              "start files: log %r, want /usr/bin/ls and %d files" % (
+                  m.group(0) if m else None, len(want)))
+        missing = [p for p in want if not fetched(p)]
+        check(not missing, "start files: not fetched: %s" % missing)
+        stray = [p for p in never if fetched(p, 100000)] + [
+            p for p in extra if fetched(p)]
+        check(not stray, "start files: fetched what nothing needs: %s" %
+              stray)
+        # the bytes, with no request: they are in
+        proxy.reset()
+        for p, host in sorted(want.items()):
+            data = open(os.path.join(mp, p), "rb").read()
+            if host:
+                check(data == open(host, "rb").read(),
+                      "start files: %s differs from %s" % (p, host))
+        check(not proxy.blob_gets(), "start files: reading them asked %s" %
+              proxy.blob_gets()[:3])
+        log("  auto: %d files fetched at mount (%s), read with no request"
+            % (len(want), ", ".join(sorted(os.path.basename(p)
+                                           for p in want))))
+        # a module opened later: what it needs comes without a read of it
+        lib = [p for p in extra if p != START_MODULE][0]
+        data = open(os.path.join(mp, START_MODULE), "rb").read()
+        check(data == open(extra[START_MODULE], "rb").read(),
+              "start files: %s differs" % START_MODULE)
+        end = time.time() + 10
+        while time.time() < end and not fetched(lib):
+            time.sleep(0.05)
+        check(fetched(lib), "start files: opening %s did not fetch %s" % (
+            START_MODULE, lib))
+        check(open(os.path.join(mp, lib), "rb").read() ==
+              open(extra[lib], "rb").read(), "start files: %s differs" % lib)
+        log("  opening %s fetched %s before any read of it" % (
+            os.path.basename(START_MODULE), os.path.basename(lib)))
+        lab.umount(mp, pid)
+        check(wait_log(logf, r"start files: 1 librar", 5),
+              "start files: the unmount log does not count the module")
 
 
 def prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks):
