@@ -91,7 +91,6 @@ struct blob_fetch {
 	uint32_t n;
 	uint64_t max_gap;
 	pthread_t thread;
-	bool threaded;
 };
 
 static void *blob_fetch_run(void *arg)
@@ -147,7 +146,6 @@ static void src_prefetch_gap(struct mount_src *ms, const uint32_t *idx,
 		/* the last blob, or too many: here */
 		if (i < n && nb < BLOB_FETCH_THREADS &&
 		    lp_thread_create(&b->thread, NULL, blob_fetch_run, b) == 0) {
-			b->threaded = true;
 			nb++;
 		} else {
 			blob_fetch_run(b);
