@@ -227,8 +227,18 @@ int elf_deps_read(elf_read_fn read, void *arg, uint64_t size,
 	uint32_t phentsize, phnum;
 	int rc;
 
-	if (size < 52)
-		return -ENOEXEC;
+	if (size < 52) {
+		/* too short for a header: malformed if the magic is there */
+		if (size < 4)
+			return -ENOEXEC;
+		rc = rd(&r, 0, h, 4, "ELF magic");
+		if (rc < 0)
+			return rc;
+		if (memcmp(h, "\177ELF", 4))
+			return -ENOEXEC;
+		return lp_err_set(err, EINVAL, "truncated ELF header (%llu "
+				  "bytes)", (unsigned long long)size);
+	}
 	rc = rd(&r, 0, h, size < 64 ? 52 : 64, "ELF header");
 	if (rc < 0)
 		return rc;

@@ -2,6 +2,7 @@
 /*
  * The start files of an image: see startset.h.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -211,10 +212,12 @@ static uint32_t ss_lib_in(const struct startset *s, const char *dir, size_t dl,
 		const char *o = NULL;
 		size_t skip = 0;
 
-		if (!strncmp(dir + i, "$ORIGIN", 7) && (i + 7 <= dl)) {
+		if (i + 7 <= dl && !strncmp(dir + i, "$ORIGIN", 7) &&
+		    (i + 7 == dl || !(isalnum((unsigned char)dir[i + 7]) ||
+				      dir[i + 7] == '_'))) {
 			o = origin;
 			skip = 7;
-		} else if (!strncmp(dir + i, "${ORIGIN}", 9) && i + 9 <= dl) {
+		} else if (i + 9 <= dl && !strncmp(dir + i, "${ORIGIN}", 9)) {
 			o = origin;
 			skip = 9;
 		}
@@ -410,7 +413,20 @@ static void ss_levels(struct startset *s, const bool *stop)
 		for (uint32_t i = 0; i < n_exam; i++)
 			ss_examine(s, exam[i]);
 	}
-	s->n_next = s->n_exam = 0; /* cut off: MAX_LEVELS or stopped */
+	/* cut off (MAX_LEVELS or stopped): what is left is not fetched, so
+	 * not in the set, counted or marked */
+	for (uint32_t i = 0; i < s->n_next; i++) {
+		uint32_t ino = s->next[i];
+		uint8_t bit = (uint8_t)(1u << (ino % 8));
+
+		s->seen[ino / 8] &= (uint8_t)~bit;
+		if (s->io.mark)
+			__atomic_fetch_and(&s->io.mark[ino / 8], (uint8_t)~bit,
+					   __ATOMIC_RELAXED);
+		s->st.files--;
+		s->st.bytes -= model_file_stored(s->m, ino);
+	}
+	s->n_next = s->n_exam = 0;
 }
 
 void startset_run(struct startset *s, const bool *stop)

@@ -2,7 +2,7 @@
 /*
  * Unit tests of the fetcher's parsers (no network): references, digests,
  * manifests and indexes, platform selection, WWW-Authenticate challenges,
- * credentials, URL redaction, range planning.
+ * credentials, URL redaction, range planning, image configs.
  */
 #include <stdio.h>
 #include <string.h>
@@ -452,6 +452,196 @@ static void test_plan(void)
 	CHECK(plan(r, 0, 0, 0, 0, 0) == 0);
 }
 
+/* ---- image configs ------------------------------------------------------- */
+
+static struct fetch_image_config *config_ok(const char *json)
+{
+	struct fetch_image_config *c = NULL;
+	struct lp_err err = { 0 };
+
+	if (fetch_config_parse(json, strlen(json), &c, &err) < 0 || !c) {
+		fprintf(stderr, "config %s: %s\n", json, err.msg);
+		failures++;
+		return NULL;
+	}
+	/* both lists NULL-terminated when there */
+	CHECK(!c->argv ? c->argc == 0 : c->argv[c->argc] == NULL);
+	CHECK(!c->env ? c->n_env == 0 : c->env[c->n_env] == NULL);
+	return c;
+}
+
+/* -EINVAL with a message; *ret untouched */
+static void config_bad(const char *json, size_t len)
+{
+	struct fetch_image_config *c = (struct fetch_image_config *)&c;
+	struct lp_err err = { 0 };
+	int r = fetch_config_parse(json, len, &c, &err);
+
+	if (r != -EINVAL || !err.msg[0] || c != (void *)&c) {
+		fprintf(stderr, "config %.60s: %d \"%s\"\n", json, r, err.msg);
+		failures++;
+		if (r == 0 && c != (void *)&c)
+			fetch_image_config_free(c);
+	}
+	checks++;
+}
+
+static void test_config(void)
+{
+	struct fetch_image_config *c;
+
+	/* Entrypoint first, then Cmd; Env and WorkingDir; the rest ignored */
+	c = config_ok("{\"architecture\":\"amd64\",\"config\":{"
+		      "\"Cmd\":[\"app.py\",\"--port\",\"80\"],"
+		      "\"Entrypoint\":[\"/usr/bin/env\",\"python3\"],"
+		      "\"Env\":[\"PATH=/usr/bin:/bin\",\"LANG=C.UTF-8\"],"
+		      "\"WorkingDir\":\"/srv/app\",\"User\":\"1000\","
+		      "\"Labels\":{\"a\":\"b\"}},\"rootfs\":{}}");
+	if (c) {
+		CHECK(c->argc == 5);
+		if (c->argc == 5) {
+			CHECK(STREQ(c->argv[0], "/usr/bin/env"));
+			CHECK(STREQ(c->argv[1], "python3"));
+			CHECK(STREQ(c->argv[2], "app.py"));
+			CHECK(STREQ(c->argv[3], "--port"));
+			CHECK(STREQ(c->argv[4], "80"));
+		}
+		CHECK(c->n_env == 2 && STREQ(c->env[0], "PATH=/usr/bin:/bin") &&
+		      STREQ(c->env[1], "LANG=C.UTF-8"));
+		CHECK(STREQ(c->workdir, "/srv/app"));
+		fetch_image_config_free(c);
+	}
+	/* Cmd alone; escapes decoded */
+	c = config_ok("{\"config\":{\"Cmd\":[\"sh\",\"-c\",\"echo \\\"hi\\\" "
+		      "\\u00e9\"]}}");
+	if (c) {
+		CHECK(c->argc == 3 && STREQ(c->argv[0], "sh") &&
+		      STREQ(c->argv[2], "echo \"hi\" \xc3\xa9"));
+		CHECK(!c->env && c->n_env == 0 && !c->workdir);
+		fetch_image_config_free(c);
+	}
+	/* null Cmd, null Env, null WorkingDir */
+	c = config_ok("{\"config\":{\"Entrypoint\":[\"/docker-entrypoint.sh\"],"
+		      "\"Cmd\":null,\"Env\":null,\"WorkingDir\":null}}");
+	if (c) {
+		CHECK(c->argc == 1 &&
+		      STREQ(c->argv[0], "/docker-entrypoint.sh"));
+		CHECK(!c->env && !c->workdir);
+		fetch_image_config_free(c);
+	}
+	/* empty lists and an empty WorkingDir */
+	c = config_ok("{\"config\":{\"Entrypoint\":[],\"Cmd\":[],\"Env\":[],"
+		      "\"WorkingDir\":\"\"}}");
+	if (c) {
+		CHECK(c->argc == 0 && c->n_env == 0);
+		CHECK(STREQ(c->workdir, ""));
+		fetch_image_config_free(c);
+	}
+	/* no config, a null one, an empty one: all empty */
+	static const char *const empty[] = {
+		"{\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\"}}",
+		"{\"config\":null}", "{\"config\":{}}", "{}",
+	};
+	for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+		c = config_ok(empty[i]);
+		if (c) {
+			CHECK(c->argc == 0 && !c->argv && c->n_env == 0 &&
+			      !c->env && !c->workdir);
+			fetch_image_config_free(c);
+		}
+	}
+	/* only the len bytes given are parsed */
+	{
+		static const char buf[] =
+			"{\"config\":{\"Cmd\":[\"x\"]}}garbage";
+		struct lp_err err = { 0 };
+
+		c = NULL;
+		CHECK(fetch_config_parse(buf, sizeof(buf) - 1 - 7, &c, &err) ==
+		      0);
+		CHECK(c && c->argc == 1 && STREQ(c->argv[0], "x"));
+		fetch_image_config_free(c);
+		config_bad(buf, sizeof(buf) - 1);
+	}
+
+	/* wrong types */
+	static const char *const bad[] = {
+		"{\"config\":{\"Cmd\":\"sh -c true\"}}",
+		"{\"config\":{\"Entrypoint\":{\"a\":1}}}",
+		"{\"config\":{\"Entrypoint\":[\"/bin/sh\",7]}}",
+		"{\"config\":{\"Cmd\":[\"a\",null]}}",
+		"{\"config\":{\"Cmd\":[\"a\"],\"Env\":[1,2]}}",
+		"{\"config\":{\"Env\":\"PATH=/bin\"}}",
+		"{\"config\":{\"WorkingDir\":5}}",
+		"{\"config\":{\"WorkingDir\":[\"/\"]}}",
+		"{\"config\":[]}",
+		"{\"config\":\"x\"}",
+		"[]",
+		"\"config\"",
+		"null",
+		/* bad JSON */
+		"",
+		"{",
+		"{\"config\":{\"Cmd\":[\"sh\",",
+		"not json",
+		"{\"config\":{},\"config\":{}}",
+		"{\"config\":{\"Cmd\":[\"a\\u0000b\"]}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		config_bad(bad[i], strlen(bad[i]));
+
+	/* sizes: the whole document, the number of arguments */
+	{
+		char *big = calloc(1, FETCH_CONFIG_MAX + 1);
+		size_t len = 0, cap = 16 * (FETCH_CONFIG_MAX_ARGS + 2) + 64;
+		char *args = malloc(cap);
+
+		memset(big, ' ', FETCH_CONFIG_MAX);
+		big[0] = '{';
+		big[FETCH_CONFIG_MAX - 1] = '}';
+		c = NULL;
+		{
+			struct lp_err err = { 0 };
+
+			CHECK(fetch_config_parse(big, FETCH_CONFIG_MAX, &c,
+						 &err) == 0 && c &&
+			      c->argc == 0);
+			fetch_image_config_free(c);
+		}
+		config_bad(big, FETCH_CONFIG_MAX + 1);
+		free(big);
+
+		/* FETCH_CONFIG_MAX_ARGS in all is fine, one more is not */
+		for (int extra = 0; extra < 2; extra++) {
+			len = (size_t)snprintf(args, cap,
+					       "{\"config\":{\"Entrypoint\":[");
+			for (unsigned i = 0; i < FETCH_CONFIG_MAX_ARGS - 10;
+			     i++)
+				len += (size_t)snprintf(args + len, cap - len,
+							"%s\"a\"",
+							i ? "," : "");
+			len += (size_t)snprintf(args + len, cap - len,
+						"],\"Cmd\":[");
+			for (int i = 0; i < 10 + extra; i++)
+				len += (size_t)snprintf(args + len, cap - len,
+							"%s\"c\"",
+							i ? "," : "");
+			len += (size_t)snprintf(args + len, cap - len, "]}}");
+			if (!extra) {
+				c = config_ok(args);
+				CHECK(c && c->argc == FETCH_CONFIG_MAX_ARGS &&
+				      STREQ(c->argv[FETCH_CONFIG_MAX_ARGS - 1],
+					    "c"));
+				fetch_image_config_free(c);
+			} else {
+				config_bad(args, len);
+			}
+		}
+		free(args);
+	}
+	fetch_image_config_free(NULL);
+}
+
 int main(void)
 {
 	test_refs();
@@ -460,6 +650,7 @@ int main(void)
 	test_creds();
 	test_redact();
 	test_plan();
+	test_config();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
 		return 1;
