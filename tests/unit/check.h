@@ -10,7 +10,9 @@
 #ifndef LP_TEST_CHECK_H
 #define LP_TEST_CHECK_H
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static int failures;
 static int checks __attribute__((unused));
@@ -38,5 +40,36 @@ static int checks __attribute__((unused));
 		}                                                              \
 	} while (0)
 #endif
+
+/* A whole file, malloc'd (NULL if unreadable); for tests that use host
+ * files. */
+static inline uint8_t *check_slurp(const char *path, size_t *ret_len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL, *nb;
+	size_t len = 0, cap = 0, n;
+
+	if (!f)
+		return NULL;
+	for (;;) {
+		if (cap - len < 65536) {
+			cap = cap * 2 + 65536;
+			nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		if (!n)
+			break;
+		len += n;
+	}
+	fclose(f);
+	*ret_len = len;
+	return buf;
+}
 
 #endif

@@ -624,28 +624,6 @@ static int readelf(const char *path, struct expect *x)
 	return pclose(f) == 0 ? 0 : -1;
 }
 
-static uint8_t *slurp(const char *path, size_t *ret_len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf = NULL;
-	size_t len = 0, cap = 0, n;
-
-	if (!f)
-		return NULL;
-	for (;;) {
-		if (cap - len < 65536) {
-			cap = cap * 2 + 65536;
-			buf = realloc(buf, cap);
-		}
-		n = fread(buf + len, 1, cap - len, f);
-		if (!n)
-			break;
-		len += n;
-	}
-	fclose(f);
-	*ret_len = len;
-	return buf;
-}
 
 struct hostfiles {
 	char paths[32][PATH_MAX];
@@ -695,7 +673,7 @@ static void test_host(void)
 		struct elf_deps d = { 0 };
 		struct lp_err err = { 0 };
 		size_t len = 0;
-		uint8_t *data = slurp(path, &len);
+		uint8_t *data = check_slurp(path, &len);
 		const char *want_run;
 		int r;
 

@@ -982,28 +982,6 @@ static void test_max_files(void)
 
 /* ---- this host's programs and libraries ---------------------------------- */
 
-static uint8_t *slurp(const char *path, size_t *ret_len)
-{
-	FILE *f = fopen(path, "rb");
-	uint8_t *buf = NULL;
-	size_t len = 0, cap = 0, n;
-
-	if (!f)
-		return NULL;
-	for (;;) {
-		if (cap - len < 65536) {
-			cap = cap * 2 + 65536;
-			buf = lp_xrealloc(buf, cap);
-		}
-		n = fread(buf + len, 1, cap - len, f);
-		if (!n)
-			break;
-		len += n;
-	}
-	fclose(f);
-	*ret_len = len;
-	return buf;
-}
 
 /* snprintf that says when the path did not fit (a test failure) */
 static void pathf(char *buf, size_t size, const char *fmt, ...)
@@ -1063,7 +1041,7 @@ static bool host_case(const char *prog, const char *drop)
 	struct rec r;
 	struct startset *s;
 
-	if (!realpath(prog, real) || !(data = slurp(real, &len)))
+	if (!realpath(prog, real) || !(data = check_slurp(real, &len)))
 		return false;
 	if (elf_deps_parse(data, len, &d, &err) < 0 || !d.interp ||
 	    !d.n_needed || !(triplet = elf_machine_triplet(d.machine)) ||
@@ -1083,7 +1061,7 @@ static bool host_case(const char *prog, const char *drop)
 	 * to it (as Debian has it) */
 	pathf(ldpath, sizeof(ldpath), "/usr/lib/%s/%s", triplet,
 		 strrchr(d.interp, '/') + 1);
-	data = slurp(d.interp, &len);
+	data = check_slurp(d.interp, &len);
 	if (!data) {
 		elf_deps_release(&d);
 		fx_release(&fx);
@@ -1109,7 +1087,7 @@ static bool host_case(const char *prog, const char *drop)
 		if (!strcmp(libs[k].name, strrchr(ldpath, '/') + 1))
 			continue; /* the loader, there already */
 		host_lib(triplet, libs[k].name, host, sizeof(host));
-		if (!host[0] || !(data = slurp(host, &len)))
+		if (!host[0] || !(data = check_slurp(host, &len)))
 			continue;
 		if (elf_deps_parse(data, len, &ld, &err) == 0) {
 			for (uint32_t i = 0; i < ld.n_needed; i++) {
