@@ -949,7 +949,7 @@ int cmd_mount(int argc, char **argv)
 	const char *mountpoint, *log_file = NULL;
 	char name[512];
 	bool foreground = false, have_layer = false, remote = false;
-	bool no_prefetch = false, no_trace = false;
+	bool no_prefetch = false, no_trace = false, nothing_planned;
 	const char *trace_dir = NULL;
 	_cleanup_free_ char *trace_path = NULL, *trace_arena = NULL;
 	struct open_hooks th = { 0 };
@@ -1370,15 +1370,14 @@ int cmd_mount(int argc, char **argv)
 	 * access trace), where every first read waits for the link (not
 	 * when every blob is in the cache already: a zran layer streamed for
 	 * its index) */
+	nothing_planned = remote && !ms.pf && !all_cached(layers, n_open);
 	if (dir_ahead == DIR_AHEAD_AUTO)
-		dir_ahead = remote && !ms.pf && !all_cached(layers, n_open)
-				    ? (int64_t)DIRAHEAD_DEFAULT_KIB << 10
-				    : 0;
+		dir_ahead = nothing_planned ? (int64_t)DIRAHEAD_DEFAULT_KIB << 10
+					    : 0;
 	/* the same auto rule, for a whole image's tree (a layer alone may
 	 * hold the program but not its libraries) */
 	if (start_files == START_FILES_AUTO)
-		start_files = remote && !have_layer && !ms.pf &&
-					      !all_cached(layers, n_open)
+		start_files = nothing_planned && !have_layer
 				      ? (int64_t)START_FILES_DEFAULT_MIB << 20
 				      : 0;
 	if (start_files > 0 && config && !config->argc) {
