@@ -474,13 +474,27 @@ static void sf_fetch(void *arg, const uint32_t *ino, uint32_t n)
 	fetch_chunks(sf->ms, v, nv);
 }
 
+static bool sf_predicted(const struct startfiles *sf, uint32_t ino)
+{
+	return __atomic_load_n(&sf->predicted[ino / 8], __ATOMIC_RELAXED) &
+	       (1u << (ino % 8));
+}
+
+static bool is_library(const struct model *m, uint32_t ino)
+{
+	return file_kind(model_str(m, m->inodes[ino].name)) ==
+	       kind_hash("so");
+}
+
 /*
- * An open of a shared library (*.so*): true if the start files' thread
- * takes it (to fetch what it needs; then it goes on to the directory
- * read-ahead, unless it turned out predicted), false if the caller hands
- * it to the read-ahead itself.  In one queue, in the order of the opens,
- * so the libraries a module needs are marked predicted before their own
- * opens are looked at.
+ * An open: true if the start files' thread takes it, false if the caller
+ * hands it to the directory read-ahead itself.  Taken: a shared library
+ * (*.so*), to fetch what it needs; and while the start files are still
+ * being found, any file not predicted yet (a program runs ahead of the
+ * levels: an open the start files reach later is not a directory walk).
+ * A taken open goes on to the read-ahead unless it turned out predicted.
+ * In one queue, in the order of the opens, so the libraries a module
+ * needs are marked predicted before their own opens are looked at.
  */
 bool startfiles_note(struct startfiles *sf, uint32_t ino)
 {
@@ -490,8 +504,11 @@ bool startfiles_note(struct startfiles *sf, uint32_t ino)
 	if (!sf || !__atomic_load_n(&sf->running, __ATOMIC_ACQUIRE))
 		return false;
 	m = sf->ms->m;
-	if (ino >= m->n_inodes || !S_ISREG(m->inodes[ino].mode) ||
-	    file_kind(model_str(m, m->inodes[ino].name)) != kind_hash("so"))
+	if (ino >= m->n_inodes || !S_ISREG(m->inodes[ino].mode))
+		return false;
+	if (!is_library(m, ino) &&
+	    (!__atomic_load_n(&sf->in_run, __ATOMIC_ACQUIRE) ||
+	     sf_predicted(sf, ino)))
 		return false;
 	pthread_mutex_lock(&sf->lock);
 	if (sf->n < START_FILES_QUEUE) {
@@ -504,13 +521,7 @@ bool startfiles_note(struct startfiles *sf, uint32_t ino)
 	return taken;
 }
 
-static bool sf_predicted(const struct startfiles *sf, uint32_t ino)
-{
-	return __atomic_load_n(&sf->predicted[ino / 8], __ATOMIC_RELAXED) &
-	       (1u << (ino % 8));
-}
-
-/* the opened libraries, until stopped */
+/* the opens taken, until stopped */
 static void startfiles_opens(struct startfiles *sf, struct startset *ss)
 {
 	pthread_mutex_lock(&sf->lock);
@@ -526,8 +537,11 @@ static void startfiles_opens(struct startfiles *sf, struct startset *ss)
 		sf->n--;
 		pthread_mutex_unlock(&sf->lock);
 		if (!sf_predicted(sf, ino)) {
-			startset_opened(ss, ino, &sf->stop);
-			sf_drop_buf(sf); /* a daemon keeps what it serves */
+			if (is_library(sf->ms->m, ino)) {
+				startset_opened(ss, ino, &sf->stop);
+				sf_drop_buf(sf); /* a daemon keeps what it
+						  * serves */
+			}
 			dirahead_note(sf->da, ino);
 		}
 		pthread_mutex_lock(&sf->lock);
@@ -556,8 +570,10 @@ static void *startfiles_main(void *arg)
 		       err.msg);
 		return NULL;
 	}
+	__atomic_store_n(&sf->in_run, true, __ATOMIC_RELEASE);
 	__atomic_store_n(&sf->running, true, __ATOMIC_RELEASE);
 	startset_run(ss, &sf->stop);
+	__atomic_store_n(&sf->in_run, false, __ATOMIC_RELEASE);
 	st = startset_stats(ss);
 	if (!st->program[0])
 		lp_log(LP_LOG_INFO, "%s: no start files: %s is not in the "

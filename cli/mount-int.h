@@ -137,9 +137,11 @@ struct startfiles {
 	bool started;
 	bool stop;    /* atomic */
 	bool running; /* taking opens (atomic) */
+	bool in_run;  /* startset_run() going on: every open is held back
+		       * until it is over (atomic) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	uint32_t q[START_FILES_QUEUE]; /* opened libraries, protected by lock */
+	uint32_t q[START_FILES_QUEUE]; /* opened files, protected by lock */
 	uint32_t head, n;
 	/* two decoded chunks (an ELF's dynamic section is near its end, its
 	 * string table near its start): the last used in slot[0] */

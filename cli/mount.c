@@ -558,6 +558,7 @@ static void trimmer_stop(struct trimmer *t)
 /* What an open of a regular file sets off: set once the daemon's threads
  * may start (the access trace recorder, directory read-ahead). */
 struct open_hooks {
+	const struct model *m; /* for the debug log */
 	struct trace *t;
 	struct dirahead *da;
 	struct startfiles *sf;
@@ -567,6 +568,19 @@ static void open_hook(void *arg, uint32_t ino)
 {
 	struct open_hooks *h = arg;
 
+	if (LP_LOG_DEBUG <= lp_log_max && h->m) {
+		char path[PATH_MAX];
+
+		if (model_path(h->m, ino, path, sizeof(path)) >= 0)
+			lp_debug("open %s%s", path,
+				 h->sf && h->sf->predicted &&
+						 (__atomic_load_n(
+							  &h->sf->predicted[ino / 8],
+							  __ATOMIC_RELAXED) &
+						  (1u << (ino % 8)))
+					 ? " (predicted)"
+					 : "");
+	}
 	trace_note(__atomic_load_n(&h->t, __ATOMIC_ACQUIRE), ino);
 	if (!startfiles_note(__atomic_load_n(&h->sf, __ATOMIC_ACQUIRE), ino))
 		dirahead_note(__atomic_load_n(&h->da, __ATOMIC_ACQUIRE), ino);
@@ -1283,6 +1297,7 @@ int cmd_mount(int argc, char **argv)
 	if (trace_path || dir_ahead != 0) {
 		fo.on_open = open_hook;
 		fo.on_open_arg = &th;
+		th.m = served;
 	}
 	r = fsrv_new(served, &src_ops, &ms, &fo, &s, &err);
 	if (r == 0)

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +13,18 @@
 
 #define LP_MODNAME "startset"
 #include "fs/elf.h"
+#include "fs/pyimport.h"
 #include "fs/startset.h"
 
 #define MAX_SYMLINKS 40
 #define MAX_LEVELS 8
+#define PY_MAX_LEVELS 24     /* import depth followed */
+#define PY_MAX_FILE (2u << 20) /* a module read for its imports */
+#define PY_MAX_MODULES 4096   /* module names looked up */
+#define PY_MAX_PATH 16	      /* sys.path directories */
+#define PY_FETCHERS 4	      /* batches in flight */
+#define PY_BATCH_FILES 32
+#define PY_BATCH_BYTES (1u << 20)
 
 uint32_t startset_resolve(const struct model *m, const char *path,
 			  uint32_t cwd)
@@ -78,6 +87,28 @@ uint32_t startset_resolve(const struct model *m, const char *path,
 	}
 }
 
+/* a file of the next level to read for more */
+struct ss_exam {
+	uint32_t ino;
+	char *pkg; /* a Python module: the package its relative imports are
+		    * from ("" at the top); NULL: ELF or script */
+};
+
+/* a file of the Python phase's queue */
+struct ss_item {
+	uint32_t ino;
+	uint32_t depth; /* 1: a start-up module or the script's import */
+	bool examine;
+	char *pkg;
+};
+
+/* a Python module name looked up */
+struct ss_pymod {
+	char *name;
+	uint32_t dir; /* a package: its directory */
+	bool found;
+};
+
 struct startset {
 	const struct model *m;
 	struct startset_io io;
@@ -89,9 +120,43 @@ struct startset {
 	uint8_t *seen;	 /* bit per inode: in the set, or examined */
 	uint32_t *level, n_level;
 	uint32_t *next, n_next;
-	uint32_t *exam, n_exam; /* of next: the ones to read for more */
+	struct ss_exam *exam;
+	uint32_t n_exam; /* of next: the ones to read for more */
 	struct startset_stats st;
 	bool ld_cache;		/* /etc/ld.so.cache added */
+	const char *triplet;	/* of the first ELF file read */
+	uint32_t phase_files;	/* files added in this phase */
+	bool py_phase;		/* the Python imports are being followed */
+	/* The Python phase's queue: PY_FETCHERS threads take batches from
+	 * its head and fetch them; this thread reads each batch for more as
+	 * soon as it is in, and appends what it finds.  lock guards the
+	 * queue's indexes, the done ranges, inflight and st.levels. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct ss_item *pq;
+	uint32_t pq_head, pq_n;
+	uint32_t (*done)[2];	/* fetched ranges of pq: first, count */
+	uint32_t done_head, done_n;
+	uint32_t inflight;
+	bool finished;		/* the fetchers stop */
+	bool py_tried;		/* ss_py_begin() was called */
+	uint32_t depth;		/* of the file being read */
+	/* Python: set when the program (or a script's interpreter) is a
+	 * CPython interpreter */
+	uint32_t py_prog;	/* the interpreter, 0: not Python */
+	uint32_t py_script;	/* the script it runs, 0: none */
+	char *py_code;		/* -c */
+	char *py_main;		/* -m */
+	bool py_nosite;		/* -S */
+	bool py_noenv;		/* -E, -I */
+	char *pythonpath;	/* the config's PYTHONPATH */
+	char *locale;		/* LC_ALL, LC_CTYPE or LANG */
+	char *tz;		/* TZ */
+	char py_tag[16];	/* "cpython-311" */
+	bool py_frozen;		/* 3.11+: the start-up modules are built in */
+	uint32_t py_path[PY_MAX_PATH], n_py_path;
+	struct ss_pymod *mods;	/* open addressing, PY_MAX_MODULES * 2 */
+	uint32_t n_mods;
 };
 
 static bool ss_is_exec(const struct model_inode *in)
@@ -99,10 +164,14 @@ static bool ss_is_exec(const struct model_inode *in)
 	return S_ISREG(in->mode) && (in->mode & 0111);
 }
 
-/* Adds regular file ino to the next level; examine: read it for more. */
-static void ss_add(struct startset *s, uint32_t ino, bool examine)
+/* Adds regular file ino to the next level; examine: read it for more
+ * (pkg: as a Python module of that package). */
+static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
+		      const char *pkg)
 {
 	const struct model_inode *in = model_inode(s->m, ino);
+	uint32_t limit = s->py_phase ? STARTSET_PY_MAX_FILES
+				     : STARTSET_MAX_FILES;
 	uint64_t sz;
 
 	if (!in || !S_ISREG(in->mode))
@@ -111,19 +180,45 @@ static void ss_add(struct startset *s, uint32_t ino, bool examine)
 		return;
 	s->seen[ino / 8] |= (uint8_t)(1u << (ino % 8));
 	sz = model_file_stored(s->m, ino);
-	if (s->st.files >= STARTSET_MAX_FILES ||
-	    sz > s->max_bytes - s->st.bytes) {
+	if (s->phase_files >= limit || sz > s->max_bytes - s->st.bytes ||
+	    (s->py_phase && s->depth >= PY_MAX_LEVELS)) {
 		s->st.skipped++;
 		return;
 	}
+	if (LP_LOG_DEBUG <= lp_log_max) {
+		char path[PATH_MAX];
+
+		if (model_path(s->m, ino, path, sizeof(path)) >= 0)
+			lp_debug("%s (level %u)", path, s->st.levels + 1);
+	}
+	s->phase_files++;
 	s->st.files++;
 	s->st.bytes += sz;
 	if (s->io.mark)
 		__atomic_fetch_or(&s->io.mark[ino / 8],
 				  (uint8_t)(1u << (ino % 8)), __ATOMIC_RELAXED);
+	if (s->py_phase) {
+		struct ss_item it = { .ino = ino, .depth = s->depth + 1,
+				      .examine = examine,
+				      .pkg = examine && pkg ? lp_xstrdup(pkg)
+							    : NULL };
+
+		pthread_mutex_lock(&s->lock);
+		s->pq[s->pq_n++] = it;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
 	s->next[s->n_next++] = ino;
-	if (examine)
-		s->exam[s->n_exam++] = ino;
+	if (examine) {
+		s->exam[s->n_exam].ino = ino;
+		s->exam[s->n_exam++].pkg = pkg ? lp_xstrdup(pkg) : NULL;
+	}
+}
+
+static void ss_add(struct startset *s, uint32_t ino, bool examine)
+{
+	ss_add_ex(s, ino, examine, NULL);
 }
 
 /* name through the search path (":"-separated), the first executable
@@ -163,6 +258,21 @@ static uint32_t ss_program(const struct startset *s, const char *name, uint32_t 
 	return ss_which(s->m, name, s->path_var);
 }
 
+/* a CPython interpreter's name: python, python3, python3.11 */
+static bool ss_is_python(const struct model *m, uint32_t ino)
+{
+	const struct model_inode *in = model_inode(m, ino);
+	const char *n;
+
+	if (!in || !S_ISREG(in->mode))
+		return false;
+	n = model_str(m, in->name);
+	if (strncmp(n, "python", 6))
+		return false;
+	n += 6;
+	return !n[strspn(n, "0123456789.")];
+}
+
 /* "#!interp [arg]": the interpreter, or env's program */
 static void ss_script(struct startset *s, uint32_t ino)
 {
@@ -180,13 +290,20 @@ static void ss_script(struct startset *s, uint32_t ino)
 		return;
 	interp = startset_resolve(s->m, word, MODEL_ROOT_INO);
 	ss_add(s, interp, true);
-	if (strcmp(strrchr(word, '/') ? strrchr(word, '/') + 1 : word, "env"))
-		return;
-	while ((word = strtok_r(NULL, " \t", &save)))
-		if (word[0] != '-' && !strchr(word, '=')) {
-			ss_add(s, ss_which(s->m, word, s->path_var), true);
-			break;
-		}
+	if (!strcmp(strrchr(word, '/') ? strrchr(word, '/') + 1 : word,
+		    "env")) {
+		interp = 0;
+		while ((word = strtok_r(NULL, " \t", &save)))
+			if (word[0] != '-' && !strchr(word, '=')) {
+				interp = ss_which(s->m, word, s->path_var);
+				ss_add(s, interp, true);
+				break;
+			}
+	}
+	if (interp && !s->py_prog && ss_is_python(s->m, interp)) {
+		s->py_prog = interp;
+		s->py_script = ino;
+	}
 }
 
 struct ss_file {
@@ -275,6 +392,61 @@ static uint32_t ss_lib(const struct startset *s, const struct elf_deps *d,
 	return 0;
 }
 
+/* every regular file of directory path, if they hold at most max bytes */
+static void ss_add_dir(struct startset *s, const char *path, uint64_t max)
+{
+	uint32_t dir = startset_resolve(s->m, path, MODEL_ROOT_INO);
+	const struct model_inode *d = model_inode(s->m, dir);
+	uint64_t sum = 0;
+
+	if (!d || !S_ISDIR(d->mode))
+		return;
+	for (uint32_t i = 0; i < d->count && sum <= max; i++)
+		sum += model_file_stored(s->m, s->m->dirents[d->first + i].ino);
+	for (uint32_t i = 0; i < d->count && sum <= max; i++)
+		ss_add(s, s->m->dirents[d->first + i].ino, false);
+}
+
+/*
+ * What the C library of a dynamic program reads as it starts: the time
+ * zone (TZ, else /etc/localtime) and the locale's files (LC_ALL, LC_CTYPE
+ * or LANG: the locale archive, or the locale's directory under its
+ * normalized name, "C.UTF-8" -> "C.utf8").
+ */
+static void ss_libc_data(struct startset *s)
+{
+	char path[PATH_MAX], name[NAME_MAX + 1];
+	const char *loc = s->locale, *dot;
+	size_t n = 0;
+
+	if (s->tz && *s->tz) {
+		const char *tz = s->tz + (s->tz[0] == ':');
+
+		snprintf(path, sizeof(path), "%s%s",
+			 tz[0] == '/' ? "" : "/usr/share/zoneinfo/", tz);
+		ss_add(s, startset_resolve(s->m, path, MODEL_ROOT_INO), false);
+	} else {
+		ss_add(s, startset_resolve(s->m, "/etc/localtime",
+					   MODEL_ROOT_INO), false);
+	}
+	if (!loc || !*loc || !strcmp(loc, "C") || !strcmp(loc, "POSIX") ||
+	    strchr(loc, '/') || strlen(loc) >= sizeof(name))
+		return;
+	ss_add(s, startset_resolve(s->m, "/usr/lib/locale/locale-archive",
+				   MODEL_ROOT_INO), false);
+	/* the codeset lower-cased without '-' and '_' */
+	dot = strchr(loc, '.');
+	for (const char *p = loc; *p; p++) {
+		if (dot && p > dot && (*p == '-' || *p == '_'))
+			continue;
+		name[n++] = dot && p > dot ? (char)tolower((unsigned char)*p)
+					   : *p;
+	}
+	name[n] = '\0';
+	snprintf(path, sizeof(path), "/usr/lib/locale/%s", name);
+	ss_add_dir(s, path, 1u << 20);
+}
+
 static void ss_elf(struct startset *s, uint32_t ino)
 {
 	const struct model_inode *in = &s->m->inodes[ino];
@@ -294,6 +466,8 @@ static void ss_elf(struct startset *s, uint32_t ino)
 	}
 	if (model_path(s->m, in->parent, origin, sizeof(origin)) < 0)
 		origin[0] = '\0';
+	if (!s->triplet)
+		s->triplet = elf_machine_triplet(d.machine);
 	if (d.interp)
 		ss_add(s, startset_resolve(s->m, d.interp, MODEL_ROOT_INO),
 		       true);
@@ -301,17 +475,660 @@ static void ss_elf(struct startset *s, uint32_t ino)
 		s->ld_cache = true;
 		ss_add(s, startset_resolve(s->m, "/etc/ld.so.cache",
 					   MODEL_ROOT_INO), false);
+		ss_libc_data(s);
 	}
 	for (uint32_t i = 0; i < d.n_needed; i++)
 		ss_add(s, ss_lib(s, &d, origin, d.needed[i]), true);
 	elf_deps_release(&d);
 }
 
-static void ss_examine(struct startset *s, uint32_t ino)
+/* ---- Python: the modules a program imports ---- */
+
+static void ss_examine(struct startset *s, uint32_t ino, const char *pkg);
+
+/* the file entry name in directory dir, symlinks followed */
+static uint32_t ss_lookup(const struct startset *s, uint32_t dir,
+			  const char *name)
+{
+	uint32_t ino = model_lookup(s->m, dir, name);
+	char path[PATH_MAX];
+	size_t dl;
+
+	if (!ino || !S_ISLNK(s->m->inodes[ino].mode))
+		return ino;
+	if (model_path(s->m, dir, path, sizeof(path)) < 0)
+		return 0;
+	dl = strlen(path);
+	if (dl + 1 + strlen(name) >= sizeof(path))
+		return 0;
+	path[dl] = '/';
+	strcpy(path + dl + 1, name);
+	return startset_resolve(s->m, path, MODEL_ROOT_INO);
+}
+
+static bool ss_isdir(const struct startset *s, uint32_t ino)
+{
+	return ino && S_ISDIR(s->m->inodes[ino].mode);
+}
+
+static bool ss_isreg(const struct startset *s, uint32_t ino)
+{
+	return ino && S_ISREG(s->m->inodes[ino].mode);
+}
+
+/* a module's source in dir (stem "x" of x.py, or "__init__"): its
+ * compiled form in __pycache__ when there is one (what the import reads) */
+static void ss_py_add_src(struct startset *s, uint32_t dir, const char *stem,
+			  uint32_t src, const char *pkg)
+{
+	char pyc[NAME_MAX + 1];
+	uint32_t c = 0;
+	int n = snprintf(pyc, sizeof(pyc), "%s.%s.pyc", stem, s->py_tag);
+
+	if (n > 0 && (size_t)n < sizeof(pyc))
+		c = ss_lookup(s, ss_lookup(s, dir, "__pycache__"), pyc);
+	ss_add_ex(s, ss_isreg(s, c) ? c : src, true, pkg);
+}
+
+/* 3.11+ built-in (frozen) start-up modules: nothing on disk is read */
+static bool ss_py_frozen(const char *name)
+{
+	static const char *const frozen[] = {
+		"abc", "codecs", "io", "_collections_abc", "_sitebuiltins",
+		"genericpath", "ntpath", "posixpath", "os", "site", "stat",
+		"importlib.util", "importlib.machinery", "runpy", "zipimport",
+		"importlib._bootstrap", "importlib._bootstrap_external",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(frozen); i++)
+		if (!strcmp(name, frozen[i]))
+			return true;
+	return false;
+}
+
+static uint32_t str_hash(const char *p)
+{
+	uint32_t h = 2166136261u;
+
+	while (*p)
+		h = (h ^ (uint8_t)*p++) * 16777619u;
+	return h;
+}
+
+/*
+ * Module name (dotted) as the import system finds it: in its parent
+ * package's directory, else along sys.path; a package (its __init__), an
+ * extension module, a source module (through its .pyc), or a namespace
+ * package.  Its file is added to the next level.  Each name is looked up
+ * once.  NULL: not found, or too many names.
+ */
+static struct ss_pymod *ss_py_find(struct startset *s, const char *name)
+{
+	const uint32_t cap = 2 * PY_MAX_MODULES;
+	const char *dot = strrchr(name, '.'), *comp = dot ? dot + 1 : name;
+	struct ss_pymod *e, *parent = NULL;
+	const uint32_t *dirs = s->py_path;
+	uint32_t n_dirs = s->n_py_path, ns = 0, h;
+	char buf[NAME_MAX + 1];
+
+	for (h = str_hash(name) % cap; s->mods[h].name; h = (h + 1) % cap)
+		if (!strcmp(s->mods[h].name, name))
+			return s->mods[h].found ? &s->mods[h] : NULL;
+	if (s->n_mods >= PY_MAX_MODULES || strlen(comp) + 32 > sizeof(buf))
+		return NULL;
+	if (dot) {
+		char pname[PY_MAX_NAME];
+		size_t pl = (size_t)(dot - name);
+
+		if (pl >= sizeof(pname))
+			return NULL;
+		memcpy(pname, name, pl);
+		pname[pl] = '\0';
+		parent = ss_py_find(s, pname);
+		if (!parent || !parent->dir)
+			return NULL;
+		dirs = &parent->dir;
+		n_dirs = 1;
+	}
+	/* a free slot (the parent's lookup may have taken the first one) */
+	for (h = str_hash(name) % cap; s->mods[h].name; h = (h + 1) % cap)
+		;
+	e = &s->mods[h];
+	e->name = lp_xstrdup(name);
+	s->n_mods++;
+	if (s->py_frozen && ss_py_frozen(name)) {
+		e->found = true;
+		return e;
+	}
+	for (uint32_t i = 0; i < n_dirs && !e->found; i++) {
+		uint32_t d = dirs[i], c = ss_lookup(s, d, comp);
+		const char *const ext[] = { "%s.%s-%s.so", "%s.abi3.so",
+					    "%s.so" };
+
+		if (ss_isdir(s, c)) {
+			uint32_t init = ss_lookup(s, c, "__init__.py");
+
+			if (ss_isreg(s, init)) {
+				ss_py_add_src(s, c, "__init__", init, name);
+				e->dir = c;
+				e->found = true;
+				break;
+			}
+			if (!ns)
+				ns = c;
+		}
+		for (size_t k = 0; k < ARRAY_SIZE(ext) && !e->found; k++) {
+			uint32_t so;
+
+			if (!k && !s->triplet)
+				continue;
+			snprintf(buf, sizeof(buf), ext[k], comp,
+				 s->py_tag, s->triplet ? s->triplet : "");
+			so = ss_lookup(s, d, buf);
+			if (ss_isreg(s, so)) {
+				ss_add(s, so, true);
+				e->found = true;
+			}
+		}
+		if (e->found)
+			break;
+		snprintf(buf, sizeof(buf), "%s.py", comp);
+		c = ss_lookup(s, d, buf);
+		if (ss_isreg(s, c)) {
+			char pkg[PY_MAX_NAME];
+			size_t pl = dot ? (size_t)(dot - name) : 0;
+
+			memcpy(pkg, name, pl);
+			pkg[pl] = '\0';
+			ss_py_add_src(s, d, comp, c, pkg);
+			e->found = true;
+		}
+	}
+	if (!e->found && ns) {
+		e->dir = ns;
+		e->found = true;
+	}
+	if (e->found)
+		s->st.modules++;
+	return e->found ? e : NULL;
+}
+
+/* "import a.b.c" imports a, a.b and a.b.c */
+static struct ss_pymod *ss_py_import(struct startset *s, const char *name)
+{
+	char part[PY_MAX_NAME];
+	size_t len = strlen(name);
+	struct ss_pymod *e = NULL;
+
+	if (!len || len >= sizeof(part))
+		return NULL;
+	for (size_t i = 0; i <= len; i++)
+		if (i == len || name[i] == '.') {
+			memcpy(part, name, i);
+			part[i] = '\0';
+			if (!(e = ss_py_find(s, part)))
+				return NULL;
+		}
+	return e;
+}
+
+/* one import statement of a module of package pkg */
+static void ss_py_stmt(struct startset *s, const char *pkg,
+		       const struct py_import *im)
+{
+	char full[PY_MAX_NAME], sub[PY_MAX_NAME];
+	struct ss_pymod *e;
+	size_t bl = strlen(pkg);
+
+	if (im->level) {
+		/* from pkg up level - 1 packages */
+		for (uint32_t up = 1; up < im->level; up++) {
+			const char *d = memrchr(pkg, '.', bl);
+
+			if (!d)
+				return;
+			bl = (size_t)(d - pkg);
+		}
+		if (!bl)
+			return; /* relative import outside a package */
+		if (snprintf(full, sizeof(full), "%.*s%s%s", (int)bl, pkg,
+			     im->name[0] ? "." : "",
+			     im->name) >= (int)sizeof(full))
+			return;
+	} else {
+		if (snprintf(full, sizeof(full), "%s", im->name) >=
+		    (int)sizeof(full))
+			return;
+	}
+	e = ss_py_import(s, full);
+	if (!e || !e->dir)
+		return;
+	/* "from package import name": name may be a submodule */
+	for (uint32_t i = 0; i < im->n_from; i++)
+		if (snprintf(sub, sizeof(sub), "%s.%s", full, im->from[i]) <
+		    (int)sizeof(sub))
+			ss_py_find(s, sub);
+}
+
+static void ss_py_imports(struct startset *s, const struct py_imports *imps,
+			  const char *pkg)
+{
+	for (uint32_t i = 0; i < imps->n; i++)
+		ss_py_stmt(s, pkg, &imps->v[i]);
+}
+
+/* a module's file, compiled or source, read for its imports */
+static void ss_py_examine(struct startset *s, uint32_t ino, const char *pkg)
+{
+	const struct model_inode *in = &s->m->inodes[ino];
+	const char *name = model_str(s->m, in->name);
+	size_t nl = strlen(name);
+	struct py_imports imps = { 0 };
+	struct lp_err err = { 0 };
+	_cleanup_free_ char *buf = NULL;
+	int64_t got;
+	int r = 0;
+
+	if (in->size > PY_MAX_FILE)
+		return;
+	buf = lp_xmalloc((size_t)in->size + 1);
+	got = s->io.read(s->io.arg, ino, 0, buf, (size_t)in->size);
+	if (got != (int64_t)in->size)
+		return;
+	if (nl > 4 && !strcmp(name + nl - 4, ".pyc"))
+		r = py_pyc_imports(buf, (size_t)got, &imps, &err);
+	else
+		r = py_source_imports(buf, (size_t)got, &imps);
+	if (r < 0) {
+		if (r != -ENOEXEC) {
+			s->st.bad++;
+			lp_debug("inode %u: %s", ino, err.msg);
+		}
+		return;
+	}
+	ss_py_imports(s, &imps, pkg);
+	py_imports_release(&imps);
+}
+
+/* the interpreter's options: -c, -m, the script, -S, -E, -I */
+static void ss_py_args(struct startset *s, uint32_t first)
+{
+	for (uint32_t i = first; i < s->argc; i++) {
+		const char *a = s->argv[i];
+
+		if (a[0] != '-' || !a[1]) {
+			if (a[0] != '-')
+				s->py_script = startset_resolve(s->m, a,
+								s->cwd);
+			return;
+		}
+		if (!strcmp(a, "--")) {
+			if (i + 1 < s->argc)
+				s->py_script = startset_resolve(
+					s->m, s->argv[i + 1], s->cwd);
+			return;
+		}
+		if (a[1] == '-')
+			continue; /* --version, --help, ... */
+		for (const char *p = a + 1; *p; p++) {
+			const char *val = p[1] ? p + 1
+				: i + 1 < s->argc ? s->argv[i + 1] : NULL;
+
+			if (*p == 'c' || *p == 'm') {
+				if (val)
+					*(*p == 'c' ? &s->py_code
+						    : &s->py_main) =
+						lp_xstrdup(val);
+				return;
+			}
+			if (*p == 'W' || *p == 'X') {
+				i += !p[1];
+				break;
+			}
+			if (*p == 'S')
+				s->py_nosite = true;
+			else if (*p == 'E' || *p == 'I')
+				s->py_noenv = true;
+		}
+	}
+}
+
+static void ss_py_path_add(struct startset *s, const char *path,
+			   uint32_t from)
+{
+	uint32_t d = startset_resolve(s->m, path, from);
+
+	if (!ss_isdir(s, d) || s->n_py_path >= PY_MAX_PATH)
+		return;
+	for (uint32_t i = 0; i < s->n_py_path; i++)
+		if (s->py_path[i] == d)
+			return;
+	s->py_path[s->n_py_path++] = d;
+}
+
+/* the extension modules' platform ("x86_64-linux-gnu") from their names
+ * in lib-dynload, before any ELF file was read */
+static void ss_py_triplet(struct startset *s, uint32_t dynload)
+{
+	static const char *const known[] = {
+		"x86_64-linux-gnu", "aarch64-linux-gnu", "i386-linux-gnu",
+		"arm-linux-gnueabihf", "powerpc64le-linux-gnu",
+		"s390x-linux-gnu", "riscv64-linux-gnu", "x86_64-linux-musl",
+		"aarch64-linux-musl",
+	};
+	const struct model_inode *d = model_inode(s->m, dynload);
+	size_t tl = strlen(s->py_tag);
+
+	for (uint32_t i = 0; d && S_ISDIR(d->mode) && i < d->count; i++) {
+		const char *n = model_str(s->m,
+					  s->m->dirents[d->first + i].name);
+		const char *t = strstr(n, s->py_tag);
+
+		if (!t || t[tl] != '-')
+			continue;
+		for (size_t k = 0; k < ARRAY_SIZE(known); k++) {
+			size_t kl = strlen(known[k]);
+
+			if (!strncmp(t + tl + 1, known[k], kl) &&
+			    !strcmp(t + tl + 1 + kl, ".so")) {
+				s->triplet = known[k];
+				return;
+			}
+		}
+	}
+}
+
+/* the version, its stdlib and sys.path: false if they are not found */
+static bool ss_py_setup(struct startset *s)
+{
+	char path[PATH_MAX], prefix[PATH_MAX], dir[PATH_MAX + 64];
+	const char *name, *ver;
+	char *slash;
+	unsigned major, minor;
+	uint32_t lib;
+
+	if (model_path(s->m, s->py_prog, path, sizeof(path)) < 0)
+		return false;
+	name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	ver = name + 6;
+	memcpy(prefix, path, (size_t)(name - path));
+	prefix[name - path] = '\0';
+	/* "<prefix>/bin/" -> "<prefix>" */
+	if ((slash = strrchr(prefix, '/')))
+		*slash = '\0';
+	if ((slash = strrchr(prefix, '/')))
+		*slash = '\0';
+	snprintf(dir, sizeof(dir), "%s/lib", prefix);
+	lib = startset_resolve(s->m, dir, MODEL_ROOT_INO);
+	if (sscanf(ver, "%u.%u", &major, &minor) != 2) {
+		/* "python3": the stdlib directory says which */
+		const struct model_inode *l = model_inode(s->m, lib);
+
+		major = minor = 0;
+		for (uint32_t i = 0; l && S_ISDIR(l->mode) && i < l->count;
+		     i++) {
+			const struct model_dirent *de =
+				&s->m->dirents[l->first + i];
+			unsigned a, b;
+			char end;
+
+			if (sscanf(model_str(s->m, de->name), "python%u.%u%c",
+				   &a, &b, &end) == 2 &&
+			    ss_isreg(s, ss_lookup(s, de->ino, "os.py")) &&
+			    (a > major || (a == major && b > minor))) {
+				major = a;
+				minor = b;
+			}
+		}
+	}
+	if (major != 3 || minor < 8 || minor > 99)
+		return false;
+	snprintf(s->py_tag, sizeof(s->py_tag), "cpython-%u%u", major, minor);
+	s->py_frozen = minor >= 11;
+	snprintf(dir, sizeof(dir), "%s/lib/python%u.%u/os.py", prefix, major,
+		 minor);
+	if (!ss_isreg(s, startset_resolve(s->m, dir, MODEL_ROOT_INO)))
+		return false;
+	/* sys.path: the script's directory (the working directory for -c
+	 * and -m), PYTHONPATH, the stdlib, its extension modules, the site
+	 * directories (Debian's and python.org's) */
+	if (s->py_script)
+		s->py_path[s->n_py_path++] =
+			s->m->inodes[s->py_script].parent;
+	else
+		s->py_path[s->n_py_path++] = s->cwd;
+	for (const char *p = s->py_noenv ? NULL : s->pythonpath; p && *p;) {
+		const char *end = strchrnul(p, ':');
+
+		snprintf(dir, sizeof(dir), "%.*s", (int)(end - p), p);
+		if (*dir)
+			ss_py_path_add(s, dir, s->cwd);
+		p = *end ? end + 1 : end;
+	}
+	snprintf(dir, sizeof(dir), "%s/lib/python%u.%u", prefix, major, minor);
+	ss_py_path_add(s, dir, MODEL_ROOT_INO);
+	snprintf(dir, sizeof(dir), "%s/lib/python%u.%u/lib-dynload", prefix,
+		 major, minor);
+	ss_py_path_add(s, dir, MODEL_ROOT_INO);
+	if (!s->triplet)
+		ss_py_triplet(s, startset_resolve(s->m, dir, MODEL_ROOT_INO));
+	if (s->py_nosite)
+		return true;
+	{
+		uint32_t first_site = s->n_py_path;
+		const char *const site[] = {
+			"/usr/local/lib/python%u.%u/dist-packages",
+			"%s/lib/python3/dist-packages",
+			"%s/lib/python%u.%u/dist-packages",
+			"%s/lib/python%u.%u/site-packages",
+		};
+
+		for (size_t i = 0; i < ARRAY_SIZE(site); i++) {
+			if (i == 0)
+				snprintf(dir, sizeof(dir), site[i], major,
+					 minor);
+			else if (i == 1)
+				snprintf(dir, sizeof(dir), site[i], prefix);
+			else
+				snprintf(dir, sizeof(dir), site[i], prefix,
+					 major, minor);
+			ss_py_path_add(s, dir, MODEL_ROOT_INO);
+		}
+		/* site reads every .pth file of its directories */
+		for (uint32_t i = first_site; i < s->n_py_path; i++) {
+			const struct model_inode *d =
+				&s->m->inodes[s->py_path[i]];
+
+			for (uint32_t k = 0; k < d->count; k++) {
+				const struct model_dirent *de =
+					&s->m->dirents[d->first + k];
+				const char *n = model_str(s->m, de->name);
+				size_t nl = strlen(n);
+
+				if (nl > 4 && !strcmp(n + nl - 4, ".pth"))
+					ss_add(s, de->ino, false);
+			}
+		}
+	}
+	return true;
+}
+
+/* a fetcher of the Python phase: batches from the queue's head */
+static void *ss_py_fetcher(void *arg)
+{
+	struct startset *s = arg;
+	uint32_t ino[PY_BATCH_FILES];
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		uint32_t first, n = 0;
+		uint64_t bytes = 0;
+
+		while (s->pq_head == s->pq_n && !s->finished)
+			pthread_cond_wait(&s->cond, &s->lock);
+		if (s->finished)
+			break;
+		first = s->pq_head;
+		while (s->pq_head < s->pq_n && n < PY_BATCH_FILES &&
+		       (!n || bytes < PY_BATCH_BYTES)) {
+			ino[n] = s->pq[s->pq_head++].ino;
+			bytes += model_file_stored(s->m, ino[n]);
+			n++;
+		}
+		s->inflight++;
+		s->st.levels++;
+		pthread_mutex_unlock(&s->lock);
+		s->io.fetch(s->io.arg, ino, n);
+		pthread_mutex_lock(&s->lock);
+		s->done[s->done_n][0] = first;
+		s->done[s->done_n++][1] = n;
+		s->inflight--;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static bool ss_stopped(const bool *stop)
+{
+	return stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE);
+}
+
+/* The queue until it is empty: read each fetched batch, append what it
+ * imports.  Then what is left unfetched (stopped) leaves the set. */
+static void ss_py_pipeline(struct startset *s, const bool *stop)
+{
+	pthread_t th[PY_FETCHERS];
+	unsigned started = 0;
+
+	while (started < PY_FETCHERS &&
+	       lp_thread_create(&th[started], NULL, ss_py_fetcher, s) == 0)
+		started++;
+	pthread_mutex_lock(&s->lock);
+	while (started && !ss_stopped(stop)) {
+		uint32_t first, n;
+
+		if (s->done_head == s->done_n) {
+			if (!s->inflight && s->pq_head == s->pq_n)
+				break;
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
+		}
+		first = s->done[s->done_head][0];
+		n = s->done[s->done_head++][1];
+		pthread_mutex_unlock(&s->lock);
+		for (uint32_t i = first; i < first + n && !ss_stopped(stop);
+		     i++) {
+			struct ss_item *it = &s->pq[i];
+
+			s->depth = it->depth;
+			if (it->examine)
+				ss_examine(s, it->ino, it->pkg);
+		}
+		pthread_mutex_lock(&s->lock);
+	}
+	s->finished = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	for (unsigned t = 0; t < started; t++)
+		pthread_join(th[t], NULL);
+	/* not fetched (stopped, or no thread): not in the set */
+	for (uint32_t i = s->pq_head; i < s->pq_n; i++) {
+		uint32_t ino = s->pq[i].ino;
+		uint8_t bit = (uint8_t)(1u << (ino % 8));
+
+		s->seen[ino / 8] &= (uint8_t)~bit;
+		if (s->io.mark)
+			__atomic_fetch_and(&s->io.mark[ino / 8], (uint8_t)~bit,
+					   __ATOMIC_RELAXED);
+		s->st.files--;
+		s->st.bytes -= model_file_stored(s->m, ino);
+	}
+	for (uint32_t i = 0; i < s->pq_n; i++)
+		free(TAKE_PTR(s->pq[i].pkg));
+}
+
+/* the Python phase's queue and sys.path: false if this is no CPython
+ * with its stdlib (tried once) */
+static bool ss_py_begin(struct startset *s)
+{
+	if (!s->py_prog || s->pq || s->py_tried)
+		return false;
+	s->py_tried = true;
+	s->mods = lp_xcalloc(2 * PY_MAX_MODULES, sizeof(*s->mods));
+	s->pq = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->pq));
+	s->done = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->done));
+	s->py_phase = true;
+	s->phase_files = 0;
+	s->depth = 0;
+	if (ss_py_setup(s))
+		return true;
+	s->py_phase = false;
+	free(TAKE_PTR(s->pq));
+	free(TAKE_PTR(s->done));
+	return false;
+}
+
+/* what the interpreter imports first: the start-up modules, -m's module,
+ * -c's imports, the script's (read now if it is in, else queued) */
+static void ss_py_seed(struct startset *s, bool script_in)
+{
+	struct py_imports imps = { 0 };
+
+	ss_py_import(s, "encodings");
+	ss_py_import(s, "encodings.utf_8");
+	/* the C library's codec table: Python asks it for the locale's
+	 * encoding */
+	if (s->triplet) {
+		char path[128];
+
+		snprintf(path, sizeof(path),
+			 "/usr/lib/%s/gconv/gconv-modules.cache", s->triplet);
+		ss_add(s, startset_resolve(s->m, path, MODEL_ROOT_INO), false);
+	}
+	if (!s->py_nosite) {
+		ss_py_import(s, "site");
+		ss_py_import(s, "sitecustomize");
+		ss_py_import(s, "usercustomize");
+	}
+	if (s->py_main) {
+		ss_py_import(s, "runpy");
+		ss_py_import(s, s->py_main);
+	}
+	if (s->py_code &&
+	    py_source_imports(s->py_code, strlen(s->py_code), &imps) == 0) {
+		ss_py_imports(s, &imps, "");
+		py_imports_release(&imps);
+	}
+	if (!ss_isreg(s, s->py_script))
+		return;
+	if (script_in)
+		ss_py_examine(s, s->py_script, "");
+	else
+		ss_add_ex(s, s->py_script, true, "");
+}
+
+/* the queue run; a library opened later is looked at with a budget of
+ * its own */
+static void ss_py_run(struct startset *s, const bool *stop)
+{
+	ss_py_pipeline(s, stop);
+	s->py_phase = false;
+	s->phase_files = 0;
+	free(TAKE_PTR(s->pq));
+	free(TAKE_PTR(s->done));
+}
+
+static void ss_examine(struct startset *s, uint32_t ino, const char *pkg)
 {
 	char head[4];
-	int64_t got = s->io.read(s->io.arg, ino, 0, head, sizeof(head));
+	int64_t got;
 
+	if (pkg) {
+		ss_py_examine(s, ino, pkg);
+		return;
+	}
+	got = s->io.read(s->io.arg, ino, 0, head, sizeof(head));
 	if (got >= 2 && head[0] == '#' && head[1] == '!')
 		ss_script(s, ino);
 	else if (got == 4 && !memcmp(head, "\177ELF", 4))
@@ -357,9 +1174,19 @@ int startset_new(const struct model *m, const struct startset_opts *o,
 		s->argv[i] = lp_xstrdup(o->argv[i] ? o->argv[i] : "");
 	s->argc = o->argc;
 	s->seen = lp_xcalloc(m->n_inodes / 8 + 1, 1);
-	s->level = lp_xcalloc(STARTSET_MAX_FILES, sizeof(*s->level));
-	s->next = lp_xcalloc(STARTSET_MAX_FILES, sizeof(*s->next));
-	s->exam = lp_xcalloc(STARTSET_MAX_FILES, sizeof(*s->exam));
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	path = env_get(o, "PYTHONPATH");
+	s->pythonpath = path ? lp_xstrdup(path) : NULL;
+	path = env_get(o, "TZ");
+	s->tz = path ? lp_xstrdup(path) : NULL;
+	if (!(path = env_get(o, "LC_ALL")) || !*path)
+		if (!(path = env_get(o, "LC_CTYPE")) || !*path)
+			path = env_get(o, "LANG");
+	s->locale = path ? lp_xstrdup(path) : NULL;
+	s->level = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->level));
+	s->next = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->next));
+	s->exam = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->exam));
 	*ret = s;
 	return 0;
 }
@@ -376,6 +1203,16 @@ void startset_free(struct startset *s)
 	free(s->level);
 	free(s->next);
 	free(s->exam);
+	for (uint32_t i = 0; s->mods && i < 2 * PY_MAX_MODULES; i++)
+		free(s->mods[i].name);
+	free(s->mods);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s->pythonpath);
+	free(s->locale);
+	free(s->tz);
+	free(s->py_code);
+	free(s->py_main);
 	free(s);
 }
 
@@ -391,14 +1228,15 @@ bool startset_predicted(const struct startset *s, uint32_t ino)
 }
 
 /* fetches the pending level, reads it for the next, until none is left */
-static void ss_levels(struct startset *s, const bool *stop)
+static void ss_levels(struct startset *s, const bool *stop,
+		      uint32_t max_levels)
 {
 	uint32_t levels = 0;
 
-	while (s->n_next && levels < MAX_LEVELS &&
+	while (s->n_next && levels < max_levels &&
 	       !(stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))) {
 		uint32_t *t = s->level, n_exam = s->n_exam;
-		_cleanup_free_ uint32_t *exam = NULL;
+		_cleanup_free_ struct ss_exam *exam = NULL;
 
 		s->level = s->next;
 		s->n_level = s->n_next;
@@ -407,14 +1245,23 @@ static void ss_levels(struct startset *s, const bool *stop)
 		exam = lp_xmalloc((n_exam ? n_exam : 1) * sizeof(*exam));
 		memcpy(exam, s->exam, n_exam * sizeof(*exam));
 		s->n_exam = 0;
+		uint64_t t0 = lp_now_ns(), t1;
+
 		levels++;
 		s->st.levels++;
 		s->io.fetch(s->io.arg, s->level, s->n_level);
-		for (uint32_t i = 0; i < n_exam; i++)
-			ss_examine(s, exam[i]);
+		t1 = lp_now_ns();
+		for (uint32_t i = 0; i < n_exam; i++) {
+			ss_examine(s, exam[i].ino, exam[i].pkg);
+			free(exam[i].pkg);
+		}
+		lp_debug("level %u: %u files fetched in %.0f ms, %u read in "
+			 "%.0f ms", s->st.levels, s->n_level,
+			 (double)(t1 - t0) / 1e6, n_exam,
+			 (double)(lp_now_ns() - t1) / 1e6);
 	}
-	/* cut off (MAX_LEVELS or stopped): what is left is not fetched, so
-	 * not in the set, counted or marked */
+	/* cut off (the level limit or stopped): what is left is not
+	 * fetched, so not in the set, counted or marked */
 	for (uint32_t i = 0; i < s->n_next; i++) {
 		uint32_t ino = s->next[i];
 		uint8_t bit = (uint8_t)(1u << (ino % 8));
@@ -426,7 +1273,36 @@ static void ss_levels(struct startset *s, const bool *stop)
 		s->st.files--;
 		s->st.bytes -= model_file_stored(s->m, ino);
 	}
+	for (uint32_t i = 0; i < s->n_exam; i++)
+		free(s->exam[i].pkg);
 	s->n_next = s->n_exam = 0;
+}
+
+/* what the container runtime reads in the image before the program
+ * starts: the user and group databases (the user's name, home and
+ * groups) */
+static void ss_add_runtime(struct startset *s)
+{
+	ss_add(s, startset_resolve(s->m, "/etc/passwd", MODEL_ROOT_INO),
+	       false);
+	ss_add(s, startset_resolve(s->m, "/etc/group", MODEL_ROOT_INO),
+	       false);
+}
+
+/* a file an argument names: the script an interpreter runs */
+static void ss_add_args(struct startset *s)
+{
+	for (uint32_t i = 1; i < s->argc; i++) {
+		const char *a = s->argv[i];
+		uint32_t ino;
+
+		if (!*a || a[0] == '-' || strlen(a) >= PATH_MAX)
+			continue;
+		ino = startset_resolve(s->m, a, s->cwd);
+		if (ino &&
+		    model_file_stored(s->m, ino) <= STARTSET_ARG_MAX_BYTES)
+			ss_add(s, ino, true);
+	}
 }
 
 void startset_run(struct startset *s, const bool *stop)
@@ -440,19 +1316,32 @@ void startset_run(struct startset *s, const bool *stop)
 	if (prog && S_ISREG(m->inodes[prog].mode) &&
 	    model_path(m, prog, s->st.program, sizeof(s->st.program)) < 0)
 		s->st.program[0] = '\0';
-	ss_add(s, prog, true);
-	/* a file an argument names: the script an interpreter runs */
-	for (uint32_t i = 1; i < s->argc; i++) {
-		const char *a = s->argv[i];
-		uint32_t ino;
-
-		if (!*a || a[0] == '-' || strlen(a) >= PATH_MAX)
-			continue;
-		ino = startset_resolve(m, a, s->cwd);
-		if (ino && model_file_stored(m, ino) <= STARTSET_ARG_MAX_BYTES)
-			ss_add(s, ino, true);
+	if (ss_is_python(m, prog)) {
+		s->py_prog = prog;
+		ss_py_args(s, 1);
 	}
-	ss_levels(s, stop);
+	/* a Python program: the interpreter, its libraries and its imports
+	 * in one queue from the start (the imports are a chain of small
+	 * files: it must not wait for the libraries) */
+	if (ss_py_begin(s)) {
+		ss_add(s, prog, true);
+		if (ss_isreg(s, s->py_script))
+			ss_add_ex(s, s->py_script, true, "");
+		ss_add_args(s);
+		ss_add_runtime(s);
+		ss_py_seed(s, false);
+		ss_py_run(s, stop);
+		return;
+	}
+	ss_add(s, prog, true);
+	ss_add_args(s);
+	ss_add_runtime(s);
+	ss_levels(s, stop, MAX_LEVELS);
+	/* a script run by Python ("#!/usr/bin/env python3") */
+	if (ss_py_begin(s)) {
+		ss_py_seed(s, true);
+		ss_py_run(s, stop);
+	}
 }
 
 void startset_opened(struct startset *s, uint32_t ino, const bool *stop)
@@ -464,6 +1353,6 @@ void startset_opened(struct startset *s, uint32_t ino, const bool *stop)
 	/* its bytes are being read already: only what it needs is new */
 	s->seen[ino / 8] |= (uint8_t)(1u << (ino % 8));
 	s->st.opened++;
-	ss_examine(s, ino);
-	ss_levels(s, stop);
+	ss_examine(s, ino, NULL);
+	ss_levels(s, stop, MAX_LEVELS);
 }

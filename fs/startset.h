@@ -25,7 +25,8 @@
 #include "fs/model.h"
 
 #define STARTSET_DEFAULT_MAX_BYTES (64ull << 20) /* stored bytes */
-#define STARTSET_MAX_FILES 256
+#define STARTSET_MAX_FILES 256	  /* program, libraries, scripts */
+#define STARTSET_PY_MAX_FILES 1024 /* a Python program's imports */
 #define STARTSET_ARG_MAX_BYTES (1u << 20) /* a file an argument names */
 #define STARTSET_DEFAULT_PATH                                                 \
 	"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -60,6 +61,7 @@ struct startset_stats {
 	uint32_t skipped; /* found but over the budget */
 	uint32_t bad;	  /* ELF files that did not parse */
 	uint32_t opened;  /* opened files examined (startset_opened) */
+	uint32_t modules; /* Python modules found */
 	char program[256]; /* argv[0] as resolved, "" if not found */
 };
 
