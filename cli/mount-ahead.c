@@ -397,68 +397,14 @@ void dirahead_start(struct dirahead *d, struct mount_src *ms,
 		d->started++;
 }
 
+/* through the FUSE server's chunk cache and decoded store: a chunk read
+ * here is not decoded again when the program reads it */
 static int64_t sf_read(void *arg, uint32_t ino, uint64_t off, void *buf,
 		       size_t len)
 {
 	struct startfiles *sf = arg;
-	const struct model *m = sf->ms->m;
-	const struct model_inode *in = model_inode(m, ino);
-	size_t done = 0;
 
-	if (!in || !S_ISREG(in->mode))
-		return -EINVAL;
-	if (off >= in->size)
-		return 0;
-	if (len > in->size - off)
-		len = (size_t)(in->size - off);
-	while (done < len) {
-		int64_t ci = model_chunk_at(m, ino, off + done);
-		const struct model_chunk *c;
-		uint64_t at;
-		size_t n;
-		int r;
-
-		if (ci < 0)
-			return done ? (int64_t)done : -EIO;
-		c = &m->chunks[ci];
-		if (sf->slot[0].idx != ci) {
-			struct sf_chunk t = sf->slot[1];
-
-			sf->slot[1] = sf->slot[0];
-			sf->slot[0] = t;
-		}
-		if (sf->slot[0].idx != ci) {
-			struct sf_chunk *k = &sf->slot[0];
-
-			if (c->len > (64u << 20))
-				return -EFBIG;
-			if (c->len > k->cap) {
-				free(k->buf);
-				k->buf = lp_xmalloc((size_t)c->len);
-				k->cap = (size_t)c->len;
-			}
-			k->idx = -1;
-			r = mount_src_read_chunk(sf->ms, (uint32_t)ci, k->buf, NULL);
-			if (r < 0)
-				return done ? (int64_t)done : r;
-			k->idx = ci;
-		}
-		at = off + done - c->file_off;
-		n = c->len - at < len - done ? (size_t)(c->len - at)
-					     : len - done;
-		memcpy((uint8_t *)buf + done, sf->slot[0].buf + at, n);
-		done += n;
-	}
-	return (int64_t)done;
-}
-
-static void sf_drop_buf(struct startfiles *sf)
-{
-	for (int k = 0; k < 2; k++) {
-		free(TAKE_PTR(sf->slot[k].buf));
-		sf->slot[k].cap = 0;
-		sf->slot[k].idx = -1;
-	}
+	return fsrv_read(sf->fs, ino, buf, len, off, NULL);
 }
 
 static void sf_fetch(void *arg, const uint32_t *ino, uint32_t n)
@@ -537,11 +483,8 @@ static void startfiles_opens(struct startfiles *sf, struct startset *ss)
 		sf->n--;
 		pthread_mutex_unlock(&sf->lock);
 		if (!sf_predicted(sf, ino)) {
-			if (is_library(sf->ms->m, ino)) {
+			if (is_library(sf->ms->m, ino))
 				startset_opened(ss, ino, &sf->stop);
-				sf_drop_buf(sf); /* a daemon keeps what it
-						  * serves */
-			}
 			dirahead_note(sf->da, ino);
 		}
 		pthread_mutex_lock(&sf->lock);
@@ -585,7 +528,6 @@ static void *startfiles_main(void *arg)
 		       (unsigned long long)(st->bytes >> 10), st->levels,
 		       lp_ms_since(t0),
 		       st->skipped ? " (some over the budget left out)" : "");
-	sf_drop_buf(sf);
 	startfiles_opens(sf, ss);
 	__atomic_store_n(&sf->running, false, __ATOMIC_RELEASE);
 	st = startset_stats(ss);
@@ -597,16 +539,17 @@ static void *startfiles_main(void *arg)
 }
 
 void startfiles_start(struct startfiles *sf, struct mount_src *ms,
+		      struct fsrv *fs,
 			     const struct fetch_image_config *config,
 			     struct dirahead *da, const char *name,
 			     uint64_t max)
 {
 	sf->ms = ms;
+	sf->fs = fs;
 	sf->config = config;
 	sf->da = da;
 	sf->name = name;
 	sf->max = max;
-	sf->slot[0].idx = sf->slot[1].idx = -1;
 	pthread_mutex_init(&sf->lock, NULL);
 	pthread_cond_init(&sf->cond, NULL);
 	sf->started = lp_thread_create(&sf->thread, NULL, startfiles_main,

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "fs/engine.h"
+#include "fs/fuse.h"
 #include "fs/startset.h"
 #include "fetcher/fetcher.h"
 
@@ -21,9 +22,6 @@ struct mount_src {
 	struct engine_prefetch *pf; /* set before serving; may be NULL */
 };
 
-/* Decodes served chunk idx into out (a FUSE read's path). */
-int mount_src_read_chunk(void *priv, uint32_t idx, void *out,
-			 struct lp_err *err);
 /* Fetches (no decode) the served chunks idx[0..n), sorted by blob: one
  * prefetch per blob, the blobs at once; max_gap as
  * lp_source_prefetch_exact(), UINT64_MAX: the source's own plan. */
@@ -117,9 +115,10 @@ void dirahead_stop(struct dirahead *d);
 
 /*
  * The start files (fs/startset.h): from the image config, on a thread of
- * their own, once the mount is up.  Reads decode through the same path as
- * FUSE reads (one decoded chunk kept for the ELF headers' small reads);
- * fetches are one src_prefetch per level, in blob order.
+ * their own, once the mount is up.  Reads go through the FUSE server's
+ * chunk cache and decoded store (a chunk decoded to read an ELF header or
+ * a module's imports is not decoded again when the program reads it);
+ * fetches are one src_prefetch per batch, in blob order.
  */
 #define START_FILES_DEFAULT_MIB 64
 #define START_FILES_AUTO (-1)
@@ -128,6 +127,7 @@ void dirahead_stop(struct dirahead *d);
 
 struct startfiles {
 	struct mount_src *ms;
+	struct fsrv *fs; /* reads go through its chunk cache */
 	const struct fetch_image_config *config;
 	struct dirahead *da; /* opens handed on once looked at, or NULL */
 	uint8_t *predicted; /* bit per inode, see struct dirahead */
@@ -143,13 +143,6 @@ struct startfiles {
 	pthread_cond_t cond;
 	uint32_t q[START_FILES_QUEUE]; /* opened files, protected by lock */
 	uint32_t head, n;
-	/* two decoded chunks (an ELF's dynamic section is near its end, its
-	 * string table near its start): the last used in slot[0] */
-	struct sf_chunk {
-		int64_t idx; /* -1: none */
-		uint8_t *buf;
-		size_t cap;
-	} slot[2];
 };
 
 /*
@@ -158,7 +151,7 @@ struct startfiles {
  * looked at go on to da (may be NULL).
  */
 void startfiles_start(struct startfiles *sf, struct mount_src *ms,
-		      const struct fetch_image_config *config,
+		      struct fsrv *fs, const struct fetch_image_config *config,
 		      struct dirahead *da, const char *name, uint64_t max);
 /* An open: true if the start files' thread takes it (see mount-ahead.c). */
 bool startfiles_note(struct startfiles *sf, uint32_t ino);

@@ -53,8 +53,8 @@ static int map_blob(const struct mount_src *ms, uint32_t b,
 	return 0;
 }
 
-int mount_src_read_chunk(void *priv, uint32_t idx, void *out,
-			  struct lp_err *err)
+static int mount_src_read_chunk(void *priv, uint32_t idx, void *out,
+				struct lp_err *err)
 {
 	struct mount_src *ms = priv;
 	struct model_chunk c;
@@ -1411,7 +1411,7 @@ int cmd_mount(int argc, char **argv)
 		       (long long)(dir_ahead >> 10));
 	}
 	if (sf.predicted) {
-		startfiles_start(&sf, &ms, config, dir_ahead > 0 ? &da : NULL,
+		startfiles_start(&sf, &ms, s, config, dir_ahead > 0 ? &da : NULL,
 				 name, (uint64_t)start_files);
 		__atomic_store_n(&th.sf, &sf, __ATOMIC_RELEASE);
 	}

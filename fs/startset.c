@@ -124,6 +124,7 @@ struct startset {
 	uint32_t n_exam; /* of next: the ones to read for more */
 	struct startset_stats st;
 	bool ld_cache;		/* /etc/ld.so.cache added */
+	bool ssl_conf;		/* OpenSSL's configuration added */
 	const char *triplet;	/* of the first ELF file read */
 	uint32_t phase_files;	/* files added in this phase */
 	bool py_phase;		/* the Python imports are being followed */
@@ -133,9 +134,13 @@ struct startset {
 	 * queue's indexes, the done ranges, inflight and st.levels. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct ss_item *pq;
-	uint32_t pq_head, pq_n;
-	uint32_t (*done)[2];	/* fetched ranges of pq: first, count */
+	struct ss_item *pq;	/* every file queued, in order */
+	uint32_t pq_n;
+	/* what is to fetch, as indexes of pq: [0] the native files (ELF,
+	 * data), first; [1] the Python modules */
+	uint32_t *qi[2], qh[2], qn[2];
+	uint32_t *order, n_order; /* indexes of pq, in the order taken */
+	uint32_t (*done)[2];	/* fetched ranges of order: first, count */
 	uint32_t done_head, done_n;
 	uint32_t inflight;
 	bool finished;		/* the fetchers stop */
@@ -203,7 +208,10 @@ static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
 				      .pkg = examine && pkg ? lp_xstrdup(pkg)
 							    : NULL };
 
+		int c = pkg ? 1 : 0;
+
 		pthread_mutex_lock(&s->lock);
+		s->qi[c][s->qn[c]++] = s->pq_n;
 		s->pq[s->pq_n++] = it;
 		pthread_cond_signal(&s->cond);
 		pthread_mutex_unlock(&s->lock);
@@ -477,8 +485,19 @@ static void ss_elf(struct startset *s, uint32_t ino)
 					   MODEL_ROOT_INO), false);
 		ss_libc_data(s);
 	}
-	for (uint32_t i = 0; i < d.n_needed; i++)
+	for (uint32_t i = 0; i < d.n_needed; i++) {
 		ss_add(s, ss_lib(s, &d, origin, d.needed[i]), true);
+		/* OpenSSL reads its configuration as it loads */
+		if (!strncmp(d.needed[i], "libcrypto.so", 12) &&
+		    !s->ssl_conf) {
+			s->ssl_conf = true;
+			ss_add(s, startset_resolve(s->m,
+						   "/usr/lib/ssl/openssl.cnf",
+						   MODEL_ROOT_INO), false);
+			ss_add(s, startset_resolve(s->m, "/etc/ssl/openssl.cnf",
+						   MODEL_ROOT_INO), false);
+		}
+	}
 	elf_deps_release(&d);
 }
 
@@ -953,6 +972,11 @@ static bool ss_py_setup(struct startset *s)
 	return true;
 }
 
+static bool ss_py_pending(const struct startset *s)
+{
+	return s->qh[0] < s->qn[0] || s->qh[1] < s->qn[1];
+}
+
 /* a fetcher of the Python phase: batches from the queue's head */
 static void *ss_py_fetcher(void *arg)
 {
@@ -964,16 +988,27 @@ static void *ss_py_fetcher(void *arg)
 		uint32_t first, n = 0;
 		uint64_t bytes = 0;
 
-		while (s->pq_head == s->pq_n && !s->finished)
+		int c;
+
+		while (!ss_py_pending(s) && !s->finished)
 			pthread_cond_wait(&s->cond, &s->lock);
 		if (s->finished)
 			break;
-		first = s->pq_head;
-		while (s->pq_head < s->pq_n && n < PY_BATCH_FILES &&
-		       (!n || bytes < PY_BATCH_BYTES)) {
-			ino[n] = s->pq[s->pq_head++].ino;
-			bytes += model_file_stored(s->m, ino[n]);
-			n++;
+		/* the native files first (the loader waits for them), a
+		 * batch of one kind; at most PY_BATCH_BYTES unless one file
+		 * is larger: a small file does not wait for a large one */
+		c = s->qh[0] < s->qn[0] ? 0 : 1;
+		first = s->n_order;
+		while (s->qh[c] < s->qn[c] && n < PY_BATCH_FILES) {
+			uint32_t i = s->qi[c][s->qh[c]];
+			uint64_t sz = model_file_stored(s->m, s->pq[i].ino);
+
+			if (n && bytes + sz > PY_BATCH_BYTES)
+				break;
+			ino[n++] = s->pq[i].ino;
+			bytes += sz;
+			s->order[s->n_order++] = i;
+			s->qh[c]++;
 		}
 		s->inflight++;
 		s->st.levels++;
@@ -1009,7 +1044,7 @@ static void ss_py_pipeline(struct startset *s, const bool *stop)
 		uint32_t first, n;
 
 		if (s->done_head == s->done_n) {
-			if (!s->inflight && s->pq_head == s->pq_n)
+			if (!s->inflight && !ss_py_pending(s))
 				break;
 			pthread_cond_wait(&s->cond, &s->lock);
 			continue;
@@ -1019,7 +1054,7 @@ static void ss_py_pipeline(struct startset *s, const bool *stop)
 		pthread_mutex_unlock(&s->lock);
 		for (uint32_t i = first; i < first + n && !ss_stopped(stop);
 		     i++) {
-			struct ss_item *it = &s->pq[i];
+			struct ss_item *it = &s->pq[s->order[i]];
 
 			s->depth = it->depth;
 			if (it->examine)
@@ -1033,19 +1068,30 @@ static void ss_py_pipeline(struct startset *s, const bool *stop)
 	for (unsigned t = 0; t < started; t++)
 		pthread_join(th[t], NULL);
 	/* not fetched (stopped, or no thread): not in the set */
-	for (uint32_t i = s->pq_head; i < s->pq_n; i++) {
-		uint32_t ino = s->pq[i].ino;
-		uint8_t bit = (uint8_t)(1u << (ino % 8));
+	for (int c = 0; c < 2; c++)
+		for (uint32_t i = s->qh[c]; i < s->qn[c]; i++) {
+			uint32_t ino = s->pq[s->qi[c][i]].ino;
+			uint8_t bit = (uint8_t)(1u << (ino % 8));
 
-		s->seen[ino / 8] &= (uint8_t)~bit;
-		if (s->io.mark)
-			__atomic_fetch_and(&s->io.mark[ino / 8], (uint8_t)~bit,
-					   __ATOMIC_RELAXED);
-		s->st.files--;
-		s->st.bytes -= model_file_stored(s->m, ino);
-	}
+			s->seen[ino / 8] &= (uint8_t)~bit;
+			if (s->io.mark)
+				__atomic_fetch_and(&s->io.mark[ino / 8],
+						   (uint8_t)~bit,
+						   __ATOMIC_RELAXED);
+			s->st.files--;
+			s->st.bytes -= model_file_stored(s->m, ino);
+		}
 	for (uint32_t i = 0; i < s->pq_n; i++)
 		free(TAKE_PTR(s->pq[i].pkg));
+}
+
+static void ss_py_free_queue(struct startset *s)
+{
+	free(TAKE_PTR(s->pq));
+	free(TAKE_PTR(s->done));
+	free(TAKE_PTR(s->order));
+	for (int c = 0; c < 2; c++)
+		free(TAKE_PTR(s->qi[c]));
 }
 
 /* the Python phase's queue and sys.path: false if this is no CPython
@@ -1058,14 +1104,17 @@ static bool ss_py_begin(struct startset *s)
 	s->mods = lp_xcalloc(2 * PY_MAX_MODULES, sizeof(*s->mods));
 	s->pq = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->pq));
 	s->done = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->done));
+	s->order = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->order));
+	for (int c = 0; c < 2; c++)
+		s->qi[c] = lp_xcalloc(STARTSET_PY_MAX_FILES,
+				      sizeof(*s->qi[c]));
 	s->py_phase = true;
 	s->phase_files = 0;
 	s->depth = 0;
 	if (ss_py_setup(s))
 		return true;
 	s->py_phase = false;
-	free(TAKE_PTR(s->pq));
-	free(TAKE_PTR(s->done));
+	ss_py_free_queue(s);
 	return false;
 }
 
@@ -1115,8 +1164,7 @@ static void ss_py_run(struct startset *s, const bool *stop)
 	ss_py_pipeline(s, stop);
 	s->py_phase = false;
 	s->phase_files = 0;
-	free(TAKE_PTR(s->pq));
-	free(TAKE_PTR(s->done));
+	ss_py_free_queue(s);
 }
 
 static void ss_examine(struct startset *s, uint32_t ino, const char *pkg)
@@ -1324,18 +1372,18 @@ void startset_run(struct startset *s, const bool *stop)
 	 * in one queue from the start (the imports are a chain of small
 	 * files: it must not wait for the libraries) */
 	if (ss_py_begin(s)) {
-		ss_add(s, prog, true);
+		ss_add_runtime(s);
 		if (ss_isreg(s, s->py_script))
 			ss_add_ex(s, s->py_script, true, "");
+		ss_add(s, prog, true);
 		ss_add_args(s);
-		ss_add_runtime(s);
 		ss_py_seed(s, false);
 		ss_py_run(s, stop);
 		return;
 	}
+	ss_add_runtime(s);
 	ss_add(s, prog, true);
 	ss_add_args(s);
-	ss_add_runtime(s);
 	ss_levels(s, stop, MAX_LEVELS);
 	/* a script run by Python ("#!/usr/bin/env python3") */
 	if (ss_py_begin(s)) {
