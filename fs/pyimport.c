@@ -33,13 +33,21 @@
 
 enum { MO_NONE, MO_INT, MO_STR, MO_SEQ, MO_CODE, MO_OTHER };
 
+/* 20 bytes: a large module has a few hundred thousand objects */
 struct mo {
 	uint8_t t;
-	uint8_t scanned;   /* MO_CODE: walked already */
-	int64_t v;	   /* MO_INT */
-	uint32_t off, len; /* MO_STR: bytes of the buffer; MO_SEQ: kids */
-	uint32_t flags;	   /* MO_CODE: co_flags */
-	uint32_t code, consts, names; /* MO_CODE: object indexes */
+	uint8_t scanned; /* MO_CODE: walked already */
+	union {
+		int32_t v;		/* MO_INT (a level: small) */
+		struct {
+			uint32_t off, len; /* MO_STR: bytes of the
+					    * buffer; MO_SEQ: kids */
+		};
+		struct {
+			uint32_t flags; /* co_flags */
+			uint32_t code, consts, names; /* object indexes */
+		};
+	};
 };
 
 struct mr {
@@ -224,19 +232,13 @@ static int32_t mr_payload(struct mr *r, uint8_t type, int depth)
 	case 'y':
 		return mr_take(r, 16, NULL) ? (int32_t)mr_new(r, MO_OTHER)
 					    : mr_fail(r, "truncated number");
-	case 'l': {
-		int64_t v = 0;
-
+	case 'l':
+		/* at least 2^30 (smaller ints are 'i'): no import level */
 		if (!mr_i32(r, &n) || n == INT32_MIN)
 			return mr_fail(r, "bad long");
 		if (!mr_take(r, (size_t)llabs(n) * 2, &p))
 			return mr_fail(r, "truncated long");
-		idx = mr_new(r, llabs(n) <= 4 ? MO_INT : MO_OTHER);
-		for (int i = (int)llabs(n) - 1; i >= 0 && llabs(n) <= 4; i--)
-			v = v << 15 | ((p[2 * i] | p[2 * i + 1] << 8) & 0x7fff);
-		r->o[idx].v = n < 0 ? -v : v;
-		return (int32_t)idx;
-	}
+		return (int32_t)mr_new(r, MO_OTHER);
 	case 'f': case 'x':
 		for (int k = 0; k < (type == 'x' ? 2 : 1); k++)
 			if (!mr_take(r, 1, &p) || !mr_take(r, *p, NULL))

@@ -22,9 +22,9 @@
 #define PY_MAX_FILE (2u << 20) /* a module read for its imports */
 #define PY_MAX_MODULES 4096   /* module names looked up */
 #define PY_MAX_PATH 16	      /* sys.path directories */
-#define PY_FETCHERS 4	      /* batches in flight */
+#define PY_FETCHERS 2	      /* batches in flight */
 #define PY_BATCH_FILES 32
-#define PY_BATCH_BYTES (1u << 20)
+#define PY_BATCH_BYTES (512u << 10)
 
 uint32_t startset_resolve(const struct model *m, const char *path,
 			  uint32_t cwd)
