@@ -100,6 +100,10 @@ struct ss_item {
 	uint32_t depth; /* 1: a start-up module or the script's import */
 	bool examine;
 	char *pkg;
+	/* where the import system meets it first: the indexes of the
+	 * imports leading to it (Python imports depth first, in statement
+	 * order, so the modules are fetched in the order of these keys) */
+	uint16_t key[PY_MAX_LEVELS];
 };
 
 /* a Python module name looked up */
@@ -146,6 +150,8 @@ struct startset {
 	bool finished;		/* the fetchers stop */
 	bool py_tried;		/* ss_py_begin() was called */
 	uint32_t depth;		/* of the file being read */
+	const uint16_t *key;	/* its key (depth entries), NULL: none */
+	uint32_t n_found;	/* files it added so far */
 	/* Python: set when the program (or a script's interpreter) is a
 	 * CPython interpreter */
 	uint32_t py_prog;	/* the interpreter, 0: not Python */
@@ -209,6 +215,12 @@ static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
 							    : NULL };
 
 		int c = pkg ? 1 : 0;
+
+		if (s->depth && s->key)
+			memcpy(it.key, s->key, s->depth * sizeof(*it.key));
+		it.key[s->depth] = (uint16_t)(s->n_found < UINT16_MAX ? s->n_found
+							      : UINT16_MAX);
+		s->n_found++;
 
 		pthread_mutex_lock(&s->lock);
 		s->qi[c][s->qn[c]++] = s->pq_n;
@@ -972,6 +984,20 @@ static bool ss_py_setup(struct startset *s)
 	return true;
 }
 
+/* two items of the queue (indexes of pq) in key order */
+static int ss_key_cmp(const void *a, const void *b, void *arg)
+{
+	const struct startset *s = arg;
+	const struct ss_item *x = &s->pq[*(const uint32_t *)a];
+	const struct ss_item *y = &s->pq[*(const uint32_t *)b];
+	uint32_t n = x->depth < y->depth ? x->depth : y->depth;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (x->key[i] != y->key[i])
+			return x->key[i] < y->key[i] ? -1 : 1;
+	return x->depth < y->depth ? -1 : x->depth > y->depth;
+}
+
 static bool ss_py_pending(const struct startset *s)
 {
 	return s->qh[0] < s->qn[0] || s->qh[1] < s->qn[1];
@@ -998,6 +1024,9 @@ static void *ss_py_fetcher(void *arg)
 		 * batch of one kind; at most PY_BATCH_BYTES unless one file
 		 * is larger: a small file does not wait for a large one */
 		c = s->qh[0] < s->qn[0] ? 0 : 1;
+		if (c == 1)
+			qsort_r(s->qi[1] + s->qh[1], s->qn[1] - s->qh[1],
+				sizeof(*s->qi[1]), ss_key_cmp, s);
 		first = s->n_order;
 		while (s->qh[c] < s->qn[c] && n < PY_BATCH_FILES) {
 			uint32_t i = s->qi[c][s->qh[c]];
@@ -1057,6 +1086,8 @@ static void ss_py_pipeline(struct startset *s, const bool *stop)
 			struct ss_item *it = &s->pq[s->order[i]];
 
 			s->depth = it->depth;
+			s->key = it->key;
+			s->n_found = 0;
 			if (it->examine)
 				ss_examine(s, it->ino, it->pkg);
 		}
@@ -1373,11 +1404,9 @@ void startset_run(struct startset *s, const bool *stop)
 	 * files: it must not wait for the libraries) */
 	if (ss_py_begin(s)) {
 		ss_add_runtime(s);
-		if (ss_isreg(s, s->py_script))
-			ss_add_ex(s, s->py_script, true, "");
 		ss_add(s, prog, true);
+		ss_py_seed(s, false); /* the script: before the arguments */
 		ss_add_args(s);
-		ss_py_seed(s, false);
 		ss_py_run(s, stop);
 		return;
 	}

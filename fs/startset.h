@@ -8,6 +8,9 @@
  * program or library its dynamic loader, its DT_NEEDED libraries (through
  * its run path and the usual library directories) and /etc/ld.so.cache.
  *
+ * Also /etc/passwd and /etc/group (the runtime reads them), and for a
+ * dynamic program the C library's time zone and locale files.
+ *
  * The set is found level by level: a level's files are fetched together
  * (io->fetch, one batch of merged requests), then read to find the next
  * level (the libraries an ELF needs are known only once its dynamic
@@ -15,6 +18,15 @@
  * thus has its program and libraries fetched while the container is
  * being created, instead of one library after another as the loader
  * opens them.
+ *
+ * A Python program (the program or a script's interpreter is CPython 3.8
+ * or later with its stdlib in the image) also gets the modules it imports
+ * (fs/pyimport.h): its script's (-c's, -m's) and the start-up modules',
+ * found along its sys.path, then theirs.  Its files go through one queue
+ * instead of levels: a few threads fetch batches of it (io->fetch is then
+ * called from several threads at once), the native files (ELF, data)
+ * first, the modules in the order Python imports them (depth first, in
+ * statement order); each batch is read for more as soon as it is in.
  */
 #ifndef LAZYPULL_FS_STARTSET_H
 #define LAZYPULL_FS_STARTSET_H
