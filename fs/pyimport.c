@@ -456,7 +456,7 @@ int py_pyc_imports(const void *data, size_t len, struct py_imports *ret,
 	r.layout311 = magic >= 3450;
 	r.pos = PYC_HEADER;
 	top = mr_obj(&r, 0);
-	if (top >= 0 && r.o[top].t != MO_CODE)
+	if (top == MR_NULL || (top >= 0 && r.o[top].t != MO_CODE))
 		top = mr_fail(&r, "not a code object");
 	if (top < 0)
 		rc = -EBADMSG;
@@ -506,7 +506,8 @@ static bool word_at(const char *p, const char *end, const char *w)
 	size_t n = strlen(w);
 
 	return (size_t)(end - p) > n && !memcmp(p, w, n) &&
-	       (p[n] == ' ' || p[n] == '\t' || p[n] == '(');
+	       (p[n] == ' ' || p[n] == '\t' || p[n] == '(' ||
+		(p[n] == '.' && !strcmp(w, "from")));
 }
 
 static const char *name_end(const char *p, const char *end, bool dotted)
@@ -517,6 +518,38 @@ static const char *name_end(const char *p, const char *end, bool dotted)
 			   (*p >= '0' && *p <= '9') || (dotted && *p == '.')))
 		p++;
 	return p;
+}
+
+/*
+ * A compound statement's header ("if x:", "else:", "class C(B):"): where
+ * the simple statements that follow its colon on the same line start
+ * (the end if none do); NULL if the line is not one.  Strings are blanked
+ * already, so the first colon outside brackets ends the header (":=" is
+ * not a colon).
+ */
+static const char *compound_body(const char *p, const char *end)
+{
+	static const char *const kw[] = { "if", "elif", "else", "try",
+					  "except", "finally", "with", "for",
+					  "while", "class" };
+	const char *e = name_end(p, end, false);
+	size_t n = (size_t)(e - p);
+	bool is = false;
+	int depth = 0;
+
+	for (size_t i = 0; i < sizeof(kw) / sizeof(kw[0]) && !is; i++)
+		is = strlen(kw[i]) == n && !memcmp(p, kw[i], n);
+	if (!is)
+		return NULL;
+	for (; e < end; e++) {
+		if (*e == '(' || *e == '[' || *e == '{')
+			depth++;
+		else if ((*e == ')' || *e == ']' || *e == '}') && depth)
+			depth--;
+		else if (*e == ':' && !depth && (e + 1 == end || e[1] != '='))
+			return e + 1;
+	}
+	return NULL;
 }
 
 /* one simple statement */
@@ -548,6 +581,8 @@ static void src_stmt(const char *p, const char *end, struct py_imports *out)
 			p++;
 		}
 		e = name_end(p, end, true);
+		if (level && word_at(p, end, "import"))
+			e = p; /* "from .import x" */
 		im = imp_add(out, p, (size_t)(e - p), level);
 		p = skip_ws(e, end);
 		if (!im || !word_at(p, end, "import"))
@@ -584,6 +619,14 @@ static void src_line(struct src *s, struct py_imports *out)
 	}
 	if (s->n_defs)
 		goto done;
+	/* "if x: import y", "class C: import y": the statements after the
+	 * header run where the header does */
+	{
+		const char *body = compound_body(p, end);
+
+		if (body)
+			p = body;
+	}
 	while (p < end) {
 		const char *semi = memchr(p, ';', (size_t)(end - p));
 
@@ -612,6 +655,8 @@ int py_source_imports(const char *t, size_t len, struct py_imports *ret)
 
 	memset(ret, 0, sizeof(*ret));
 	s->indent = -1;
+	if (len >= 3 && !memcmp(p, "\xef\xbb\xbf", 3))
+		p += 3; /* a UTF-8 byte order mark */
 	while (p < end) {
 		char c = *p;
 
@@ -659,6 +704,9 @@ int py_source_imports(const char *t, size_t len, struct py_imports *ret)
 			src_put(s, '"');
 		} else if (c == '\\' && end - p >= 2 && p[1] == '\n') {
 			p += 2;
+		} else if (c == '\\' && end - p >= 3 && p[1] == '\r' &&
+			   p[2] == '\n') {
+			p += 3; /* CRLF line ends */
 		} else if (c == '\n') {
 			if (paren)
 				src_put(s, ' ');

@@ -799,8 +799,12 @@ static void ss_py_args(struct startset *s, uint32_t first)
 					s->m, s->argv[i + 1], s->cwd);
 			return;
 		}
-		if (a[1] == '-')
-			continue; /* --version, --help, ... */
+		if (a[1] == '-') {
+			/* --version, --help, ...; one takes a value */
+			if (!strcmp(a, "--check-hash-based-pycs"))
+				i++;
+			continue;
+		}
 		for (const char *p = a + 1; *p; p++) {
 			const char *val = p[1] ? p + 1
 				: i + 1 < s->argc ? s->argv[i + 1] : NULL;
@@ -1065,7 +1069,9 @@ static void ss_py_pipeline(struct startset *s, const bool *stop)
 	pthread_t th[PY_FETCHERS];
 	unsigned started = 0;
 
-	while (started < PY_FETCHERS &&
+	/* stopped already: nothing is fetched (a fetcher would take the
+	 * queue's first batch before this thread looks at stop) */
+	while (!ss_stopped(stop) && started < PY_FETCHERS &&
 	       lp_thread_create(&th[started], NULL, ss_py_fetcher, s) == 0)
 		started++;
 	pthread_mutex_lock(&s->lock);
@@ -1172,8 +1178,18 @@ static void ss_py_seed(struct startset *s, bool script_in)
 		ss_py_import(s, "usercustomize");
 	}
 	if (s->py_main) {
+		struct ss_pymod *e;
+
 		ss_py_import(s, "runpy");
-		ss_py_import(s, s->py_main);
+		e = ss_py_import(s, s->py_main);
+		/* "-m package" runs the package's __main__ */
+		if (e && e->dir) {
+			char sub[PY_MAX_NAME];
+
+			if (snprintf(sub, sizeof(sub), "%s.__main__",
+				     s->py_main) < (int)sizeof(sub))
+				ss_py_find(s, sub);
+		}
 	}
 	if (s->py_code &&
 	    py_source_imports(s->py_code, strlen(s->py_code), &imps) == 0) {
