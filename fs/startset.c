@@ -22,9 +22,9 @@
 #define PY_MAX_FILE (2u << 20) /* a module read for its imports */
 #define PY_MAX_MODULES 4096   /* module names looked up */
 #define PY_MAX_PATH 16	      /* sys.path directories */
-#define PY_FETCHERS 2	      /* batches in flight */
-#define PY_BATCH_FILES 32
-#define PY_BATCH_BYTES (512u << 10)
+#define PY_FETCHERS 6	      /* batches in flight */
+#define PY_BATCH_FILES 4
+#define PY_BATCH_BYTES (64u << 10)
 
 uint32_t startset_resolve(const struct model *m, const char *path,
 			  uint32_t cwd)
@@ -1046,7 +1046,22 @@ static void *ss_py_fetcher(void *arg)
 		s->inflight++;
 		s->st.levels++;
 		pthread_mutex_unlock(&s->lock);
-		s->io.fetch(s->io.arg, ino, n);
+		{
+			uint64_t t0 = lp_now_ns();
+
+			s->io.fetch(s->io.arg, ino, n);
+			if (LP_LOG_DEBUG <= lp_log_max) {
+				char path[PATH_MAX];
+
+				if (model_path(s->m, ino[0], path,
+					       sizeof(path)) < 0)
+					path[0] = '\0';
+				lp_debug("batch of %u files (%s, %llu KiB) "
+					 "fetched in %.0f ms", n, path,
+					 (unsigned long long)(bytes >> 10),
+					 (double)(lp_now_ns() - t0) / 1e6);
+			}
+		}
 		pthread_mutex_lock(&s->lock);
 		s->done[s->done_n][0] = first;
 		s->done[s->done_n++][1] = n;
@@ -1384,6 +1399,41 @@ static void ss_add_runtime(struct startset *s)
 	       false);
 }
 
+/*
+ * The dynamic loader and the C library, ahead of the program's dynamic
+ * section (a CPython interpreter is a dynamic program): at the usual
+ * loader path, the C library next to it or in the platform's directory.
+ */
+static void ss_add_libc(struct startset *s)
+{
+	static const char *const loaders[] = {
+		"/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1",
+		"/lib/ld-linux-armhf.so.3", "/lib64/ld64.so.2",
+		"/lib/ld64.so.1", "/lib/ld-linux-riscv64-lp64d.so.1",
+		"/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1",
+	};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(loaders); i++) {
+		uint32_t ld = startset_resolve(s->m, loaders[i], MODEL_ROOT_INO);
+		uint32_t libc = 0;
+
+		if (!ss_isreg(s, ld))
+			continue;
+		ss_add(s, ld, true);
+		if (strstr(loaders[i], "musl"))
+			return; /* the loader is the C library */
+		libc = ss_lookup(s, s->m->inodes[ld].parent, "libc.so.6");
+		if (!ss_isreg(s, libc) && s->triplet) {
+			snprintf(path, sizeof(path), "/usr/lib/%s/libc.so.6",
+				 s->triplet);
+			libc = startset_resolve(s->m, path, MODEL_ROOT_INO);
+		}
+		ss_add(s, libc, true);
+		return;
+	}
+}
+
 /* a file an argument names: the script an interpreter runs */
 static void ss_add_args(struct startset *s)
 {
@@ -1421,6 +1471,7 @@ void startset_run(struct startset *s, const bool *stop)
 	if (ss_py_begin(s)) {
 		ss_add_runtime(s);
 		ss_add(s, prog, true);
+		ss_add_libc(s);
 		ss_py_seed(s, false); /* the script: before the arguments */
 		ss_add_args(s);
 		ss_py_run(s, stop);
