@@ -22,7 +22,7 @@
 #define PY_MAX_FILE (2u << 20) /* a module read for its imports */
 #define PY_MAX_MODULES 4096   /* module names looked up */
 #define PY_MAX_PATH 16	      /* sys.path directories */
-#define PY_FETCHERS 6	      /* batches in flight */
+#define PY_FETCHERS 4	      /* batches in flight */
 #define PY_BATCH_FILES 4
 #define PY_BATCH_BYTES (64u << 10)
 
@@ -1017,7 +1017,6 @@ static void *ss_py_fetcher(void *arg)
 	for (;;) {
 		uint32_t first, n = 0;
 		uint64_t bytes = 0;
-
 		int c;
 
 		while (!ss_py_pending(s) && !s->finished)
