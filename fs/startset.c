@@ -22,7 +22,7 @@
 #define PY_MAX_FILE (2u << 20) /* a module read for its imports */
 #define PY_MAX_MODULES 4096   /* module names looked up */
 #define PY_MAX_PATH 16	      /* sys.path directories */
-#define PY_FETCHERS 4	      /* batches in flight */
+#define PY_FETCHERS 6	      /* batches in flight */
 #define PY_BATCH_FILES 4
 #define PY_BATCH_BYTES (64u << 10)
 
@@ -200,7 +200,10 @@ static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
 		char path[PATH_MAX];
 
 		if (model_path(s->m, ino, path, sizeof(path)) >= 0)
-			lp_debug("%s (level %u)", path, s->st.levels + 1);
+			lp_debug("%s (%s %u)", path,
+				 s->py_phase ? "depth" : "level",
+				 s->py_phase ? s->depth + 1
+					     : s->st.levels + 1);
 	}
 	s->phase_files++;
 	s->st.files++;
@@ -234,6 +237,20 @@ static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
 		s->exam[s->n_exam].ino = ino;
 		s->exam[s->n_exam++].pkg = pkg ? lp_xstrdup(pkg) : NULL;
 	}
+}
+
+/* a file added but never fetched (cut off): not in the set, counted or
+ * marked */
+static void ss_unadd(struct startset *s, uint32_t ino)
+{
+	uint8_t bit = (uint8_t)(1u << (ino % 8));
+
+	s->seen[ino / 8] &= (uint8_t)~bit;
+	if (s->io.mark)
+		__atomic_fetch_and(&s->io.mark[ino / 8], (uint8_t)~bit,
+				   __ATOMIC_RELAXED);
+	s->st.files--;
+	s->st.bytes -= model_file_stored(s->m, ino);
 }
 
 static void ss_add(struct startset *s, uint32_t ino, bool examine)
@@ -1120,18 +1137,8 @@ static void ss_py_pipeline(struct startset *s, const bool *stop)
 		pthread_join(th[t], NULL);
 	/* not fetched (stopped, or no thread): not in the set */
 	for (int c = 0; c < 2; c++)
-		for (uint32_t i = s->qh[c]; i < s->qn[c]; i++) {
-			uint32_t ino = s->pq[s->qi[c][i]].ino;
-			uint8_t bit = (uint8_t)(1u << (ino % 8));
-
-			s->seen[ino / 8] &= (uint8_t)~bit;
-			if (s->io.mark)
-				__atomic_fetch_and(&s->io.mark[ino / 8],
-						   (uint8_t)~bit,
-						   __ATOMIC_RELAXED);
-			s->st.files--;
-			s->st.bytes -= model_file_stored(s->m, ino);
-		}
+		for (uint32_t i = s->qh[c]; i < s->qn[c]; i++)
+			ss_unadd(s, s->pq[s->qi[c][i]].ino);
 	for (uint32_t i = 0; i < s->pq_n; i++)
 		free(TAKE_PTR(s->pq[i].pkg));
 }
@@ -1371,17 +1378,8 @@ static void ss_levels(struct startset *s, const bool *stop,
 	}
 	/* cut off (the level limit or stopped): what is left is not
 	 * fetched, so not in the set, counted or marked */
-	for (uint32_t i = 0; i < s->n_next; i++) {
-		uint32_t ino = s->next[i];
-		uint8_t bit = (uint8_t)(1u << (ino % 8));
-
-		s->seen[ino / 8] &= (uint8_t)~bit;
-		if (s->io.mark)
-			__atomic_fetch_and(&s->io.mark[ino / 8], (uint8_t)~bit,
-					   __ATOMIC_RELAXED);
-		s->st.files--;
-		s->st.bytes -= model_file_stored(s->m, ino);
-	}
+	for (uint32_t i = 0; i < s->n_next; i++)
+		ss_unadd(s, s->next[i]);
 	for (uint32_t i = 0; i < s->n_exam; i++)
 		free(s->exam[i].pkg);
 	s->n_next = s->n_exam = 0;
