@@ -22,7 +22,6 @@
 #define PY_MAX_FILE (2u << 20) /* a module read for its imports */
 #define PY_MAX_MODULES 4096   /* module names looked up */
 #define PY_MAX_PATH 16	      /* sys.path directories */
-#define PY_FETCHERS 6	      /* batches in flight */
 #define PY_BATCH_FILES 4
 #define PY_BATCH_BYTES (64u << 10)
 
@@ -132,7 +131,7 @@ struct startset {
 	const char *triplet;	/* of the first ELF file read */
 	uint32_t phase_files;	/* files added in this phase */
 	bool py_phase;		/* the Python imports are being followed */
-	/* The Python phase's queue: PY_FETCHERS threads take batches from
+	/* The Python phase's queue: STARTSET_PY_FETCHERS threads take batches from
 	 * its head and fetch them; this thread reads each batch for more as
 	 * soon as it is in, and appends what it finds.  lock guards the
 	 * queue's indexes, the done ranges, inflight and st.levels. */
@@ -1097,12 +1096,12 @@ static bool ss_stopped(const bool *stop)
  * imports.  Then what is left unfetched (stopped) leaves the set. */
 static void ss_py_pipeline(struct startset *s, const bool *stop)
 {
-	pthread_t th[PY_FETCHERS];
+	pthread_t th[STARTSET_PY_FETCHERS];
 	unsigned started = 0;
 
 	/* stopped already: nothing is fetched (a fetcher would take the
 	 * queue's first batch before this thread looks at stop) */
-	while (!ss_stopped(stop) && started < PY_FETCHERS &&
+	while (!ss_stopped(stop) && started < STARTSET_PY_FETCHERS &&
 	       lp_thread_create(&th[started], NULL, ss_py_fetcher, s) == 0)
 		started++;
 	pthread_mutex_lock(&s->lock);

@@ -39,6 +39,7 @@
 #define STARTSET_DEFAULT_MAX_BYTES (64ull << 20) /* stored bytes */
 #define STARTSET_MAX_FILES 256	  /* program, libraries, scripts */
 #define STARTSET_PY_MAX_FILES 1024 /* a Python program's imports */
+#define STARTSET_PY_FETCHERS 6 /* batches of them in flight */
 #define STARTSET_ARG_MAX_BYTES (1u << 20) /* a file an argument names */
 #define STARTSET_DEFAULT_PATH                                                 \
 	"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

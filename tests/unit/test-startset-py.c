@@ -342,8 +342,8 @@ static void check_stats(const struct fx *fx, const struct rec *r,
 	      (unsigned long long)bytes);
 	CHECK(st->levels == r->calls, "%s: levels %u, %u fetch calls", what,
 	      st->levels, r->calls);
-	CHECK(r->max_inflight <= 4, "%s: %u fetches at once", what,
-	      r->max_inflight);
+	CHECK(r->max_inflight <= STARTSET_PY_FETCHERS,
+	      "%s: %u fetches at once", what, r->max_inflight);
 	for (uint32_t i = 0; i < fx->m->n_inodes; i++)
 		if (r->level[i] && !startset_predicted(s, i)) {
 			CHECK(false, "%s: inode %u fetched, not predicted", what,
