@@ -139,9 +139,8 @@ struct startset {
 	pthread_cond_t cond;
 	struct ss_item *pq;	/* every file queued, in order */
 	uint32_t pq_n;
-	/* what is to fetch, as indexes of pq: [0] the native files (ELF,
-	 * data), first; [1] the Python modules */
-	uint32_t *qi[2], qh[2], qn[2];
+	/* what is to fetch, as indexes of pq, in key order when taken */
+	uint32_t *qi, qh, qn;
 	uint32_t *order, n_order; /* indexes of pq, in the order taken */
 	uint32_t (*done)[2];	/* fetched ranges of order: first, count */
 	uint32_t done_head, done_n;
@@ -216,16 +215,15 @@ static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
 				      .pkg = examine && pkg ? lp_xstrdup(pkg)
 							    : NULL };
 
-		int c = pkg ? 1 : 0;
-
+		/* its key: the file being read's, then its rank */
 		if (s->depth && s->key)
 			memcpy(it.key, s->key, s->depth * sizeof(*it.key));
-		it.key[s->depth] = (uint16_t)(s->n_found < UINT16_MAX ? s->n_found
-							      : UINT16_MAX);
+		it.key[s->depth] = s->n_found < UINT16_MAX ? (uint16_t)s->n_found
+							 : UINT16_MAX;
 		s->n_found++;
 
 		pthread_mutex_lock(&s->lock);
-		s->qi[c][s->qn[c]++] = s->pq_n;
+		s->qi[s->qn++] = s->pq_n;
 		s->pq[s->pq_n++] = it;
 		pthread_cond_signal(&s->cond);
 		pthread_mutex_unlock(&s->lock);
@@ -1020,7 +1018,7 @@ static int ss_key_cmp(const void *a, const void *b, void *arg)
 
 static bool ss_py_pending(const struct startset *s)
 {
-	return s->qh[0] < s->qn[0] || s->qh[1] < s->qn[1];
+	return s->qh < s->qn;
 }
 
 /* a fetcher of the Python phase: batches from the queue's head */
@@ -1033,22 +1031,21 @@ static void *ss_py_fetcher(void *arg)
 	for (;;) {
 		uint32_t first, n = 0;
 		uint64_t bytes = 0;
-		int c;
 
 		while (!ss_py_pending(s) && !s->finished)
 			pthread_cond_wait(&s->cond, &s->lock);
 		if (s->finished)
 			break;
-		/* the native files first (the loader waits for them), a
-		 * batch of one kind; at most PY_BATCH_BYTES unless one file
-		 * is larger: a small file does not wait for a large one */
-		c = s->qh[0] < s->qn[0] ? 0 : 1;
-		if (c == 1)
-			qsort_r(s->qi[1] + s->qh[1], s->qn[1] - s->qh[1],
-				sizeof(*s->qi[1]), ss_key_cmp, s);
+		/* in key order: the program, its loader and libraries,
+		 * then the modules as Python meets them (an extension
+		 * module's libraries where it is imported); at most
+		 * PY_BATCH_BYTES unless one file is larger: a small file
+		 * does not wait for a large one */
+		qsort_r(s->qi + s->qh, s->qn - s->qh, sizeof(*s->qi),
+			ss_key_cmp, s);
 		first = s->n_order;
-		while (s->qh[c] < s->qn[c] && n < PY_BATCH_FILES) {
-			uint32_t i = s->qi[c][s->qh[c]];
+		while (s->qh < s->qn && n < PY_BATCH_FILES) {
+			uint32_t i = s->qi[s->qh];
 			uint64_t sz = model_file_stored(s->m, s->pq[i].ino);
 
 			if (n && bytes + sz > PY_BATCH_BYTES)
@@ -1056,7 +1053,7 @@ static void *ss_py_fetcher(void *arg)
 			ino[n++] = s->pq[i].ino;
 			bytes += sz;
 			s->order[s->n_order++] = i;
-			s->qh[c]++;
+			s->qh++;
 		}
 		s->inflight++;
 		s->st.levels++;
@@ -1135,9 +1132,8 @@ static void ss_py_pipeline(struct startset *s, const bool *stop)
 	for (unsigned t = 0; t < started; t++)
 		pthread_join(th[t], NULL);
 	/* not fetched (stopped, or no thread): not in the set */
-	for (int c = 0; c < 2; c++)
-		for (uint32_t i = s->qh[c]; i < s->qn[c]; i++)
-			ss_unadd(s, s->pq[s->qi[c][i]].ino);
+	for (uint32_t i = s->qh; i < s->qn; i++)
+		ss_unadd(s, s->pq[s->qi[i]].ino);
 	for (uint32_t i = 0; i < s->pq_n; i++)
 		free(TAKE_PTR(s->pq[i].pkg));
 }
@@ -1147,8 +1143,7 @@ static void ss_py_free_queue(struct startset *s)
 	free(TAKE_PTR(s->pq));
 	free(TAKE_PTR(s->done));
 	free(TAKE_PTR(s->order));
-	for (int c = 0; c < 2; c++)
-		free(TAKE_PTR(s->qi[c]));
+	free(TAKE_PTR(s->qi));
 }
 
 /* the Python phase's queue and sys.path: false if this is no CPython
@@ -1162,9 +1157,7 @@ static bool ss_py_begin(struct startset *s)
 	s->pq = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->pq));
 	s->done = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->done));
 	s->order = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->order));
-	for (int c = 0; c < 2; c++)
-		s->qi[c] = lp_xcalloc(STARTSET_PY_MAX_FILES,
-				      sizeof(*s->qi[c]));
+	s->qi = lp_xcalloc(STARTSET_PY_MAX_FILES, sizeof(*s->qi));
 	s->py_phase = true;
 	s->phase_files = 0;
 	s->depth = 0;

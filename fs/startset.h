@@ -24,9 +24,11 @@
  * (fs/pyimport.h): its script's (-c's, -m's) and the start-up modules',
  * found along its sys.path, then theirs.  Its files go through one queue
  * instead of levels: a few threads fetch batches of it (io->fetch is then
- * called from several threads at once), the native files (ELF, data)
- * first, the modules in the order Python imports them (depth first, in
- * statement order); each batch is read for more as soon as it is in.
+ * called from several threads at once) in the order the program meets
+ * them: the interpreter, its loader and libraries, then the modules as
+ * Python imports them (depth first, in statement order; an extension
+ * module's libraries where it is imported); each batch is read for more
+ * as soon as it is in.
  */
 #ifndef LAZYPULL_FS_STARTSET_H
 #define LAZYPULL_FS_STARTSET_H
