@@ -539,10 +539,8 @@ static void *startfiles_main(void *arg)
 }
 
 void startfiles_start(struct startfiles *sf, struct mount_src *ms,
-		      struct fsrv *fs,
-			     const struct fetch_image_config *config,
-			     struct dirahead *da, const char *name,
-			     uint64_t max)
+		      struct fsrv *fs, const struct fetch_image_config *config,
+		      struct dirahead *da, const char *name, uint64_t max)
 {
 	sf->ms = ms;
 	sf->fs = fs;

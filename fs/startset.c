@@ -131,10 +131,11 @@ struct startset {
 	const char *triplet;	/* of the first ELF file read */
 	uint32_t phase_files;	/* files added in this phase */
 	bool py_phase;		/* the Python imports are being followed */
-	/* The Python phase's queue: STARTSET_PY_FETCHERS threads take batches from
-	 * its head and fetch them; this thread reads each batch for more as
-	 * soon as it is in, and appends what it finds.  lock guards the
-	 * queue's indexes, the done ranges, inflight and st.levels. */
+	/* The Python phase's queue: STARTSET_PY_FETCHERS threads take
+	 * batches of it in key order and fetch them; this thread reads each
+	 * batch for more as soon as it is in, and appends what it finds.
+	 * lock guards the queue's indexes, the done ranges, inflight and
+	 * st.levels. */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct ss_item *pq;	/* every file queued, in order */
@@ -283,7 +284,8 @@ static uint32_t ss_which(const struct model *m, const char *name,
 }
 
 /* a program name as execvp would find it */
-static uint32_t ss_program(const struct startset *s, const char *name, uint32_t cwd)
+static uint32_t ss_program(const struct startset *s, const char *name,
+			   uint32_t cwd)
 {
 	if (!*name)
 		return 0;

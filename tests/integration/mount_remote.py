@@ -193,6 +193,103 @@ START_MODULE = "usr/lib/python3.11/lib-dynload/" \
     "_bz2.cpython-311-x86_64-linux-gnu.so"
 
 
+PY_LIB = "usr/lib/python3.11"
+# module name: (source, imported only by a function: never fetched)
+PY_MODULES = {
+    "encodings/__init__": "import codecs\nfrom . import aliases\n",
+    "encodings/aliases": "aliases = {}\n",
+    "encodings/utf_8": "import codecs\n",
+    "alpha": "import delta\n\ndef later():\n    import notyet\n",
+    "delta": "X = 1\n",
+    "beta/__init__": "from .inner import thing\n",
+    "beta/inner": "thing = 1\n",
+    "beta/gamma": "import alpha\n",
+    "notyet": "Y = 2\n",
+    "unused": "Z = 3\n",
+}
+
+
+def py_start_tar(path, work):
+    """An image whose config runs python3 /app/main.py: the host's
+    python3.11 and the libraries it needs, a stdlib of small modules
+    compiled by host python3 (__pycache__/*.cpython-311.pyc next to their
+    sources).  Returns (the paths the start files must include, those they
+    must not)."""
+    host_lib = "/" + START_LIBDIR
+    want = {"usr/bin/python3.11": "/usr/bin/python3.11"}
+    todo = ["/usr/bin/python3.11"]
+    while todo:
+        for name in elf_needed(todo.pop()):
+            img = "%s/%s" % (START_LIBDIR, name)
+            if img not in want:
+                want[img] = os.path.realpath(os.path.join(host_lib, name))
+                todo.append(want[img])
+    want["%s/ld-linux-x86-64.so.2" % START_LIBDIR] = os.path.realpath(
+        "/lib64/ld-linux-x86-64.so.2")
+    src = os.path.join(work, "pysrc")
+    files = {}
+    for mod, text in PY_MODULES.items():
+        p = os.path.join(src, mod + ".py")
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(text)
+        d, base = os.path.split(mod)
+        pyc = "%s/%s/__pycache__/%s.cpython-311.pyc" % (PY_LIB, d, base) \
+            if d else "%s/__pycache__/%s.cpython-311.pyc" % (PY_LIB, base)
+        files[pyc] = p + "c"
+        files["%s/%s.py" % (PY_LIB, mod)] = p
+    main = os.path.join(src, "main.py")
+    with open(main, "w") as f:
+        f.write('"""import unused"""\nimport alpha\nfrom beta import gamma\n')
+    subprocess.run(["python3", "-c", "import py_compile, sys\n"
+                    "for p in sys.argv[1:]: py_compile.compile(p, p + 'c', "
+                    "doraise=True)"] +
+                   [files[k] for k in files if k.endswith(".py")],
+                   check=True)
+    if not all(os.path.exists(files[k]) for k in files):
+        return None
+    files["%s/os.py" % PY_LIB] = None
+    files["app/main.py"] = main
+    pycs = {k for k in files if k.endswith(".pyc")}
+    never = sorted([k for k in pycs if "/notyet." in k or "/unused." in k] +
+                   [k for k in files if k.endswith(".py") and
+                    k.startswith(PY_LIB) and not k.endswith("/os.py")])
+    want.update({k: files[k] for k in pycs if k not in never})
+    want["app/main.py"] = main
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
+        def entry(name, kind, data=b"", target=""):
+            ti = tarfile.TarInfo(name)
+            ti.mtime = MT.MTIME
+            ti.type = kind
+            ti.mode = 0o755
+            if kind == tarfile.SYMTYPE:
+                ti.linkname = target
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data) if data else None)
+        everything = dict(files)
+        everything.update(want)
+        dirs = set()
+        for p in sorted(everything):
+            parts = p.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                d = "/".join(parts[:i])
+                if d not in dirs:
+                    dirs.add(d)
+                    entry(d, tarfile.DIRTYPE)
+        for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"),
+                             ("lib64", "usr/lib64")):
+            entry(link, tarfile.SYMTYPE, target=target)
+        entry("usr/lib64", tarfile.DIRTYPE)
+        entry("usr/lib64/ld-linux-x86-64.so.2", tarfile.SYMTYPE,
+              target="../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+        entry("usr/bin/python3", tarfile.SYMTYPE, target="python3.11")
+        for p in sorted(everything):
+            host = everything[p]
+            entry(p, tarfile.REGTYPE,
+                  open(host, "rb").read() if host else b"# stub\n")
+    return want, never
+
+
 def start_tar(path):
     """An image with a command: the host's ls and every library it needs
     (transitively) in a merged-/usr layout, its loader behind /lib64, an
@@ -610,6 +707,12 @@ def run(lab, src, work, proxies):
         lay.image("start", [b.layer(startt, "estargz")], config={
             "Entrypoint": ["ls"], "Cmd": ["-l", "listing.txt"],
             "Env": ["PATH=/usr/local/bin:/usr/bin"], "WorkingDir": "/app"})
+        pyt = os.path.join(layers_dir, "startpy.tar")
+        pystart = py_start_tar(pyt, work)
+        if pystart:
+            lay.image("startpy", [b.layer(pyt, "estargz")], config={
+                "Cmd": ["python3", "/app/main.py"],
+                "Env": ["PATH=/usr/local/bin:/usr/bin"]})
     rafs_ref = os.path.join(src, "testdata", "reference", "rafs")
     boot_name = "sha256-nocompress-repeatable"
     rafs_blob = os.path.join(rafs_ref, "blobs", "7334a2594e133cf8ae364189c"
@@ -858,6 +961,11 @@ def run(lab, src, work, proxies):
         prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks)
         dirahead_tests(lab, work, proxy, ref, b, lay)
         startfiles_tests(lab, work, proxy, ref, b, lay, start)
+        if pystart:
+            py_startfiles_tests(lab, work, proxy, ref, pystart)
+        else:
+            log("== start files of a Python program: SKIPPED (host "
+                "python3 did not compile the modules)")
     if have_rafs:
         log("== RAFS prefetch table")
         want = rafs_want(os.path.join(rafs_ref, boot_name + ".result"))
@@ -1104,6 +1212,47 @@ def startfiles_tests(lab, work, proxy, ref, b, lay, start):
         lab.umount(mp, pid)
         check(wait_log(logf, r"start files: 1 librar", 5),
               "start files: the unmount log does not count the module")
+
+
+def py_startfiles_tests(lab, work, proxy, ref, pystart):
+    """A Python program's start files: at mount, before any read, the
+    interpreter, its libraries and the compiled modules its script
+    imports, and theirs, at module level (alpha, delta, beta, beta.inner,
+    beta.gamma, encodings...) are fetched; a module imported only inside a
+    function or named only in a string is not, nor is the source of a
+    module that has its .pyc; reading them then asks nothing, and the
+    bytes are the host's."""
+    log("== start files of a Python program")
+    want, never = pystart
+    proxy.reset()
+    mp, pid, logf, _ = mount_ref(lab, ref("startpy", proxy),
+                                 fresh_root(work, "sf-py"), "sf-py",
+                                 extra=["--log-level", "debug"])
+    m = wait_log(logf, r"start files of (\S+): (\d+) files", 30)
+    check(m and m.group(1) == "/usr/bin/python3.11" and
+          int(m.group(2)) == len(want),
+          "python start files: log %r, want /usr/bin/python3.11 and %d "
+          "files" % (m.group(0) if m else None, len(want)))
+    text = open(logf, errors="replace").read()
+    listed = set(re.findall(r"startset: /(\S+) \((?:depth|level) \d+\)",
+                            text))
+    missing = sorted(set(want) - listed)
+    check(not missing, "python start files: not fetched: %s" % missing)
+    stray = sorted(set(never) & listed)
+    check(not stray, "python start files: fetched what nothing reads: %s"
+          % stray)
+    proxy.reset()
+    for p, host in sorted(want.items()):
+        data = open(os.path.join(mp, p), "rb").read()
+        check(data == open(host, "rb").read(),
+              "python start files: %s differs from %s" % (p, host))
+    check(not proxy.blob_gets(), "python start files: reading them asked "
+          "%s" % proxy.blob_gets()[:3])
+    log("  %d files fetched at mount (%s), read with no request; not "
+        "fetched: %s" % (len(want), ", ".join(sorted(
+            os.path.basename(p) for p in want if p.endswith(".pyc"))),
+            ", ".join(os.path.basename(p) for p in never)))
+    lab.umount(mp, pid)
 
 
 def prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks):
