@@ -193,6 +193,36 @@ START_MODULE = "usr/lib/python3.11/lib-dynload/" \
     "_bz2.cpython-311-x86_64-linux-gnu.so"
 
 
+def tar_entry(t, name, kind, data=b"", target=""):
+    ti = tarfile.TarInfo(name)
+    ti.mtime = MT.MTIME
+    ti.type = kind
+    ti.mode = 0o755
+    if kind == tarfile.SYMTYPE:
+        ti.linkname = target
+    ti.size = len(data)
+    t.addfile(ti, io.BytesIO(data) if data else None)
+
+
+def tar_merged_usr(t, paths):
+    """The directories paths need, /bin, /lib and /lib64 as links into
+    /usr, and the loader behind /usr/lib64, as Debian has them."""
+    dirs = set()
+    for p in sorted(paths):
+        parts = p.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            d = "/".join(parts[:i])
+            if d not in dirs:
+                dirs.add(d)
+                tar_entry(t, d, tarfile.DIRTYPE)
+    for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"),
+                         ("lib64", "usr/lib64")):
+        tar_entry(t, link, tarfile.SYMTYPE, target=target)
+    tar_entry(t, "usr/lib64", tarfile.DIRTYPE)
+    tar_entry(t, "usr/lib64/ld-linux-x86-64.so.2", tarfile.SYMTYPE,
+              target="../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+
+
 PY_LIB = "usr/lib/python3.11"
 # module name: (source, imported only by a function: never fetched)
 PY_MODULES = {
@@ -257,36 +287,14 @@ def py_start_tar(path, work):
     want.update({k: files[k] for k in pycs if k not in never})
     want["app/main.py"] = main
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
-        def entry(name, kind, data=b"", target=""):
-            ti = tarfile.TarInfo(name)
-            ti.mtime = MT.MTIME
-            ti.type = kind
-            ti.mode = 0o755
-            if kind == tarfile.SYMTYPE:
-                ti.linkname = target
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data) if data else None)
         everything = dict(files)
         everything.update(want)
-        dirs = set()
-        for p in sorted(everything):
-            parts = p.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                d = "/".join(parts[:i])
-                if d not in dirs:
-                    dirs.add(d)
-                    entry(d, tarfile.DIRTYPE)
-        for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"),
-                             ("lib64", "usr/lib64")):
-            entry(link, tarfile.SYMTYPE, target=target)
-        entry("usr/lib64", tarfile.DIRTYPE)
-        entry("usr/lib64/ld-linux-x86-64.so.2", tarfile.SYMTYPE,
-              target="../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
-        entry("usr/bin/python3", tarfile.SYMTYPE, target="python3.11")
+        tar_merged_usr(t, everything)
+        tar_entry(t, "usr/bin/python3", tarfile.SYMTYPE, target="python3.11")
         for p in sorted(everything):
             host = everything[p]
-            entry(p, tarfile.REGTYPE,
-                  open(host, "rb").read() if host else b"# stub\n")
+            tar_entry(t, p, tarfile.REGTYPE,
+                      open(host, "rb").read() if host else b"# stub\n")
     return want, never
 
 
@@ -317,43 +325,22 @@ def start_tar(path):
                  os.path.join(host_lib, bz2))}
     never = ["app/other.txt", START_LIBDIR + "/libunrelated.so.1"]
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as t:
-        def entry(name, kind, data=b"", target=""):
-            ti = tarfile.TarInfo(name)
-            ti.mtime = MT.MTIME
-            ti.type = kind
-            ti.mode = 0o755
-            if kind == tarfile.SYMTYPE:
-                ti.linkname = target
-            ti.size = len(data)
-            t.addfile(ti, io.BytesIO(data) if data else None)
-        dirs = set()
         files = dict(want)
         files.update(extra)
-        for p in sorted(list(files) + ["app/listing.txt", "usr/share/pad"] +
-                        never):
-            parts = p.split("/")[:-1]
-            for i in range(1, len(parts) + 1):
-                d = "/".join(parts[:i])
-                if d not in dirs:
-                    dirs.add(d)
-                    entry(d, tarfile.DIRTYPE)
-        for link, target in (("bin", "usr/bin"), ("lib", "usr/lib"),
-                             ("lib64", "usr/lib64")):
-            entry(link, tarfile.SYMTYPE, target=target)
-        entry("usr/lib64", tarfile.DIRTYPE)
-        entry("usr/lib64/ld-linux-x86-64.so.2", tarfile.SYMTYPE,
-              target="../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+        tar_merged_usr(t, list(files) + ["app/listing.txt", "usr/share/pad"]
+                       + never)
         # in the blob: what only the module needs, then 256 KiB nothing
         # asks for, then the start files, then files nothing needs (of
         # 300 KB: a request for a neighbour may cover their first bytes)
         for p in sorted(extra):
-            entry(p, tarfile.REGTYPE, open(extra[p], "rb").read())
-        entry("usr/share/pad", tarfile.REGTYPE, rng.randbytes(256 << 10))
+            tar_entry(t, p, tarfile.REGTYPE, open(extra[p], "rb").read())
+        tar_entry(t, "usr/share/pad", tarfile.REGTYPE,
+                  rng.randbytes(256 << 10))
         for p in sorted(want):
-            entry(p, tarfile.REGTYPE, open(want[p], "rb").read())
-        entry("app/listing.txt", tarfile.REGTYPE, b"list me\n")
+            tar_entry(t, p, tarfile.REGTYPE, open(want[p], "rb").read())
+        tar_entry(t, "app/listing.txt", tarfile.REGTYPE, b"list me\n")
         for p in never:
-            entry(p, tarfile.REGTYPE, rng.randbytes(300000))
+            tar_entry(t, p, tarfile.REGTYPE, rng.randbytes(300000))
     want["app/listing.txt"] = None
     return want, extra, never
 
