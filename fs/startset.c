@@ -163,6 +163,8 @@ struct startset {
 	char *locale;		/* LC_ALL, LC_CTYPE or LANG */
 	char *tz;		/* TZ */
 	char py_tag[16];	/* "cpython-311" */
+	char py_exe[PATH_MAX];	/* the interpreter's path, links not
+				 * followed (a virtual environment's) */
 	bool py_frozen;		/* 3.11+: the start-up modules are built in */
 	uint32_t py_path[PY_MAX_PATH], n_py_path;
 	struct ss_pymod *mods;	/* open addressing, PY_MAX_MODULES * 2 */
@@ -259,7 +261,7 @@ static void ss_add(struct startset *s, uint32_t ino, bool examine)
 /* name through the search path (":"-separated), the first executable
  * regular file */
 static uint32_t ss_which(const struct model *m, const char *name,
-			 const char *search)
+			 const char *search, char *out)
 {
 	char path[PATH_MAX];
 
@@ -275,23 +277,33 @@ static uint32_t ss_which(const struct model *m, const char *name,
 			strcpy(path + dl + 1, name);
 			ino = startset_resolve(m, dl ? path : name,
 					       MODEL_ROOT_INO);
-			if (ino && ss_is_exec(&m->inodes[ino]))
+			if (ino && ss_is_exec(&m->inodes[ino])) {
+				if (out)
+					strcpy(out, dl ? path : name);
 				return ino;
+			}
 		}
 		search = *end ? end + 1 : end;
 	}
 	return 0;
 }
 
-/* a program name as execvp would find it */
+/* a program name as execvp would find it; out (PATH_MAX): the path it
+ * was found at, symlinks not followed */
 static uint32_t ss_program(const struct startset *s, const char *name,
-			   uint32_t cwd)
+			   uint32_t cwd, char *out)
 {
 	if (!*name)
 		return 0;
-	if (strchr(name, '/'))
+	if (strchr(name, '/')) {
+		if (name[0] == '/' || model_path(s->m, cwd, out, PATH_MAX) < 0 ||
+		    strlen(out) + 1 + strlen(name) >= PATH_MAX)
+			snprintf(out, PATH_MAX, "%s", name);
+		else
+			strcat(strcat(out, "/"), name);
 		return startset_resolve(s->m, name, cwd);
-	return ss_which(s->m, name, s->path_var);
+	}
+	return ss_which(s->m, name, s->path_var, out);
 }
 
 /* a CPython interpreter's name: python, python3, python3.11 */
@@ -312,7 +324,7 @@ static bool ss_is_python(const struct model *m, uint32_t ino)
 /* "#!interp [arg]": the interpreter, or env's program */
 static void ss_script(struct startset *s, uint32_t ino)
 {
-	char line[256], *p, *word, *save = NULL;
+	char line[256], *p, *word, *save = NULL, exe[PATH_MAX];
 	int64_t got = s->io.read(s->io.arg, ino, 0, line, sizeof(line) - 1);
 	uint32_t interp;
 
@@ -326,12 +338,14 @@ static void ss_script(struct startset *s, uint32_t ino)
 		return;
 	interp = startset_resolve(s->m, word, MODEL_ROOT_INO);
 	ss_add(s, interp, true);
+	snprintf(exe, sizeof(exe), "%s", word);
 	if (!strcmp(strrchr(word, '/') ? strrchr(word, '/') + 1 : word,
 		    "env")) {
 		interp = 0;
 		while ((word = strtok_r(NULL, " \t", &save)))
 			if (word[0] != '-' && !strchr(word, '=')) {
-				interp = ss_which(s->m, word, s->path_var);
+				interp = ss_which(s->m, word, s->path_var,
+						  exe);
 				ss_add(s, interp, true);
 				break;
 			}
@@ -339,6 +353,7 @@ static void ss_script(struct startset *s, uint32_t ino)
 	if (interp && !s->py_prog && ss_is_python(s->m, interp)) {
 		s->py_prog = interp;
 		s->py_script = ino;
+		snprintf(s->py_exe, sizeof(s->py_exe), "%s", exe);
 	}
 }
 
@@ -889,6 +904,32 @@ static void ss_py_triplet(struct startset *s, uint32_t dynload)
 	}
 }
 
+/*
+ * A virtual environment's site-packages: the interpreter as it was named
+ * (/opt/venv/bin/python, a link to the real one) has pyvenv.cfg next to
+ * it or in the directory above.
+ */
+static void ss_py_venv(struct startset *s, unsigned major, unsigned minor)
+{
+	char root[PATH_MAX], path[PATH_MAX + 64];
+	char *slash;
+
+	snprintf(root, sizeof(root), "%s", s->py_exe);
+	for (int up = 0; up < 2; up++) {
+		if (!(slash = strrchr(root, '/')))
+			return;
+		*slash = '\0';
+		snprintf(path, sizeof(path), "%s/pyvenv.cfg", root);
+		if (ss_isreg(s, startset_resolve(s->m, path, s->cwd))) {
+			snprintf(path, sizeof(path),
+				 "%s/lib/python%u.%u/site-packages", root,
+				 major, minor);
+			ss_py_path_add(s, path, s->cwd);
+			return;
+		}
+	}
+}
+
 /* the version, its stdlib and sys.path: false if they are not found */
 static bool ss_py_setup(struct startset *s)
 {
@@ -967,6 +1008,8 @@ static bool ss_py_setup(struct startset *s)
 		return true;
 	{
 		uint32_t first_site = s->n_py_path;
+
+		ss_py_venv(s, major, minor);
 		const char *const site[] = {
 			"/usr/local/lib/python%u.%u/dist-packages",
 			"%s/lib/python3/dist-packages",
@@ -1448,7 +1491,7 @@ void startset_run(struct startset *s, const bool *stop)
 
 	if (m->n_inodes <= MODEL_ROOT_INO)
 		return;
-	prog = ss_program(s, s->argv[0], s->cwd);
+	prog = ss_program(s, s->argv[0], s->cwd, s->py_exe);
 	if (prog && S_ISREG(m->inodes[prog].mode) &&
 	    model_path(m, prog, s->st.program, sizeof(s->st.program)) < 0)
 		s->st.program[0] = '\0';

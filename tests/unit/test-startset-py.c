@@ -184,6 +184,9 @@ static const struct pymod mods[] = {
 	  "import shadow\n",
 	  false },
 	{ "/opt/lib/ppmod.py", "x = 1\n", false },
+	/* a virtual environment */
+	{ "/opt/venv/lib/python=/site-packages/venvdep.py", "x = 1\n",
+	  true },
 	{ "/opt/lib/shadow.py", "x = 1\n", false },
 };
 
@@ -230,6 +233,8 @@ static void add_system(struct fx *fx)
 		0644, "/opt/nothing\n");
 	fx_link(fx, xp("@/sitecustomize.py"),
 		xp("/etc/python=/sitecustomize.py"));
+	fx_link(fx, "/opt/venv/bin/python", xp("/usr/bin/python="));
+	fx_text(fx, "/opt/venv/pyvenv.cfg", 0644, "home = /usr/bin\n");
 }
 
 /* the model of mods, their .pyc compiled by python3; false if they could
@@ -602,6 +607,29 @@ static void test_modes(struct fx *fx)
 			      !FETCHED(&r, "/usr/lib/locale/C.utf8/LC_CTYPE"),
 		      "TZ, no locale");
 		check_stats(fx, &r, s, "PYTHONPATH");
+		startset_free(s);
+		rec_release(&r);
+	}
+	for (int how = 0; how < 3; how++) {
+		/* a virtual environment's site-packages: its interpreter
+		 * named by path, through PATH; the system's has none */
+		const char *const argv[] = { how == 0 ? "/opt/venv/bin/python"
+					     : how == 1 ? "python" : "python3",
+					     "-c", "import venvdep", NULL };
+		const char *const env[] = { "PATH=/opt/venv/bin:/usr/bin",
+					    NULL };
+		struct run_opts ro = { .argv = argv, .env = env };
+
+		s = run(fx, &r, &ro);
+		if (!s)
+			return;
+		CHECK(FETCHED(&r, "/opt/venv/lib/python=/site-packages/"
+				  "__pycache__/venvdep.^.pyc") == (how < 2),
+		      "venv (%s)", argv[0]);
+		CHECK(FETCHED(&r, "@/__pycache__/os.^.pyc") ||
+			      FETCHED(&r, "/usr/bin/python="),
+		      "venv (%s): the interpreter", argv[0]);
+		check_stats(fx, &r, s, "venv");
 		startset_free(s);
 		rec_release(&r);
 	}
