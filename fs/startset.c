@@ -1008,8 +1008,6 @@ static bool ss_py_setup(struct startset *s)
 		return true;
 	{
 		uint32_t first_site = s->n_py_path;
-
-		ss_py_venv(s, major, minor);
 		const char *const site[] = {
 			"/usr/local/lib/python%u.%u/dist-packages",
 			"%s/lib/python3/dist-packages",
@@ -1017,6 +1015,7 @@ static bool ss_py_setup(struct startset *s)
 			"%s/lib/python%u.%u/site-packages",
 		};
 
+		ss_py_venv(s, major, minor);
 		for (size_t i = 0; i < ARRAY_SIZE(site); i++) {
 			if (i == 0)
 				snprintf(dir, sizeof(dir), site[i], major,

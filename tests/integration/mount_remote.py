@@ -193,6 +193,24 @@ START_MODULE = "usr/lib/python3.11/lib-dynload/" \
     "_bz2.cpython-311-x86_64-linux-gnu.so"
 
 
+def elf_closure(prog):
+    """{path in the image: host file} of the host's program prog (a path
+    in both), every library it needs down the DT_NEEDED chain in
+    START_LIBDIR, and the loader."""
+    host_lib = "/" + START_LIBDIR
+    want = {prog: "/" + prog}
+    todo = ["/" + prog]
+    while todo:
+        for name in elf_needed(todo.pop()):
+            img = "%s/%s" % (START_LIBDIR, name)
+            if img not in want:
+                want[img] = os.path.realpath(os.path.join(host_lib, name))
+                todo.append(want[img])
+    want["%s/ld-linux-x86-64.so.2" % START_LIBDIR] = os.path.realpath(
+        "/lib64/ld-linux-x86-64.so.2")
+    return want
+
+
 def tar_entry(t, name, kind, data=b"", target=""):
     ti = tarfile.TarInfo(name)
     ti.mtime = MT.MTIME
@@ -245,17 +263,7 @@ def py_start_tar(path, work):
     compiled by host python3 (__pycache__/*.cpython-311.pyc next to their
     sources).  Returns (the paths the start files must include, those they
     must not)."""
-    host_lib = "/" + START_LIBDIR
-    want = {"usr/bin/python3.11": "/usr/bin/python3.11"}
-    todo = ["/usr/bin/python3.11"]
-    while todo:
-        for name in elf_needed(todo.pop()):
-            img = "%s/%s" % (START_LIBDIR, name)
-            if img not in want:
-                want[img] = os.path.realpath(os.path.join(host_lib, name))
-                todo.append(want[img])
-    want["%s/ld-linux-x86-64.so.2" % START_LIBDIR] = os.path.realpath(
-        "/lib64/ld-linux-x86-64.so.2")
+    want = elf_closure("usr/bin/python3.11")
     src = os.path.join(work, "pysrc")
     files = {}
     for mod, text in PY_MODULES.items():
@@ -307,17 +315,8 @@ def start_tar(path):
     must be, and the paths they must not include."""
     rng = random.Random(5)
     host_lib = "/" + START_LIBDIR
-    want = {"usr/bin/ls": "/usr/bin/ls",
-            "etc/ld.so.cache": "/etc/ld.so.cache"}
-    todo = ["/usr/bin/ls"]
-    while todo:
-        for name in elf_needed(todo.pop()):
-            img = "%s/%s" % (START_LIBDIR, name)
-            if img not in want:
-                want[img] = os.path.realpath(os.path.join(host_lib, name))
-                todo.append(want[img])
-    loader = "%s/ld-linux-x86-64.so.2" % START_LIBDIR
-    want[loader] = os.path.realpath("/lib64/ld-linux-x86-64.so.2")
+    want = elf_closure("usr/bin/ls")
+    want["etc/ld.so.cache"] = "/etc/ld.so.cache"
     module = os.path.realpath("/" + START_MODULE)
     bz2 = [n for n in elf_needed(module) if n.startswith("libbz2")][0]
     extra = {START_MODULE: module,
