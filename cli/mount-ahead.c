@@ -420,10 +420,11 @@ static void sf_fetch(void *arg, const uint32_t *ino, uint32_t n)
 	fetch_chunks(sf->ms, v, nv);
 }
 
-static bool sf_predicted(const struct startfiles *sf, uint32_t ino)
+bool startfiles_predicted(const struct startfiles *sf, uint32_t ino)
 {
-	return __atomic_load_n(&sf->predicted[ino / 8], __ATOMIC_RELAXED) &
-	       (1u << (ino % 8));
+	return sf && sf->predicted &&
+	       (__atomic_load_n(&sf->predicted[ino / 8], __ATOMIC_RELAXED) &
+		(1u << (ino % 8)));
 }
 
 static bool is_library(const struct model *m, uint32_t ino)
@@ -454,7 +455,7 @@ bool startfiles_note(struct startfiles *sf, uint32_t ino)
 		return false;
 	if (!is_library(m, ino) &&
 	    (!__atomic_load_n(&sf->in_run, __ATOMIC_ACQUIRE) ||
-	     sf_predicted(sf, ino)))
+	     startfiles_predicted(sf, ino)))
 		return false;
 	pthread_mutex_lock(&sf->lock);
 	if (sf->n < START_FILES_QUEUE) {
@@ -482,7 +483,7 @@ static void startfiles_opens(struct startfiles *sf, struct startset *ss)
 		sf->head = (sf->head + 1) % START_FILES_QUEUE;
 		sf->n--;
 		pthread_mutex_unlock(&sf->lock);
-		if (!sf_predicted(sf, ino)) {
+		if (!startfiles_predicted(sf, ino)) {
 			if (is_library(sf->ms->m, ino))
 				startset_opened(ss, ino, &sf->stop);
 			dirahead_note(sf->da, ino);

@@ -153,6 +153,8 @@ struct startfiles {
 void startfiles_start(struct startfiles *sf, struct mount_src *ms,
 		      struct fsrv *fs, const struct fetch_image_config *config,
 		      struct dirahead *da, const char *name, uint64_t max);
+/* ino is in the start files (sf may be NULL). */
+bool startfiles_predicted(const struct startfiles *sf, uint32_t ino);
 /* An open: true if the start files' thread takes it (see mount-ahead.c). */
 bool startfiles_note(struct startfiles *sf, uint32_t ino);
 /* Stops the thread and frees sf->predicted. */

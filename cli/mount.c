@@ -580,11 +580,10 @@ static void open_hook(void *arg, uint32_t ino)
 
 		if (model_path(h->m, ino, path, sizeof(path)) >= 0)
 			lp_debug("open %s%s", path,
-				 h->sf && h->sf->predicted &&
-						 (__atomic_load_n(
-							  &h->sf->predicted[ino / 8],
-							  __ATOMIC_RELAXED) &
-						  (1u << (ino % 8)))
+				 startfiles_predicted(__atomic_load_n(
+							      &h->sf,
+							      __ATOMIC_ACQUIRE),
+						      ino)
 					 ? " (predicted)"
 					 : "");
 	}
