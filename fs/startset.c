@@ -108,6 +108,7 @@ struct ss_item {
 /* a Python module name looked up */
 struct ss_pymod {
 	char *name;
+	uint32_t ino; /* the file queued for it, 0: none */
 	uint32_t dir; /* a package: its directory */
 	bool found;
 };
@@ -176,6 +177,58 @@ static bool ss_is_exec(const struct model_inode *in)
 	return S_ISREG(in->mode) && (in->mode & 0111);
 }
 
+/* two items of the queue in key order */
+static int ss_item_cmp(const struct ss_item *x, const struct ss_item *y)
+{
+	uint32_t n = x->depth < y->depth ? x->depth : y->depth;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (x->key[i] != y->key[i])
+			return x->key[i] < y->key[i] ? -1 : 1;
+	return x->depth < y->depth ? -1 : x->depth > y->depth;
+}
+
+/* its depth and key: the file being read's, then the rank of what it
+ * found so far */
+static void ss_py_key(struct startset *s, struct ss_item *it)
+{
+	it->depth = s->depth + 1;
+	if (s->depth && s->key)
+		memcpy(it->key, s->key, s->depth * sizeof(*it->key));
+	it->key[s->depth] = s->n_found < UINT16_MAX ? (uint16_t)s->n_found
+						    : UINT16_MAX;
+	s->n_found++;
+}
+
+/*
+ * ino, queued already, is found again: Python meets it first where the
+ * smaller key says, so it moves up if it is still to fetch.  (The batches
+ * are read in the order they come in, not in key order, so a module
+ * imported early, say re by json.decoder, is often found first through a
+ * later import.)
+ */
+static void ss_py_rekey(struct startset *s, uint32_t ino)
+{
+	struct ss_item it = { .ino = ino };
+
+	if (s->depth >= PY_MAX_LEVELS)
+		return;
+	ss_py_key(s, &it);
+	pthread_mutex_lock(&s->lock);
+	for (uint32_t i = s->qh; i < s->qn; i++) {
+		struct ss_item *q = &s->pq[s->qi[i]];
+
+		if (q->ino != ino)
+			continue;
+		if (ss_item_cmp(&it, q) < 0) {
+			memcpy(q->key, it.key, sizeof(q->key));
+			q->depth = it.depth;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* Adds regular file ino to the next level; examine: read it for more
  * (pkg: as a Python module of that package). */
 static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
@@ -188,8 +241,11 @@ static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
 
 	if (!in || !S_ISREG(in->mode))
 		return;
-	if (s->seen[ino / 8] & (1u << (ino % 8)))
+	if (s->seen[ino / 8] & (1u << (ino % 8))) {
+		if (s->py_phase)
+			ss_py_rekey(s, ino);
 		return;
+	}
 	s->seen[ino / 8] |= (uint8_t)(1u << (ino % 8));
 	sz = model_file_stored(s->m, ino);
 	if (s->phase_files >= limit || sz > s->max_bytes - s->st.bytes ||
@@ -213,18 +269,11 @@ static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
 		__atomic_fetch_or(&s->io.mark[ino / 8],
 				  (uint8_t)(1u << (ino % 8)), __ATOMIC_RELAXED);
 	if (s->py_phase) {
-		struct ss_item it = { .ino = ino, .depth = s->depth + 1,
-				      .examine = examine,
+		struct ss_item it = { .ino = ino, .examine = examine,
 				      .pkg = examine && pkg ? lp_xstrdup(pkg)
 							    : NULL };
 
-		/* its key: the file being read's, then its rank */
-		if (s->depth && s->key)
-			memcpy(it.key, s->key, s->depth * sizeof(*it.key));
-		it.key[s->depth] = s->n_found < UINT16_MAX ? (uint16_t)s->n_found
-							 : UINT16_MAX;
-		s->n_found++;
-
+		ss_py_key(s, &it);
 		pthread_mutex_lock(&s->lock);
 		s->qi[s->qn++] = s->pq_n;
 		s->pq[s->pq_n++] = it;
@@ -580,8 +629,8 @@ static bool ss_isreg(const struct startset *s, uint32_t ino)
 
 /* a module's source in dir (stem "x" of x.py, or "__init__"): its
  * compiled form in __pycache__ when there is one (what the import reads) */
-static void ss_py_add_src(struct startset *s, uint32_t dir, const char *stem,
-			  uint32_t src, const char *pkg)
+static uint32_t ss_py_add_src(struct startset *s, uint32_t dir,
+			      const char *stem, uint32_t src, const char *pkg)
 {
 	char pyc[NAME_MAX + 1];
 	uint32_t c = 0;
@@ -589,7 +638,10 @@ static void ss_py_add_src(struct startset *s, uint32_t dir, const char *stem,
 
 	if (n > 0 && (size_t)n < sizeof(pyc))
 		c = ss_lookup(s, ss_lookup(s, dir, "__pycache__"), pyc);
-	ss_add_ex(s, ss_isreg(s, c) ? c : src, true, pkg);
+	if (!ss_isreg(s, c))
+		c = src;
+	ss_add_ex(s, c, true, pkg);
+	return c;
 }
 
 /* 3.11+ built-in (frozen) start-up modules: nothing on disk is read */
@@ -634,8 +686,13 @@ static struct ss_pymod *ss_py_find(struct startset *s, const char *name)
 	char buf[NAME_MAX + 1];
 
 	for (h = str_hash(name) % cap; s->mods[h].name; h = (h + 1) % cap)
-		if (!strcmp(s->mods[h].name, name))
-			return s->mods[h].found ? &s->mods[h] : NULL;
+		if (!strcmp(s->mods[h].name, name)) {
+			e = &s->mods[h];
+			/* imported again: perhaps earlier than before */
+			if (e->ino && s->py_phase)
+				ss_py_rekey(s, e->ino);
+			return e->found ? e : NULL;
+		}
 	if (s->n_mods >= PY_MAX_MODULES || strlen(comp) + 32 > sizeof(buf))
 		return NULL;
 	if (dot) {
@@ -671,7 +728,8 @@ static struct ss_pymod *ss_py_find(struct startset *s, const char *name)
 			uint32_t init = ss_lookup(s, c, "__init__.py");
 
 			if (ss_isreg(s, init)) {
-				ss_py_add_src(s, c, "__init__", init, name);
+				e->ino = ss_py_add_src(s, c, "__init__", init,
+						       name);
 				e->dir = c;
 				e->found = true;
 				break;
@@ -689,6 +747,7 @@ static struct ss_pymod *ss_py_find(struct startset *s, const char *name)
 			so = ss_lookup(s, d, buf);
 			if (ss_isreg(s, so)) {
 				ss_add(s, so, true);
+				e->ino = so;
 				e->found = true;
 			}
 		}
@@ -702,7 +761,7 @@ static struct ss_pymod *ss_py_find(struct startset *s, const char *name)
 
 			memcpy(pkg, name, pl);
 			pkg[pl] = '\0';
-			ss_py_add_src(s, d, comp, c, pkg);
+			e->ino = ss_py_add_src(s, d, comp, c, pkg);
 			e->found = true;
 		}
 	}
@@ -1050,19 +1109,37 @@ static bool ss_py_setup(struct startset *s)
 static int ss_key_cmp(const void *a, const void *b, void *arg)
 {
 	const struct startset *s = arg;
-	const struct ss_item *x = &s->pq[*(const uint32_t *)a];
-	const struct ss_item *y = &s->pq[*(const uint32_t *)b];
-	uint32_t n = x->depth < y->depth ? x->depth : y->depth;
 
-	for (uint32_t i = 0; i < n; i++)
-		if (x->key[i] != y->key[i])
-			return x->key[i] < y->key[i] ? -1 : 1;
-	return x->depth < y->depth ? -1 : x->depth > y->depth;
+	return ss_item_cmp(&s->pq[*(const uint32_t *)a],
+			   &s->pq[*(const uint32_t *)b]);
 }
 
 static bool ss_py_pending(const struct startset *s)
 {
 	return s->qh < s->qn;
+}
+
+/* the debug line of a batch fetched: its files, its size, the time */
+static void ss_batch_debug(const struct startset *s, const uint32_t *ino,
+			   uint32_t n, uint64_t bytes, uint64_t t0)
+{
+	char names[PY_BATCH_FILES * 64] = "";
+	size_t len = 0;
+
+	for (uint32_t i = 0; i < n && len < sizeof(names) - 1; i++) {
+		char path[PATH_MAX];
+		const char *base;
+
+		if (model_path(s->m, ino[i], path, sizeof(path)) < 0)
+			continue;
+		base = strrchr(path, '/');
+		len += (size_t)snprintf(names + len, sizeof(names) - len,
+					"%s%s", len ? " " : "",
+					base ? base + 1 : path);
+	}
+	lp_debug("batch of %u files (%s; %llu KiB) fetched in %.0f ms", n,
+		 names, (unsigned long long)(bytes >> 10),
+		 (double)(lp_now_ns() - t0) / 1e6);
 }
 
 /* a fetcher of the Python phase: batches from the queue's head */
@@ -1106,17 +1183,8 @@ static void *ss_py_fetcher(void *arg)
 			uint64_t t0 = lp_now_ns();
 
 			s->io.fetch(s->io.arg, ino, n);
-			if (LP_LOG_DEBUG <= lp_log_max) {
-				char path[PATH_MAX];
-
-				if (model_path(s->m, ino[0], path,
-					       sizeof(path)) < 0)
-					path[0] = '\0';
-				lp_debug("batch of %u files (%s, %llu KiB) "
-					 "fetched in %.0f ms", n, path,
-					 (unsigned long long)(bytes >> 10),
-					 (double)(lp_now_ns() - t0) / 1e6);
-			}
+			if (LP_LOG_DEBUG <= lp_log_max)
+				ss_batch_debug(s, ino, n, bytes, t0);
 		}
 		pthread_mutex_lock(&s->lock);
 		s->done[s->done_n][0] = first;
@@ -1126,6 +1194,24 @@ static void *ss_py_fetcher(void *arg)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;
+}
+
+/* ss_examine(); a slow one is logged (it holds up the queue) */
+static void ss_examine_timed(struct startset *s, uint32_t ino,
+			     const char *pkg)
+{
+	uint64_t t0 = lp_now_ns();
+	double ms;
+
+	ss_examine(s, ino, pkg);
+	ms = (double)(lp_now_ns() - t0) / 1e6;
+	if (ms >= 10 && LP_LOG_DEBUG <= lp_log_max) {
+		char path[PATH_MAX];
+
+		if (model_path(s->m, ino, path, sizeof(path)) < 0)
+			path[0] = '\0';
+		lp_debug("%s read for more in %.0f ms", path, ms);
+	}
 }
 
 static bool ss_stopped(const bool *stop)
@@ -1166,7 +1252,7 @@ static void ss_py_pipeline(struct startset *s, const bool *stop)
 			s->key = it->key;
 			s->n_found = 0;
 			if (it->examine)
-				ss_examine(s, it->ino, it->pkg);
+				ss_examine_timed(s, it->ino, it->pkg);
 		}
 		pthread_mutex_lock(&s->lock);
 	}

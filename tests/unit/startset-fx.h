@@ -191,6 +191,12 @@ struct rec {
 	uint32_t reads;
 	uint32_t inflight, max_inflight; /* fetch calls at once */
 	unsigned delay_us; /* each fetch call takes this long */
+	/* a call with a file whose path holds slow[i].part takes
+	 * slow[i].us instead (the first that matches) */
+	struct rec_slow {
+		const char *part;
+		unsigned us;
+	} slow[2];
 	bool *stop;	  /* set when fetch call stop_after starts */
 	uint32_t stop_after;
 	bool strict;
@@ -222,8 +228,20 @@ static inline int64_t rec_read(void *arg, uint32_t ino, uint64_t off, void *buf,
 static inline void rec_fetch(void *arg, const uint32_t *ino, uint32_t n)
 {
 	struct rec *r = arg;
+	unsigned delay = r->delay_us;
 	uint32_t call;
 
+	for (uint32_t i = 0; r->slow[0].part && i < n; i++) {
+		char path[PATH_MAX];
+
+		if (model_path(r->fx->m, ino[i], path, sizeof(path)) < 0)
+			continue;
+		for (unsigned k = 0; k < ARRAY_SIZE(r->slow); k++)
+			if (r->slow[k].part && strstr(path, r->slow[k].part)) {
+				delay = r->slow[k].us;
+				break;
+			}
+	}
 	pthread_mutex_lock(&r->lock);
 	call = ++r->calls;
 	if (call <= ARRAY_SIZE(r->call_n))
@@ -246,8 +264,8 @@ static inline void rec_fetch(void *arg, const uint32_t *ino, uint32_t n)
 		__atomic_store_n(r->stop, true, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&r->lock);
 	/* the bytes coming in: a read of these files now is too early */
-	if (r->delay_us)
-		usleep(r->delay_us);
+	if (delay)
+		usleep(delay);
 	else
 		sched_yield();
 	pthread_mutex_lock(&r->lock);
@@ -314,6 +332,7 @@ struct run_opts {
 	uint64_t max_bytes;
 	const bool *stop;
 	unsigned delay_us; /* of each fetch call */
+	struct rec_slow slow[2]; /* see struct rec */
 	bool *stop_at;	   /* set by fetch call stop_after */
 	uint32_t stop_after;
 };
@@ -331,6 +350,7 @@ static struct startset *run(struct fx *fx, struct rec *r,
 
 	rec_init(r, fx);
 	r->delay_us = ro->delay_us;
+	memcpy(r->slow, ro->slow, sizeof(r->slow));
 	r->stop = ro->stop_at;
 	r->stop_after = ro->stop_after;
 	io.arg = r;

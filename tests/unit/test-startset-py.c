@@ -14,7 +14,8 @@
  * imports; a from-list's submodules; packages, namespace packages,
  * extension modules and their libraries), the .pyc rather than the .py
  * when there is one; -c, -m, a "#!/usr/bin/env python3" script,
- * PYTHONPATH, -E, -S; the byte budget, stop, a malformed .pyc; the file
+ * PYTHONPATH, -E, -S; the queue's order (a module found again through an
+ * earlier import moves up); the byte budget, stop, a malformed .pyc; the file
  * and depth limits (on sources only, without python3).  The io's fetch
  * runs on several threads: no file is read before its fetch returned.
  *
@@ -84,6 +85,7 @@ struct pymod {
 	const char *path; /* xp() form */
 	const char *text;
 	bool pyc; /* compiled too */
+	bool big; /* its .pyc holds a 40 KB string: a batch of its own */
 };
 
 static const struct pymod mods[] = {
@@ -188,6 +190,26 @@ static const struct pymod mods[] = {
 	{ "/opt/venv/lib/python=/site-packages/venvdep.py", "x = 1\n",
 	  true },
 	{ "/opt/lib/shadow.py", "x = 1\n", false },
+	/* the queue's order: oshared is found first through osecond (its
+	 * batch comes in first), then through ofirst, which Python imports
+	 * first */
+	{ "/srv/order.py", "import ofirst\nimport osecond\n", false },
+	{ "/srv/ofirst.py", "import oshared\n", true, true },
+	{ "/srv/osecond.py",
+	  "import q1, q2, q3, q4, q5, q6, q7, q8, q9, q10\n"
+	  "import oshared\n", true,
+	  true },
+	{ "/srv/q1.py", "", true, true },
+	{ "/srv/q2.py", "", true, true },
+	{ "/srv/q3.py", "", true, true },
+	{ "/srv/q4.py", "", true, true },
+	{ "/srv/q5.py", "", true, true },
+	{ "/srv/q6.py", "", true, true },
+	{ "/srv/q7.py", "", true, true },
+	{ "/srv/q8.py", "", true, true },
+	{ "/srv/q9.py", "", true, true },
+	{ "/srv/q10.py", "", true, true },
+	{ "/srv/oshared.py", "x = 1\n", true },
 };
 
 /* the interpreter, its libraries, the C library's data, the runtime's */
@@ -252,7 +274,9 @@ static bool build_py(struct fx *fx)
 
 		snprintf(path, sizeof(path), "%s/m%03zu.py", dir, i);
 		f = fopen(path, "w");
-		if (!f || fputs(mods[i].text, f) < 0 || fclose(f) != 0)
+		if (!f || fputs(mods[i].text, f) < 0 ||
+		    (mods[i].big && fprintf(f, "pad = '%040000d'\n", 0) < 0) ||
+		    fclose(f) != 0)
 			ok = false;
 	}
 	ok = ok && pyhost_compile(&host, dir);
@@ -464,6 +488,49 @@ static uint64_t test_main(struct fx *fx)
 	startset_free(s);
 	rec_release(&r);
 	return bytes;
+}
+
+/*
+ * The queue goes in the order Python imports: a module first found through
+ * a later import (its batch came in first) moves up when an earlier import
+ * names it too.  osecond's batch comes in before ofirst's, so oshared is
+ * found through osecond, behind q1..q10, which keep every fetcher busy
+ * (40 KB each: a batch each); ofirst comes in next and names oshared
+ * again, and oshared goes out before the q modules still queued.
+ */
+static void test_order(struct fx *fx)
+{
+	const char *const argv[] = { "python3", "/srv/order.py", NULL };
+	/* ofirst comes in well after osecond, well before q1..q10 */
+	struct run_opts ro = { .argv = argv,
+			       .slow = { { "/ofirst.", 250000 },
+					 { "/__pycache__/q", 700000 } } };
+	uint32_t shared, before = 0;
+	struct startset *s;
+	struct rec r;
+
+	s = run(fx, &r, &ro);
+	if (!s)
+		return;
+	check_stats(fx, &r, s, "order");
+	shared = lvl(&r, pyc_of("/srv/oshared.py"));
+	for (unsigned i = 1; i <= 10; i++) {
+		char py[32];
+		uint32_t at;
+
+		snprintf(py, sizeof(py), "/srv/q%u.py", i);
+		at = lvl(&r, pyc_of(py));
+		CHECK(at, "%s was not fetched", py);
+		if (at < shared)
+			before++;
+	}
+	/* the fetchers free when ofirst is read took q1..q6 (5, then 1);
+	 * oshared goes with the next batch */
+	CHECK(shared && before <= 7,
+	      "oshared went out after %u of q1..q10 (fetch call %u): it did "
+	      "not move up", before, shared);
+	startset_free(s);
+	rec_release(&r);
 }
 
 /* -c, -m, a script run by env, PYTHONPATH, -E, -S */
@@ -842,6 +909,7 @@ int main(int argc, char **argv)
 		if (build_py(&fx)) {
 			all = test_main(&fx);
 			test_modes(&fx);
+			test_order(&fx);
 			if (all)
 				test_cut(&fx, all);
 		}
