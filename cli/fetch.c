@@ -686,7 +686,6 @@ static int layer_source(struct cli_remote *r, size_t i, struct lp_source **ret,
 				      d->size, source_opts(r, &so), ret, err);
 }
 
-#ifdef LP_HAVE_ZRAN
 static int mkdir_parents(const char *path)
 {
 	_cleanup_free_ char *tmp = lp_xstrdup(path);
@@ -702,6 +701,60 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
+/* the model a layer's TOC gave, saved: <root>/cache/models/sha256/<hex> */
+static char *model_store_path(const struct cli_remote_opts *o,
+			      const char *digest)
+{
+	const char *root = cli_remote_root(o);
+	const char *hex = strchr(digest, ':') ? strchr(digest, ':') + 1 : digest;
+	char *p;
+
+	if (fetch_digest_check(digest, strlen(digest)) < 0)
+		return NULL;
+	p = lp_xmalloc(strlen(root) + strlen(hex) + 40);
+	sprintf(p, "%s/cache/models/sha256/%s.model", root, hex);
+	return p;
+}
+
+#define CLI_PRODUCER "lazypull " LP_VERSION
+
+int cli_open_toc_layer(const struct cli_remote_opts *o, const char *digest,
+		       struct lp_source *src, const struct engine_opts *eo,
+		       struct engine_layer **ret, struct lp_err *err)
+{
+	_cleanup_free_ char *path = model_store_path(o, digest);
+	struct lp_err serr = { 0 };
+	uint64_t t0 = lp_now_ns();
+	int rc;
+
+	if (path) {
+		rc = engine_open_saved(src, eo, CLI_PRODUCER, path, ret, &serr);
+		if (rc == 0) {
+			lp_log(LP_LOG_INFO, "layer %s: its saved model, in "
+			       "%.1f ms", digest, lp_ms_since(t0));
+			return 0;
+		}
+		if (rc != -ENOENT)
+			lp_log(LP_LOG_INFO, "layer %s: not the saved model: %s",
+			       digest, serr.msg);
+	}
+	rc = engine_open(src, eo, ret, err);
+	if (rc < 0 || !path || !engine_stargz_family((*ret)->info.format))
+		return rc;
+	lp_debug("layer %s: TOC parsed in %.1f ms", digest, lp_ms_since(t0));
+	lp_err_clear(&serr);
+	rc = mkdir_parents(path);
+	if (rc < 0)
+		lp_err_set(&serr, rc, "%s: %s", path, strerror(-rc));
+	else
+		rc = engine_save_model(*ret, CLI_PRODUCER, path, &serr);
+	if (rc < 0)
+		lp_log(LP_LOG_INFO, "layer %s: model not saved: %s", digest,
+		       serr.msg);
+	return 0;
+}
+
+#ifdef LP_HAVE_ZRAN
 static char *index_store_path(const struct cli_remote_opts *o,
 			      const char *digest)
 {
@@ -759,7 +812,8 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 		}
 		if (strcmp(ops->name, "zran")) {
 			cli_probes_wait(o);
-			return engine_open(src, &eo, ret, err);
+			return cli_open_toc_layer(o, digest, src, &eo, ret,
+						  err);
 		}
 
 		cli_short_digest(digest, sd, sizeof(sd));
@@ -786,7 +840,8 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 	}
 #endif
 	cli_probes_wait(o);
-	return engine_open(src, &eo, ret, err);
+	return cli_open_toc_layer(o, r->manifest->layers[i].digest, src, &eo,
+				  ret, err);
 }
 
 /* ---- lazypull manifest -------------------------------------------------- */

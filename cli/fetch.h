@@ -30,6 +30,9 @@
 #include "fetcher/fetcher.h"
 #include "fs/model.h"
 
+struct engine_layer;
+struct engine_opts;
+
 struct cli_remote_opts {
 	const char *root;     /* state dir: NULL = $LAZYPULL_ROOT or
 				 /var/lib/lazypull; the cache is ROOT/cache */
@@ -99,8 +102,8 @@ enum {
 	"  --layer-digest D    the layer with digest D\n"                      \
 	"  --user U[:P]        registry credentials (else IMAGE_PULL_AUTH,\n"  \
 	"                      then ~/.docker/config.json)\n"                  \
-	"  --root DIR          state: blob cache in DIR/cache (default\n"      \
-	"                      $LAZYPULL_ROOT or /var/lib/lazypull)\n"         \
+	"  --root DIR          state: blob cache and parsed TOCs in DIR/cache\n" \
+	"                      (default $LAZYPULL_ROOT or /var/lib/lazypull)\n" \
 	"  --cache-max BYTES   bound the blob cache (LRU eviction)\n"          \
 	"  --refresh           resolve the tag again (else reused for 5 min)\n" \
 	"  --hosts-dir DIR     mirrors from DIR/<registry>/hosts.toml\n"       \
@@ -138,6 +141,16 @@ const char *cli_remote_root(const struct cli_remote_opts *o);
  */
 int cli_probing_open(const struct cli_remote_opts *ro);
 void cli_probes_wait(const struct cli_remote_opts *ro);
+
+/*
+ * Opens a layer of a registry (blob digest, source src, taken) with the
+ * model saved for it under the root when there is one (the snapshotter's
+ * probe saves it), else by engine_open(); an eStargz-family layer's model
+ * is then saved (its TOC is slow to parse; a failure to save is logged).
+ */
+int cli_open_toc_layer(const struct cli_remote_opts *o, const char *digest,
+		       struct lp_source *src, const struct engine_opts *eo,
+		       struct engine_layer **ret, struct lp_err *err);
 
 /* An argument is a registry reference when no such file exists and it
  * parses as a reference. */

@@ -411,10 +411,10 @@ static void mount_usage(FILE *f)
 		"  --user U[:P]        registry credentials (else "
 		"IMAGE_PULL_AUTH,\n"
 		"                      then ~/.docker/config.json)\n"
-		"  --root DIR          state: blob cache in DIR/cache, zran "
-		"indexes in\n"
-		"                      DIR/indexes (default $LAZYPULL_ROOT or "
-		"/var/lib/lazypull)\n"
+		"  --root DIR          state: blob cache and parsed TOCs in "
+		"DIR/cache,\n"
+		"                      zran indexes in DIR/indexes (default\n"
+		"                      $LAZYPULL_ROOT or /var/lib/lazypull)\n"
 		"  --cache-max BYTES   bound the blob cache (LRU eviction)\n"
 		"  --refresh           resolve the tag again (else reused for "
 		"5 min)\n"
@@ -780,10 +780,30 @@ static int open_local_layers(char **args, uint32_t n, bool have_layer,
  * *layer alone (have_layer), or for a nydus image its RAFS bootstrap,
  * whose data blobs open from the registry when first read.
  */
+/*
+ * The image's config: the command it runs, for its start files.  Read
+ * before the layers (one small request, kept in the cache), while the
+ * probes still parse their TOCs, so a mount whose image names none makes
+ * no request once it serves.
+ */
+static void open_config(const char *ref, struct cli_remote *rem,
+			struct fetch_image_config **config)
+{
+	struct lp_err err = { 0 };
+
+	if (fetch_get_config_cached(rem->client, rem->cache, &rem->ref,
+				    rem->manifest, config, &err) < 0) {
+		lp_log(LP_LOG_WARN, "%s: no start files: %s", ref, err.msg);
+		lp_err_clear(&err);
+	}
+}
+
+/* config: the image config is read into it, NULL: not */
 static int open_image(const char *ref, struct cli_layer_opts *lo,
 		      const char *upto, bool *have_layer, uint32_t *layer,
 		      struct engine_layer ***ret_layers, uint32_t *ret_n,
-		      struct cli_remote **ret_rem, uint64_t *t_image)
+		      struct cli_remote **ret_rem, uint64_t *t_image,
+		      struct fetch_image_config **config)
 {
 	_cleanup_(cli_remote_closep) struct cli_remote *rem = NULL;
 	_cleanup_free_ size_t *which = NULL;
@@ -852,6 +872,8 @@ static int open_image(const char *ref, struct cli_layer_opts *lo,
 		for (size_t i = 0; i < top; i++)
 			which[n++] = i;
 	}
+	if (config && !*have_layer)
+		open_config(ref, rem, config);
 	layers = lp_xcalloc(n, sizeof(*layers));
 	if (open_remote_layers(rem, &lo->ro, which, n, layers) < 0) {
 		free(layers);
@@ -1213,18 +1235,9 @@ int cmd_mount(int argc, char **argv)
 	}
 	if (remote) {
 		if (open_image(argv[optind], &lo, upto, &have_layer, &layer,
-			       &layers, &n_open, &rem, &t_image) < 0)
+			       &layers, &n_open, &rem, &t_image,
+			       start_files != 0 ? &config : NULL) < 0)
 			goto out;
-		/* the command the image runs, for its start files: read now
-		 * (one small request, kept in the cache), so a mount whose
-		 * image names none makes no request once it serves */
-		if (start_files != 0 && !have_layer &&
-		    fetch_get_config_cached(rem->client, rem->cache, &rem->ref,
-					    rem->manifest, &config, &err) < 0) {
-			lp_log(LP_LOG_WARN, "%s: no start files: %s",
-			       argv[optind], err.msg);
-			lp_err_clear(&err);
-		}
 	} else {
 		layers = lp_xcalloc(n_blobs, sizeof(*layers));
 		if (open_local_layers(argv + optind, n_blobs, have_layer,

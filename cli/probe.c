@@ -271,9 +271,11 @@ int cmd_probe(int argc, char **argv)
 			resolve_for_daemon(rem, &ro);
 		return 0;
 	}
-	/* loads the TOC and checks it against the label */
+	/* loads the TOC and checks it against the label (and saves the
+	 * model for the fs daemon, which then need not parse it again) */
 	eo.format = ops->name;
-	rc = engine_open(TAKE_PTR(src), &eo, &l, &err);
+	rc = cli_open_toc_layer(&ro, ro.layer_digest, TAKE_PTR(src), &eo, &l,
+				&err);
 	if (rc < 0) {
 		answer("error", err.msg);
 		return 1;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "fs/engine.h"
+#include "fs/modelfile.h"
 #ifdef LP_HAVE_ESTARGZ
 #include "formats/estargz/estargz.h"
 #endif
@@ -57,6 +58,24 @@ int engine_detect(struct lp_source *src, const struct format_hints *h,
 			  src->name);
 }
 
+static struct engine_layer *layer_new(struct lp_source *src,
+				      const struct format_ops *ops,
+				      const struct engine_opts *o)
+{
+	struct engine_layer *l = lp_xcalloc(1, sizeof(*l));
+
+	l->src = src;
+	l->ops = ops;
+	l->blob_dir = o->blob_dir ? lp_xstrdup(o->blob_dir) : NULL;
+	l->open_blob = o->open_blob;
+	l->open_blob_arg = o->open_blob_arg;
+	l->last_idx = -1;
+	l->last_lock = lp_xmalloc(sizeof(pthread_mutex_t));
+	pthread_mutex_init(l->last_lock, NULL);
+	l->info.blob_size = src->size;
+	return l;
+}
+
 int engine_open(struct lp_source *src, const struct engine_opts *o,
 		struct engine_layer **ret, struct lp_err *err)
 {
@@ -92,16 +111,7 @@ int engine_open(struct lp_source *src, const struct engine_opts *o,
 			return r;
 		}
 	}
-	l = lp_xcalloc(1, sizeof(*l));
-	l->src = src;
-	l->ops = ops;
-	l->blob_dir = o->blob_dir ? lp_xstrdup(o->blob_dir) : NULL;
-	l->open_blob = o->open_blob;
-	l->open_blob_arg = o->open_blob_arg;
-	l->last_idx = -1;
-	l->last_lock = lp_xmalloc(sizeof(pthread_mutex_t));
-	pthread_mutex_init(l->last_lock, NULL);
-	l->info.blob_size = src->size;
+	l = layer_new(src, ops, o);
 #ifdef LP_HAVE_ZRAN
 	if (o->zran_index)
 		r = zran_load_index_file(o->zran_index, src, &l->model,
@@ -117,6 +127,75 @@ int engine_open(struct lp_source *src, const struct engine_opts *o,
 	}
 	if (!l->info.format)
 		l->info.format = ops->name;
+	l->blob_src = lp_xcalloc(l->model->n_blobs ? l->model->n_blobs : 1,
+				 sizeof(*l->blob_src));
+	*ret = l;
+	return 0;
+}
+
+int engine_save_model(const struct engine_layer *l, const char *producer,
+		      const char *path, struct lp_err *err)
+{
+	struct model_file_meta meta = { .info = l->info };
+
+	if (l->n_sub || !l->ops || !l->ops->restore)
+		return lp_err_set(err, EOPNOTSUPP, "%s models are not saved",
+				  l->ops ? l->ops->name : "merged");
+	snprintf(meta.format, sizeof(meta.format), "%s", l->ops->name);
+	meta.info.format = NULL;
+	return model_file_save(l->model, &meta, producer, path, err);
+}
+
+int engine_open_saved(struct lp_source *src, const struct engine_opts *o,
+		      const char *producer, const char *path,
+		      struct engine_layer **ret, struct lp_err *err)
+{
+	static const struct engine_opts none = { 0 };
+	_cleanup_(model_freep) struct model *m = NULL;
+	const struct format_ops *ops = NULL;
+	struct format_ctx *ctx = NULL;
+	struct model_file_meta meta;
+	struct engine_layer *l;
+	uint8_t want[32], have[32];
+	int r;
+
+	if (!o)
+		o = &none;
+	r = model_file_load(path, producer, &m, &meta, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; engine_formats[i]; i++)
+		if (engine_formats[i]->restore &&
+		    !strcmp(engine_formats[i]->name, meta.format))
+			ops = engine_formats[i];
+	if (!ops || (o->format && strcmp(o->format, ops->name)))
+		return lp_err_set(err, ESTALE, "%s: a saved %s model", path,
+				  meta.format);
+	if (meta.info.blob_size != src->size)
+		return lp_err_set(err, ESTALE, "%s: saved for a blob of %llu "
+				  "bytes, not %llu", path,
+				  (unsigned long long)meta.info.blob_size,
+				  (unsigned long long)src->size);
+	/* the digest the caller expects, as a load checks it */
+	if (o->hints && o->hints->toc_digest &&
+	    (lp_parse_sha256_digest(o->hints->toc_digest,
+				    strlen(o->hints->toc_digest), want) < 0 ||
+	     lp_parse_sha256_digest(meta.info.toc_digest,
+				    strlen(meta.info.toc_digest), have) < 0 ||
+	     memcmp(want, have, sizeof(want))))
+		return lp_err_set(err, ESTALE, "%s: TOC digest %s, not the "
+				  "expected %.80s", path, meta.info.toc_digest,
+				  o->hints->toc_digest);
+	r = ops->restore(&meta.info, &ctx, err);
+	if (r < 0) {
+		lp_err_wrap(err, "%s", path);
+		return r;
+	}
+	l = layer_new(src, ops, o);
+	l->ctx = ctx;
+	l->model = TAKE_PTR(m);
+	l->info = meta.info;
+	l->info.format = ops->name;
 	l->blob_src = lp_xcalloc(l->model->n_blobs ? l->model->n_blobs : 1,
 				 sizeof(*l->blob_src));
 	*ret = l;

@@ -64,6 +64,24 @@ int engine_detect(struct lp_source *src, const struct format_hints *h,
 /* Opens a layer; takes ownership of src (freed on failure too). */
 int engine_open(struct lp_source *src, const struct engine_opts *o,
 		struct engine_layer **ret, struct lp_err *err);
+/*
+ * Saves the model of layer l (opened by engine_open, not merged) for
+ * engine_open_saved() (fs/modelfile.h); producer names this build.
+ * -EOPNOTSUPP for a reader whose models are not saved (only the eStargz
+ * family's are: they come from a TOC that is slow to parse).
+ */
+int engine_save_model(const struct engine_layer *l, const char *producer,
+		      const char *path, struct lp_err *err);
+/*
+ * Opens src with the model saved at path instead of loading it from src:
+ * the reader, the blob size and o->hints' TOC digest must match.  Takes
+ * src on success only: on failure (-ENOENT: no such file; -ESTALE: saved
+ * by another build or for another blob; -EBADMSG: a corrupt file) the
+ * caller still owns it and can engine_open() it.
+ */
+int engine_open_saved(struct lp_source *src, const struct engine_opts *o,
+		      const char *producer, const char *path,
+		      struct engine_layer **ret, struct lp_err *err);
 /* Opens a local file. */
 int engine_open_path(const char *path, const struct engine_opts *o,
 		     struct engine_layer **ret, struct lp_err *err);

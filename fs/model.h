@@ -305,6 +305,10 @@ struct format_ops {
 			    const struct model_chunk *c, const void *stored,
 			    size_t stored_len, void *out, struct lp_err *err);
 	void (*destroy)(struct format_ctx *ctx);
+	/* optional: the context of a saved model (fs/modelfile.h) from its
+	 * info alone; NULL: this reader's models are not saved */
+	int (*restore)(const struct format_info *info,
+		       struct format_ctx **ret_ctx, struct lp_err *err);
 };
 
 /* Verifies out (c->len bytes) against c's digest: 0, -EBADMSG, or -ENODATA

@@ -269,6 +269,40 @@ static void estargz_destroy(struct format_ctx *ctx)
 	free(ctx);
 }
 
+/* the context of a saved model: what the footer said, from its info */
+static int estargz_restore_kind(enum estargz_kind kind,
+				const struct format_info *info,
+				struct format_ctx **ret_ctx,
+				struct lp_err *err)
+{
+	struct format_ctx *ctx;
+	uint32_t fsz = estargz_footer_size(kind);
+
+	if (info->blob_size < fsz || info->toc_offset > info->blob_size - fsz ||
+	    info->toc_comp_len > info->blob_size - fsz - info->toc_offset ||
+	    (kind == ESTARGZ_KIND_ZSTD && info->toc_offset < 8))
+		return lp_err_set(err, EBADMSG, "saved %s TOC at %llu+%llu of "
+				  "a %llu-byte blob", estargz_kind_name(kind),
+				  (unsigned long long)info->toc_offset,
+				  (unsigned long long)info->toc_comp_len,
+				  (unsigned long long)info->blob_size);
+	ctx = lp_xcalloc(1, sizeof(*ctx));
+	ctx->kind = kind;
+	ctx->footer.kind = kind;
+	ctx->footer.footer_size = fsz;
+	ctx->footer.blob_size = info->blob_size;
+	ctx->footer.toc_offset = info->toc_offset;
+	ctx->footer.toc_comp_len = info->toc_comp_len;
+	if (kind == ESTARGZ_KIND_ZSTD) {
+		ctx->footer.toc_len_hint = info->toc_len;
+		ctx->footer.data_end = info->toc_offset - 8;
+	} else {
+		ctx->footer.data_end = info->toc_offset;
+	}
+	*ret_ctx = ctx;
+	return 0;
+}
+
 #define ESTARGZ_OPS(sym, kind, label)                                          \
 	static int sym##_probe(struct lp_source *src,                          \
 			       const struct format_hints *h,                   \
@@ -286,12 +320,19 @@ static void estargz_destroy(struct format_ctx *ctx)
 		return estargz_load_kind(src, h, kind, ret_model, ret_ctx,     \
 					 info, err);                           \
 	}                                                                      \
+	static int sym##_restore(const struct format_info *info,               \
+				 struct format_ctx **ret_ctx,                  \
+				 struct lp_err *err)                           \
+	{                                                                      \
+		return estargz_restore_kind(kind, info, ret_ctx, err);         \
+	}                                                                      \
 	const struct format_ops sym = {                                        \
 		.name = label,                                                 \
 		.probe = sym##_probe,                                          \
 		.load = sym##_load,                                            \
 		.decode_chunk = estargz_decode_chunk,                          \
 		.destroy = estargz_destroy,                                    \
+		.restore = sym##_restore,                                      \
 	}
 
 ESTARGZ_OPS(estargz_ops, ESTARGZ_KIND_ESTARGZ, "estargz");

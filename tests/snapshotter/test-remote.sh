@@ -192,6 +192,17 @@ check_image() { # tag format
 	done
 	out=$(ctr_ run --rm --snapshotter nydus "$ref" "r-$tag-0" true </dev/null 2>&1) ||
 		fail "$tag: ctr run true: $out"
+	# a TOC is parsed once: the probe saves the model under the root, the
+	# fs daemon loads it
+	if [ "$fmt" != zran ]; then
+		for d in $(layers "$tag"); do
+			[ -s "$W/snap/cache/models/sha256/${d#sha256:}.model" ] ||
+				fail "$tag: no model saved for $d"
+			grep -q "layer $d: its saved model" "$W"/snap/daemons/*.log ||
+				fail "$tag: the fs daemon did not load the saved model of $d: $(grep -h "layer $d" "$W"/snap/daemons/*.log | head -3)"
+		done
+		log "$tag: the fs daemon loaded the models the probes saved"
+	fi
 	# what the registry sent of each layer until a container ran: a plain
 	# gzip layer is read once whole (ranges) to build its zran index
 	for d in $(layers "$tag"); do
