@@ -204,7 +204,8 @@ static uint64_t add_chunks(const struct model *m, uint32_t ino, uint32_t **v,
  * AHEAD_MAX_GAP (the bytes between small files are mostly other files
  * nobody asked for).
  */
-#define AHEAD_MAX_GAP (32u << 10)
+#define AHEAD_MAX_GAP STARTSET_NEAR_GAP /* 32 KiB: the start files' batches
+						* count on it */
 
 static void fetch_chunks(struct mount_src *ms, uint32_t *v, uint32_t n)
 {

@@ -24,6 +24,9 @@
 #define PY_MAX_PATH 16	      /* sys.path directories */
 #define PY_BATCH_FILES 4
 #define PY_BATCH_BYTES (64u << 10)
+/* with their neighbours in the layer (they ride in the same request) */
+#define PY_BATCH_MAX_FILES 8
+#define PY_BATCH_MAX_BYTES (128u << 10)
 
 uint32_t startset_resolve(const struct model *m, const char *path,
 			  uint32_t cwd)
@@ -97,6 +100,9 @@ struct ss_exam {
 struct ss_item {
 	uint32_t ino;
 	uint32_t depth; /* 1: a start-up module or the script's import */
+	uint32_t blob;	/* its stored bytes: [lo, hi) of blob (UINT32_MAX:
+			 * none) */
+	uint64_t lo, hi;
 	bool examine;
 	char *pkg;
 	/* where the import system meets it first: the indexes of the
@@ -200,6 +206,24 @@ static void ss_py_key(struct startset *s, struct ss_item *it)
 	s->n_found++;
 }
 
+/* where its stored bytes are */
+static void ss_py_span(const struct startset *s, struct ss_item *it)
+{
+	const struct model_inode *in = &s->m->inodes[it->ino];
+	const struct model_chunk *a, *z;
+
+	it->blob = UINT32_MAX;
+	if (!in->count)
+		return;
+	a = &s->m->chunks[in->first];
+	z = &s->m->chunks[in->first + in->count - 1];
+	if (a->blob != z->blob || z->comp_off < a->comp_off)
+		return;
+	it->blob = a->blob;
+	it->lo = a->comp_off;
+	it->hi = z->comp_off + z->comp_len;
+}
+
 /*
  * ino, queued already, is found again: Python meets it first where the
  * smaller key says, so it moves up if it is still to fetch.  (The batches
@@ -274,6 +298,7 @@ static void ss_add_ex(struct startset *s, uint32_t ino, bool examine,
 							    : NULL };
 
 		ss_py_key(s, &it);
+		ss_py_span(s, &it);
 		pthread_mutex_lock(&s->lock);
 		s->qi[s->qn++] = s->pq_n;
 		s->pq[s->pq_n++] = it;
@@ -1123,7 +1148,7 @@ static bool ss_py_pending(const struct startset *s)
 static void ss_batch_debug(const struct startset *s, const uint32_t *ino,
 			   uint32_t n, uint64_t bytes, uint64_t t0)
 {
-	char names[PY_BATCH_FILES * 64] = "";
+	char names[PY_BATCH_MAX_FILES * 64] = "";
 	size_t len = 0;
 
 	for (uint32_t i = 0; i < n && len < sizeof(names) - 1; i++) {
@@ -1142,11 +1167,54 @@ static void ss_batch_debug(const struct startset *s, const uint32_t *ino,
 		 (double)(lp_now_ns() - t0) / 1e6);
 }
 
+/* does queued item q lie within STARTSET_NEAR_GAP of batch item b? */
+static bool ss_near(const struct ss_item *b, const struct ss_item *q)
+{
+	return b->blob != UINT32_MAX && q->blob == b->blob &&
+	       q->lo <= b->hi + STARTSET_NEAR_GAP &&
+	       b->lo <= q->hi + STARTSET_NEAR_GAP;
+}
+
+/*
+ * Adds to the batch order[first..n_order) (its files ino[0..n), bytes) the
+ * queued files stored next to one of them, in key order, within
+ * PY_BATCH_MAX_FILES / PY_BATCH_MAX_BYTES: the io's fetch merges them
+ * into the same request (a package's modules sit together in the layer),
+ * so they cost the registry no request of their own later.  Called with
+ * the lock held; returns the batch's file count.
+ */
+static uint32_t ss_py_neighbours(struct startset *s, uint32_t first,
+				 uint32_t *ino, uint32_t n, uint64_t bytes)
+{
+	uint32_t keep = s->qh;
+
+	for (uint32_t j = s->qh; j < s->qn; j++) {
+		uint32_t i = s->qi[j];
+		uint64_t sz = model_file_stored(s->m, s->pq[i].ino);
+		bool take = false;
+
+		for (uint32_t b = first; !take && b < s->n_order &&
+		     n < PY_BATCH_MAX_FILES &&
+		     bytes + sz <= PY_BATCH_MAX_BYTES; b++)
+			take = ss_near(&s->pq[s->order[b]], &s->pq[i]);
+		if (!take) {
+			s->qi[keep++] = i; /* stays queued, in order */
+			continue;
+		}
+		ino[n++] = s->pq[i].ino;
+		bytes += sz;
+		s->order[s->n_order++] = i;
+	}
+	/* the taken ones are out of qi[qh..qn) now: it is shorter */
+	s->qn = keep;
+	return n;
+}
+
 /* a fetcher of the Python phase: batches from the queue's head */
 static void *ss_py_fetcher(void *arg)
 {
 	struct startset *s = arg;
-	uint32_t ino[PY_BATCH_FILES];
+	uint32_t ino[PY_BATCH_MAX_FILES];
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
@@ -1176,6 +1244,7 @@ static void *ss_py_fetcher(void *arg)
 			s->order[s->n_order++] = i;
 			s->qh++;
 		}
+		n = ss_py_neighbours(s, first, ino, n, bytes);
 		s->inflight++;
 		s->st.levels++;
 		pthread_mutex_unlock(&s->lock);

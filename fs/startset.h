@@ -42,6 +42,9 @@
 #define STARTSET_MAX_FILES 256	  /* program, libraries, scripts */
 #define STARTSET_PY_MAX_FILES 1024 /* a Python program's imports */
 #define STARTSET_PY_FETCHERS 6 /* batches of them in flight */
+/* files whose stored bytes are this close go in one batch: the io's fetch
+ * merges their ranges into one request */
+#define STARTSET_NEAR_GAP (32u << 10)
 #define STARTSET_ARG_MAX_BYTES (1u << 20) /* a file an argument names */
 #define STARTSET_DEFAULT_PATH                                                 \
 	"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
