@@ -59,24 +59,6 @@ static void mf_parts(const struct model *m, struct mf_part out[6])
 	out[5] = (struct mf_part){ m->arena, m->arena_len, 1 };
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	while (n) {
-		ssize_t w = write(fd, b, n);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 int model_file_save(const struct model *m, const struct model_file_meta *meta,
 		    const char *producer, const char *path,
 		    struct lp_err *err)
@@ -85,6 +67,7 @@ int model_file_save(const struct model *m, const struct model_file_meta *meta,
 	struct mf_header h;
 	struct mf_part parts[6];
 	struct lp_sha256_ctx *sc;
+	uint64_t at;
 	uint8_t dig[32];
 	int fd, r = 0;
 
@@ -118,17 +101,21 @@ int model_file_save(const struct model *m, const struct model_file_meta *meta,
 		return lp_err_set(err, errno, "%s: %s", tmp, strerror(errno));
 	sc = lp_sha256_new();
 	lp_sha256_update(sc, &h, sizeof(h));
-	r = write_all(fd, &h, sizeof(h));
+	r = lp_pwrite_all(fd, &h, sizeof(h), 0);
+	at = sizeof(h);
 	mf_parts(m, parts);
 	for (unsigned i = 0; i < 6 && r == 0; i++) {
-		if (!parts[i].n)
+		size_t n = (size_t)(parts[i].n * parts[i].size);
+
+		if (!n)
 			continue;
-		lp_sha256_update(sc, parts[i].p, parts[i].n * parts[i].size);
-		r = write_all(fd, parts[i].p, parts[i].n * parts[i].size);
+		lp_sha256_update(sc, parts[i].p, n);
+		r = lp_pwrite_all(fd, parts[i].p, n, at);
+		at += n;
 	}
 	lp_sha256_final(sc, dig);
 	if (r == 0)
-		r = write_all(fd, dig, sizeof(dig));
+		r = lp_pwrite_all(fd, dig, sizeof(dig), at);
 	if (close(fd) < 0 && r == 0)
 		r = -errno;
 	if (r == 0 && rename(tmp, path) < 0)
@@ -281,6 +268,13 @@ int model_check(const struct model *m, struct lp_err *err)
 			return lp_err_set(err, EBADMSG, "inode %u: mode %o, "
 					  "parent %u, names or xattrs out of "
 					  "bounds", i, in->mode, in->parent);
+		/* readers copy size bytes of a link's target */
+		if (S_ISLNK(in->mode) &&
+		    in->size != strlen(model_str(m, in->link)))
+			return lp_err_set(err, EBADMSG, "symlink %u: target of "
+					  "%llu bytes, %zu in the arena", i,
+					  (unsigned long long)in->size,
+					  strlen(model_str(m, in->link)));
 		if (S_ISREG(in->mode))
 			r = check_chunks(m, i, in, err);
 		else if (S_ISDIR(in->mode))

@@ -54,8 +54,9 @@ int model_file_load(const char *path, const char *producer,
  * Checks what the readers of a model rely on: the root is a directory;
  * every string offset, index and range is in bounds; a directory's
  * entries are sorted and name each child directory once, under its
- * parent; parent chains end at the root; a regular file's chunks cover
- * [0, size) in order.  0, or -EBADMSG with err set.
+ * parent; parent chains end at the root; a symlink's size is its
+ * target's length; a regular file's chunks cover [0, size) in order.  0,
+ * or -EBADMSG with err set.
  */
 int model_check(const struct model *m, struct lp_err *err);
 

@@ -299,6 +299,10 @@ static void l_link(struct model *c, const struct model *m)
 {
 	c->inodes[ino_of(m, "/etc/link")].link = (uint32_t)m->arena_len + 9;
 }
+static void l_link_size(struct model *c, const struct model *m)
+{
+	c->inodes[ino_of(m, "/etc/link")].size = 4096;
+}
 static void l_mode(struct model *c, const struct model *m)
 {
 	c->inodes[ino_of(m, "/etc/link")].mode = 0777;
@@ -393,6 +397,7 @@ static void test_lies(const struct model *m)
 		{ "directories name each other", l_cycle },
 		{ "name out of the arena", l_name },
 		{ "link out of the arena", l_link },
+		{ "link longer than its target", l_link_size },
 		{ "no file type", l_mode },
 		{ "xattrs out of range", l_xattrs },
 		{ "xattr value out of the arena", l_xattr_value },
