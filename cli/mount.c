@@ -776,11 +776,6 @@ static int open_local_layers(char **args, uint32_t n, bool have_layer,
 }
 
 /*
- * Opens the layers of image ref: all of them (merged view), layer
- * *layer alone (have_layer), or for a nydus image its RAFS bootstrap,
- * whose data blobs open from the registry when first read.
- */
-/*
  * The image's config: the command it runs, for its start files.  Read
  * before the layers (one small request, kept in the cache), while the
  * probes still parse their TOCs, so a mount whose image names none makes
@@ -798,7 +793,12 @@ static void open_config(const char *ref, struct cli_remote *rem,
 	}
 }
 
-/* config: the image config is read into it, NULL: not */
+/*
+ * Opens the layers of image ref: all of them (merged view), layer
+ * *layer alone (have_layer), or for a nydus image its RAFS bootstrap,
+ * whose data blobs open from the registry when first read.  config: the
+ * image config is read into it first, NULL: not.
+ */
 static int open_image(const char *ref, struct cli_layer_opts *lo,
 		      const char *upto, bool *have_layer, uint32_t *layer,
 		      struct engine_layer ***ret_layers, uint32_t *ret_n,
