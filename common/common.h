@@ -86,6 +86,13 @@ static inline void lp_closep(int *fd)
 int lp_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 /* Bytes read at off (short only at end of file) or -errno. */
 int64_t lp_pread_all(int fd, void *buf, size_t len, uint64_t off);
+/*
+ * Ends the write of temporary file tmp (open as fd; r: 0, or the -errno
+ * the writing failed with): fsync when sync, close, rename over path; on
+ * any failure tmp is removed.  0, or -errno with err set (naming path).
+ */
+int lp_file_commit(int fd, const char *tmp, const char *path, int r,
+		   bool sync, struct lp_err *err);
 void *lp_xmalloc(size_t n);
 void *lp_xcalloc(size_t n, size_t m);
 void *lp_xrealloc(void *p, size_t n);

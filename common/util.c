@@ -83,6 +83,22 @@ int lp_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int lp_file_commit(int fd, const char *tmp, const char *path, int r,
+		   bool sync, struct lp_err *err)
+{
+	if (r == 0 && sync && fsync(fd) < 0)
+		r = -errno;
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(tmp);
+		return lp_err_set(err, r, "%s: %s", path, strerror(-r));
+	}
+	return 0;
+}
+
 int64_t lp_pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
 	uint8_t *p = buf;

@@ -116,15 +116,8 @@ int model_file_save(const struct model *m, const struct model_file_meta *meta,
 	lp_sha256_final(sc, dig);
 	if (r == 0)
 		r = lp_pwrite_all(fd, dig, sizeof(dig), at);
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return lp_err_set(err, r, "%s: %s", path, strerror(-r));
-	}
-	return 0;
+	/* no fsync: a torn file fails its digest and is parsed again */
+	return lp_file_commit(fd, tmp, path, r, false, err);
 }
 
 static bool arena_str_ok(const struct model *m, uint32_t off)

@@ -246,17 +246,7 @@ int zran_index_save(const struct zran_index *idx, const char *path,
 	if (fd < 0)
 		return lp_err_set(err, errno, "%s: %s", tmp, strerror(errno));
 	r = write_all(fd, buf, len);
-	if (r == 0 && fsync(fd) < 0)
-		r = -errno;
-	if (close(fd) < 0 && r == 0)
-		r = -errno;
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		unlink(tmp);
-		return lp_err_set(err, r, "%s: %s", path, strerror(-r));
-	}
-	return 0;
+	return lp_file_commit(fd, tmp, path, r, true, err);
 }
 
 /* ---- reading ---------------------------------------------------------- */
