@@ -824,19 +824,22 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 			lp_source_free(src);
 			return rc;
 		}
+		/* saved for the next mount; this one serves from the index
+		 * built (its windows then read from the file saved, as a
+		 * loaded index's are: no loading it back) */
 		rc = mkdir_parents(idx);
 		if (rc < 0)
 			lp_err_set(err, rc, "%s: %s", idx, strerror(-rc));
 		else
-			rc = zran_save_atomic(zi, idx, err);
-		if (rc == 0) {
-			eo.zran_index = idx;
-			return engine_open(src, &eo, ret, err);
+			rc = zran_index_save_keep(zi, idx, err);
+		if (rc < 0) {
+			/* served all the same, its windows in memory */
+			lp_log(LP_LOG_WARN, "cannot store the zran index: %s",
+			       err->msg);
+			lp_err_clear(err);
 		}
-		/* no store: index it again from the blob cache */
-		lp_log(LP_LOG_WARN, "cannot store the zran index: %s",
-		       err->msg);
-		lp_err_clear(err);
+		eo.zran_built = TAKE_PTR(zi);
+		return engine_open(src, &eo, ret, err);
 	}
 #endif
 	cli_probes_wait(o);

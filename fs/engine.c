@@ -86,7 +86,7 @@ int engine_open(struct lp_source *src, const struct engine_opts *o,
 
 	if (!o)
 		o = &none;
-	if (o->zran_index) {
+	if (o->zran_index || o->zran_built) {
 #ifdef LP_HAVE_ZRAN
 		ops = &zran_ops;
 #else
@@ -113,7 +113,10 @@ int engine_open(struct lp_source *src, const struct engine_opts *o,
 	}
 	l = layer_new(src, ops, o);
 #ifdef LP_HAVE_ZRAN
-	if (o->zran_index)
+	if (o->zran_built)
+		r = zran_load_built(o->zran_built, src, &l->model, &l->ctx,
+				    &l->info, err);
+	else if (o->zran_index)
 		r = zran_load_index_file(o->zran_index, src, &l->model,
 					 &l->ctx, &l->info, err);
 	else

@@ -17,6 +17,9 @@ struct engine_opts {
 	const char *format;   /* force a reader by name; NULL = probe */
 	const char *blob_dir; /* where blobs other than the layer live */
 	const char *zran_index; /* a saved zran index for a plain gzip layer */
+	/* or one built in memory: taken by engine_open (freed on failure
+	 * too) */
+	struct zran_index *zran_built;
 	/*
 	 * Opens a model blob other than the layer itself (a RAFS data blob)
 	 * by its id as the model names it (64 hex digits or "sha256:…"),

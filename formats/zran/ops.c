@@ -90,6 +90,27 @@ static int zran_load(struct lp_source *src, const struct format_hints *h,
 	return zran_load_with(src, NULL, ret_model, ret_ctx, info, err);
 }
 
+/* idx (taken) for src, from what (a file, or "the index built") */
+static int load_for(struct zran_index *idx, const char *what,
+		    struct lp_source *src, struct model **ret_model,
+		    struct format_ctx **ret_ctx, struct format_info *info,
+		    struct lp_err *err)
+{
+	int r;
+
+	if (src && src->size != idx->gzip_size) {
+		r = lp_err_set(err, EINVAL,
+			       "%s: index is for a %" PRIu64
+			       "-byte layer, %s has %" PRIu64 " bytes",
+			       what, idx->gzip_size,
+			       src->name ? src->name : "the source",
+			       src->size);
+		zran_index_free(idx);
+		return r;
+	}
+	return finish_load(idx, ret_model, ret_ctx, info, err);
+}
+
 int zran_load_index_file(const char *path, struct lp_source *src,
 			 struct model **ret_model, struct format_ctx **ret_ctx,
 			 struct format_info *info, struct lp_err *err)
@@ -100,17 +121,15 @@ int zran_load_index_file(const char *path, struct lp_source *src,
 	r = zran_index_load(path, &idx, err);
 	if (r < 0)
 		return r;
-	if (src && src->size != idx->gzip_size) {
-		r = lp_err_set(err, EINVAL,
-			       "%s: index is for a %" PRIu64
-			       "-byte layer, %s has %" PRIu64 " bytes",
-			       path, idx->gzip_size,
-			       src->name ? src->name : "the source",
-			       src->size);
-		zran_index_free(idx);
-		return r;
-	}
-	return finish_load(idx, ret_model, ret_ctx, info, err);
+	return load_for(idx, path, src, ret_model, ret_ctx, info, err);
+}
+
+int zran_load_built(struct zran_index *idx, struct lp_source *src,
+		    struct model **ret_model, struct format_ctx **ret_ctx,
+		    struct format_info *info, struct lp_err *err)
+{
+	return load_for(idx, "the index built", src, ret_model, ret_ctx, info,
+			err);
 }
 
 static int zran_decode_chunk(struct format_ctx *ctx,

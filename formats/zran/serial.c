@@ -249,6 +249,50 @@ int zran_index_save(const struct zran_index *idx, const char *path,
 	return lp_file_commit(fd, tmp, path, r, true, err);
 }
 
+int zran_index_save_keep(struct zran_index *idx, const char *path,
+			 struct lp_err *err)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	_cleanup_free_ char *tmp = NULL;
+	size_t len;
+	int fd, r;
+
+	if (!idx->wins && idx->wins_len)
+		return lp_err_set(err, EINVAL, "zran: the index's windows are "
+				  "in a file already");
+	r = zran_index_serialize(idx, &buf, &len, err);
+	if (r < 0)
+		return r;
+	if (asprintf(&tmp, "%s.tmp.%d.%d", path, (int)getpid(),
+		     (int)gettid()) < 0) {
+		tmp = NULL;
+		return lp_err_set(err, ENOMEM, "zran: out of memory");
+	}
+	/* read back through this descriptor, whatever later replaces path */
+	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return lp_err_set(err, errno, "%s: %s", tmp, strerror(errno));
+	r = write_all(fd, buf, len);
+	/* no fsync: a torn file fails its checksum when loaded, and is
+	 * indexed again */
+	if (r == 0 && rename(tmp, path) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		unlink(tmp);
+		return lp_err_set(err, r, "%s: %s", path, strerror(-r));
+	}
+	/* the window area ends the file */
+	free(idx->wins);
+	idx->wins = NULL;
+	idx->cap_wins = 0;
+	idx->wins_off = len - idx->wins_len;
+	if (idx->wfd >= 0)
+		close(idx->wfd);
+	idx->wfd = fd;
+	return 0;
+}
+
 /* ---- reading ---------------------------------------------------------- */
 
 #define BAD(...) lp_err_set(err, EBADMSG, "zran index: " __VA_ARGS__)

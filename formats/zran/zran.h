@@ -147,6 +147,14 @@ int zran_index_serialize(const struct zran_index *idx, uint8_t **ret_buf,
 int zran_index_save(const struct zran_index *idx, const char *path,
 		    struct lp_err *err);
 /*
+ * Saves a built index (its windows in memory) to path like
+ * zran_index_save, then leaves its windows there: idx reads them from the
+ * file it wrote, as a loaded index does, and frees its copy.  Spares
+ * loading the file back (which checks that every window inflates).
+ */
+int zran_index_save_keep(struct zran_index *idx, const char *path,
+			 struct lp_err *err);
+/*
  * Parses and validates an index file image: magic, version, checksum,
  * counts, monotonic offsets, window sizes, bit counts, chunk ranges.  A
  * corrupt index is -EBADMSG (-EPROTONOSUPPORT for another version) with a
@@ -209,6 +217,12 @@ const struct zran_index *zran_ctx_index(const struct format_ctx *ctx);
 int zran_load_index_file(const char *path, struct lp_source *src,
 			 struct model **ret_model, struct format_ctx **ret_ctx,
 			 struct format_info *info, struct lp_err *err);
+
+/* Like zran_load_index_file for an index built in memory (taken, freed on
+ * failure too). */
+int zran_load_built(struct zran_index *idx, struct lp_source *src,
+		    struct model **ret_model, struct format_ctx **ret_ctx,
+		    struct format_info *info, struct lp_err *err);
 
 /* Like zran_ops.load with explicit options and progress (for the CLI). */
 int zran_load_with(struct lp_source *src, const struct zran_build_opts *opts,

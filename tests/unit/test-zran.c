@@ -1203,6 +1203,102 @@ out:
 	free(gz.p);
 }
 
+/*
+ * A built index saved with zran_index_save_keep reads its windows from the
+ * file it wrote (through its own descriptor, even once path names another
+ * file), the file loads, and the index opened as built decodes every chunk.
+ */
+static void test_save_keep(void)
+{
+	struct buf tar = { 0 }, gz = { 0 };
+	struct gen_file files[32];
+	struct lp_source *src;
+	struct zran_index *idx = NULL, *mem = NULL, *fil = NULL;
+	struct zran_build_opts o = { .span = 64 << 10 };
+	struct lp_err err = { 0 };
+	struct format_ctx *ctx = NULL;
+	struct model *m = NULL;
+	uint8_t *ser = NULL, *ser2 = NULL;
+	uint8_t w1[ZRAN_WINDOW_SIZE], w2[ZRAN_WINDOW_SIZE];
+	size_t len = 0, len2 = 0, nfiles;
+	char path[] = "/tmp/test-zran-keep-XXXXXX";
+	int fd;
+
+	nfiles = gen_layer(&tar, files, 32, 43);
+	gz_member(&gz, tar.p, tar.len, 6, NULL);
+	src = lp_source_new_mem(gz.p, gz.len, "keep");
+	CHECK_OK(zran_index_build(src, &o, &idx, &err), &err);
+	fd = mkstemp(path);
+	CHECK(fd >= 0);
+	close(fd);
+	if (!idx)
+		goto out;
+	CHECK(idx->n_points >= 3 && idx->wins && idx->wfd < 0);
+	CHECK_OK(zran_index_serialize(idx, &ser, &len, &err), &err);
+	CHECK_OK(zran_index_parse(ser, len, &mem, &err), &err);
+	CHECK_OK(zran_index_save_keep(idx, path, &err), &err);
+	CHECK(!idx->wins && idx->wfd >= 0 && idx->wins_len &&
+	      idx->wins_off + idx->wins_len == len);
+	/* the file is what the index serializes to, and loads */
+	CHECK_OK(zran_index_load(path, &fil, &err), &err);
+	if (fil) {
+		CHECK_OK(zran_index_serialize(fil, &ser2, &len2, &err), &err);
+		CHECK(len2 == len && ser2 && !memcmp(ser, ser2, len));
+	}
+	/* another file takes the name: the index keeps reading its own */
+	{
+		char tmp[64];
+
+		snprintf(tmp, sizeof(tmp), "%s.other", path);
+		fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		CHECK(fd >= 0 && write(fd, "junk", 4) == 4);
+		if (fd >= 0)
+			close(fd);
+		CHECK(rename(tmp, path) == 0);
+	}
+	for (uint32_t i = 0; mem && i < idx->n_points; i++) {
+		uint32_t wl = idx->points[i].window_len;
+
+		CHECK_OK(zran_point_window(mem, i, w1, &err), &err);
+		memset(w2, 0, sizeof(w2));
+		CHECK_OK(zran_point_window(idx, i, w2, &err), &err);
+		CHECK(!memcmp(w1, w2, wl));
+	}
+	/* opened as built: the model, every chunk decoded and checked */
+	CHECK_OK(zran_load_built(TAKE_PTR(idx), src, &m, &ctx, NULL, &err),
+		 &err);
+	if (m && ctx)
+		check_model(m, ctx, &gz, &tar, files, nfiles);
+	/* a built index for another layer is refused (and freed) */
+	{
+		struct lp_source *other = lp_source_new_mem(gz.p, gz.len - 1,
+							    "other");
+		struct zran_index *i2 = NULL;
+		struct model *m2 = NULL;
+		struct format_ctx *c2 = NULL;
+
+		CHECK_OK(zran_index_build(src, &o, &i2, &err), &err);
+		memset(&err, 0, sizeof(err));
+		CHECK(zran_load_built(i2, other, &m2, &c2, NULL, &err) ==
+		      -EINVAL && !m2 && !c2);
+		CHECK_MSG(&err, "index is for a");
+		lp_source_free(other);
+	}
+out:
+	unlink(path);
+	model_free(m);
+	if (ctx)
+		zran_ops.destroy(ctx);
+	zran_index_free(idx);
+	zran_index_free(mem);
+	zran_index_free(fil);
+	lp_source_free(src);
+	free(ser);
+	free(ser2);
+	free(tar.p);
+	free(gz.p);
+}
+
 static void test_bad_gzip(void)
 {
 	struct buf tar = { 0 }, gz = { 0 };
@@ -1619,6 +1715,7 @@ int main(int argc, char **argv)
 	T(test_concurrent());
 	T(test_corrupt_index());
 	T(test_windows_stored());
+	T(test_save_keep());
 	T(test_bad_gzip());
 	T(test_ref_targz("zran/zran-single-stream.tar.gz", 1, 3));
 	T(test_ref_targz("zran/zran-two-streams.tar.gz", 2, 3));
