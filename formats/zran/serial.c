@@ -225,41 +225,19 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-int zran_index_save(const struct zran_index *idx, const char *path,
-		    struct lp_err *err)
+/*
+ * Writes idx to path: a temporary name renamed over it, so readers never
+ * see half an index; fsync first when sync.  ret_fd: a descriptor of the
+ * file written, to read it back whatever later replaces path.
+ */
+static int save(const struct zran_index *idx, const char *path, bool sync,
+		int *ret_fd, size_t *ret_len, struct lp_err *err)
 {
 	_cleanup_free_ uint8_t *buf = NULL;
 	_cleanup_free_ char *tmp = NULL;
 	size_t len;
 	int fd, r;
 
-	r = zran_index_serialize(idx, &buf, &len, err);
-	if (r < 0)
-		return r;
-	if (asprintf(&tmp, "%s.tmp.%d", path, (int)getpid()) < 0) {
-		tmp = NULL;
-		return lp_err_set(err, ENOMEM, "zran: out of memory");
-	}
-	/* write to a temporary name and rename: readers never see half an
-	 * index */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return lp_err_set(err, errno, "%s: %s", tmp, strerror(errno));
-	r = write_all(fd, buf, len);
-	return lp_file_commit(fd, tmp, path, r, true, err);
-}
-
-int zran_index_save_keep(struct zran_index *idx, const char *path,
-			 struct lp_err *err)
-{
-	_cleanup_free_ uint8_t *buf = NULL;
-	_cleanup_free_ char *tmp = NULL;
-	size_t len;
-	int fd, r;
-
-	if (!idx->wins && idx->wins_len)
-		return lp_err_set(err, EINVAL, "zran: the index's windows are "
-				  "in a file already");
 	r = zran_index_serialize(idx, &buf, &len, err);
 	if (r < 0)
 		return r;
@@ -268,20 +246,46 @@ int zran_index_save_keep(struct zran_index *idx, const char *path,
 		tmp = NULL;
 		return lp_err_set(err, ENOMEM, "zran: out of memory");
 	}
-	/* read back through this descriptor, whatever later replaces path */
 	fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return lp_err_set(err, errno, "%s: %s", tmp, strerror(errno));
 	r = write_all(fd, buf, len);
+	if (r == 0 && ret_fd) {
+		*ret_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (*ret_fd < 0)
+			r = -errno;
+	}
+	r = lp_file_commit(fd, tmp, path, r, sync, err);
+	if (r < 0 && ret_fd && *ret_fd >= 0) {
+		close(*ret_fd);
+		*ret_fd = -1;
+	}
+	*ret_len = len;
+	return r;
+}
+
+int zran_index_save(const struct zran_index *idx, const char *path,
+		    struct lp_err *err)
+{
+	size_t len;
+
+	return save(idx, path, true, NULL, &len, err);
+}
+
+int zran_index_save_keep(struct zran_index *idx, const char *path,
+			 struct lp_err *err)
+{
+	size_t len;
+	int fd = -1, r;
+
+	if (!idx->wins && idx->wins_len)
+		return lp_err_set(err, EINVAL, "zran: the index's windows are "
+				  "in a file already");
 	/* no fsync: a torn file fails its checksum when loaded, and is
 	 * indexed again */
-	if (r == 0 && rename(tmp, path) < 0)
-		r = -errno;
-	if (r < 0) {
-		close(fd);
-		unlink(tmp);
-		return lp_err_set(err, r, "%s: %s", path, strerror(-r));
-	}
+	r = save(idx, path, false, &fd, &len, err);
+	if (r < 0)
+		return r;
 	/* the window area ends the file */
 	free(idx->wins);
 	idx->wins = NULL;
