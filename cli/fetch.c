@@ -701,19 +701,29 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
-/* the model a layer's TOC gave, saved: <root>/cache/models/sha256/<hex> */
+/* a file kept per layer under the root: <root>/<dir>/sha256/<hex>.<ext> */
+static char *layer_store_path(const struct cli_remote_opts *o,
+			      const char *digest, const char *dir,
+			      const char *ext)
+{
+	const char *root = cli_remote_root(o);
+	const char *colon = strchr(digest, ':');
+	const char *hex = colon ? colon + 1 : digest;
+	char *p = lp_xmalloc(strlen(root) + strlen(dir) + strlen(hex) +
+			     strlen(ext) + 16);
+
+	sprintf(p, "%s/%s/sha256/%s.%s", root, dir, hex, ext);
+	return p;
+}
+
+/* the model a layer's TOC gave, saved (NULL for a digest that is not
+ * one: a probe's comes from its command line) */
 static char *model_store_path(const struct cli_remote_opts *o,
 			      const char *digest)
 {
-	const char *root = cli_remote_root(o);
-	const char *hex = strchr(digest, ':') ? strchr(digest, ':') + 1 : digest;
-	char *p;
-
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
 		return NULL;
-	p = lp_xmalloc(strlen(root) + strlen(hex) + 40);
-	sprintf(p, "%s/cache/models/sha256/%s.model", root, hex);
-	return p;
+	return layer_store_path(o, digest, "cache/models", "model");
 }
 
 #define CLI_PRODUCER "lazypull " LP_VERSION
@@ -758,13 +768,7 @@ int cli_open_toc_layer(const struct cli_remote_opts *o, const char *digest,
 static char *index_store_path(const struct cli_remote_opts *o,
 			      const char *digest)
 {
-	const char *root = cli_remote_root(o);
-	const char *colon = strchr(digest, ':');
-	const char *hex = colon ? colon + 1 : digest;
-	char *p = lp_xmalloc(strlen(root) + strlen(hex) + 32);
-
-	sprintf(p, "%s/indexes/sha256/%s.zran", root, hex);
-	return p;
+	return layer_store_path(o, digest, "indexes", "zran");
 }
 #endif
 

@@ -1269,12 +1269,17 @@ static void *ss_py_fetcher(void *arg)
 static void ss_examine_timed(struct startset *s, uint32_t ino,
 			     const char *pkg)
 {
-	uint64_t t0 = lp_now_ns();
+	uint64_t t0;
 	double ms;
 
+	if (LP_LOG_DEBUG > lp_log_max) {
+		ss_examine(s, ino, pkg);
+		return;
+	}
+	t0 = lp_now_ns();
 	ss_examine(s, ino, pkg);
 	ms = (double)(lp_now_ns() - t0) / 1e6;
-	if (ms >= 10 && LP_LOG_DEBUG <= lp_log_max) {
+	if (ms >= 10) {
 		char path[PATH_MAX];
 
 		if (model_path(s->m, ino, path, sizeof(path)) < 0)

@@ -30,11 +30,12 @@ static void one(const uint8_t *data, size_t size)
 	for (uint32_t i = MODEL_ROOT_INO; i < m->n_inodes; i++) {
 		const struct model_inode *in = &m->inodes[i];
 		char path[4096];
+		int r;
 
 		if (strlen(model_str(m, in->name)) >= m->arena_len)
 			abort();
-		if (model_path(m, i, path, sizeof(path)) < 0 &&
-		    model_path(m, i, path, sizeof(path)) != -ENAMETOOLONG)
+		r = model_path(m, i, path, sizeof(path));
+		if (r < 0 && r != -ENAMETOOLONG)
 			abort();
 		if (S_ISREG(in->mode) && in->size &&
 		    model_chunk_at(m, i, in->size - 1) < 0)
