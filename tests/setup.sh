@@ -10,7 +10,7 @@ LP_BUILD=${LP_BUILD:-$LP_SRC/build}
 PKGS=(
 	# build
 	build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
-	libjansson-dev libzstd-dev zlib1g-dev liblz4-dev libssl-dev
+	libjansson-dev libzstd-dev zlib1g-dev libdeflate-dev liblz4-dev libssl-dev
 	libfuse3-dev libcurl4-openssl-dev libcmocka-dev
 	libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev
 	# tools the tests drive

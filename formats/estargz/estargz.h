@@ -124,4 +124,10 @@ int estargz_parse_toc(const char *json, size_t len,
  */
 int estargz_parse_time(const char *s, size_t len, int64_t *ret);
 
+/*
+ * gzip chunks inflated whole by libdeflate (the others go through zlib),
+ * counted for the tests and the debug log.
+ */
+extern uint64_t estargz_gzip_fast_decodes;
+
 #endif

@@ -300,7 +300,15 @@ static void test_reference_esgz(const char *dir)
 	CHECK_U64(m->chunks[in->first].comp_off, 371099);
 	CHECK_U64(m->chunks[in->first].comp_len, 0x5ab42 - 371099);
 
-	CHECK_U64(verify_all(&estargz_ops, ctx, m, &b), 2 + 5 + 1);
+	{
+		uint64_t fast = estargz_gzip_fast_decodes;
+
+		CHECK_U64(verify_all(&estargz_ops, ctx, m, &b), 2 + 5 + 1);
+		/* the Go writer's members end where the next one starts,
+		 * with at most a few tar headers past the chunk: every one
+		 * is inflated whole */
+		CHECK_U64(estargz_gzip_fast_decodes - fast, 2 + 5 + 1);
+	}
 	file_digest(&estargz_ops, ctx, m, &b,
 		    model_lookup_path(m, "bin/busybox"), hex);
 	CHECK_STR(hex, BUSYBOX_DIGEST);
@@ -1108,6 +1116,86 @@ static void test_time(void)
 	CHECK(estargz_parse_time("2021-06-01T12:00:00+0200", 24, &t) < 0);
 }
 
+/*
+ * gzip chunks: libdeflate inflates a member whole when it ends at most
+ * 64 KiB past the chunk and its trailer's size, when stored ends with it,
+ * does not lie; every other member goes through zlib.  Both must give the
+ * chunk's bytes, whichever is taken.
+ */
+static size_t gz_member(const uint8_t *data, size_t len, uint8_t *out,
+			size_t cap)
+{
+	z_stream z = { 0 };
+	size_t n;
+
+	deflateInit2(&z, 6, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY);
+	z.next_in = (Bytef *)data;
+	z.avail_in = (uInt)len;
+	z.next_out = out;
+	z.avail_out = (uInt)cap;
+	CHECK(deflate(&z, Z_FINISH) == Z_STREAM_END);
+	n = z.total_out;
+	deflateEnd(&z);
+	return n;
+}
+
+static void gz_case(int line, const uint8_t *plain, size_t len, size_t tail,
+		    size_t junk, int lie, bool want_fast)
+{
+	size_t cap = len + tail + 65536 + junk;
+	uint8_t *stored = lp_xmalloc(cap), *out = lp_xmalloc(len);
+	uint64_t before = estargz_gzip_fast_decodes;
+	struct model_chunk c = { .len = len,
+				 .codec = MODEL_CODEC_GZIP_MEMBER };
+	struct lp_err err = { 0 };
+	size_t n = gz_member(plain, len + tail, stored, cap);
+	int r;
+
+	if (lie) /* the trailer's size says there is no tail */
+		memcpy(stored + n - 4, &(uint32_t){ (uint32_t)len }, 4);
+	memset(stored + n, 0x1f, junk); /* stored runs past the member */
+	memset(out, 0xee, len);
+	r = estargz_ops.decode_chunk(NULL, &c, stored, n + junk, out, &err);
+	if (r < 0 || memcmp(out, plain, len) ||
+	    (estargz_gzip_fast_decodes > before) != want_fast) {
+		fprintf(stderr, "line %d: len %zu tail %zu junk %zu: r %d "
+			"(%s), bytes %s, fast %d\n", line, len, tail, junk, r,
+			err.msg, memcmp(out, plain, len) ? "differ" : "same",
+			estargz_gzip_fast_decodes > before);
+		failures++;
+	}
+	checks++;
+	free(stored);
+	free(out);
+}
+
+static void test_gzip_chunks(void)
+{
+	size_t big = 300000, n = big + 70000;
+	uint8_t *plain = lp_xmalloc(n);
+	uint32_t x = 12345;
+
+	/* compressible but not trivial: text-like bytes */
+	for (size_t i = 0; i < n; i++) {
+		x = x * 1103515245u + 12345u;
+		plain[i] = (uint8_t)("abcdefgh \n"[(x >> 16) % 10]);
+	}
+	/* tail (padding, headers) and junk (a following member) */
+	gz_case(__LINE__, plain, big, 0, 0, 0, true);
+	gz_case(__LINE__, plain, 1000, 0, 0, 0, true);
+	gz_case(__LINE__, plain, big, 1024, 0, 0, true);
+	gz_case(__LINE__, plain, 1, 65536, 0, 0, true);
+	gz_case(__LINE__, plain, big, 0, 100, 0, true);
+	gz_case(__LINE__, plain, 1000, 512, 3, 0, true);
+	gz_case(__LINE__, plain, 1000, 65537, 0, 0, false);
+	gz_case(__LINE__, plain, big, 70000, 0, 0, false);
+	gz_case(__LINE__, plain, big, 60000, 20, 0, true);
+	gz_case(__LINE__, plain, big, 70000, 20, 0, false);
+	/* the trailer says the member is the chunk: it is not */
+	gz_case(__LINE__, plain, big, 1024, 0, 1, false);
+	free(plain);
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir = argc > 1 ? argv[1] : getenv("ESTARGZ_TESTDATA");
@@ -1121,6 +1209,7 @@ int main(int argc, char **argv)
 	test_toc_errors();
 	test_toc_ok();
 	test_big_toc();
+	test_gzip_chunks();
 	test_reference_esgz(dir);
 	test_reference_zstd(dir);
 	test_legacy(dir);
