@@ -13,16 +13,36 @@ struct format_ctx {
 };
 
 /*
- * jarena.c: between begin and end, this thread's jansson allocations come
- * from blocks freed all at once by end (a TOC's values live exactly that
- * long).  Nests; a begin without its end leaks the blocks.
+ * tjson.c: a TOC's JSON as a tape of nodes in document order.  An array's
+ * elements follow it, each ending where .next says; an object's members
+ * are a key (a TJ_STR) followed by its value.  Strings point into the text
+ * or into the document's buffer of decoded strings, with a length, and are
+ * not NUL-terminated.
  */
-struct jblock;
-struct jarena {
-	struct jblock *head;
-	struct jarena *prev;
+enum tj_type { TJ_NULL, TJ_FALSE, TJ_TRUE, TJ_INT, TJ_REAL, TJ_STR, TJ_ARR,
+	       TJ_OBJ };
+
+struct tj_node {
+	uint8_t type;  /* enum tj_type */
+	uint32_t next; /* the index just past this value and its children */
+	uint32_t len;  /* string: bytes; array: elements; object: members */
+	union {
+		int64_t i;     /* TJ_INT */
+		const char *s; /* TJ_STR */
+	} v;
 };
-void estargz_jarena_begin(struct jarena *a);
-void estargz_jarena_end(struct jarena *a);
+
+struct tj_doc {
+	struct tj_node *n; /* n[0] is the top-level object or array */
+	uint32_t count, cap;
+	char *esc; /* decoded strings */
+};
+
+/* Parses text; 0, or -EINVAL with "toc: bad JSON at LINE:COL: why". */
+int tj_parse(const char *text, size_t len, struct tj_doc *d,
+	     struct lp_err *err);
+void tj_free(struct tj_doc *d);
+/* Does an object key equal want, ASCII case folded (as Go matches)? */
+bool tj_key_is(const struct tj_node *key, const char *want);
 
 #endif

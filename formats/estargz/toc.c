@@ -9,7 +9,6 @@
  */
 #define LP_MODNAME "estargz"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -43,7 +42,7 @@ static const struct {
 	{ "chunk", ESTARGZ_E_CHUNK, 0 },
 };
 
-/* One TOC entry; strings point into the jansson tree. */
+/* One TOC entry; strings point into the JSON tape. */
 struct estargz_ent {
 	size_t idx;
 	const char *name;
@@ -54,7 +53,7 @@ struct estargz_ent {
 	int64_t size, offset, chunk_off, chunk_size, inner_off;
 	int64_t mode, uid, gid, dev_major, dev_minor;
 	int64_t mtime;
-	json_t *xattrs;
+	const struct tj_node *xattrs; /* an object, or NULL */
 	const char *digest, *chunk_digest;
 	size_t digest_len, chunk_digest_len;
 };
@@ -200,37 +199,37 @@ int estargz_parse_time(const char *s, size_t len, int64_t *ret)
 
 /* ---- one entry -------------------------------------------------------- */
 
-static int estargz_get_int(json_t *v, const char *field,
+static int estargz_get_int(const struct tj_node *v, const char *field,
 			   const struct estargz_ent *e, int64_t *out,
 			   struct lp_err *err)
 {
-	if (json_is_null(v))
+	if (v->type == TJ_NULL)
 		return 0;
-	if (json_is_real(v))
+	if (v->type == TJ_REAL)
 		return estargz_ent_err(err, EINVAL, e,
 				       "%s is not an integer (fraction or exponent)",
 				       field);
-	if (!json_is_integer(v))
+	if (v->type != TJ_INT)
 		return estargz_ent_err(err, EINVAL, e, "%s is not a number",
 				       field);
-	*out = json_integer_value(v);
+	*out = v->v.i;
 	if (*out < 0)
 		return estargz_ent_err(err, EINVAL, e, "%s %lld is negative",
 				       field, (long long)*out);
 	return 0;
 }
 
-static int estargz_get_str(json_t *v, const char *field,
+static int estargz_get_str(const struct tj_node *v, const char *field,
 			   const struct estargz_ent *e, const char **out,
 			   size_t *out_len, struct lp_err *err)
 {
-	if (json_is_null(v))
+	if (v->type == TJ_NULL)
 		return 0;
-	if (!json_is_string(v))
+	if (v->type != TJ_STR)
 		return estargz_ent_err(err, EINVAL, e, "%s is not a string",
 				       field);
-	*out = json_string_value(v);
-	*out_len = json_string_length(v);
+	*out = v->v.s;
+	*out_len = v->len;
 	return 0;
 }
 
@@ -244,80 +243,90 @@ static int estargz_check_u32(const struct estargz_ent *e, const char *field,
 	return 0;
 }
 
-static int estargz_read_entry(json_t *obj, size_t idx,
-			      struct estargz_ent *e, struct lp_err *err)
+/* An object's members: key k, value k + 1, the next key where the value
+ * ends. */
+#define tj_foreach_member(d, obj, k)                                        \
+	for (uint32_t k = (obj) + 1; k < (d)->n[obj].next;                  \
+	     k = (d)->n[k + 1].next)
+
+static int estargz_read_entry(const struct tj_doc *d, uint32_t obj,
+			      size_t idx, struct estargz_ent *e,
+			      struct lp_err *err)
 {
-	const char *key, *type = NULL, *mtime = NULL;
+	const char *type = NULL, *mtime = NULL;
 	size_t type_len = 0, mtime_len = 0;
-	json_t *v;
 	int r = 0;
 
 	*e = (struct estargz_ent){ .idx = idx };
-	if (!json_is_object(obj))
+	if (d->n[obj].type != TJ_OBJ)
 		return lp_err_set(err, EINVAL, "toc entry #%zu is not an object",
 				  idx);
 
 	/* the name first, so every later message can carry it */
-	json_object_foreach(obj, key, v) {
-		if (strcasecmp(key, "name") != 0)
+	tj_foreach_member(d, obj, k) {
+		const struct tj_node *v = &d->n[k + 1];
+
+		if (!tj_key_is(&d->n[k], "name"))
 			continue;
-		if (json_is_null(v)) {
+		if (v->type == TJ_NULL) {
 			e->name = NULL;
 			continue;
 		}
-		if (!json_is_string(v))
+		if (v->type != TJ_STR)
 			return estargz_ent_err(err, EINVAL, e,
 					       "name is not a string");
-		e->name = json_string_value(v);
-		e->name_len = json_string_length(v);
+		e->name = v->v.s;
+		e->name_len = v->len;
 	}
 
-	json_object_foreach(obj, key, v) {
-		if (!strcasecmp(key, "type"))
+	tj_foreach_member(d, obj, k) {
+		const struct tj_node *key = &d->n[k], *v = &d->n[k + 1];
+
+		if (tj_key_is(key, "type"))
 			r = estargz_get_str(v, "type", e, &type, &type_len,
 					    err);
-		else if (!strcasecmp(key, "size"))
+		else if (tj_key_is(key, "size"))
 			r = estargz_get_int(v, "size", e, &e->size, err);
-		else if (!strcasecmp(key, "modtime"))
+		else if (tj_key_is(key, "modtime"))
 			r = estargz_get_str(v, "modtime", e, &mtime,
 					    &mtime_len, err);
-		else if (!strcasecmp(key, "linkName"))
+		else if (tj_key_is(key, "linkName"))
 			r = estargz_get_str(v, "linkName", e, &e->link,
 					    &e->link_len, err);
-		else if (!strcasecmp(key, "mode"))
+		else if (tj_key_is(key, "mode"))
 			r = estargz_get_int(v, "mode", e, &e->mode, err);
-		else if (!strcasecmp(key, "uid"))
+		else if (tj_key_is(key, "uid"))
 			r = estargz_get_int(v, "uid", e, &e->uid, err);
-		else if (!strcasecmp(key, "gid"))
+		else if (tj_key_is(key, "gid"))
 			r = estargz_get_int(v, "gid", e, &e->gid, err);
-		else if (!strcasecmp(key, "offset"))
+		else if (tj_key_is(key, "offset"))
 			r = estargz_get_int(v, "offset", e, &e->offset, err);
-		else if (!strcasecmp(key, "devMajor"))
+		else if (tj_key_is(key, "devMajor"))
 			r = estargz_get_int(v, "devMajor", e, &e->dev_major,
 					    err);
-		else if (!strcasecmp(key, "devMinor"))
+		else if (tj_key_is(key, "devMinor"))
 			r = estargz_get_int(v, "devMinor", e, &e->dev_minor,
 					    err);
-		else if (!strcasecmp(key, "chunkOffset"))
+		else if (tj_key_is(key, "chunkOffset"))
 			r = estargz_get_int(v, "chunkOffset", e, &e->chunk_off,
 					    err);
-		else if (!strcasecmp(key, "chunkSize"))
+		else if (tj_key_is(key, "chunkSize"))
 			r = estargz_get_int(v, "chunkSize", e, &e->chunk_size,
 					    err);
-		else if (!strcasecmp(key, "innerOffset"))
+		else if (tj_key_is(key, "innerOffset"))
 			r = estargz_get_int(v, "innerOffset", e, &e->inner_off,
 					    err);
-		else if (!strcasecmp(key, "digest"))
+		else if (tj_key_is(key, "digest"))
 			r = estargz_get_str(v, "digest", e, &e->digest,
 					    &e->digest_len, err);
-		else if (!strcasecmp(key, "chunkDigest"))
+		else if (tj_key_is(key, "chunkDigest"))
 			r = estargz_get_str(v, "chunkDigest", e,
 					    &e->chunk_digest,
 					    &e->chunk_digest_len, err);
-		else if (!strcasecmp(key, "xattrs")) {
-			if (json_is_null(v))
+		else if (tj_key_is(key, "xattrs")) {
+			if (v->type == TJ_NULL)
 				e->xattrs = NULL;
-			else if (json_is_object(v))
+			else if (v->type == TJ_OBJ)
 				e->xattrs = v;
 			else
 				r = estargz_ent_err(err, EINVAL, e,
@@ -450,6 +459,7 @@ static int estargz_parse_digest(const struct estargz_ent *e, const char *what,
 /* ---- the whole TOC ---------------------------------------------------- */
 
 struct estargz_toc_state {
+	const struct tj_doc *doc;
 	const struct estargz_footer *f;
 	struct model_builder *b;
 	const uint64_t *offs;
@@ -518,24 +528,25 @@ static int estargz_add_chunk(struct estargz_toc_state *st,
 static int estargz_add_xattrs(struct estargz_toc_state *st, uint32_t id,
 			      const struct estargz_ent *e, struct lp_err *err)
 {
-	const char *key;
-	json_t *v;
+	const struct tj_doc *d = st->doc;
+	uint32_t obj = (uint32_t)(e->xattrs - d->n);
 
-	json_object_foreach(e->xattrs, key, v) {
+	tj_foreach_member(d, obj, k) {
 		_cleanup_free_ uint8_t *val = NULL;
-		const char *s;
-		size_t n;
+		_cleanup_free_ char *key = NULL;
+		const struct tj_node *v = &d->n[k + 1];
 		int64_t len;
 		int r;
 
-		if (!json_is_string(v))
+		key = lp_xmalloc(d->n[k].len + 1);
+		memcpy(key, d->n[k].v.s, d->n[k].len);
+		key[d->n[k].len] = 0;
+		if (v->type != TJ_STR)
 			return estargz_ent_err(err, EINVAL, e,
 					       "xattr %.60s is not a string",
 					       key);
-		s = json_string_value(v);
-		n = json_string_length(v);
-		val = lp_xmalloc(n / 4 * 3 + 3);
-		len = lp_base64_decode(s, n, val);
+		val = lp_xmalloc(v->len / 4 * 3 + 3);
+		len = lp_base64_decode(v->v.s, v->len, val);
 		if (len < 0)
 			return estargz_ent_err(err, EINVAL, e,
 					       "xattr %.60s is not base64", key);
@@ -642,70 +653,70 @@ static int estargz_add_entry(struct estargz_toc_state *st,
 }
 
 /* The offset of a reg or chunk entry, if it has a usable one. */
-static bool estargz_scan_offset(json_t *obj, uint64_t *ret)
+static bool estargz_scan_offset(const struct tj_doc *d, uint32_t obj,
+				uint64_t *ret)
 {
-	const char *key;
-	json_t *v, *type = NULL, *off = NULL;
-	const char *t;
+	const struct tj_node *type = NULL, *off = NULL;
 
-	json_object_foreach(obj, key, v) {
-		if (!strcasecmp(key, "type"))
-			type = v;
-		else if (!strcasecmp(key, "offset"))
-			off = v;
+	if (d->n[obj].type != TJ_OBJ)
+		return false;
+	tj_foreach_member(d, obj, k) {
+		if (tj_key_is(&d->n[k], "type"))
+			type = &d->n[k + 1];
+		else if (tj_key_is(&d->n[k], "offset"))
+			off = &d->n[k + 1];
 	}
-	if (!json_is_integer(off) || json_integer_value(off) <= 0 ||
-	    !json_is_string(type))
+	if (!off || off->type != TJ_INT || off->v.i <= 0 || !type ||
+	    type->type != TJ_STR)
 		return false;
-	t = json_string_value(type);
-	if (strcmp(t, "reg") != 0 && strcmp(t, "chunk") != 0)
+	if (!((type->len == 3 && !memcmp(type->v.s, "reg", 3)) ||
+	      (type->len == 5 && !memcmp(type->v.s, "chunk", 5))))
 		return false;
-	*ret = (uint64_t)json_integer_value(off);
+	*ret = (uint64_t)off->v.i;
 	return true;
 }
 
-static json_t *estargz_get_key(json_t *obj, const char *want)
+/* The value of an object's key (the last one, as in Go), or 0. */
+static uint32_t estargz_get_key(const struct tj_doc *d, uint32_t obj,
+				const char *want)
 {
-	const char *key;
-	json_t *v, *found = NULL;
+	uint32_t found = 0;
 
-	json_object_foreach(obj, key, v)
-		if (!strcasecmp(key, want))
-			found = v;
+	tj_foreach_member(d, obj, k)
+		if (tj_key_is(&d->n[k], want))
+			found = k + 1;
 	return found;
 }
 
-static void estargz_json_decref(json_t **j)
+static void estargz_tj_free(struct tj_doc *d)
 {
-	json_decref(*j);
+	tj_free(d);
 }
 
-static int parse_toc(const char *json, size_t len,
-		     const struct estargz_footer *f, struct model_builder *b,
-		     struct format_info *info, struct lp_err *err)
+int estargz_parse_toc(const char *json, size_t len,
+		      const struct estargz_footer *f, struct model_builder *b,
+		      struct format_info *info, struct lp_err *err)
 {
-	_cleanup_(estargz_json_decref) json_t *root = NULL;
+	_cleanup_(estargz_tj_free) struct tj_doc d = { 0 };
 	_cleanup_free_ uint64_t *offs = NULL;
-	struct estargz_toc_state st = { .f = f, .b = b };
+	struct estargz_toc_state st = { .doc = &d, .f = f, .b = b };
 	struct estargz_ent e;
-	json_error_t jerr;
-	json_t *entries;
-	size_t n, n_offs = 0;
+	uint32_t entries;
+	size_t n, n_offs = 0, i;
 	int r;
 
 	/* duplicate keys are allowed: the last one wins, as in Go */
-	root = json_loadb(json, len, 0, &jerr);
-	if (!root)
-		return lp_err_set(err, EINVAL, "toc: bad JSON at %d:%d: %s",
-				  jerr.line, jerr.column, jerr.text);
-	if (!json_is_object(root))
+	r = tj_parse(json, len, &d, err);
+	if (r < 0)
+		return r;
+	if (d.n[0].type != TJ_OBJ)
 		return lp_err_set(err, EINVAL, "toc: not a JSON object");
-	entries = estargz_get_key(root, "entries");
+	entries = estargz_get_key(&d, 0, "entries");
 	if (!entries)
 		return lp_err_set(err, EINVAL, "toc: no \"entries\" key");
-	if (!json_is_null(entries) && !json_is_array(entries))
+	if (d.n[entries].type != TJ_NULL && d.n[entries].type != TJ_ARR)
 		return lp_err_set(err, EINVAL, "toc: entries is not an array");
-	n = json_array_size(entries);
+	n = d.n[entries].type == TJ_ARR ? d.n[entries].len : 0;
 	/*
 	 * The streaming writer gives an empty tar "entries": null.  Upstream
 	 * refuses such a layer (no root node); an empty layer is a legal
@@ -720,10 +731,10 @@ static int parse_toc(const char *json, size_t len,
 	 * to report.
 	 */
 	offs = lp_xmalloc(n * sizeof(*offs));
-	for (size_t i = 0; i < n; i++) {
+	for (uint32_t c = entries + 1; c < d.n[entries].next; c = d.n[c].next) {
 		uint64_t off;
 
-		if (estargz_scan_offset(json_array_get(entries, i), &off))
+		if (estargz_scan_offset(&d, c, &off))
 			offs[n_offs++] = off;
 	}
 	qsort(offs, n_offs, sizeof(*offs), estargz_cmp_u64);
@@ -734,8 +745,10 @@ static int parse_toc(const char *json, size_t len,
 		info->landmark = 0;
 		info->prefetch_offset = 0;
 	}
-	for (size_t i = 0; i < n; i++) {
-		r = estargz_read_entry(json_array_get(entries, i), i, &e, err);
+	i = 0;
+	for (uint32_t c = entries + 1; c < d.n[entries].next;
+	     c = d.n[c].next, i++) {
+		r = estargz_read_entry(&d, c, i, &e, err);
 		if (r < 0)
 			return r;
 		r = estargz_add_entry(&st, &e, info, err);
@@ -743,18 +756,4 @@ static int parse_toc(const char *json, size_t len,
 			return r;
 	}
 	return 0;
-}
-
-int estargz_parse_toc(const char *json, size_t len,
-		      const struct estargz_footer *f, struct model_builder *b,
-		      struct format_info *info, struct lp_err *err)
-{
-	struct jarena a;
-	int r;
-
-	/* the JSON values are gone when parse_toc returns */
-	estargz_jarena_begin(&a);
-	r = parse_toc(json, len, f, b, info, err);
-	estargz_jarena_end(&a);
-	return r;
 }
