@@ -149,14 +149,17 @@ static int estargz_load_kind(struct lp_source *src,
  * on past the chunk with the tar padding and the next headers.  The gzip
  * trailer's size field (stored's last four bytes, when stored ends where
  * the member does) says how far: a member that is exactly the chunk
- * inflates in place, one with a tail through a scratch buffer.  When the
- * field does not fit (stored holds another member after this one, as
- * after a big file's last chunk), the scratch buffer gets the chunk and
- * GZIP_FAST_TAIL_MAX.  A longer tail, a size field that lies or a damaged
- * member return false and are left to zlib, which stops at c->len and
- * words the error.
+ * inflates in place, a small one with a tail through a scratch buffer.
+ * When the field does not fit (stored holds another member after this
+ * one, as after a big file's last chunk), the scratch buffer gets the
+ * chunk and GZIP_FAST_TAIL_MAX.  A longer tail, a tail behind a chunk over
+ * FAST_SCRATCH_MAX, a size field that lies or a damaged member return
+ * false and are left to zlib, which stops at c->len and words the error.
  */
 #define GZIP_FAST_TAIL_MAX (64u << 10)
+/* a second buffer as large as a big chunk would raise the fs daemon's peak
+ * memory by the chunk size for each decode in flight */
+#define FAST_SCRATCH_MAX (256u << 10)
 
 uint64_t estargz_gzip_fast_decodes;
 
@@ -181,6 +184,8 @@ static bool estargz_decode_gzip_fast(const struct model_chunk *c,
 	tail = isize - (uint32_t)c->len; /* wraps when isize < len */
 	if (tail > GZIP_FAST_TAIL_MAX)
 		tail = GZIP_FAST_TAIL_MAX;
+	if (tail && c->len + tail > FAST_SCRATCH_MAX)
+		return false;
 	if (tail)
 		buf = lp_xmalloc((size_t)c->len + tail);
 	d = libdeflate_alloc_decompressor();
@@ -254,6 +259,43 @@ static int estargz_decode_gzip(const struct model_chunk *c, const void *stored,
 	return r;
 }
 
+/*
+ * The same for a zstd frame: one whose header gives its size, ending at
+ * most GZIP_FAST_TAIL_MAX past the chunk, is decoded in one call, straight
+ * into out (or, for a small chunk, a scratch buffer for the tail); the
+ * streaming decoder would
+ * first allocate a window buffer as large as the frame's window (up to the
+ * chunk size) and copy through it.  Anything else goes to the streaming
+ * decoder below, which stops at c->len and words the error.
+ */
+uint64_t estargz_zstd_fast_decodes;
+
+static bool estargz_decode_zstd_fast(ZSTD_DCtx *d, const struct model_chunk *c,
+				     const void *stored, size_t stored_len,
+				     void *out)
+{
+	unsigned long long size = ZSTD_getFrameContentSize(stored, stored_len);
+	size_t frame = ZSTD_findFrameCompressedSize(stored, stored_len), zr;
+	void *buf = out;
+
+	if (size == ZSTD_CONTENTSIZE_UNKNOWN ||
+	    size == ZSTD_CONTENTSIZE_ERROR || ZSTD_isError(frame) ||
+	    size < c->len || size - c->len > GZIP_FAST_TAIL_MAX ||
+	    (size > c->len && size > FAST_SCRATCH_MAX))
+		return false;
+	if (size > c->len)
+		buf = lp_xmalloc((size_t)size);
+	zr = ZSTD_decompressDCtx(d, buf, (size_t)size, stored, frame);
+	if (!ZSTD_isError(zr) && zr == size && buf != out)
+		memcpy(out, buf, (size_t)c->len);
+	if (buf != out)
+		free(buf);
+	if (ZSTD_isError(zr) || zr != size)
+		return false;
+	__atomic_add_fetch(&estargz_zstd_fast_decodes, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
 static int estargz_decode_zstd(const struct model_chunk *c, const void *stored,
 			       size_t stored_len, void *out,
 			       struct lp_err *err)
@@ -271,6 +313,12 @@ static int estargz_decode_zstd(const struct model_chunk *c, const void *stored,
 	d = ZSTD_createDCtx();
 	if (!d)
 		return lp_err_set(err, ENOMEM, "ZSTD_createDCtx failed");
+	if (estargz_decode_zstd_fast(d, c, stored, stored_len, out)) {
+		ZSTD_freeDCtx(d);
+		return 0;
+	}
+	/* a failed one-shot call leaves the context to be reset */
+	ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
 	while (o.pos < o.size) {
 		size_t in_before = in.pos, out_before = o.pos;
 

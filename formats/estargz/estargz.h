@@ -126,8 +126,9 @@ int estargz_parse_time(const char *s, size_t len, int64_t *ret);
 
 /*
  * gzip chunks inflated whole by libdeflate (the others go through zlib),
- * counted for the tests and the debug log.
+ * and zstd chunks decoded in one call (the others stream), counted for
+ * the tests.
  */
-extern uint64_t estargz_gzip_fast_decodes;
+extern uint64_t estargz_gzip_fast_decodes, estargz_zstd_fast_decodes;
 
 #endif

@@ -375,7 +375,13 @@ static void test_reference_zstd(const char *dir)
 			  m->chunks[in->first].comp_len,
 		  371346 - 8);
 
-	CHECK_U64(verify_all(&zstdchunked_ops, ctx, m, &b), 2 + 5 + 1);
+	{
+		uint64_t fast = estargz_zstd_fast_decodes;
+
+		CHECK_U64(verify_all(&zstdchunked_ops, ctx, m, &b), 2 + 5 + 1);
+		/* the writer's frames give their size: one call each */
+		CHECK_U64(estargz_zstd_fast_decodes - fast, 2 + 5 + 1);
+	}
 	file_digest(&zstdchunked_ops, ctx, m, &b,
 		    model_lookup_path(m, "bin/busybox"), hex);
 	CHECK_STR(hex, BUSYBOX_DIGEST);
@@ -1169,9 +1175,44 @@ static void gz_case(int line, const uint8_t *plain, size_t len, size_t tail,
 	free(out);
 }
 
+static void zst_case(int line, const uint8_t *plain, size_t len, size_t tail,
+		     size_t junk, bool size_in_header, bool want_fast)
+{
+	size_t cap = ZSTD_compressBound(len + tail) + junk;
+	uint8_t *stored = lp_xmalloc(cap), *out = lp_xmalloc(len);
+	uint64_t before = estargz_zstd_fast_decodes;
+	struct model_chunk c = { .len = len,
+				 .codec = MODEL_CODEC_ZSTD_FRAME };
+	struct lp_err err = { 0 };
+	ZSTD_CCtx *z = ZSTD_createCCtx();
+	size_t n;
+	int r;
+
+	ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, size_in_header);
+	n = ZSTD_compress2(z, stored, cap, plain, len + tail);
+	ZSTD_freeCCtx(z);
+	CHECK(!ZSTD_isError(n));
+	memset(stored + n, 0x28, junk); /* stored runs past the frame */
+	memset(out, 0xee, len);
+	r = estargz_ops.decode_chunk(NULL, &c, stored, n + junk, out, &err);
+	if (r < 0 || memcmp(out, plain, len) ||
+	    (estargz_zstd_fast_decodes > before) != want_fast) {
+		fprintf(stderr, "line %d: len %zu tail %zu junk %zu: r %d "
+			"(%s), bytes %s, fast %d\n", line, len, tail, junk, r,
+			err.msg, memcmp(out, plain, len) ? "differ" : "same",
+			estargz_zstd_fast_decodes > before);
+		failures++;
+	}
+	checks++;
+	free(stored);
+	free(out);
+}
+
+/* gzip members and zstd frames, whichever path decodes them */
 static void test_gzip_chunks(void)
 {
-	size_t big = 300000, n = big + 70000;
+	/* big is over the 256 KiB scratch bound, mid under it */
+	size_t big = 300000, mid = 100000, n = big + 70000;
 	uint8_t *plain = lp_xmalloc(n);
 	uint32_t x = 12345;
 
@@ -1183,16 +1224,29 @@ static void test_gzip_chunks(void)
 	/* tail (padding, headers) and junk (a following member) */
 	gz_case(__LINE__, plain, big, 0, 0, 0, true);
 	gz_case(__LINE__, plain, 1000, 0, 0, 0, true);
-	gz_case(__LINE__, plain, big, 1024, 0, 0, true);
+	gz_case(__LINE__, plain, mid, 1024, 0, 0, true);
 	gz_case(__LINE__, plain, 1, 65536, 0, 0, true);
-	gz_case(__LINE__, plain, big, 0, 100, 0, true);
+	gz_case(__LINE__, plain, big, 0, 100, 0, false);
+	gz_case(__LINE__, plain, mid, 0, 100, 0, true);
 	gz_case(__LINE__, plain, 1000, 512, 3, 0, true);
 	gz_case(__LINE__, plain, 1000, 65537, 0, 0, false);
-	gz_case(__LINE__, plain, big, 70000, 0, 0, false);
-	gz_case(__LINE__, plain, big, 60000, 20, 0, true);
-	gz_case(__LINE__, plain, big, 70000, 20, 0, false);
+	gz_case(__LINE__, plain, mid, 70000, 0, 0, false);
+	gz_case(__LINE__, plain, mid, 60000, 20, 0, true);
+	gz_case(__LINE__, plain, mid, 70000, 20, 0, false);
+	/* no second buffer as large as a big chunk: zlib */
+	gz_case(__LINE__, plain, big, 1024, 0, 0, false);
 	/* the trailer says the member is the chunk: it is not */
 	gz_case(__LINE__, plain, big, 1024, 0, 1, false);
+	gz_case(__LINE__, plain, mid, 1024, 0, 1, false);
+
+	/* zstd frames: one call when the header gives a size that fits */
+	zst_case(__LINE__, plain, big, 0, 0, true, true);
+	zst_case(__LINE__, plain, 1000, 1024, 0, true, true);
+	zst_case(__LINE__, plain, mid, 1024, 0, true, true);
+	zst_case(__LINE__, plain, big, 1024, 0, true, false);
+	zst_case(__LINE__, plain, big, 0, 100, true, true);
+	zst_case(__LINE__, plain, mid, 70000, 0, true, false);
+	zst_case(__LINE__, plain, big, 0, 0, false, false);
 	free(plain);
 }
 
