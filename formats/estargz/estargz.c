@@ -138,12 +138,6 @@ static int estargz_load_kind(struct lp_source *src,
 }
 
 /*
- * A chunk's data is the start of exactly one gzip member (the writer
- * restarts its compressor per chunk), so inflate from the start of stored
- * and stop as soon as c->len bytes are out; the member may go on with tar
- * padding and the next headers.
- */
-/*
  * libdeflate inflates a whole member at once, two to three times faster
  * than zlib, but needs room for all of it, and a file's last member goes
  * on past the chunk with the tar padding and the next headers.  The gzip
@@ -152,11 +146,11 @@ static int estargz_load_kind(struct lp_source *src,
  * inflates in place, a small one with a tail through a scratch buffer.
  * When the field does not fit (stored holds another member after this
  * one, as after a big file's last chunk), the scratch buffer gets the
- * chunk and GZIP_FAST_TAIL_MAX.  A longer tail, a tail behind a chunk over
+ * chunk and FAST_TAIL_MAX.  A longer tail, a tail behind a chunk over
  * FAST_SCRATCH_MAX, a size field that lies or a damaged member return
  * false and are left to zlib, which stops at c->len and words the error.
  */
-#define GZIP_FAST_TAIL_MAX (64u << 10)
+#define FAST_TAIL_MAX (64u << 10)
 /* a second buffer as large as a big chunk would raise the fs daemon's peak
  * memory by the chunk size for each decode in flight */
 #define FAST_SCRATCH_MAX (256u << 10)
@@ -175,15 +169,15 @@ static bool estargz_decode_gzip_fast(const struct model_chunk *c,
 	bool ok;
 
 	/* a gzip member is at least a 10-byte header and an 8-byte trailer */
-	if (stored_len < 18 || c->len > UINT32_MAX - GZIP_FAST_TAIL_MAX)
+	if (stored_len < 18 || c->len > UINT32_MAX - FAST_TAIL_MAX)
 		return false;
 	isize = (uint32_t)stored[stored_len - 4] |
 		(uint32_t)stored[stored_len - 3] << 8 |
 		(uint32_t)stored[stored_len - 2] << 16 |
 		(uint32_t)stored[stored_len - 1] << 24;
 	tail = isize - (uint32_t)c->len; /* wraps when isize < len */
-	if (tail > GZIP_FAST_TAIL_MAX)
-		tail = GZIP_FAST_TAIL_MAX;
+	if (tail > FAST_TAIL_MAX)
+		tail = FAST_TAIL_MAX;
 	if (tail && c->len + tail > FAST_SCRATCH_MAX)
 		return false;
 	if (tail)
@@ -205,6 +199,12 @@ static bool estargz_decode_gzip_fast(const struct model_chunk *c,
 	return ok;
 }
 
+/*
+ * A chunk's data is the start of exactly one gzip member (the writer
+ * restarts its compressor per chunk), so inflate from the start of stored
+ * and stop as soon as c->len bytes are out; the member may go on with tar
+ * padding and the next headers.
+ */
 static int estargz_decode_gzip(const struct model_chunk *c, const void *stored,
 			       size_t stored_len, void *out,
 			       struct lp_err *err)
@@ -261,12 +261,12 @@ static int estargz_decode_gzip(const struct model_chunk *c, const void *stored,
 
 /*
  * The same for a zstd frame: one whose header gives its size, ending at
- * most GZIP_FAST_TAIL_MAX past the chunk, is decoded in one call, straight
- * into out (or, for a small chunk, a scratch buffer for the tail); the
- * streaming decoder would
- * first allocate a window buffer as large as the frame's window (up to the
- * chunk size) and copy through it.  Anything else goes to the streaming
- * decoder below, which stops at c->len and words the error.
+ * most FAST_TAIL_MAX past the chunk, is decoded in one call, straight into
+ * out (or, for a small chunk, a scratch buffer for the tail); the
+ * streaming decoder would first allocate a window buffer as large as the
+ * frame's window (up to the chunk size) and copy through it.  Anything
+ * else goes to the streaming decoder below, which stops at c->len and
+ * words the error.
  */
 uint64_t estargz_zstd_fast_decodes;
 
@@ -280,7 +280,7 @@ static bool estargz_decode_zstd_fast(ZSTD_DCtx *d, const struct model_chunk *c,
 
 	if (size == ZSTD_CONTENTSIZE_UNKNOWN ||
 	    size == ZSTD_CONTENTSIZE_ERROR || ZSTD_isError(frame) ||
-	    size < c->len || size - c->len > GZIP_FAST_TAIL_MAX ||
+	    size < c->len || size - c->len > FAST_TAIL_MAX ||
 	    (size > c->len && size > FAST_SCRATCH_MAX))
 		return false;
 	if (size > c->len)

@@ -19,6 +19,15 @@
 #include "formats/estargz/estargz-int.h"
 
 #define TJ_MAX_DEPTH 512
+/*
+ * A real TOC takes some 12 bytes of JSON per value, so the largest one
+ * allowed (ESTARGZ_TOC_MAX_JSON, 256 MiB) has about 22 M values; a crafted
+ * "[0,0,...]" could ask for one per two bytes.  This bounds the tape at
+ * 768 MiB.
+ */
+#ifndef TJ_MAX_NODES /* the tests build with a small one */
+#define TJ_MAX_NODES (32u << 20)
+#endif
 
 struct tj_parser {
 	const char *start, *p, *end;
@@ -51,6 +60,10 @@ static struct tj_node *tj_push(struct tj_parser *ps, enum tj_type type)
 	struct tj_doc *d = ps->d;
 	struct tj_node *n;
 
+	if (d->count == TJ_MAX_NODES) {
+		tj_fail(ps, ps->p, "too many values");
+		return NULL;
+	}
 	if (d->count == d->cap) {
 		d->cap = d->cap ? d->cap * 2 : 64;
 		d->n = lp_xrealloc(d->n, d->cap * sizeof(*d->n));
@@ -289,14 +302,13 @@ static bool tj_number(struct tj_parser *ps)
 		while (tj_digit(p, end))
 			p++;
 	}
-	if (real) {
-		tj_push(ps, TJ_REAL);
-	} else {
-		if (big || v > (uint64_t)INT64_MAX + neg)
-			return tj_fail(ps, start, "too big integer");
-		n = tj_push(ps, TJ_INT);
+	if (!real && (big || v > (uint64_t)INT64_MAX + neg))
+		return tj_fail(ps, start, "too big integer");
+	n = tj_push(ps, real ? TJ_REAL : TJ_INT);
+	if (!n)
+		return false;
+	if (!real)
 		n->v.i = neg ? (int64_t)(0 - v) : (int64_t)v;
-	}
 	ps->p = p;
 	return true;
 }
@@ -314,7 +326,8 @@ static bool tj_literal(struct tj_parser *ps)
 
 		if ((size_t)(ps->end - ps->p) >= k &&
 		    !memcmp(ps->p, lit[i].word, k)) {
-			tj_push(ps, lit[i].type);
+			if (!tj_push(ps, lit[i].type))
+				return false;
 			ps->p += k;
 			return true;
 		}
@@ -332,6 +345,7 @@ static bool tj_run(struct tj_parser *ps)
 	if (ps->p == ps->end || (*ps->p != '{' && *ps->p != '['))
 		return tj_fail(ps, ps->p, "'[' or '{' expected");
 	for (;;) {
+		struct tj_node *n;
 		uint32_t top;
 		char close;
 
@@ -346,7 +360,8 @@ static bool tj_run(struct tj_parser *ps)
 
 			if (depth == TJ_MAX_DEPTH)
 				return tj_fail(ps, ps->p, "too deeply nested");
-			tj_push(ps, obj ? TJ_OBJ : TJ_ARR);
+			if (!tj_push(ps, obj ? TJ_OBJ : TJ_ARR))
+				return false;
 			stack[depth++] = d->count - 1;
 			ps->p++;
 			tj_ws(ps);
@@ -360,7 +375,8 @@ static bool tj_run(struct tj_parser *ps)
 			continue;
 		}
 		case '"':
-			if (!tj_string(ps, tj_push(ps, TJ_STR)))
+			n = tj_push(ps, TJ_STR);
+			if (!n || !tj_string(ps, n))
 				return false;
 			break;
 		case 't':
@@ -408,7 +424,8 @@ key:
 		tj_ws(ps);
 		if (ps->p == ps->end || *ps->p != '"')
 			return tj_fail(ps, ps->p, "string expected as key");
-		if (!tj_string(ps, tj_push(ps, TJ_STR)))
+		n = tj_push(ps, TJ_STR);
+		if (!n || !tj_string(ps, n))
 			return false;
 		tj_ws(ps);
 		if (ps->p == ps->end || *ps->p != ':')

@@ -1145,67 +1145,64 @@ static size_t gz_member(const uint8_t *data, size_t len, uint8_t *out,
 	return n;
 }
 
+/* Decodes stored as a chunk of len bytes of codec: the bytes must be
+ * plain's, and the fast path (counted by *fast) taken when want_fast. */
+static void decode_case(int line, enum model_codec codec, const uint8_t *stored,
+			size_t stored_len, const uint8_t *plain, size_t len,
+			const uint64_t *fast, bool want_fast)
+{
+	struct model_chunk c = { .len = len, .codec = codec };
+	uint8_t *out = lp_xmalloc(len);
+	struct lp_err err = { 0 };
+	uint64_t before = *fast;
+	int r;
+
+	memset(out, 0xee, len);
+	r = estargz_ops.decode_chunk(NULL, &c, stored, stored_len, out, &err);
+	if (r < 0 || memcmp(out, plain, len) || (*fast > before) != want_fast) {
+		fprintf(stderr, "line %d: len %zu, %zu stored: r %d (%s), "
+			"bytes %s, fast %d\n", line, len, stored_len, r,
+			err.msg, memcmp(out, plain, len) ? "differ" : "same",
+			*fast > before);
+		failures++;
+	}
+	checks++;
+	free(out);
+}
+
+/* a gzip member of len + tail bytes, with junk after it */
 static void gz_case(int line, const uint8_t *plain, size_t len, size_t tail,
 		    size_t junk, int lie, bool want_fast)
 {
 	size_t cap = len + tail + 65536 + junk;
-	uint8_t *stored = lp_xmalloc(cap), *out = lp_xmalloc(len);
-	uint64_t before = estargz_gzip_fast_decodes;
-	struct model_chunk c = { .len = len,
-				 .codec = MODEL_CODEC_GZIP_MEMBER };
-	struct lp_err err = { 0 };
+	uint8_t *stored = lp_xmalloc(cap);
 	size_t n = gz_member(plain, len + tail, stored, cap);
-	int r;
 
 	if (lie) /* the trailer's size says there is no tail */
 		memcpy(stored + n - 4, &(uint32_t){ (uint32_t)len }, 4);
 	memset(stored + n, 0x1f, junk); /* stored runs past the member */
-	memset(out, 0xee, len);
-	r = estargz_ops.decode_chunk(NULL, &c, stored, n + junk, out, &err);
-	if (r < 0 || memcmp(out, plain, len) ||
-	    (estargz_gzip_fast_decodes > before) != want_fast) {
-		fprintf(stderr, "line %d: len %zu tail %zu junk %zu: r %d "
-			"(%s), bytes %s, fast %d\n", line, len, tail, junk, r,
-			err.msg, memcmp(out, plain, len) ? "differ" : "same",
-			estargz_gzip_fast_decodes > before);
-		failures++;
-	}
-	checks++;
+	decode_case(line, MODEL_CODEC_GZIP_MEMBER, stored, n + junk, plain,
+		    len, &estargz_gzip_fast_decodes, want_fast);
 	free(stored);
-	free(out);
 }
 
+/* a zstd frame of len + tail bytes, its size in its header or not */
 static void zst_case(int line, const uint8_t *plain, size_t len, size_t tail,
 		     size_t junk, bool size_in_header, bool want_fast)
 {
 	size_t cap = ZSTD_compressBound(len + tail) + junk;
-	uint8_t *stored = lp_xmalloc(cap), *out = lp_xmalloc(len);
-	uint64_t before = estargz_zstd_fast_decodes;
-	struct model_chunk c = { .len = len,
-				 .codec = MODEL_CODEC_ZSTD_FRAME };
-	struct lp_err err = { 0 };
+	uint8_t *stored = lp_xmalloc(cap);
 	ZSTD_CCtx *z = ZSTD_createCCtx();
 	size_t n;
-	int r;
 
 	ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, size_in_header);
 	n = ZSTD_compress2(z, stored, cap, plain, len + tail);
 	ZSTD_freeCCtx(z);
 	CHECK(!ZSTD_isError(n));
 	memset(stored + n, 0x28, junk); /* stored runs past the frame */
-	memset(out, 0xee, len);
-	r = estargz_ops.decode_chunk(NULL, &c, stored, n + junk, out, &err);
-	if (r < 0 || memcmp(out, plain, len) ||
-	    (estargz_zstd_fast_decodes > before) != want_fast) {
-		fprintf(stderr, "line %d: len %zu tail %zu junk %zu: r %d "
-			"(%s), bytes %s, fast %d\n", line, len, tail, junk, r,
-			err.msg, memcmp(out, plain, len) ? "differ" : "same",
-			estargz_zstd_fast_decodes > before);
-		failures++;
-	}
-	checks++;
+	decode_case(line, MODEL_CODEC_ZSTD_FRAME, stored, n + junk, plain,
+		    len, &estargz_zstd_fast_decodes, want_fast);
 	free(stored);
-	free(out);
 }
 
 /* gzip members and zstd frames, whichever path decodes them */
