@@ -117,6 +117,9 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
 		o->retries = (int)v;
 		return 1;
 	}
+	case OPT_CACHE_DIR:
+		o->cache_dir = arg;
+		return 1;
 	case OPT_CACHE_MAX:
 		o->cache_max = strtoull(arg, &end, 10);
 		if (*end || end == arg) {
@@ -133,6 +136,19 @@ const char *cli_remote_root(const struct cli_remote_opts *o)
 	const char *root = o->root ? o->root : getenv("LAZYPULL_ROOT");
 
 	return root && root[0] ? root : DEFAULT_ROOT;
+}
+
+char *cli_cache_dir(const struct cli_remote_opts *o)
+{
+	const char *root;
+	char *p;
+
+	if (o->cache_dir && o->cache_dir[0])
+		return lp_xstrdup(o->cache_dir);
+	root = cli_remote_root(o);
+	p = lp_xmalloc(strlen(root) + 8);
+	sprintf(p, "%s/cache", root);
+	return p;
 }
 
 bool cli_is_remote(const char *arg)
@@ -254,7 +270,6 @@ static int remote_open(const char *arg, const struct cli_remote_opts *o,
 	_cleanup_(fetch_hosts_freep) struct fetch_hosts *nydusd = NULL;
 	const struct fetch_hosts *hl[1];
 	_cleanup_free_ char *user = NULL, *cache_dir = NULL;
-	const char *root;
 	int rc;
 
 	r = lp_xcalloc(1, sizeof(*r));
@@ -310,9 +325,7 @@ static int remote_open(const char *arg, const struct cli_remote_opts *o,
 	if (rc < 0)
 		goto fail;
 
-	root = cli_remote_root(o);
-	cache_dir = lp_xmalloc(strlen(root) + 8);
-	sprintf(cache_dir, "%s/cache", root);
+	cache_dir = cli_cache_dir(o);
 	co.root = cache_dir;
 	co.max_bytes = o->cache_max;
 	rc = fetch_cache_open(&co, &r->cache, &err);
@@ -701,18 +714,16 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
-/* a file kept per layer under the root: <root>/<dir>/sha256/<hex>.<ext> */
-static char *layer_store_path(const struct cli_remote_opts *o,
-			      const char *digest, const char *dir,
-			      const char *ext)
+/* a file kept per layer: <base>/<dir>/sha256/<hex>.<ext> */
+static char *layer_store_path(const char *base, const char *digest,
+			      const char *dir, const char *ext)
 {
-	const char *root = cli_remote_root(o);
 	const char *colon = strchr(digest, ':');
 	const char *hex = colon ? colon + 1 : digest;
-	char *p = lp_xmalloc(strlen(root) + strlen(dir) + strlen(hex) +
+	char *p = lp_xmalloc(strlen(base) + strlen(dir) + strlen(hex) +
 			     strlen(ext) + 16);
 
-	sprintf(p, "%s/%s/sha256/%s.%s", root, dir, hex, ext);
+	sprintf(p, "%s/%s/sha256/%s.%s", base, dir, hex, ext);
 	return p;
 }
 
@@ -721,9 +732,12 @@ static char *layer_store_path(const struct cli_remote_opts *o,
 static char *model_store_path(const struct cli_remote_opts *o,
 			      const char *digest)
 {
+	_cleanup_free_ char *cache = NULL;
+
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
 		return NULL;
-	return layer_store_path(o, digest, "cache/models", "model");
+	cache = cli_cache_dir(o);
+	return layer_store_path(cache, digest, "models", "model");
 }
 
 #define CLI_PRODUCER "lazypull " LP_VERSION
@@ -768,7 +782,7 @@ int cli_open_toc_layer(const struct cli_remote_opts *o, const char *digest,
 static char *index_store_path(const struct cli_remote_opts *o,
 			      const char *digest)
 {
-	return layer_store_path(o, digest, "indexes", "zran");
+	return layer_store_path(cli_remote_root(o), digest, "indexes", "zran");
 }
 #endif
 
@@ -933,10 +947,10 @@ int cmd_manifest(int argc, char **argv)
 
 int cli_probing_open(const struct cli_remote_opts *ro)
 {
+	_cleanup_free_ char *cache = cli_cache_dir(ro);
 	char path[4096];
 
-	snprintf(path, sizeof(path), "%s/cache/probing.lock",
-		 cli_remote_root(ro));
+	snprintf(path, sizeof(path), "%s/probing.lock", cache);
 	return open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 }
 

@@ -35,7 +35,9 @@ struct engine_opts;
 
 struct cli_remote_opts {
 	const char *root;     /* state dir: NULL = $LAZYPULL_ROOT or
-				 /var/lib/lazypull; the cache is ROOT/cache */
+				 /var/lib/lazypull */
+	const char *cache_dir; /* blob cache, saved models, decoded store:
+				  NULL = ROOT/cache (cli_cache_dir) */
 	const char *platform; /* os/arch[/variant]; NULL = the host's */
 	const char *user;     /* USER[:PASSWORD] */
 	bool plain_http;      /* http:// instead of https:// */
@@ -75,6 +77,7 @@ enum {
 	OPT_FETCH_WINDOW,
 	OPT_TIMEOUT,
 	OPT_RETRIES,
+	OPT_CACHE_DIR,
 };
 
 #define CLI_REMOTE_LONGOPTS                                                    \
@@ -86,6 +89,7 @@ enum {
 		{ "layer", required_argument, NULL, OPT_LAYER },               \
 		{ "layer-digest", required_argument, NULL, OPT_LAYER_DIGEST }, \
 		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },       \
+		{ "cache-dir", required_argument, NULL, OPT_CACHE_DIR },       \
 		{ "refresh", no_argument, NULL, OPT_REFRESH },                 \
 		{ "hosts-dir", required_argument, NULL, OPT_HOSTS_DIR },       \
 		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG }, \
@@ -104,6 +108,8 @@ enum {
 	"                      then ~/.docker/config.json)\n"                  \
 	"  --root DIR          state: blob cache and parsed TOCs in DIR/cache\n" \
 	"                      (default $LAZYPULL_ROOT or /var/lib/lazypull)\n" \
+	"  --cache-dir DIR     the blob cache and parsed TOCs in DIR instead\n" \
+	"                      of ROOT/cache\n"                                 \
 	"  --cache-max BYTES   bound the blob cache (LRU eviction)\n"          \
 	"  --refresh           resolve the tag again (else reused for 5 min)\n" \
 	"  --hosts-dir DIR     mirrors from DIR/<registry>/hosts.toml\n"       \
@@ -133,8 +139,11 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg);
 /* The state directory: o->root, else $LAZYPULL_ROOT, else
  * /var/lib/lazypull. */
 const char *cli_remote_root(const struct cli_remote_opts *o);
+/* The cache directory (blob cache, saved models, decoded store, the
+ * probes' lock): o->cache_dir, else ROOT/cache.  Free it. */
+char *cli_cache_dir(const struct cli_remote_opts *o);
 /*
- * ROOT/cache/probing.lock: `lazypull probe` holds it shared while it reads
+ * CACHE/probing.lock: `lazypull probe` holds it shared while it reads
  * a layer's TOC.  cli_probes_wait waits (at most ro->probes_wait_ms; 0:
  * not at all) until no probe does, so what they fetched is in the cache
  * for us.

@@ -395,7 +395,7 @@ static void mount_usage(FILE *f)
 		"                      decoded store, else 32)\n"
 		"  --decoded-max BYTES keep decoded, verified chunks on disk "
 		"in\n"
-		"                      ROOT/cache/decoded, at most BYTES "
+		"                      CACHE/decoded, at most BYTES "
 		"(default 2 GiB;\n"
 		"                      0 = off); warm reads are then a "
 		"pread.  Local\n"
@@ -415,6 +415,9 @@ static void mount_usage(FILE *f)
 		"DIR/cache,\n"
 		"                      zran indexes in DIR/indexes (default\n"
 		"                      $LAZYPULL_ROOT or /var/lib/lazypull)\n"
+		"  --cache-dir DIR     the blob cache, parsed TOCs and decoded "
+		"chunks in DIR\n"
+		"                      instead of ROOT/cache\n"
 		"  --cache-max BYTES   bound the blob cache (LRU eviction)\n"
 		"  --refresh           resolve the tag again (else reused for "
 		"5 min)\n"
@@ -958,6 +961,7 @@ int cmd_mount(int argc, char **argv)
 		{ "user", required_argument, NULL, OPT_USER },
 		{ "layer-digest", required_argument, NULL, OPT_LAYER_DIGEST },
 		{ "cache-max", required_argument, NULL, OPT_CACHE_MAX },
+		{ "cache-dir", required_argument, NULL, OPT_CACHE_DIR },
 		{ "refresh", no_argument, NULL, OPT_REFRESH },
 		{ "hosts-dir", required_argument, NULL, OPT_HOSTS_DIR },
 		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG },
@@ -1295,18 +1299,19 @@ int cmd_mount(int argc, char **argv)
 	malloc_trim(0);
 #endif
 	fo.name = name;
-	/* decoded chunks next to the blob cache (rm -rf ROOT/cache clears
-	 * both); local blobs only with an explicit --root */
-	if (decoded_max && (remote || lo.ro.root)) {
+	/* decoded chunks next to the blob cache (rm -rf of the cache clears
+	 * both); local blobs only with an explicit --root or --cache-dir */
+	if (decoded_max && (remote || lo.ro.root || lo.ro.cache_dir)) {
 		const char *droot = cli_remote_root(&lo.ro);
+		_cleanup_free_ char *cache = cli_cache_dir(&lo.ro);
 
-		decoded_dir = lp_xmalloc(strlen(droot) + 24);
-		sprintf(decoded_dir, "%s/cache", droot);
-		if (mkdir(droot, 0700) < 0 && errno != EEXIST)
+		decoded_dir = lp_xmalloc(strlen(cache) + 16);
+		sprintf(decoded_dir, "%s/decoded", cache);
+		if (!lo.ro.cache_dir && mkdir(droot, 0700) < 0 &&
+		    errno != EEXIST)
 			lp_debug("%s: %s", droot, strerror(errno));
-		if (mkdir(decoded_dir, 0700) < 0 && errno != EEXIST)
-			lp_debug("%s: %s", decoded_dir, strerror(errno));
-		strcat(decoded_dir, "/decoded");
+		if (mkdir(cache, 0700) < 0 && errno != EEXIST)
+			lp_debug("%s: %s", cache, strerror(errno));
 		fo.decoded_dir = decoded_dir;
 		fo.decoded_max = decoded_max;
 	}

@@ -75,10 +75,10 @@ static void answer(const char *word, const char *what)
 }
 
 /*
- * Probes hold ROOT/cache/probing.lock shared while they decide (see
- * cli_probing_open): a warming probe sends small requests meanwhile, so
- * the TOCs the pull waits for get most of the link, yet the link is never
- * idle.
+ * Probes hold CACHE/probing.lock (CACHE: ROOT/cache by default) shared
+ * while they decide (see cli_probing_open): a warming probe sends small
+ * requests meanwhile, so the TOCs the pull waits for get most of the link,
+ * yet the link is never idle.
  */
 
 static bool probes_busy(void *arg)

@@ -820,7 +820,7 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 	const struct snap_backend *be = &c->backend;
 	struct snap_daemons_opts dopts = { 0 };
 	_cleanup_free_ char *lazypull = find_lazypull(c);
-	const char *args[16];
+	const char *args[18];
 	char window[24], tmo[16], retries[16];
 	bool plain_http = be->scheme && !strcmp(be->scheme, "http");
 	size_t na = 0;
@@ -837,7 +837,11 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 	r->zran = c->enable_zran;
 	r->warm = !c->no_warm;
 
-	/* the registry settings of probes and fs daemons alike */
+	/* the registry settings of probes and fs daemons alike, and the
+	 * cache directory ([cache_manager] cache_dir, else the nydusd
+	 * JSON's work_dir, else <root>/cache) */
+	args[na++] = "--cache-dir";
+	args[na++] = c->cache_dir;
 	if (plain_http)
 		args[na++] = "--plain-http";
 	if (be->skip_verify)

@@ -522,6 +522,26 @@ def main():
                                  [ref], timeout=120)
             if rc:
                 fail("%s: check exit %d: %s" % (what, rc, F.short(err)))
+        # --cache-dir: the blob cache and the saved models go there, not
+        # to ROOT/cache, and the listing is the same
+        croot = os.path.join(work, "croot")
+        cdir = os.path.join(work, "elsewhere", "cache")
+        d0 = descs[0]["digest"][len("sha256:"):]
+        rc, want, err = F.run([lp, "ls", "--json", "--digest", local[0][2]],
+                              timeout=120)
+        rc2, got, err2 = F.run([lp, "ls", "--json", "--digest", "--layer",
+                                "0", "--plain-http", "--root", croot,
+                                "--cache-dir", cdir, ref], timeout=120)
+        if rc or rc2 or want != got:
+            fail("--cache-dir: ls differs (exit %d/%d): %s"
+                 % (rc, rc2, F.short(err2)))
+        for p in (os.path.join(cdir, "blobs", "sha256", d0 + ".data"),
+                  os.path.join(cdir, "models", "sha256", d0 + ".model")):
+            if not os.path.isfile(p):
+                fail("--cache-dir: no %s" % p)
+        if os.path.exists(os.path.join(croot, "cache")):
+            fail("--cache-dir: ROOT/cache was made: %s"
+                 % os.listdir(os.path.join(croot, "cache")))
         # without --layer: the merged tree (OCI whiteouts applied) of all
         # layers; the expected side merges the local listings the same way
         merged = {}

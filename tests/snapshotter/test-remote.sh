@@ -88,7 +88,7 @@ cleanup() {
 	done
 	rm -rf "$R"
 	if [ "$fails" = 0 ] && [ -z "${KEEP:-}" ]; then
-		rm -rf "$W/ctrd" "$W/snap" "$W/registry"
+		rm -rf "$W/ctrd" "$W/snap" "$W/registry" "$W/blobcache"
 	fi
 }
 trap cleanup EXIT
@@ -131,7 +131,7 @@ cat >"$W/nydusd.json" <<EOF
 {
   "device": {
     "backend": {"type": "registry", "config": {"scheme": "http", "timeout": 10}},
-    "cache": {"type": "blobcache", "config": {"work_dir": "$W/snap/cache"}}
+    "cache": {"type": "blobcache", "config": {"work_dir": "$W/blobcache"}}
   },
   "mode": "direct"
 }
@@ -192,11 +192,19 @@ check_image() { # tag format
 	done
 	out=$(ctr_ run --rm --snapshotter nydus "$ref" "r-$tag-0" true </dev/null 2>&1) ||
 		fail "$tag: ctr run true: $out"
-	# a TOC is parsed once: the probe saves the model under the root, the
-	# fs daemon loads it
+	# the cache is where the nydusd JSON's work_dir says, outside the
+	# root: blobs (a layer's TOC at least) there, nothing in <root>/cache
+	for d in $(layers "$tag"); do
+		[ -s "$W/blobcache/blobs/sha256/${d#sha256:}.data" ] ||
+			fail "$tag: layer $d is not in the configured cache dir: $(ls "$W/blobcache" "$W/blobcache/blobs/sha256" 2>&1 | head -5)"
+	done
+	[ ! -e "$W/snap/cache" ] ||
+		fail "$tag: something was cached under the root: $(find "$W/snap/cache" | head -5)"
+	# a TOC is parsed once: the probe saves the model in the cache dir,
+	# the fs daemon loads it
 	if [ "$fmt" != zran ]; then
 		for d in $(layers "$tag"); do
-			[ -s "$W/snap/cache/models/sha256/${d#sha256:}.model" ] ||
+			[ -s "$W/blobcache/models/sha256/${d#sha256:}.model" ] ||
 				fail "$tag: no model saved for $d"
 			grep -q "layer $d: its saved model" "$W"/snap/daemons/*.log ||
 				fail "$tag: the fs daemon did not load the saved model of $d: $(grep -h "layer $d" "$W"/snap/daemons/*.log | head -3)"
