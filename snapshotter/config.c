@@ -403,6 +403,13 @@ static int load_toml(struct snap_config *c, const struct given *g,
 	STR("daemon.lazypull_path",
 	    if (!g->lazypull && s[0]) set_str(&c->lazypull_path, s));
 	STR("cache_manager.cache_dir", if (s[0]) set_str(&c->cache_dir, s));
+	/* nydus-snapshotter removes the cache of blobs no image uses every
+	 * gc_period; lazypull does not (yet): say so rather than nothing */
+	STR("cache_manager.gc_period",
+	    note(c, "config: cache_manager.gc_period = \"%s\" is ignored: "
+		    "lazypull does not collect its cache; bound it by hand "
+		    "(blobs/ and models/ under the cache directory are safe to "
+		    "delete while no fs daemon runs)", s));
 	STR("remote.mirrors_config.dir",
 	    if (s[0]) set_str(&c->mirrors_dir, s));
 #undef STR

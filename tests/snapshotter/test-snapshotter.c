@@ -140,7 +140,8 @@ static void test_config(void)
 			 "[log]\nlevel = \"warn\"\nlog_to_stdout = true\n"
 			 "[experimental]\nenable_stargz = true\n"
 			 "early_mount = true\nmerged_mounts = false\n"
-			 "[remote.mirrors_config]\ndir = \"/etc/nydus/certs.d\"\n",
+			 "[remote.mirrors_config]\ndir = \"/etc/nydus/certs.d\"\n"
+			 "[cache_manager]\ngc_period = \"24h\"\n",
 			 p1);
 		write_file("config.toml", toml);
 	}
@@ -158,6 +159,7 @@ static void test_config(void)
 	      c.prefetch.threads == 3);
 	CHECK(!strcmp(c.mirrors_dir, "/etc/nydus/certs.d"));
 	CHECK(has_note(&c, "daemon.nydusd_path"));
+	CHECK(has_note(&c, "cache_manager.gc_period = \"24h\" is ignored"));
 	snap_config_release(&c);
 	CHECK(load(&c, &err, "--config", p2, "--root", "/flag",
 		   "--enable-stargz=false", "--daemon-mode", "dedicated",
