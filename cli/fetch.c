@@ -699,7 +699,7 @@ static int layer_source(struct cli_remote *r, size_t i, struct lp_source **ret,
 				      d->size, source_opts(r, &so), ret, err);
 }
 
-static int mkdir_parents(const char *path)
+int cli_mkdir_parents(const char *path)
 {
 	_cleanup_free_ char *tmp = lp_xstrdup(path);
 
@@ -767,7 +767,7 @@ int cli_open_toc_layer(const struct cli_remote_opts *o, const char *digest,
 		return rc;
 	lp_debug("layer %s: TOC parsed in %.1f ms", digest, lp_ms_since(t0));
 	lp_err_clear(&serr);
-	rc = mkdir_parents(path);
+	rc = cli_mkdir_parents(path);
 	if (rc < 0)
 		lp_err_set(&serr, rc, "%s: %s", path, strerror(-rc));
 	else
@@ -845,7 +845,7 @@ int cli_remote_open_layer(struct cli_remote *r, size_t i,
 		/* saved for the next mount; this one serves from the index
 		 * built (its windows then read from the file saved, as a
 		 * loaded index's are: no loading it back) */
-		rc = mkdir_parents(idx);
+		rc = cli_mkdir_parents(idx);
 		if (rc < 0)
 			lp_err_set(err, rc, "%s: %s", idx, strerror(-rc));
 		else

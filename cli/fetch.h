@@ -142,6 +142,8 @@ const char *cli_remote_root(const struct cli_remote_opts *o);
 /* The cache directory (blob cache, saved models, decoded store, the
  * probes' lock): o->cache_dir, else ROOT/cache.  Free it. */
 char *cli_cache_dir(const struct cli_remote_opts *o);
+/* Makes the directories above path (mode 0700); 0 or -errno. */
+int cli_mkdir_parents(const char *path);
 /*
  * CACHE/probing.lock: `lazypull probe` holds it shared while it reads
  * a layer's TOC.  cli_probes_wait waits (at most ro->probes_wait_ms; 0:

@@ -1302,16 +1302,16 @@ int cmd_mount(int argc, char **argv)
 	/* decoded chunks next to the blob cache (rm -rf of the cache clears
 	 * both); local blobs only with an explicit --root or --cache-dir */
 	if (decoded_max && (remote || lo.ro.root || lo.ro.cache_dir)) {
-		const char *droot = cli_remote_root(&lo.ro);
 		_cleanup_free_ char *cache = cli_cache_dir(&lo.ro);
+		int mr;
 
 		decoded_dir = lp_xmalloc(strlen(cache) + 16);
 		sprintf(decoded_dir, "%s/decoded", cache);
-		if (!lo.ro.cache_dir && mkdir(droot, 0700) < 0 &&
-		    errno != EEXIST)
-			lp_debug("%s: %s", droot, strerror(errno));
-		if (mkdir(cache, 0700) < 0 && errno != EEXIST)
-			lp_debug("%s: %s", cache, strerror(errno));
+		/* the cache directory and those above it; the store makes
+		 * decoded/ */
+		mr = cli_mkdir_parents(decoded_dir);
+		if (mr < 0)
+			lp_debug("%s: %s", cache, strerror(-mr));
 		fo.decoded_dir = decoded_dir;
 		fo.decoded_max = decoded_max;
 	}
