@@ -324,7 +324,7 @@ out:
 /* which settings the command line gave (those win over the file) */
 struct given {
 	bool root, address, nydusd_config, stargz, level, stdout_, mode,
-		driver, zran, lazypull, early, merged, warm;
+		driver, zran, lazypull, early, merged, warm, cache_max;
 };
 
 static int load_toml(struct snap_config *c, const struct given *g,
@@ -407,9 +407,21 @@ static int load_toml(struct snap_config *c, const struct given *g,
 	 * gc_period; lazypull does not (yet): say so rather than nothing */
 	STR("cache_manager.gc_period",
 	    note(c, "config: cache_manager.gc_period = \"%s\" is ignored: "
-		    "lazypull does not collect its cache; bound it by hand "
-		    "(blobs/ and models/ under the cache directory are safe to "
-		    "delete while no fs daemon runs)", s));
+		    "lazypull does not collect its cache; bound it with "
+		    "[cache_manager] max_bytes (--cache-max)", s));
+	{ /* lazypull's own key: the blob cache's bound */
+		int64_t v;
+
+		r = lp_toml_get_int(t, "cache_manager.max_bytes", &v, err);
+		if (r == 0 && v < 0)
+			return lp_err_set(err, -EINVAL, "cache_manager."
+					  "max_bytes %lld: a number of bytes, "
+					  "0 = no bound", (long long)v);
+		if (r == 0 && !g->cache_max)
+			c->cache_max = (uint64_t)v;
+		else if (r < 0 && r != -ENOENT)
+			return r;
+	}
 	STR("remote.mirrors_config.dir",
 	    if (s[0]) set_str(&c->mirrors_dir, s));
 #undef STR
@@ -422,7 +434,7 @@ static int load_toml(struct snap_config *c, const struct given *g,
 enum {
 	O_ROOT = 256, O_ADDRESS, O_CONFIG, O_NYDUSD_CONFIG, O_STARGZ, O_LEVEL,
 	O_STDOUT, O_VERSION, O_HELP, O_IGNORED, O_MODE, O_DRIVER, O_ZRAN,
-	O_LAZYPULL, O_EARLY, O_MERGED, O_WARM,
+	O_LAZYPULL, O_EARLY, O_MERGED, O_WARM, O_CACHE_MAX,
 };
 
 static const struct option options[] = {
@@ -437,6 +449,7 @@ static const struct option options[] = {
 	{ "early-mount", optional_argument, NULL, O_EARLY },
 	{ "merged-mounts", optional_argument, NULL, O_MERGED },
 	{ "warm", optional_argument, NULL, O_WARM },
+	{ "cache-max", required_argument, NULL, O_CACHE_MAX },
 	{ "log-level", required_argument, NULL, O_LEVEL },
 	{ "log-to-stdout", optional_argument, NULL, O_STDOUT },
 	{ "version", no_argument, NULL, O_VERSION },
@@ -485,6 +498,13 @@ static void usage(const char *prog)
 	       "                         image's access trace), so it "
 	       "overlaps the pull\n"
 	       "                         (default true; [experimental] warm)\n"
+	       "  --cache-max BYTES      bound the blob cache in the cache "
+	       "directory: the\n"
+	       "                         blobs used least recently and by "
+	       "no fs daemon go\n"
+	       "                         first (default 0, no bound; "
+	       "[cache_manager]\n"
+	       "                         max_bytes)\n"
 	       "  --lazypull-path FILE   the lazypull binary that serves "
 	       "layers (default:\n"
 	       "                         next to this one, else $PATH)\n"
@@ -588,6 +608,18 @@ int snap_config_load(struct snap_config *c, int argc, char **argv,
 			set_str(&c->lazypull_path, optarg);
 			g.lazypull = true;
 			break;
+		case O_CACHE_MAX: {
+			char *end;
+
+			errno = 0;
+			c->cache_max = strtoull(optarg, &end, 10);
+			if (*end || end == optarg || optarg[0] == '-' || errno)
+				return lp_err_set(err, -EINVAL, "--cache-max "
+						  "%s: a number of bytes, 0 = "
+						  "no bound", optarg);
+			g.cache_max = true;
+			break;
+		}
 		case O_LEVEL:
 			if (parse_level(optarg, &c->log_level) < 0)
 				return lp_err_set(err, -EINVAL, "invalid log "

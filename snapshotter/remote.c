@@ -820,8 +820,8 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 	const struct snap_backend *be = &c->backend;
 	struct snap_daemons_opts dopts = { 0 };
 	_cleanup_free_ char *lazypull = find_lazypull(c);
-	const char *args[18];
-	char window[24], tmo[16], retries[16];
+	const char *args[20];
+	char window[24], tmo[16], retries[16], cmax[24];
 	bool plain_http = be->scheme && !strcmp(be->scheme, "http");
 	size_t na = 0;
 	int rc;
@@ -842,6 +842,12 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 	 * JSON's work_dir, else <root>/cache) */
 	args[na++] = "--cache-dir";
 	args[na++] = c->cache_dir;
+	if (c->cache_max) {
+		snprintf(cmax, sizeof(cmax), "%llu",
+			 (unsigned long long)c->cache_max);
+		args[na++] = "--cache-max";
+		args[na++] = cmax;
+	}
 	if (plain_http)
 		args[na++] = "--plain-http";
 	if (be->skip_verify)

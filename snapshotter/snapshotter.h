@@ -92,6 +92,8 @@ struct snap_config {
 	char *cache_type;    /* device.cache.type */
 	int64_t amplify_io;  /* bytes fetched at least on a cache miss (the
 			      * fs daemons' --fetch-window); -1 = default */
+	uint64_t cache_max;  /* --cache-max, [cache_manager] max_bytes: the
+			      * blob cache's bound (LRU); 0 = none */
 	/* lines for the log once it is set up (ignored flags, defaults) */
 	char **notes;
 	size_t n_notes;

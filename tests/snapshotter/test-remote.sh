@@ -137,7 +137,9 @@ cat >"$W/nydusd.json" <<EOF
 }
 EOF
 
-start_snapshotter --enable-stargz --enable-zran
+# a bound on the blob cache, which every probe and fs daemon must get
+CACHE_MAX=1073741824
+start_snapshotter --enable-stargz --enable-zran --cache-max "$CACHE_MAX"
 start_containerd
 log "containerd up, pid $CTRD_PID, namespaces $NS, $NSB"
 
@@ -363,6 +365,10 @@ n=$(tail -n +"$((regmark + 1))" "$W/registry.log" | grep -c "GET /v2/lp/bb/blobs
 [ "$n" -gt 0 ] || fail "nydus: the data blob was never read from the registry"
 log "nydus: data blob: $n GETs, all ranged"
 log "fs daemons: $(mounts_of | wc -l) mounts, pids $(daemon_pids | tr '\n' ' ')"
+for p in $(daemon_pids); do
+	tr '\0' ' ' <"/proc/$p/cmdline" | grep -q -- "--cache-dir $W/blobcache .*--cache-max $CACHE_MAX " ||
+		fail "fs daemon $p lacks the cache settings: $(tr '\0' ' ' <"/proc/$p/cmdline")"
+done
 
 # ---- SIGKILL + restart of the snapshotter while a container runs -------
 

@@ -108,9 +108,16 @@ static void test_config(void)
 	snap_config_release(&c);
 	CHECK(load(&c, &err, "extra-arg", NULL) == -EINVAL);
 	snap_config_release(&c);
-	/* defaults: merged mounts on, early mount off, no amplify_io */
+	/* defaults: merged mounts on, early mount off, no amplify_io, the
+	 * blob cache unbounded */
 	CHECK(load(&c, &err, NULL) == 0);
 	CHECK(!c.early_mount && !c.no_merged_mounts && c.amplify_io == -1);
+	CHECK(c.cache_max == 0);
+	snap_config_release(&c);
+	CHECK(load(&c, &err, "--cache-max", "1GiB", NULL) == -EINVAL);
+	CHECK(strstr(err.msg, "--cache-max 1GiB") != NULL);
+	snap_config_release(&c);
+	CHECK(load(&c, &err, "--cache-max", "-1", NULL) == -EINVAL);
 	snap_config_release(&c);
 	CHECK(load(&c, &err, "--early-mount", "--merged-mounts=false",
 		   NULL) == 0);
@@ -141,7 +148,8 @@ static void test_config(void)
 			 "[experimental]\nenable_stargz = true\n"
 			 "early_mount = true\nmerged_mounts = false\n"
 			 "[remote.mirrors_config]\ndir = \"/etc/nydus/certs.d\"\n"
-			 "[cache_manager]\ngc_period = \"24h\"\n",
+			 "[cache_manager]\ngc_period = \"24h\"\n"
+			 "max_bytes = 1073741824\n",
 			 p1);
 		write_file("config.toml", toml);
 	}
@@ -160,11 +168,13 @@ static void test_config(void)
 	CHECK(!strcmp(c.mirrors_dir, "/etc/nydus/certs.d"));
 	CHECK(has_note(&c, "daemon.nydusd_path"));
 	CHECK(has_note(&c, "cache_manager.gc_period = \"24h\" is ignored"));
+	CHECK(c.cache_max == 1073741824);
 	snap_config_release(&c);
 	CHECK(load(&c, &err, "--config", p2, "--root", "/flag",
 		   "--enable-stargz=false", "--daemon-mode", "dedicated",
-		   "--log-level", "error", NULL) == 0);
+		   "--log-level", "error", "--cache-max", "5", NULL) == 0);
 	CHECK(!strcmp(c.root, "/flag") && !strcmp(c.address, "/toml.sock"));
+	CHECK(c.cache_max == 5); /* the flag wins */
 	CHECK(!c.enable_stargz && c.daemon_mode == SNAP_DAEMON_DEDICATED);
 	CHECK(c.log_level == LP_LOG_ERROR);
 	snap_config_release(&c);
