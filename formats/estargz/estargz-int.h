@@ -3,6 +3,9 @@
 #ifndef LP_FORMATS_ESTARGZ_INT_H
 #define LP_FORMATS_ESTARGZ_INT_H
 
+#include <string.h>
+#include <strings.h>
+
 #include "formats/estargz/estargz.h"
 
 /* load()'s private context: decode_chunk dispatches on c->codec, so all it
@@ -42,7 +45,14 @@ struct tj_doc {
 int tj_parse(const char *text, size_t len, struct tj_doc *d,
 	     struct lp_err *err);
 void tj_free(struct tj_doc *d);
-/* Does an object key equal want, ASCII case folded (as Go matches)? */
-bool tj_key_is(const struct tj_node *key, const char *want);
+/* Does an object key equal want, ASCII case folded (as Go matches)?
+ * Inline: called with literals for every key of a TOC, so the length is
+ * folded. */
+static inline bool tj_key_is(const struct tj_node *key, const char *want)
+{
+	size_t n = strlen(want);
+
+	return key->len == n && !strncasecmp(key->v.s, want, n);
+}
 
 #endif

@@ -468,10 +468,3 @@ void tj_free(struct tj_doc *d)
 	free(d->esc);
 	*d = (struct tj_doc){ 0 };
 }
-
-bool tj_key_is(const struct tj_node *key, const char *want)
-{
-	size_t n = strlen(want);
-
-	return key->len == n && !strncasecmp(key->v.s, want, n);
-}
