@@ -506,10 +506,12 @@ static uint64_t test_main(struct fx *fx)
 static void test_order(struct fx *fx)
 {
 	const char *const argv[] = { "python3", "/srv/order.py", NULL };
-	/* ofirst comes in well after osecond, well before q1..q10 */
+	/* ofirst comes in well after osecond, well before q1..q10: the
+	 * margin (1.75 s) holds when the suite runs tests side by side under
+	 * sanitizers (0.45 s did not, once, in CI) */
 	struct run_opts ro = { .argv = argv,
 			       .slow = { { "/ofirst.", 250000 },
-					 { "/__pycache__/q", 700000 } } };
+					 { "/__pycache__/q", 2000000 } } };
 	uint32_t shared, before = 0;
 	struct startset *s;
 	struct rec r;
