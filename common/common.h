@@ -97,6 +97,8 @@ void *lp_xmalloc(size_t n);
 void *lp_xcalloc(size_t n, size_t m);
 void *lp_xrealloc(void *p, size_t n);
 char *lp_xstrdup(const char *s);
+/* A string printf formats, allocated (aborts when out of memory). */
+char *lp_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Grows *arr (element size esz) so that it holds at least need elements. */
 void lp_grow(void **arr, size_t esz, size_t *cap, size_t need);
 

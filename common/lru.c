@@ -57,6 +57,14 @@ static bool lru_try_evict(const struct lru_ent *e)
 	return done;
 }
 
+bool lp_lru_remove(const char *data_path, const char *side_path)
+{
+	const struct lru_ent e = { .data_path = (char *)data_path,
+				   .side_path = (char *)side_path };
+
+	return lru_try_evict(&e);
+}
+
 static bool lru_name_matches(const struct lp_lru *o, const char *name)
 {
 	size_t l = strlen(name), sl = strlen(o->data_suffix);

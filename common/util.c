@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,20 @@ char *lp_xstrdup(const char *s)
 	if (!p)
 		oom();
 	return p;
+}
+
+char *lp_xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		oom();
+	return s;
 }
 
 void lp_grow(void **arr, size_t esz, size_t *cap, size_t need)

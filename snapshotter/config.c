@@ -404,10 +404,12 @@ static int load_toml(struct snap_config *c, const struct given *g,
 	    if (!g->lazypull && s[0]) set_str(&c->lazypull_path, s));
 	STR("cache_manager.cache_dir", if (s[0]) set_str(&c->cache_dir, s));
 	/* nydus-snapshotter removes the cache of blobs no image uses every
-	 * gc_period; lazypull does not (yet): say so rather than nothing */
+	 * gc_period; lazypull removes a layer's as its last snapshot goes
+	 * (remote.c): say so rather than nothing */
 	STR("cache_manager.gc_period",
 	    note(c, "config: cache_manager.gc_period = \"%s\" is ignored: "
-		    "lazypull does not collect its cache; bound it with "
+		    "lazypull removes a layer's cache when the last snapshot "
+		    "of the layer is removed; bound the blob cache with "
 		    "[cache_manager] max_bytes (--cache-max)", s));
 	{ /* lazypull's own key: the blob cache's bound */
 		int64_t v;

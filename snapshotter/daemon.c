@@ -100,32 +100,19 @@ struct snap_daemons {
 	unsigned pre_next;
 };
 
-static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
 char *snap_daemon_mountpoint(const struct snap_daemons *d, uint64_t id)
 {
-	return xfmt("%s/%llu", d->mntdir, (unsigned long long)id);
+	return lp_xasprintf("%s/%llu", d->mntdir, (unsigned long long)id);
 }
 
 static char *pid_path(const struct snap_daemons *d, uint64_t id)
 {
-	return xfmt("%s/%llu.pid", d->piddir, (unsigned long long)id);
+	return lp_xasprintf("%s/%llu.pid", d->piddir, (unsigned long long)id);
 }
 
 static char *log_path(const struct snap_daemons *d, uint64_t id)
 {
-	return xfmt("%s/%llu.log", d->piddir, (unsigned long long)id);
+	return lp_xasprintf("%s/%llu.log", d->piddir, (unsigned long long)id);
 }
 
 static void sleep_ms(unsigned ms)
@@ -445,9 +432,9 @@ static char **daemon_env(const struct snap_daemons *d)
 		if (!secret_var(environ[i]))
 			env[k++] = environ[i];
 	if (d->auth)
-		env[k++] = xfmt("%s%s", ENV_AUTH, d->auth);
+		env[k++] = lp_xasprintf("%s%s", ENV_AUTH, d->auth);
 	if (d->token)
-		env[k++] = xfmt("%s%s", ENV_TOKEN, d->token);
+		env[k++] = lp_xasprintf("%s%s", ENV_TOKEN, d->token);
 	return env;
 }
 
@@ -567,7 +554,7 @@ static char **mount_argv(const struct snap_daemons *d, const char *image,
 
 static char *prestart_log(const struct snap_daemons *d, unsigned slot)
 {
-	return xfmt("%s/prestart-%u.log", d->piddir, slot);
+	return lp_xasprintf("%s/prestart-%u.log", d->piddir, slot);
 }
 
 /* The slot of the daemon started ahead for image up to digest, or -1;
@@ -709,7 +696,7 @@ static pid_t prestart_take(struct snap_daemons *d, const struct daemon *dm,
 		return 0;
 	}
 	rename(plf, lf);
-	line = xfmt("%s\n%s\n", mp, pf);
+	line = lp_xasprintf("%s\n%s\n", mp, pf);
 	len = (ssize_t)strlen(line);
 	if (write(ps.in_fd, line, (size_t)len) != len) {
 		close(ps.in_fd);
@@ -1000,7 +987,7 @@ static int ahead_answer(struct snap_daemons *d, const struct snap_probe *q,
 int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 		       char *fmt, size_t fmt_size, struct lp_err *err)
 {
-	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
+	_cleanup_free_ char *logf = lp_xasprintf("%s/probes.log", d->piddir);
 	_cleanup_free_ char **argv = NULL;
 	char ans[1024], *toc;
 	const char *name;
@@ -1056,7 +1043,7 @@ int snap_daemons_probe(struct snap_daemons *d, const struct snap_probe *q,
 void snap_daemons_probe_ahead(struct snap_daemons *d,
 			      const struct snap_probe *q)
 {
-	_cleanup_free_ char *logf = xfmt("%s/probes.log", d->piddir);
+	_cleanup_free_ char *logf = lp_xasprintf("%s/probes.log", d->piddir);
 	struct snap_probe aq = *q;
 	_cleanup_free_ char **argv = NULL;
 	struct ahead_probe *a;
@@ -1274,8 +1261,8 @@ int snap_daemons_new(const struct snap_daemons_opts *o,
 	int r;
 
 	d->root = lp_xstrdup(o->root);
-	d->mntdir = xfmt("%s/mnt", o->root);
-	d->piddir = xfmt("%s/daemons", o->root);
+	d->mntdir = lp_xasprintf("%s/mnt", o->root);
+	d->piddir = lp_xasprintf("%s/daemons", o->root);
 	d->lazypull = lp_xstrdup(o->lazypull);
 	d->auth = o->auth ? lp_xstrdup(o->auth) : NULL;
 	d->token = o->token ? lp_xstrdup(o->token) : NULL;

@@ -23,9 +23,11 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/lru.h"
 #include "fetcher/fetcher.h"
 #include "fs/engine.h"
 #include "snapshotter/snapshotter-int.h"
@@ -38,6 +40,7 @@
 struct snap_remote {
 	struct snap_store *st;
 	char *root;
+	char *cache_dir; /* the probes' and fs daemons' --cache-dir */
 	bool stargz, zran;
 	bool warm; /* probes warm the blob cache (c->warm) */
 	/* layers probed ahead (recent ones, a ring) */
@@ -672,12 +675,119 @@ static int rp_ensure(void *ctx, const char *parent, struct lp_err *err)
 	return rc;
 }
 
+struct layer_use {
+	const char *digest;
+	bool used;
+};
+
+static int layer_used(const struct snap_info *i, void *data)
+{
+	struct layer_use *u = data;
+	const char *image, *digest;
+
+	if (layer_source(i->labels, i->n_labels, &image, &digest) &&
+	    !strcmp(digest, u->digest))
+		u->used = true;
+	return 0;
+}
+
+/* unlinks path if it is there; adds its size to *bytes */
+static void drop_file(const char *path, unsigned *files, uint64_t *bytes)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0 || unlink(path) < 0)
+		return;
+	(*files)++;
+	*bytes += (uint64_t)st.st_blocks * 512;
+}
+
+/* drop_file() of an entry of the blob cache or the decoded store, not
+ * while a process holds it */
+static void drop_entry(const char *data, const char *side, unsigned *files,
+		       uint64_t *bytes)
+{
+	struct stat a, b;
+	bool had_a = lstat(data, &a) == 0, had_b = lstat(side, &b) == 0;
+
+	if (!had_a && !had_b)
+		return;
+	if (!lp_lru_remove(data, side)) {
+		lp_log(LP_LOG_INFO, "%s is in use: left", data);
+		return;
+	}
+	*files += had_a + had_b;
+	*bytes += (had_a ? (uint64_t)a.st_blocks * 512 : 0) +
+		  (had_b ? (uint64_t)b.st_blocks * 512 : 0);
+}
+
+/*
+ * A layer no snapshot names any more leaves the disk: its fetched ranges
+ * (the blob cache), decoded chunks, saved model and zran index.
+ * nydus-snapshotter's cache manager removes the blobs of removed images
+ * every gc_period; here it is done when the last snapshot of the layer
+ * goes.  An entry a process still holds stays (the eviction's lock).  The
+ * access traces stay: a few KB each, they make a later pull of the image
+ * fast again.
+ */
+static void collect_layer(struct snap_remote *r, const char *digest)
+{
+	struct layer_use u = { .digest = digest };
+	struct snap_cursor cur = { 0 };
+	struct lp_err err = { 0 };
+	const char *hex = digest + 7;
+	unsigned files = 0;
+	uint64_t bytes = 0;
+	char *p[2];
+	bool done = false;
+
+	if (strncmp(digest, "sha256:", 7) ||
+	    fetch_digest_check(digest, strlen(digest)) < 0)
+		return;
+	while (!done && !u.used) {
+		if (snap_store_walk(r->st, &cur, NULL, 256, layer_used, &u,
+				    &done, &err) < 0) {
+			lp_log(LP_LOG_WARN, "layer %s: its cache is kept: %s",
+			       digest, err.msg);
+			return;
+		}
+	}
+	if (u.used)
+		return;
+	p[0] = lp_xasprintf("%s/blobs/sha256/%s.data", r->cache_dir, hex);
+	p[1] = lp_xasprintf("%s/blobs/sha256/%s.map", r->cache_dir, hex);
+	drop_entry(p[0], p[1], &files, &bytes);
+	free(p[0]);
+	free(p[1]);
+	p[0] = lp_xasprintf("%s/decoded/%s.data", r->cache_dir, hex);
+	p[1] = lp_xasprintf("%s/decoded/%s.idx", r->cache_dir, hex);
+	drop_entry(p[0], p[1], &files, &bytes);
+	free(p[0]);
+	free(p[1]);
+	p[0] = lp_xasprintf("%s/models/sha256/%s.model", r->cache_dir, hex);
+	p[1] = lp_xasprintf("%s/indexes/sha256/%s.zran", r->root, hex);
+	drop_file(p[0], &files, &bytes);
+	drop_file(p[1], &files, &bytes);
+	free(p[0]);
+	free(p[1]);
+	if (files)
+		lp_log(LP_LOG_INFO, "layer %s: no snapshot uses it: %u cache "
+		       "files removed (%llu KiB)", digest, files,
+		       (unsigned long long)(bytes >> 10));
+}
+
 static void rp_removed(void *ctx, const struct snap_info *info)
 {
 	struct snap_remote *r = ctx;
+	const char *image, *digest;
+	enum served how = served_by(info);
 
-	if (served_by(info) != SERVED_NONE)
-		snap_daemon_stop(r->daemons, info->id);
+	if (how == SERVED_NONE)
+		return;
+	/* its daemon first: the cache entries it holds are free then */
+	snap_daemon_stop(r->daemons, info->id);
+	if (daemon_source(info, how, &image, &digest) && digest)
+		collect_layer(r, digest);
 }
 
 const struct snap_remote_ops snap_remote_ops = {
@@ -828,6 +938,7 @@ int snap_remote_new(const struct snap_config *c, struct snap_store *st,
 
 	r->st = st;
 	r->root = lp_xstrdup(c->root);
+	r->cache_dir = lp_xstrdup(c->cache_dir);
 	pthread_mutex_init(&r->early_lock, NULL);
 	pthread_cond_init(&r->early_cond, NULL);
 	pthread_mutex_init(&r->ahead_lock, NULL);
@@ -921,5 +1032,6 @@ void snap_remote_free(struct snap_remote *r)
 	pthread_mutex_destroy(&r->early_lock);
 	pthread_mutex_destroy(&r->ahead_lock);
 	free(r->root);
+	free(r->cache_dir);
 	free(r);
 }

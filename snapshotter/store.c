@@ -705,19 +705,6 @@ static void add_mount(struct snap_mounts *m, const char *type,
 	m->n++;
 }
 
-static char *xfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xfmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
 /* Where parent i of the chain is mounted from: a lower hook's path or its fs. */
 static char *lower_path(struct snap_store *s, const struct chain *c, size_t i)
 {
@@ -755,10 +742,10 @@ static void build_mounts(struct snap_store *s, enum snap_kind kind,
 		o[n++] = lp_xstrdup("index=off");
 	if (kind == SNAP_KIND_ACTIVE) {
 		p = snap_path(s, id, "work");
-		o[n++] = xfmt("workdir=%s", p);
+		o[n++] = lp_xasprintf("workdir=%s", p);
 		free(p);
 		p = snap_path(s, id, "fs");
-		o[n++] = xfmt("upperdir=%s", p);
+		o[n++] = lp_xasprintf("upperdir=%s", p);
 		free(p);
 	}
 	struct wbuf lower = { 0 };
@@ -819,7 +806,7 @@ static int sweep_dirs(struct snap_store *s, struct lp_err *err)
 			if (mdb_get(txn, s->db_ids, &key, &val) == 0)
 				continue;
 		}
-		path = xfmt("%s/%s", s->snapdir, de->d_name);
+		path = lp_xasprintf("%s/%s", s->snapdir, de->d_name);
 		r = remove_tree(path);
 		if (r < 0)
 			lp_log(LP_LOG_WARN, "cleanup: removing %s: %s", path,
@@ -865,7 +852,7 @@ int snap_store_open(const char *root, struct snap_store **ret,
 
 	pthread_rwlock_init(&s->dirlock, NULL);
 	s->root = lp_xstrdup(root);
-	s->snapdir = xfmt("%s/snapshots", root);
+	s->snapdir = lp_xasprintf("%s/snapshots", root);
 	r = mkdir_p(root, 0700);
 	if (r == 0)
 		r = mkdir_p(s->snapdir, 0700);
@@ -887,7 +874,7 @@ int snap_store_open(const char *root, struct snap_store **ret,
 		r = mdb_err(err, rc, "environment");
 		goto fail;
 	}
-	dbpath = xfmt("%s/metadata.mdb", root);
+	dbpath = lp_xasprintf("%s/metadata.mdb", root);
 	rc = mdb_env_open(s->env, dbpath, MDB_NOSUBDIR, 0600);
 	free(dbpath);
 	if (rc) {
@@ -992,7 +979,7 @@ static int check_key(const char *what, const char *key, struct lp_err *err)
 static int make_tmpdir(struct snap_store *s, enum snap_kind kind,
 		       char **ret, struct lp_err *err)
 {
-	char *td = xfmt("%s/new-XXXXXX", s->snapdir), *p;
+	char *td = lp_xasprintf("%s/new-XXXXXX", s->snapdir), *p;
 
 	if (!mkdtemp(td)) {
 		int e = errno;
@@ -1000,13 +987,13 @@ static int make_tmpdir(struct snap_store *s, enum snap_kind kind,
 		free(td);
 		return sys_err(err, e, "create snapshot directory");
 	}
-	p = xfmt("%s/fs", td);
+	p = lp_xasprintf("%s/fs", td);
 	if (mkdir(p, 0755) < 0)
 		goto fail;
 	free(p);
 	p = NULL;
 	if (kind == SNAP_KIND_ACTIVE) {
-		p = xfmt("%s/work", td);
+		p = lp_xasprintf("%s/work", td);
 		if (mkdir(p, 0711) < 0)
 			goto fail;
 		free(p);
@@ -1105,7 +1092,7 @@ static int create_snapshot(struct snap_store *s, enum snap_kind kind,
 		struct stat st;
 		char *pfs = snap_path(s, pr.id, "fs"), *fs;
 
-		fs = xfmt("%s/fs", td);
+		fs = lp_xasprintf("%s/fs", td);
 		if (stat(pfs, &st) < 0 ||
 		    lchown(fs, st.st_uid, st.st_gid) < 0) {
 			res = sys_err(err, errno, "owner of parent %s", pfs);
@@ -1364,7 +1351,7 @@ int snap_store_remove(struct snap_store *s, const char *key,
 		goto out;
 	}
 	dir = snap_path(s, r.id, NULL);
-	rm = xfmt("%s/rm-%llu", s->snapdir, (unsigned long long)r.id);
+	rm = lp_xasprintf("%s/rm-%llu", s->snapdir, (unsigned long long)r.id);
 	if (rename(dir, rm) == 0)
 		moved = true;
 	else if (errno != ENOENT) {

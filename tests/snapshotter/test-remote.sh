@@ -430,11 +430,46 @@ log "daemon crash: restarted as $p; new run: $out"
 # ---- remove: snapshots, mounts, daemons go ----------------------------
 
 kill_containers
+# a layer no snapshot uses leaves the cache: its fetched ranges, decoded
+# chunks, saved model and zran index; the other images' stay
+cache_files() { # layer digests -> the cache files of those layers
+	local d h
+	for d in "$@"; do
+		h=${d#sha256:}
+		ls -d "$W/blobcache/blobs/sha256/$h".* "$W/blobcache/decoded/$h".* \
+			"$W/blobcache/models/sha256/$h".* \
+			"$W/snap/indexes/sha256/$h".* 2>/dev/null || true
+	done
+}
+esgz_layers=$(layers esgz)
+other_layers="$(layers zstd) $(layers 1)"
+# shellcheck disable=SC2086
+[ -n "$(cache_files $esgz_layers)" ] || fail "no cache files of bb:esgz before its rm"
+# shellcheck disable=SC2086
+n_other=$(cache_files $other_layers | wc -l)
+ctr_ images rm --sync "$ESGZ" >/dev/null
+for _ in $(seq 50); do
+	# shellcheck disable=SC2086
+	[ -z "$(cache_files $esgz_layers)" ] && break
+	sleep 0.1
+done
+# shellcheck disable=SC2086
+left=$(cache_files $esgz_layers)
+[ -z "$left" ] || fail "image rm of bb:esgz left its layers' cache files: $left"
+# shellcheck disable=SC2086
+[ "$(cache_files $other_layers | wc -l)" = "$n_other" ] ||
+	fail "image rm of bb:esgz removed cache files of other images: $n_other before, now $(cache_files $other_layers | wc -l)"
+grep -q "no snapshot uses it: [0-9]* cache files removed" "$W/snapshotter.log" ||
+	fail "the snapshotter did not log the cache files it removed"
+log "image rm bb:esgz: its layers' cache files gone, the $n_other of bb:zstd and bb:1 kept"
 for i in $(ctr_ images ls -q); do ctr_ images rm --sync "$i" >/dev/null; done
 for _ in $(seq 150); do
 	[ -z "$(ls "$W/snap/snapshots")" ] && break
 	sleep 0.1
 done
+# shellcheck disable=SC2086
+left=$(cache_files $other_layers)
+[ -z "$left" ] || fail "image rm left cache files: $left"
 left=$(ls "$W/snap/snapshots")
 [ -z "$left" ] || fail "GC left backend snapshots: $left; ls: $(csnap ls)"
 [ -z "$(mounts_of)" ] || fail "fuse mounts left after image rm: $(mounts_of)"
