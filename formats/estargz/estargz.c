@@ -7,6 +7,9 @@
 #include <libdeflate.h>
 #include <string.h>
 #include <zlib.h>
+/* the buffer-less decoder (ZSTD_decompressContinue): in zstd's advanced
+ * API, exported by libzstd and unchanged since 1.0 */
+#define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
 #include "formats/estargz/estargz-int.h"
@@ -296,6 +299,73 @@ static bool estargz_decode_zstd_fast(ZSTD_DCtx *d, const struct model_chunk *c,
 	return true;
 }
 
+/*
+ * A frame the one call cannot take (no size in its header: the Go writer
+ * streams chunks over 128 KiB so; or a tail past the bounds), block by
+ * block with the buffer-less decoder, straight into out: the output is the
+ * window, where the streaming decoder would allocate one as large as the
+ * frame's (8 MiB for those chunks) and copy through it.  The blocks that
+ * may cross the chunk's end go to a scratch buffer, and decoding stops
+ * once the chunk is whole (the rest of the frame is tar padding and
+ * headers; the chunk's digest is checked by the caller).  False on any
+ * error: the streaming decoder then words it.
+ */
+uint64_t estargz_zstd_blockwise_decodes;
+
+#define ZSTD_SCRATCH (2 * ZSTD_BLOCKSIZE_MAX)
+
+static bool estargz_decode_zstd_blockwise(ZSTD_DCtx *d,
+					  const struct model_chunk *c,
+					  const uint8_t *stored,
+					  size_t stored_len, uint8_t *out)
+{
+	size_t in = 0, pos = 0, spos = 0, len = (size_t)c->len;
+	uint8_t *scratch = NULL;
+	bool ok = false;
+
+	if (ZSTD_isError(ZSTD_decompressBegin(d)))
+		return false;
+	while (pos < len) {
+		size_t need = ZSTD_nextSrcSizeToDecompress(d), got;
+		uint8_t *dst;
+		size_t cap;
+
+		if (need == 0 || need > stored_len - in)
+			break; /* the frame ends short, or is cut */
+		/* a block is at most ZSTD_BLOCKSIZE_MAX: it fits in out
+		 * until the last ones, which the scratch takes (contiguous
+		 * there; out's bytes stay as the decoder's history) */
+		if (len - pos >= ZSTD_BLOCKSIZE_MAX) {
+			dst = out + pos;
+			cap = len - pos;
+		} else {
+			if (!scratch)
+				scratch = lp_xmalloc(ZSTD_SCRATCH);
+			dst = scratch + spos;
+			cap = ZSTD_SCRATCH - spos;
+		}
+		got = ZSTD_decompressContinue(d, dst, cap, stored + in, need);
+		if (ZSTD_isError(got))
+			break;
+		in += need;
+		if (dst == out + pos) {
+			pos += got;
+		} else {
+			size_t take = got < len - pos ? got : len - pos;
+
+			memcpy(out + pos, dst, take);
+			pos += take;
+			spos += got;
+		}
+		ok = pos == len;
+	}
+	free(scratch);
+	if (ok)
+		__atomic_add_fetch(&estargz_zstd_blockwise_decodes, 1,
+				   __ATOMIC_RELAXED);
+	return ok;
+}
+
 static int estargz_decode_zstd(const struct model_chunk *c, const void *stored,
 			       size_t stored_len, void *out,
 			       struct lp_err *err)
@@ -313,11 +383,13 @@ static int estargz_decode_zstd(const struct model_chunk *c, const void *stored,
 	d = ZSTD_createDCtx();
 	if (!d)
 		return lp_err_set(err, ENOMEM, "ZSTD_createDCtx failed");
-	if (estargz_decode_zstd_fast(d, c, stored, stored_len, out)) {
+	if (estargz_decode_zstd_fast(d, c, stored, stored_len, out) ||
+	    estargz_decode_zstd_blockwise(d, c, stored, stored_len, out)) {
 		ZSTD_freeDCtx(d);
 		return 0;
 	}
-	/* a failed one-shot call leaves the context to be reset */
+	/* a failed one-shot or buffer-less call leaves the context to be
+	 * reset */
 	ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
 	while (o.pos < o.size) {
 		size_t in_before = in.pos, out_before = o.pos;

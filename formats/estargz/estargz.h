@@ -126,9 +126,10 @@ int estargz_parse_time(const char *s, size_t len, int64_t *ret);
 
 /*
  * gzip chunks inflated whole by libdeflate (the others go through zlib),
- * and zstd chunks decoded in one call (the others stream), counted for
- * the tests.
+ * zstd chunks decoded in one call, or else block by block into the chunk
+ * (the others stream), counted for the tests.
  */
-extern uint64_t estargz_gzip_fast_decodes, estargz_zstd_fast_decodes;
+extern uint64_t estargz_gzip_fast_decodes, estargz_zstd_fast_decodes,
+	estargz_zstd_blockwise_decodes;
 
 #endif

@@ -1186,12 +1186,13 @@ static void gz_case(int line, const uint8_t *plain, size_t len, size_t tail,
 	free(stored);
 }
 
-/* a zstd frame of len + tail bytes, its size in its header or not */
-static void zst_case(int line, const uint8_t *plain, size_t len, size_t tail,
-		     size_t junk, bool size_in_header, bool want_fast)
+enum zst_path { ZST_ONE_CALL, ZST_BLOCKWISE, ZST_STREAM };
+
+/* a zstd frame of len + tail bytes, its size in its header or not, cut
+ * to its first cut bytes (0: whole) */
+static size_t zst_frame(const uint8_t *plain, size_t len, size_t tail,
+			bool size_in_header, uint8_t *stored, size_t cap)
 {
-	size_t cap = ZSTD_compressBound(len + tail) + junk;
-	uint8_t *stored = lp_xmalloc(cap);
 	ZSTD_CCtx *z = ZSTD_createCCtx();
 	size_t n;
 
@@ -1199,9 +1200,62 @@ static void zst_case(int line, const uint8_t *plain, size_t len, size_t tail,
 	n = ZSTD_compress2(z, stored, cap, plain, len + tail);
 	ZSTD_freeCCtx(z);
 	CHECK(!ZSTD_isError(n));
+	return ZSTD_isError(n) ? 0 : n;
+}
+
+/* zst_frame() with junk after it, decoded by the path named */
+static void zst_case(int line, const uint8_t *plain, size_t len, size_t tail,
+		     size_t junk, bool size_in_header, enum zst_path path)
+{
+	size_t cap = ZSTD_compressBound(len + tail) + junk;
+	uint8_t *stored = lp_xmalloc(cap);
+	size_t n = zst_frame(plain, len, tail, size_in_header, stored, cap);
+	uint64_t blockwise = estargz_zstd_blockwise_decodes;
+
 	memset(stored + n, 0x28, junk); /* stored runs past the frame */
 	decode_case(line, MODEL_CODEC_ZSTD_FRAME, stored, n + junk, plain,
-		    len, &estargz_zstd_fast_decodes, want_fast);
+		    len, &estargz_zstd_fast_decodes, path == ZST_ONE_CALL);
+	if ((estargz_zstd_blockwise_decodes > blockwise) !=
+	    (path == ZST_BLOCKWISE)) {
+		fprintf(stderr, "line %d: blockwise %d, want %d\n", line,
+			estargz_zstd_blockwise_decodes > blockwise,
+			path == ZST_BLOCKWISE);
+		failures++;
+	}
+	checks++;
+	free(stored);
+}
+
+/* a frame without its size, cut or damaged: no path gives bytes */
+static void zst_bad(const uint8_t *plain, size_t len)
+{
+	size_t cap = ZSTD_compressBound(len);
+	uint8_t *stored = lp_xmalloc(cap), *out = lp_xmalloc(len);
+	size_t n = zst_frame(plain, len, 0, false, stored, cap);
+	struct model_chunk c = { .len = len, .codec = MODEL_CODEC_ZSTD_FRAME };
+	struct lp_err err = { 0 };
+
+	/* cut in its last block, and in its first */
+	CHECK(estargz_ops.decode_chunk(NULL, &c, stored, n - 100, out,
+				       &err) < 0);
+	CHECK(strstr(err.msg, "truncated") != NULL);
+	lp_err_clear(&err);
+	CHECK(estargz_ops.decode_chunk(NULL, &c, stored, 40, out, &err) < 0);
+	lp_err_clear(&err);
+	/* a block's bytes damaged: the decoder fails or gives other bytes
+	 * (the chunk digest, checked by the engine, catches those) */
+	stored[n / 2] ^= 0x55;
+	if (estargz_ops.decode_chunk(NULL, &c, stored, n, out, &err) == 0)
+		CHECK(memcmp(out, plain, len) != 0);
+	lp_err_clear(&err);
+	/* the frame ends before the chunk does */
+	c.len = len + 1;
+	free(out);
+	out = lp_xmalloc(len + 1);
+	stored[n / 2] ^= 0x55;
+	CHECK(estargz_ops.decode_chunk(NULL, &c, stored, n, out, &err) < 0);
+	CHECK(strstr(err.msg, "ends after") != NULL);
+	free(out);
 	free(stored);
 }
 
@@ -1236,14 +1290,26 @@ static void test_gzip_chunks(void)
 	gz_case(__LINE__, plain, big, 1024, 0, 1, false);
 	gz_case(__LINE__, plain, mid, 1024, 0, 1, false);
 
-	/* zstd frames: one call when the header gives a size that fits */
-	zst_case(__LINE__, plain, big, 0, 0, true, true);
-	zst_case(__LINE__, plain, 1000, 1024, 0, true, true);
-	zst_case(__LINE__, plain, mid, 1024, 0, true, true);
-	zst_case(__LINE__, plain, big, 1024, 0, true, false);
-	zst_case(__LINE__, plain, big, 0, 100, true, true);
-	zst_case(__LINE__, plain, mid, 70000, 0, true, false);
-	zst_case(__LINE__, plain, big, 0, 0, false, false);
+	/* zstd frames: one call when the header gives a size that fits;
+	 * else block by block into the chunk */
+	zst_case(__LINE__, plain, big, 0, 0, true, ZST_ONE_CALL);
+	zst_case(__LINE__, plain, 1000, 1024, 0, true, ZST_ONE_CALL);
+	zst_case(__LINE__, plain, mid, 1024, 0, true, ZST_ONE_CALL);
+	zst_case(__LINE__, plain, big, 1024, 0, true, ZST_BLOCKWISE);
+	zst_case(__LINE__, plain, big, 0, 100, true, ZST_ONE_CALL);
+	zst_case(__LINE__, plain, mid, 70000, 0, true, ZST_BLOCKWISE);
+	/* no size in the header (the Go writer's chunks over 128 KiB):
+	 * the chunk ends in the last block, mid-block, or at a block's
+	 * end, with or without a tail or junk after the frame */
+	zst_case(__LINE__, plain, big, 0, 0, false, ZST_BLOCKWISE);
+	zst_case(__LINE__, plain, big, 1024, 0, false, ZST_BLOCKWISE);
+	zst_case(__LINE__, plain, big, 70000, 33, false, ZST_BLOCKWISE);
+	zst_case(__LINE__, plain, 1 << 17, 0, 0, false, ZST_BLOCKWISE);
+	zst_case(__LINE__, plain, 2 << 17, 500, 0, false, ZST_BLOCKWISE);
+	zst_case(__LINE__, plain, (1 << 17) + 1, 0, 0, false, ZST_BLOCKWISE);
+	zst_case(__LINE__, plain, 1000, 0, 0, false, ZST_BLOCKWISE);
+	zst_case(__LINE__, plain, 1, 0, 9, false, ZST_BLOCKWISE);
+	zst_bad(plain, big);
 	free(plain);
 }
 
