@@ -307,8 +307,9 @@ static bool estargz_decode_zstd_fast(ZSTD_DCtx *d, const struct model_chunk *c,
  * frame's (8 MiB for those chunks) and copy through it.  The blocks that
  * may cross the chunk's end go to a scratch buffer, and decoding stops
  * once the chunk is whole (the rest of the frame is tar padding and
- * headers; the chunk's digest is checked by the caller).  False on any
- * error: the streaming decoder then words it.
+ * headers; the chunk's digest is checked by the caller), or at the frame's
+ * checksum right after it.  False on any error: the streaming decoder then
+ * words it.
  */
 uint64_t estargz_zstd_blockwise_decodes;
 
@@ -358,6 +359,16 @@ static bool estargz_decode_zstd_blockwise(ZSTD_DCtx *d,
 			spos += got;
 		}
 		ok = pos == len;
+	}
+	/* a frame that ends with the chunk: its checksum, if it has one, is
+	 * checked, as the streaming decoder does (with a tail, the checksum
+	 * is past bytes not decoded: the chunk digest stands for it) */
+	if (ok && ZSTD_nextInputType(d) == ZSTDnit_checksum) {
+		size_t need = ZSTD_nextSrcSizeToDecompress(d);
+
+		ok = need <= stored_len - in &&
+		     !ZSTD_isError(ZSTD_decompressContinue(d, out + len, 0,
+							   stored + in, need));
 	}
 	free(scratch);
 	if (ok)

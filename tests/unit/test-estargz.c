@@ -1248,6 +1248,24 @@ static void zst_bad(const uint8_t *plain, size_t len)
 	if (estargz_ops.decode_chunk(NULL, &c, stored, n, out, &err) == 0)
 		CHECK(memcmp(out, plain, len) != 0);
 	lp_err_clear(&err);
+	/* the chunk is the whole frame, whose checksum is wrong */
+	{
+		ZSTD_CCtx *z = ZSTD_createCCtx();
+		size_t k;
+
+		ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 0);
+		ZSTD_CCtx_setParameter(z, ZSTD_c_checksumFlag, 1);
+		k = ZSTD_compress2(z, stored, cap, plain, len);
+		ZSTD_freeCCtx(z);
+		CHECK(!ZSTD_isError(k) && k > 4);
+		CHECK(estargz_ops.decode_chunk(NULL, &c, stored, k, out,
+					       &err) == 0);
+		stored[k - 1] ^= 0x5a;
+		CHECK(estargz_ops.decode_chunk(NULL, &c, stored, k, out,
+					       &err) < 0);
+		lp_err_clear(&err);
+		n = zst_frame(plain, len, 0, false, stored, cap);
+	}
 	/* the frame ends before the chunk does */
 	c.len = len + 1;
 	free(out);
