@@ -21,6 +21,7 @@ struct bsrc {
 	struct fetch_plan_opts plan;
 	pthread_mutex_t err_lock;
 	struct lp_err last_err; /* protected by err_lock */
+	bool said_full;	 /* the cache's disk is full: logged once */
 };
 
 static const struct lp_source_ops bsrc_ops;
@@ -181,7 +182,7 @@ static int fetch_runs(struct bsrc *b, struct fetch_range *runs, size_t n,
 		for (size_t k = i; k < j; k++) {
 			int rf = pf[k].r;
 
-			if (rf < 0 && r == 0) /* a failed early fill */
+			if (rf < 0 && r == 0 && err) /* a failed early fill */
 				*err = pf[k].err;
 			fill_part(b, runs, n, &pc[k], pf[k].done, pc[k].len,
 				  &rf, err);
@@ -331,6 +332,20 @@ static int64_t bsrc_pread(struct lp_source *s, void *buf, size_t len,
 			break;
 		}
 		/* invalidated between ensure and read */
+	}
+	/* the cache's disk is full: the bytes still come, straight from the
+	 * backend into buf, uncached (the caller verifies them as ever) */
+	if ((r == -ENOSPC || r == -EDQUOT) && b->be.read) {
+		struct lp_err e2 = { 0 };
+
+		if (!__atomic_exchange_n(&b->said_full, true, __ATOMIC_RELAXED))
+			lp_log(LP_LOG_WARN, "%s: %s; reading past the blob "
+			       "cache", s->name, err.msg);
+		if (b->be.read(b->arg, buf, len, off, &e2) == 0)
+			return (int64_t)len;
+		lp_err_clear(&err);
+		err = e2;
+		r = err.code ? err.code : -EIO;
 	}
 	if (r >= 0)
 		r = lp_err_set(&err, EIO, "range keeps disappearing");
@@ -613,7 +628,7 @@ int fetch_source_fill(struct lp_source *s, struct fetch_fill_ctl *ctl,
 				       "%llu bytes",
 				       s->name, (unsigned long long)f.pos,
 				       (unsigned long long)s->size);
-		if (r < 0 && f.werr < 0 && f.err.code)
+		if (r < 0 && f.werr < 0 && f.err.code && err)
 			*err = f.err;
 		if (r < 0) {
 			fill_settle(&f, s->size, false);
@@ -622,7 +637,7 @@ int fetch_source_fill(struct lp_source *s, struct fetch_fill_ctl *ctl,
 				fetch_cache_blob_invalidate(b->blob, 0, s->size);
 		} else {
 			r = fill_settle(&f, s->size, true);
-			if (r < 0)
+			if (r < 0 && err)
 				*err = f.err;
 		}
 		free(f.runs);
