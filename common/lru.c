@@ -62,7 +62,11 @@ bool lp_lru_remove(const char *data_path, const char *side_path)
 	const struct lru_ent e = { .data_path = (char *)data_path,
 				   .side_path = (char *)side_path };
 
-	return lru_try_evict(&e);
+	if (!lru_try_evict(&e))
+		return false;
+	/* a side file whose data file was not there: nobody holds it */
+	unlink(side_path);
+	return true;
 }
 
 static bool lru_name_matches(const struct lp_lru *o, const char *name)

@@ -40,8 +40,8 @@ int64_t lp_lru_evict(const struct lp_lru *o, uint64_t target);
 
 /*
  * Removes the one entry data_path, side file side_path, the way an
- * eviction does: not while anyone holds it.  True when it is gone
- * (or was not there), false when it is in use.
+ * eviction does: not while anyone holds it.  True when both are gone (a
+ * side file without its data file goes too), false when it is in use.
  */
 bool lp_lru_remove(const char *data_path, const char *side_path);
 

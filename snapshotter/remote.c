@@ -716,8 +716,6 @@ static void drop_entry(const char *data, const char *side, unsigned *files,
 		lp_log(LP_LOG_INFO, "%s is in use: left", data);
 		return;
 	}
-	if (!had_a) /* a side file alone: nobody can hold it */
-		unlink(side);
 	*files += had_a + had_b;
 	*bytes += (had_a ? (uint64_t)a.st_blocks * 512 : 0) +
 		  (had_b ? (uint64_t)b.st_blocks * 512 : 0);
