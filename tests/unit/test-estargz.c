@@ -1186,10 +1186,12 @@ static void gz_case(int line, const uint8_t *plain, size_t len, size_t tail,
 	free(stored);
 }
 
-enum zst_path { ZST_ONE_CALL, ZST_BLOCKWISE, ZST_STREAM };
+/* which decoder gives a good frame's chunk (the streaming one is left
+ * for errors: zst_bad) */
+enum zst_path { ZST_ONE_CALL, ZST_BLOCKWISE };
 
-/* a zstd frame of len + tail bytes, its size in its header or not, cut
- * to its first cut bytes (0: whole) */
+/* a zstd frame of len + tail bytes, its size in its header or not; its
+ * length (0 if it could not be made) */
 static size_t zst_frame(const uint8_t *plain, size_t len, size_t tail,
 			bool size_in_header, uint8_t *stored, size_t cap)
 {
