@@ -321,10 +321,20 @@ static bool estargz_decode_zstd_blockwise(ZSTD_DCtx *d,
 					  size_t stored_len, uint8_t *out)
 {
 	size_t in = 0, pos = 0, spos = 0, len = (size_t)c->len;
+	unsigned long long total = 0; /* decoded from the frame */
 	uint8_t *scratch = NULL;
+	ZSTD_frameHeader h;
 	bool ok = false;
 
-	if (ZSTD_isError(ZSTD_decompressBegin(d)))
+	/* what the streaming decoder refuses from the header alone, refused
+	 * here too: not a data frame, a dictionary, a window over its
+	 * limit, a size that cannot hold the chunk */
+	if (ZSTD_getFrameHeader(&h, stored, stored_len) != 0 ||
+	    h.frameType != ZSTD_frame || h.dictID ||
+	    h.windowSize > (1ull << ZSTD_WINDOWLOG_LIMIT_DEFAULT) ||
+	    (h.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN &&
+	     h.frameContentSize < len) ||
+	    ZSTD_isError(ZSTD_decompressBegin(d)))
 		return false;
 	while (pos < len) {
 		size_t need = ZSTD_nextSrcSizeToDecompress(d), got;
@@ -347,6 +357,13 @@ static bool estargz_decode_zstd_blockwise(ZSTD_DCtx *d,
 		}
 		got = ZSTD_decompressContinue(d, dst, cap, stored + in, need);
 		if (ZSTD_isError(got))
+			break;
+		/* no block larger than the header allows, and no more in
+		 * all than it says */
+		total += got;
+		if (got > h.blockSizeMax ||
+		    (h.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN &&
+		     total > h.frameContentSize))
 			break;
 		in += need;
 		if (dst == out + pos) {

@@ -1231,7 +1231,7 @@ static void zst_case(int line, const uint8_t *plain, size_t len, size_t tail,
 /* a frame without its size, cut or damaged: no path gives bytes */
 static void zst_bad(const uint8_t *plain, size_t len)
 {
-	size_t cap = ZSTD_compressBound(len);
+	size_t cap = ZSTD_compressBound(len + 1024);
 	uint8_t *stored = lp_xmalloc(cap), *out = lp_xmalloc(len);
 	size_t n = zst_frame(plain, len, 0, false, stored, cap);
 	struct model_chunk c = { .len = len, .codec = MODEL_CODEC_ZSTD_FRAME };
@@ -1263,6 +1263,33 @@ static void zst_bad(const uint8_t *plain, size_t len)
 		CHECK(estargz_ops.decode_chunk(NULL, &c, stored, k, out,
 					       &err) == 0);
 		stored[k - 1] ^= 0x5a;
+		CHECK(estargz_ops.decode_chunk(NULL, &c, stored, k, out,
+					       &err) < 0);
+		lp_err_clear(&err);
+		n = zst_frame(plain, len, 0, false, stored, cap);
+	}
+	/* the header's size is one byte short of the chunk, the frame
+	 * running on past it (a tail): refused (the seed
+	 * zstd-size-too-small of fuzz-estargz-chunk is the case only the
+	 * blockwise path's own size checks catch) */
+	{
+		ZSTD_CCtx *z = ZSTD_createCCtx();
+		size_t k, at;
+		uint8_t fhd;
+
+		ZSTD_CCtx_setParameter(z, ZSTD_c_contentSizeFlag, 1);
+		/* a window under the size: not a single segment, so the
+		 * size is not the window too */
+		ZSTD_CCtx_setParameter(z, ZSTD_c_windowLog, 17);
+		k = ZSTD_compress2(z, stored, cap, plain, len + 1024);
+		ZSTD_freeCCtx(z);
+		fhd = stored[4];
+		CHECK(!(fhd & 0x20));
+		/* magic, descriptor, window (not single-segment), dict id */
+		at = 5 + !(fhd & 0x20) + (size_t[]){ 0, 1, 2, 4 }[fhd & 3];
+		CHECK(!ZSTD_isError(k) && (fhd >> 6) == 2);
+		memcpy(stored + at, &(uint32_t){ (uint32_t)len - 1 }, 4);
+		CHECK(ZSTD_getFrameContentSize(stored, k) == len - 1);
 		CHECK(estargz_ops.decode_chunk(NULL, &c, stored, k, out,
 					       &err) < 0);
 		lp_err_clear(&err);
