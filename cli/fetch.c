@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cli/fetch.h"
+#include "common/layout.h"
 #ifdef LP_HAVE_ZRAN
 #include "formats/zran/zran.h"
 #endif
@@ -715,18 +716,6 @@ int cli_mkdir_parents(const char *path)
 }
 
 /* a file kept per layer: <base>/<dir>/sha256/<hex>.<ext> */
-static char *layer_store_path(const char *base, const char *digest,
-			      const char *dir, const char *ext)
-{
-	const char *colon = strchr(digest, ':');
-	const char *hex = colon ? colon + 1 : digest;
-	char *p = lp_xmalloc(strlen(base) + strlen(dir) + strlen(hex) +
-			     strlen(ext) + 16);
-
-	sprintf(p, "%s/%s/sha256/%s.%s", base, dir, hex, ext);
-	return p;
-}
-
 /* the model a layer's TOC gave, saved (NULL for a digest that is not
  * one: a probe's comes from its command line) */
 static char *model_store_path(const struct cli_remote_opts *o,
@@ -737,7 +726,7 @@ static char *model_store_path(const struct cli_remote_opts *o,
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
 		return NULL;
 	cache = cli_cache_dir(o);
-	return layer_store_path(cache, digest, "models", "model");
+	return lp_layout_file(cache, LP_FILE_MODEL, digest);
 }
 
 #define CLI_PRODUCER "lazypull " LP_VERSION
@@ -782,7 +771,7 @@ int cli_open_toc_layer(const struct cli_remote_opts *o, const char *digest,
 static char *index_store_path(const struct cli_remote_opts *o,
 			      const char *digest)
 {
-	return layer_store_path(cli_remote_root(o), digest, "indexes", "zran");
+	return lp_layout_file(cli_remote_root(o), LP_FILE_ZRAN, digest);
 }
 #endif
 

@@ -24,6 +24,7 @@
 
 #include "cli/cli.h"
 #include "cli/mount-int.h"
+#include "common/layout.h"
 #include "fs/decoded.h"
 #include "fs/fuse.h"
 #include "fs/trace.h"
@@ -1305,8 +1306,7 @@ int cmd_mount(int argc, char **argv)
 		_cleanup_free_ char *cache = cli_cache_dir(&lo.ro);
 		int mr;
 
-		decoded_dir = lp_xmalloc(strlen(cache) + 16);
-		sprintf(decoded_dir, "%s/decoded", cache);
+		decoded_dir = lp_layout_dir(cache, LP_FILE_DECODED_DATA);
 		/* the cache directory and those above it; the store makes
 		 * decoded/ */
 		mr = cli_mkdir_parents(decoded_dir);

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "common/endian.h"
+#include "common/layout.h"
 #include "common/lru.h"
 #include "fetcher/fetcher-int.h"
 
@@ -154,7 +155,7 @@ int fetch_cache_open(const struct fetch_cache_opts *o, struct fetch_cache **ret,
 	c = lp_xcalloc(1, sizeof(*c));
 	c->refs = 1;
 	c->root = lp_xstrdup(o->root);
-	c->dir = path_join(o->root, "blobs", NULL);
+	c->dir = lp_layout_dir(o->root, LP_FILE_BLOB_DATA);
 	c->max_bytes = o->max_bytes;
 	c->granule = g;
 	pthread_mutex_init(&c->lock, NULL);
@@ -205,8 +206,8 @@ int64_t fetch_cache_gc(struct fetch_cache *c, uint64_t target,
 	const struct lp_lru lru = {
 		.dir = c->dir,
 		.nested = true,
-		.data_suffix = ".data",
-		.side_suffix = ".map",
+		.data_suffix = lp_layout_ext(LP_FILE_BLOB_DATA),
+		.side_suffix = lp_layout_ext(LP_FILE_BLOB_MAP),
 		.log_mod = LP_MODNAME,
 		.log_prefix = "cache: ",
 	};
@@ -525,11 +526,10 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 {
 	struct fetch_cache_blob *b;
 	_cleanup_free_ char *sub = NULL;
-	const char *colon = strchr(digest, ':');
-	char algo[16];
 	int r;
 
-	if (fetch_digest_check(digest, strlen(digest)) < 0 || !colon)
+	if (fetch_digest_check(digest, strlen(digest)) < 0 ||
+	    !strchr(digest, ':'))
 		return lp_err_set(err, EINVAL, "blob cache: bad digest");
 	if (size > (UINT64_C(1) << 50))
 		return lp_err_set(err, EFBIG, "blob cache: blob too large");
@@ -551,8 +551,9 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 			return 0;
 		}
 	}
-	snprintf(algo, sizeof(algo), "%.*s", (int)(colon - digest), digest);
-	sub = path_join(c->dir, algo, NULL);
+	/* the entry's directory: blobs/<algorithm> */
+	sub = lp_layout_entry(c->dir, LP_FILE_BLOB_DATA, digest);
+	*strrchr(sub, '/') = '\0';
 	r = mkdir_p(sub);
 	if (r < 0) {
 		pthread_mutex_unlock(&c->lock);
@@ -563,10 +564,8 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 	b->cache = c;
 	b->refs = 1;
 	b->digest = lp_xstrdup(digest);
-	b->data_path = lp_xmalloc(strlen(sub) + strlen(colon) + 8);
-	sprintf(b->data_path, "%s/%s.data", sub, colon + 1);
-	b->map_path = lp_xmalloc(strlen(sub) + strlen(colon) + 8);
-	sprintf(b->map_path, "%s/%s.map", sub, colon + 1);
+	b->data_path = lp_layout_entry(c->dir, LP_FILE_BLOB_DATA, digest);
+	b->map_path = lp_layout_entry(c->dir, LP_FILE_BLOB_MAP, digest);
 	b->data_fd = b->map_fd = -1;
 	b->size = size;
 	pthread_mutex_init(&b->lock, NULL);
@@ -606,9 +605,7 @@ int fetch_cache_blob_known_size(struct fetch_cache *c, const char *digest,
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	path = lp_xmalloc(strlen(c->dir) + strlen(digest) + 8);
-	sprintf(path, "%s/%.*s/%s.map", c->dir, (int)(colon - digest), digest,
-		colon + 1);
+	path = lp_layout_entry(c->dir, LP_FILE_BLOB_MAP, digest);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
 		return -errno;

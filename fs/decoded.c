@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "common/endian.h"
+#include "common/layout.h"
 #include "common/lru.h"
 #include "fs/decoded.h"
 
@@ -387,10 +388,8 @@ int dstore_segment(struct dstore *d, const char *key, struct dstore_seg **ret,
 	g->d = d;
 	g->data_fd = g->idx_fd = -1;
 	pthread_mutex_init(&g->lock, NULL);
-	g->data_path = lp_xmalloc(strlen(d->dir) + 80);
-	sprintf(g->data_path, "%s/%s.data", d->dir, hex);
-	g->idx_path = lp_xmalloc(strlen(d->dir) + 80);
-	sprintf(g->idx_path, "%s/%s.idx", d->dir, hex);
+	g->data_path = lp_layout_entry(d->dir, LP_FILE_DECODED_DATA, hex);
+	g->idx_path = lp_layout_entry(d->dir, LP_FILE_DECODED_IDX, hex);
 	r = open_locked(g->data_path);
 	if (r < 0) {
 		pthread_mutex_unlock(&d->lock);
@@ -822,8 +821,8 @@ int64_t dstore_gc(struct dstore *d, uint64_t target)
 	 * flock, so a pass skips them. */
 	const struct lp_lru lru = {
 		.dir = d->dir,
-		.data_suffix = ".data",
-		.side_suffix = ".idx",
+		.data_suffix = lp_layout_ext(LP_FILE_DECODED_DATA),
+		.side_suffix = lp_layout_ext(LP_FILE_DECODED_IDX),
 		.name_len = 64 + 5,
 		.count_side = true,
 		.log_mod = LP_MODNAME,

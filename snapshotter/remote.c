@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/layout.h"
 #include "common/lru.h"
 #include "fetcher/fetcher.h"
 #include "fs/engine.h"
@@ -734,8 +735,11 @@ static void collect_layer(struct snap_remote *r, const char *digest)
 {
 	struct layer_use u = { .digest = digest };
 	struct snap_cursor cur = { 0 };
+	static const enum lp_layer_file pairs[][2] = {
+		{ LP_FILE_BLOB_DATA, LP_FILE_BLOB_MAP },
+		{ LP_FILE_DECODED_DATA, LP_FILE_DECODED_IDX },
+	};
 	struct lp_err err = { 0 };
-	const char *hex = digest + 7;
 	unsigned files = 0;
 	uint64_t bytes = 0;
 	char *p[2];
@@ -754,18 +758,16 @@ static void collect_layer(struct snap_remote *r, const char *digest)
 	}
 	if (u.used)
 		return;
-	p[0] = lp_xasprintf("%s/blobs/sha256/%s.data", r->cache_dir, hex);
-	p[1] = lp_xasprintf("%s/blobs/sha256/%s.map", r->cache_dir, hex);
-	drop_entry(p[0], p[1], &files, &bytes);
-	free(p[0]);
-	free(p[1]);
-	p[0] = lp_xasprintf("%s/decoded/%s.data", r->cache_dir, hex);
-	p[1] = lp_xasprintf("%s/decoded/%s.idx", r->cache_dir, hex);
-	drop_entry(p[0], p[1], &files, &bytes);
-	free(p[0]);
-	free(p[1]);
-	p[0] = lp_xasprintf("%s/models/sha256/%s.model", r->cache_dir, hex);
-	p[1] = lp_xasprintf("%s/indexes/sha256/%s.zran", r->root, hex);
+	/* the stores' data files with their side files, then the lone ones */
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+		p[0] = lp_layout_file(r->cache_dir, pairs[i][0], digest);
+		p[1] = lp_layout_file(r->cache_dir, pairs[i][1], digest);
+		drop_entry(p[0], p[1], &files, &bytes);
+		free(p[0]);
+		free(p[1]);
+	}
+	p[0] = lp_layout_file(r->cache_dir, LP_FILE_MODEL, digest);
+	p[1] = lp_layout_file(r->root, LP_FILE_ZRAN, digest);
 	drop_file(p[0], &files, &bytes);
 	drop_file(p[1], &files, &bytes);
 	free(p[0]);

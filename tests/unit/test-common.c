@@ -5,12 +5,14 @@
  * helper, a bit-at-a-time reference, and the little-endian byte order the
  * on-disk formats rely on.  common/sha256.c: the FIPS 180-4 examples and
  * libcrypto's digest (lp_sha256) of every length around the block edges.
+ * common/layout.c: each store's file names, as the README documents them.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "common/common.h"
 #include "common/endian.h"
+#include "common/layout.h"
 
 #define CHECK_WITH_MESSAGE
 #include "check.h"
@@ -130,8 +132,52 @@ static void test_sha256_plain(void)
 	}
 }
 
+/* the layout the stores and the snapshotter's removal share */
+static void test_layout(void)
+{
+	static const struct {
+		enum lp_layer_file f;
+		const char *want;
+	} cases[] = {
+		{ LP_FILE_BLOB_DATA, "/c/blobs/sha256/%s.data" },
+		{ LP_FILE_BLOB_MAP, "/c/blobs/sha256/%s.map" },
+		{ LP_FILE_DECODED_DATA, "/c/decoded/%s.data" },
+		{ LP_FILE_DECODED_IDX, "/c/decoded/%s.idx" },
+		{ LP_FILE_MODEL, "/c/models/sha256/%s.model" },
+		{ LP_FILE_ZRAN, "/c/indexes/sha256/%s.zran" },
+	};
+	const char *hex = "0123456789abcdef0123456789abcdef"
+			  "0123456789abcdef0123456789abcdef";
+	char digest[80], want[160];
+
+	snprintf(digest, sizeof(digest), "sha256:%s", hex);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *p = lp_layout_file("/c", cases[i].f, digest);
+		char *q = lp_layout_file("/c", cases[i].f, hex);
+		char *d = lp_layout_dir("/c", cases[i].f);
+
+		snprintf(want, sizeof(want), cases[i].want, hex);
+		CHECK(!strcmp(p, want), "%s, not %s", p, want);
+		/* a bare hex is a sha256 */
+		CHECK(!strcmp(q, want), "%s, not %s", q, want);
+		CHECK(!strncmp(want, d, strlen(d)) && want[strlen(d)] == '/',
+		      "%s is not under %s", want, d);
+		free(p);
+		free(q);
+		free(d);
+	}
+	/* another algorithm gets its own directory */
+	{
+		char *p = lp_layout_file("/c", LP_FILE_BLOB_DATA, "sha512:ab");
+
+		CHECK(!strcmp(p, "/c/blobs/sha512/ab.data"), "%s", p);
+		free(p);
+	}
+}
+
 int main(void)
 {
+	test_layout();
 	test_sha256_plain();
 	test_crc();
 	test_crc_blocks();
