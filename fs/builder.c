@@ -16,6 +16,7 @@ struct bentry {
 	uint32_t path; /* arena: cleaned path, no leading '/', "" = root */
 	uint32_t path_len;
 	uint32_t base; /* offset of the last component inside the path */
+	uint32_t hash, phash; /* of the path, of its parent's (the map's) */
 	uint32_t link; /* arena: symlink target / cleaned hardlink path */
 	uint32_t link_len;
 	uint32_t link_id;
@@ -76,27 +77,38 @@ static uint32_t arena_add(struct model_builder *b, const void *s, size_t len)
 	return off;
 }
 
-static uint64_t hash_path(const char *s, size_t len)
+/*
+ * FNV-1a of a path; *ret_parent (when not NULL) gets the hash of the
+ * path's parent, the part before its last '/' ("" without one), which
+ * the same pass passes through.
+ */
+static uint32_t hash_path(const char *s, size_t len, uint32_t *ret_parent)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = 1469598103934665603ull, parent = h;
 
 	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '/')
+			parent = h;
 		h ^= (uint8_t)s[i];
 		h *= 1099511628211ull;
 	}
-	return h;
+	if (ret_parent)
+		*ret_parent = (uint32_t)(parent ^ (parent >> 32));
+	return (uint32_t)(h ^ (h >> 32));
 }
 
-static size_t map_slot(struct model_builder *b, const char *p, size_t len)
+/* The slot of path p (hash h) in the map: its entry's, or a free one. */
+static size_t map_slot(const struct model_builder *b, const char *p,
+		       size_t len, uint32_t h)
 {
-	size_t mask = b->map_cap - 1, i = hash_path(p, len) & mask;
+	size_t mask = b->map_cap - 1, i = h & mask;
 
 	for (;;) {
 		uint32_t id = b->map[i];
 
 		if (!id)
 			return i;
-		if (b->e[id].path_len == len &&
+		if (b->e[id].hash == h && b->e[id].path_len == len &&
 		    !memcmp(b->arena + b->e[id].path, p, len))
 			return i;
 		i = (i + 1) & mask;
@@ -110,25 +122,43 @@ static void map_grow(struct model_builder *b)
 
 	b->map_cap = old_cap ? old_cap * 2 : 1024;
 	b->map = lp_xcalloc(b->map_cap, sizeof(*b->map));
+	/* the paths in the map are distinct: each takes the first free
+	 * slot from its hash on, no comparing */
 	for (size_t i = 0; i < old_cap; i++) {
 		uint32_t id = old[i];
+		size_t k;
 
-		if (id) {
-			struct bentry *e = &b->e[id];
-
-			b->map[map_slot(b, b->arena + e->path, e->path_len)] =
-				id;
-		}
+		if (!id)
+			continue;
+		for (k = b->e[id].hash & (b->map_cap - 1); b->map[k];
+		     k = (k + 1) & (b->map_cap - 1))
+			;
+		b->map[k] = id;
 	}
 	free(old);
+}
+
+/* The live entry of path (hash h), or 0. */
+static uint32_t find_hashed(const struct model_builder *b, const char *path,
+			    size_t len, uint32_t h)
+{
+	if (!b->map_cap)
+		return 0;
+	return b->map[map_slot(b, path, len, h)];
+}
+
+/* The entry of e's parent directory, or 0. */
+static uint32_t find_parent(const struct model_builder *b,
+			    const struct bentry *e)
+{
+	return find_hashed(b, b->arena + e->path, e->base ? e->base - 1 : 0,
+			   e->phash);
 }
 
 uint32_t model_builder_find(struct model_builder *b, const char *path,
 			    size_t len)
 {
-	if (!b->map_cap)
-		return 0;
-	return b->map[map_slot(b, path, len)];
+	return find_hashed(b, path, len, hash_path(path, len, NULL));
 }
 
 struct model_builder *model_builder_new(unsigned flags)
@@ -141,6 +171,17 @@ struct model_builder *model_builder_new(unsigned flags)
 	arena_add(b, "", 0); /* offset 0 is the empty string */
 	map_grow(b);
 	return b;
+}
+
+void model_builder_reserve(struct model_builder *b, size_t n,
+			   size_t n_chunks, size_t arena)
+{
+	lp_grow((void **)&b->e, sizeof(*b->e), &b->cap_e, b->n_e + n);
+	lp_grow((void **)&b->c, sizeof(*b->c), &b->cap_c, b->n_c + n_chunks);
+	lp_grow((void **)&b->arena, 1, &b->arena_cap, b->arena_len + arena);
+	/* add_raw grows the map past three quarters full */
+	while ((b->map_used + n) * 4 > b->map_cap * 3)
+		map_grow(b);
 }
 
 void model_builder_free(struct model_builder *b)
@@ -232,7 +273,8 @@ static uint32_t add_raw(struct model_builder *b, const char *path, size_t len)
 	e->path_len = (uint32_t)len;
 	slash = memrchr(b->arena + e->path, '/', len);
 	e->base = slash ? (uint32_t)(slash - (b->arena + e->path) + 1) : 0;
-	slot = map_slot(b, b->arena + e->path, len);
+	e->hash = hash_path(b->arena + e->path, len, &e->phash);
+	slot = map_slot(b, b->arena + e->path, len, e->hash);
 	if (b->map[slot])
 		b->e[b->map[slot]].dead = true;
 	else
@@ -420,9 +462,9 @@ static void synth_parents(struct model_builder *b)
 
 		if (e->dead || e->path_len == 0)
 			continue;
-		plen = e->base ? e->base - 1 : 0;
-		if (model_builder_find(b, b->arena + e->path, plen))
+		if (find_parent(b, e))
 			continue;
+		plen = e->base ? e->base - 1 : 0;
 		/* copy: add_raw may move the arena */
 		char *p = lp_xmalloc(plen + 1);
 		memcpy(p, b->arena + e->path, plen);
@@ -595,8 +637,7 @@ int model_builder_finish(struct model_builder *b, struct model **ret,
 
 		if (e->dead || i == root)
 			continue;
-		p = model_builder_find(b, b->arena + e->path,
-				       e->base ? e->base - 1 : 0);
+		p = find_parent(b, e);
 		ps = b->e[p].src ? b->e[p].src : p;
 		if (b->e[ps].type != MODEL_DIR)
 			return lp_err_set(err, ENOTDIR,

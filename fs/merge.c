@@ -214,6 +214,18 @@ static struct copier *copier_new(struct model *const *layers, uint32_t n,
 
 	cp->b = model_builder_new(0);
 	cp->err = err;
+	{
+		/* at most every layer's names and chunks; a path is longer
+		 * than its name, a few times over */
+		size_t names = 0, chunks = 0, arena = 0;
+
+		for (uint32_t l = 0; l < n; l++) {
+			names += layers[l]->n_dirents + 1;
+			chunks += layers[l]->n_chunks;
+			arena += layers[l]->arena_len;
+		}
+		model_builder_reserve(cp->b, names, chunks, 4 * arena);
+	}
 	cp->ids = lp_xcalloc(n, sizeof(*cp->ids));
 	cp->blob_base = lp_xcalloc(n, sizeof(*cp->blob_base));
 	*ret = 0;

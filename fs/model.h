@@ -201,6 +201,14 @@ enum {
 
 struct model_builder *model_builder_new(unsigned flags);
 void model_builder_free(struct model_builder *b);
+/*
+ * Makes room ahead for about n entries, n_chunks chunks and arena bytes of
+ * paths and link targets, when the caller knows the sizes (a merge of
+ * built layers): the builder then does not grow and copy step by step.
+ * A hint only: more may be added after.
+ */
+void model_builder_reserve(struct model_builder *b, size_t n,
+			   size_t n_chunks, size_t arena);
 static inline void model_builder_freep(struct model_builder **b)
 {
 	model_builder_free(*b);
