@@ -430,14 +430,18 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 	/*
 	 * A cached copy that fails to decode or verify may have been damaged
 	 * in transit: forget it and fetch once more before giving up.  Local
-	 * files have nothing to forget, so they fail at once.
+	 * files have nothing to forget, so they fail at once.  A read that
+	 * failed is not tried again here: the fetcher's retries are spent
+	 * (a stalled registry would cost the reader two rounds of them).
 	 */
 	for (int attempt = 0;; attempt++) {
 		struct lp_err e2 = { 0 };
+		bool read_ok;
 
 		r = lp_source_read_full(src, stored, (size_t)len, c->comp_off,
 					&e2);
-		if (r == 0) {
+		read_ok = r == 0;
+		if (read_ok) {
 			__atomic_add_fetch(&l->stored_bytes_read, len,
 					   __ATOMIC_RELAXED);
 			__atomic_add_fetch(&l->chunks_decoded, 1,
@@ -449,7 +453,8 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 			if (r == 0)
 				return 0;
 		}
-		if (r == -ENODATA || attempt > 0 || !src->ops->invalidate ||
+		if (!read_ok || r == -ENODATA || attempt > 0 ||
+		    !src->ops->invalidate ||
 		    lp_source_invalidate(src, c->comp_off, len) < 0) {
 			const char *id = model_str(l->model,
 						   l->model->blobs[c->blob].id);

@@ -727,6 +727,37 @@ def main():
                 fail("cold cat fetched %d of %d bytes" % (got, size))
             if n == 2 and reqs != 0:
                 fail("warm cat made %d requests" % reqs)
+        # a registry that fails every read of the blob: the read of a
+        # one-chunk file fails after the fetcher's tries (1 + --retries),
+        # not after a second round of them (the engine fetches again only
+        # bytes that came but did not decode or verify)
+        down = R.Proxy(reg.addr)
+        try:
+            droot = ["--plain-http", "--root", os.path.join(work, "down")]
+            dref = ref.replace(reg.addr, down.addr)
+            rc, _, err = F.run([lp, "ls", "--layer", "0"] + droot + [dref])
+            down.add(R.Rule("status", code=503, count=100000, ranged=True,
+                            match=descs[0]["digest"]))
+            n0 = len(down.blob_gets())
+            rc, out, err = F.run([lp, "cat", "--layer", "0", "--retries",
+                                  "2"] + droot + [dref, "/chunks/f65535"],
+                                 timeout=120)
+            tries = {}
+            for e in down.log:
+                if e["status"] == 503:
+                    tries[e["range"]] = tries.get(e["range"], 0) + 1
+            if rc != 1 or out or not err.strip():
+                fail("cat with the registry failing: exit %d, %d bytes: "
+                     "%s" % (rc, len(out), F.short(err)))
+            elif not tries or max(tries.values()) != 3:
+                fail("cat with the registry failing: tries of one range "
+                     "%s (want 3: 1 + --retries 2); %d reads before" %
+                     (tries, n0))
+            else:
+                print("cat with the registry failing: exit 1 after 3 "
+                      "tries of each range (%d ranges)" % len(tries))
+        finally:
+            down.stop()
         # --hosts-dir: a pull-through cache registry as the mirror; reads
         # go to it, and to the origin once it is stopped
         mreg = R.Registry(work, "mirror", remote="http://%s" % reg.addr)
