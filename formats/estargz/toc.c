@@ -738,9 +738,10 @@ int estargz_parse_toc(const char *json, size_t len,
 			offs[n_offs++] = off;
 	}
 	qsort(offs, n_offs, sizeof(*offs), estargz_cmp_u64);
-	/* at most n names (chunk entries are none), n_offs chunks; the
-	 * paths are a fraction of the JSON */
-	model_builder_reserve(b, n, n_offs, len / 8);
+	/* an entry with data is a chunk; the paths are a fraction of the
+	 * JSON.  (Names are not reserved: a TOC of mostly chunk entries
+	 * would reserve far more than it needs.) */
+	model_builder_reserve(b, 0, n_offs, len / 8);
 	st.offs = offs;
 	st.n_offs = n_offs;
 
