@@ -232,6 +232,7 @@ void engine_close(struct engine_layer *l)
 				lp_source_free(l->blob_src[i]);
 	}
 	free(l->blob_src);
+	free(l->fail_err);
 	if (l->last_lock) {
 		pthread_mutex_destroy(l->last_lock);
 		free(l->last_lock);
@@ -385,6 +386,46 @@ int engine_merge(struct engine_layer **layers, uint32_t n, const char *name,
 	return 0;
 }
 
+/*
+ * A chunk whose read failed fails again at once for this long.  The kernel
+ * reads a page again as soon as the read-ahead holding it failed, and the
+ * fetcher has spent its tries on it just now: against a stalled registry
+ * that second read would hold the reader as long again (a minute with the
+ * defaults).
+ */
+#define ENGINE_FAIL_HOLD_MS 200
+
+/* The failure the read of c just had, if it is held: -errno, else 0. */
+static int held_failure(struct engine_layer *l, const struct model_chunk *c,
+			struct lp_err *err)
+{
+	uint64_t now = lp_now_ns(), at;
+	int r = 0;
+
+	pthread_mutex_lock(l->last_lock);
+	at = l->fail_at_ns;
+	if (at && l->fail_blob == c->blob && l->fail_off == c->comp_off &&
+	    now - at < (uint64_t)ENGINE_FAIL_HOLD_MS * 1000000u)
+		r = lp_err_set(err, l->fail_err->code, "%s (%.0f ms ago; not "
+			       "asked again yet)", l->fail_err->msg,
+			       (double)(now - at) / 1e6);
+	pthread_mutex_unlock(l->last_lock);
+	return r;
+}
+
+static void hold_failure(struct engine_layer *l, const struct model_chunk *c,
+			 const struct lp_err *e)
+{
+	pthread_mutex_lock(l->last_lock);
+	if (!l->fail_err)
+		l->fail_err = lp_xcalloc(1, sizeof(*l->fail_err));
+	*l->fail_err = *e;
+	l->fail_blob = c->blob;
+	l->fail_off = c->comp_off;
+	l->fail_at_ns = lp_now_ns();
+	pthread_mutex_unlock(l->last_lock);
+}
+
 int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 			  void *out, struct lp_err *err)
 {
@@ -407,6 +448,9 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 	pthread_mutex_lock(l->last_lock);
 	r = blob_source(l, c->blob, &src, err);
 	pthread_mutex_unlock(l->last_lock);
+	if (r < 0)
+		return r;
+	r = held_failure(l, c, err);
 	if (r < 0)
 		return r;
 	if (c->comp_off > src->size)
@@ -453,6 +497,8 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 			if (r == 0)
 				return 0;
 		}
+		if (!read_ok)
+			hold_failure(l, c, &e2);
 		if (!read_ok || r == -ENODATA || attempt > 0 ||
 		    !src->ops->invalidate ||
 		    lp_source_invalidate(src, c->comp_off, len) < 0) {

@@ -47,6 +47,13 @@ struct engine_layer {
 	void *last_buf;	    /* protected by last_lock */
 	int64_t last_idx;   /* protected by last_lock; -1 = none */
 	void *last_lock;    /* pthread_mutex_t */
+	/* the last chunk whose stored bytes could not be read (protected by
+	 * last_lock): read again within ENGINE_FAIL_HOLD_MS, it fails at
+	 * once with the same error */
+	uint64_t fail_at_ns; /* 0 = none */
+	uint32_t fail_blob;
+	uint64_t fail_off;
+	struct lp_err *fail_err;
 	/* a merged image (engine_merge): chunk reads go to these layers */
 	struct engine_layer **sub;
 	uint32_t n_sub;

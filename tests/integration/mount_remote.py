@@ -934,6 +934,17 @@ def run(lab, src, work, proxies):
         fail("registry down: read of an unfetched file succeeded")
     except OSError as ex:
         check(ex.errno == errno.EIO, "registry down: %s (want EIO)" % ex)
+    # the read failed after the fetcher's tries (1 + 3 by default), with
+    # no second round of them: not from the engine, nor from the kernel
+    # reading the page again right after its read-ahead failed (the
+    # failure is held for 200 ms; test-prefetch checks the hold itself)
+    tries = {}
+    for e in proxy.log:
+        if e["status"] == 503:
+            tries[e["range"]] = tries.get(e["range"], 0) + 1
+    check(tries and max(tries.values()) == 4,
+          "registry down: tries of each range %s (want 4)" % tries)
+    time.sleep(0.3)  # past the hold of a failed chunk (200 ms)
     proxy.reset()
     check(MT.sha256_file(os.path.join(mp, target)) == MT.sha256_file(
         os.path.join(exp_stack, target)), "registry back: wrong bytes")
