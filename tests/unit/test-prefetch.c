@@ -130,12 +130,13 @@ static void rec_set(struct rec *rc, bool warming, uint64_t arrived)
 	pthread_mutex_unlock(&rc->lock);
 }
 
-static unsigned rec_count(struct rec *rc)
+/* one of rc's counters, read under its lock */
+static unsigned rec_get(struct rec *rc, const unsigned *counter)
 {
 	unsigned n;
 
 	pthread_mutex_lock(&rc->lock);
-	n = rc->n_calls;
+	n = *counter;
 	pthread_mutex_unlock(&rc->lock);
 	return n;
 }
@@ -335,7 +336,7 @@ static void test_yields(void)
 	ls[0] = l;
 	r = engine_prefetch_start(ls, 1, &o, &p, NULL);
 	CHECK(r == 0 && p, "start: %d", r);
-	while (!rec_count(&rc))
+	while (!rec_get(&rc, &rc.n_calls))
 		sleep_ms(1);
 	/* a read starts while the landmark range is on the wire: the
 	 * priority files are still fetched and decoded (the workload is
@@ -353,9 +354,9 @@ static void test_yields(void)
 		      (unsigned long long)rc.calls[i].off,
 		      (unsigned long long)rc.calls[i].len);
 	pthread_mutex_unlock(&rc.lock);
-	CHECK(rec_count(&rc) >= 1 && st.chunks_done == 3,
+	CHECK(rec_get(&rc, &rc.n_calls) >= 1 && st.chunks_done == 3,
 	      "while a read was in flight: %u fetch ranges, %llu chunks",
-	      rec_count(&rc), (unsigned long long)st.chunks_done);
+	      rec_get(&rc, &rc.n_calls), (unsigned long long)st.chunks_done);
 	CHECK(!st.finished, "finished during an on-demand read");
 	engine_prefetch_demand_end(p);
 	CHECK(wait_finished(p, 5000), "never finished after the read");
@@ -420,9 +421,9 @@ static void test_arrival(void)
 	CHECK(engine_prefetch_start(ls, 1, NULL, &p, NULL) == 0 && p, "start");
 	sleep_ms(60);
 	engine_prefetch_get_stats(p, &st);
-	CHECK(st.chunks_done == 0 && rec_count(&rc) == 0,
+	CHECK(st.chunks_done == 0 && rec_get(&rc, &rc.n_calls) == 0,
 	      "nothing arrived: %llu decoded, %u fetches",
-	      (unsigned long long)st.chunks_done, rec_count(&rc));
+	      (unsigned long long)st.chunks_done, rec_get(&rc, &rc.n_calls));
 	rec_set(&rc, true, CHUNK);
 	n = done_after(p, 1, 2000);
 	CHECK(n == 1, "the first chunk arrived: %llu decoded",
@@ -442,7 +443,7 @@ static void test_arrival(void)
 	      "%llu decoded, %llu failed, %u reads before their bytes arrived",
 	      (unsigned long long)st.chunks_done,
 	      (unsigned long long)st.chunks_failed, rc.early_reads);
-	CHECK(rec_count(&rc) >= 1, "the job fetched nothing after the warmer");
+	CHECK(rec_get(&rc, &rc.n_calls) >= 1, "the job fetched nothing after the warmer");
 	engine_prefetch_stop(p);
 	engine_close(l);
 }
@@ -468,16 +469,6 @@ static void test_bad_chunk(void)
 	engine_close(l);
 }
 
-static unsigned rec_preads(struct rec *rc)
-{
-	unsigned n;
-
-	pthread_mutex_lock(&rc->lock);
-	n = rc->preads;
-	pthread_mutex_unlock(&rc->lock);
-	return n;
-}
-
 /*
  * A chunk whose read failed fails at once when read again within the hold
  * (the kernel's read of a page right after its read-ahead failed), without
@@ -497,18 +488,18 @@ static void test_held_failure(void)
 	l = make_layer(&rc, 1);
 	rc.fail = true;
 	r = engine_read_chunk(l, 0, out, &err);
-	n = rec_preads(&rc);
+	n = rec_get(&rc, &rc.preads);
 	CHECK(r == -ETIMEDOUT && n >= 1, "down: %d, %u reads", r, n);
 	lp_err_clear(&err);
 	r = engine_read_chunk(l, 0, out, &err);
-	CHECK(r == -ETIMEDOUT && rec_preads(&rc) == n &&
+	CHECK(r == -ETIMEDOUT && rec_get(&rc, &rc.preads) == n &&
 	      strstr(err.msg, "not asked again"),
-	      "again at once: %d, %u reads (was %u): %s", r, rec_preads(&rc),
+	      "again at once: %d, %u reads (was %u): %s", r, rec_get(&rc, &rc.preads),
 	      n, err.msg);
 	lp_err_clear(&err);
 	r = engine_read_chunk(l, 1, out, &err);
-	CHECK(r == -ETIMEDOUT && rec_preads(&rc) > n,
-	      "another chunk: %d, %u reads", r, rec_preads(&rc));
+	CHECK(r == -ETIMEDOUT && rec_get(&rc, &rc.preads) > n,
+	      "another chunk: %d, %u reads", r, rec_get(&rc, &rc.preads));
 	rc.fail = false;
 	sleep_ms(250);
 	lp_err_clear(&err);
@@ -516,13 +507,13 @@ static void test_held_failure(void)
 	CHECK(r == 0 && !memcmp(out, blob, CHUNK), "after the hold: %d: %s",
 	      r, err.msg);
 	/* /c's chunk 1 (chunk 6) does not verify: read each time */
-	n = rec_preads(&rc);
+	n = rec_get(&rc, &rc.preads);
 	lp_err_clear(&err);
 	r = engine_read_chunk(l, 6, out, &err);
 	lp_err_clear(&err);
 	CHECK(r < 0 && engine_read_chunk(l, 6, out, &err) < 0 &&
-	      rec_preads(&rc) >= n + 2, "bad bytes: %u reads (was %u)",
-	      rec_preads(&rc), n);
+	      rec_get(&rc, &rc.preads) >= n + 2, "bad bytes: %u reads (was %u)",
+	      rec_get(&rc, &rc.preads), n);
 	engine_close(l);
 }
 
