@@ -715,7 +715,6 @@ int cli_mkdir_parents(const char *path)
 	return 0;
 }
 
-/* a file kept per layer: <base>/<dir>/sha256/<hex>.<ext> */
 /* the model a layer's TOC gave, saved (NULL for a digest that is not
  * one: a probe's comes from its command line) */
 static char *model_store_path(const struct cli_remote_opts *o,
