@@ -395,31 +395,33 @@ int engine_merge(struct engine_layer **layers, uint32_t n, const char *name,
  */
 #define ENGINE_FAIL_HOLD_MS 200
 
-/* The failure the read of c just had, if it is held: -errno, else 0. */
-static int held_failure(struct engine_layer *l, const struct model_chunk *c,
-			struct lp_err *err)
+/* The failure the read of c just had, if it is held: -errno, else 0.
+ * The caller holds last_lock. */
+static int held_failure(const struct engine_layer *l,
+			const struct model_chunk *c, struct lp_err *err)
 {
-	uint64_t now = lp_now_ns(), at;
-	int r = 0;
+	uint64_t now, at = l->fail_at_ns;
 
-	pthread_mutex_lock(l->last_lock);
-	at = l->fail_at_ns;
-	if (at && l->fail_blob == c->blob && l->fail_off == c->comp_off &&
-	    now - at < (uint64_t)ENGINE_FAIL_HOLD_MS * 1000000u)
-		r = lp_err_set(err, l->fail_err->code, "%s (%.0f ms ago; not "
-			       "asked again yet)", l->fail_err->msg,
-			       (double)(now - at) / 1e6);
-	pthread_mutex_unlock(l->last_lock);
-	return r;
+	if (!at || l->fail_blob != c->blob || l->fail_off != c->comp_off)
+		return 0;
+	now = lp_now_ns();
+	if (now - at >= (uint64_t)ENGINE_FAIL_HOLD_MS * 1000000u)
+		return 0;
+	return lp_err_set(err, l->fail_err->code, "%s (%.0f ms ago; not "
+			  "asked again yet)", l->fail_err->msg,
+			  (double)(now - at) / 1e6);
 }
 
+/* Holds r, the failure e of the read of c (e's code, if it has one). */
 static void hold_failure(struct engine_layer *l, const struct model_chunk *c,
-			 const struct lp_err *e)
+			 int r, const struct lp_err *e)
 {
 	pthread_mutex_lock(l->last_lock);
 	if (!l->fail_err)
 		l->fail_err = lp_xcalloc(1, sizeof(*l->fail_err));
 	*l->fail_err = *e;
+	if (!e->code)
+		l->fail_err->code = r < 0 ? r : -EIO;
 	l->fail_blob = c->blob;
 	l->fail_off = c->comp_off;
 	l->fail_at_ns = lp_now_ns();
@@ -447,10 +449,9 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 	/* blob sources open lazily; FUSE workers call this concurrently */
 	pthread_mutex_lock(l->last_lock);
 	r = blob_source(l, c->blob, &src, err);
+	if (r == 0)
+		r = held_failure(l, c, err);
 	pthread_mutex_unlock(l->last_lock);
-	if (r < 0)
-		return r;
-	r = held_failure(l, c, err);
 	if (r < 0)
 		return r;
 	if (c->comp_off > src->size)
@@ -498,7 +499,7 @@ int engine_read_chunk_rec(struct engine_layer *l, const struct model_chunk *c,
 				return 0;
 		}
 		if (!read_ok)
-			hold_failure(l, c, &e2);
+			hold_failure(l, c, r, &e2);
 		if (!read_ok || r == -ENODATA || attempt > 0 ||
 		    !src->ops->invalidate ||
 		    lp_source_invalidate(src, c->comp_off, len) < 0) {
