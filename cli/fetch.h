@@ -120,7 +120,9 @@ enum {
 	"                      " CLI_FETCH_WINDOW_DEFAULT_STR ", 0: only the granules read)\n" \
 	"  --timeout S         give up on a request after S s (and on a stalled\n" \
 	"                      transfer after S s without data; default 60/10)\n" \
-	"  --retries N         retries after a failed request (default 3)\n"
+	"  --retries N         retries after a failed request (default 3;\n"  \
+	"                      once one failed them all, one try each for\n"  \
+	"                      30 s or until the registry answers)\n"
 
 #define CLI_TAG_TTL_DEFAULT 300
 /* read-ahead window on a cache miss, KiB (bench/coldstart measures it) */

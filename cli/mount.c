@@ -433,7 +433,10 @@ static void mount_usage(FILE *f)
 		"stalled transfer\n"
 		"                      after min(S, 10) s (default 60 and 10)\n"
 		"  --retries N         retries after a failed request "
-		"(default 3)\n");
+		"(default 3;\n"
+		"                      once one failed them all, one try each "
+		"for 30 s\n"
+		"                      or until the registry answers)\n");
 }
 
 static void umount_usage(FILE *f)

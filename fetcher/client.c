@@ -63,7 +63,15 @@ struct host {
 	bool down;	/* skipped until retry_at */
 	bool probing;	/* one thread is pinging it */
 	double retry_at;
+	/* the registry itself: a request spent every try on faults of the
+	 * registry or the link; until this time (or an answer) a request
+	 * gets one try, so an outage costs each reader one wait, not
+	 * 1 + retry_limit of them */
+	double failing_until;
 };
+
+/* How long a registry that failed a request's every try is tried once. */
+#define FAILING_S 30.0
 
 /* The hosts to try for one registry, in order: mirrors, then upstream. */
 struct route {
@@ -1119,6 +1127,38 @@ static void mirror_result(struct fetch_client *c, struct host *h, bool ok,
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* The outcome of a request to a registry (not a mirror): see failing_until */
+static void upstream_result(struct fetch_client *c, struct host *h, bool ok,
+			    unsigned tries)
+{
+	double now = mono_sec();
+
+	pthread_mutex_lock(&c->lock);
+	if (ok) {
+		if (h->failing_until > now)
+			lp_log(LP_LOG_INFO, "registry %s answers again",
+			       h->host);
+		h->failing_until = 0;
+	} else {
+		if (h->failing_until <= now)
+			lp_log(LP_LOG_WARN, "registry %s: a request failed "
+			       "%u tries; one try each for %.0f s, or until "
+			       "it answers", h->host, tries, FAILING_S);
+		h->failing_until = now + FAILING_S;
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+static bool upstream_failing(struct fetch_client *c, struct host *h)
+{
+	bool r;
+
+	pthread_mutex_lock(&c->lock);
+	r = h->failing_until > mono_sec();
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
 static void trace(struct fetch_client *c, const struct xfer *x, const char *url,
 		  unsigned attempt, double secs);
 
@@ -1561,6 +1601,9 @@ static enum verdict rq_verdict(struct fetch_client *c, struct rq *q,
 	unsigned limit = h && h->mirror ? 0 : c->o.retry_limit;
 	char shown[1024];
 
+	if (h && !h->mirror && limit && upstream_failing(c, h))
+		limit = 0;
+
 	*delay = 0;
 	*sick = false;
 	fetch_redact_url(q->url, shown, sizeof(shown));
@@ -1748,6 +1791,8 @@ static void rq_done(struct fetch_client *c, struct rq *q, CURLM *m,
 			return;
 		}
 	}
+	if (q->h && !q->h->mirror && (v == V_DONE || (v == V_FAIL && sick)))
+		upstream_result(c, q->h, v == V_DONE, q->attempt + 1);
 	switch (v) {
 	case V_AGAIN:
 		q->due = mono_sec() + (double)delay / 1000.0;

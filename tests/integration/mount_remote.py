@@ -944,6 +944,24 @@ def run(lab, src, work, proxies):
             tries[e["range"]] = tries.get(e["range"], 0) + 1
     check(tries and max(tries.values()) == 4,
           "registry down: tries of each range %s (want 4)" % tries)
+    # the registry has failed a request's every try: the next read gets
+    # one try per range, not four
+    n0 = len(proxy.log)
+    try:
+        with open(os.path.join(mp, "bin/tool"), "rb") as f:
+            f.read()
+        fail("registry down: read of bin/tool succeeded")
+    except OSError as ex:
+        check(ex.errno == errno.EIO, "registry down: bin/tool: %s" % ex)
+    tries = {}
+    for e in proxy.log[n0:]:
+        if e["status"] == 503:
+            tries[e["range"]] = tries.get(e["range"], 0) + 1
+    check(tries and max(tries.values()) == 1,
+          "registry down, a second read: tries of each range %s (want 1)"
+          % tries)
+    check(wait_log(logf, r"one try each for 30 s", 2),
+          "registry down: no log line saying so")
     time.sleep(0.3)  # past the hold of a failed chunk (200 ms)
     proxy.reset()
     check(MT.sha256_file(os.path.join(mp, target)) == MT.sha256_file(
@@ -951,6 +969,7 @@ def run(lab, src, work, proxies):
     text = open(logf).read()
     check("/" + target in text, "registry down: no log line naming %s" %
           target)
+    check("answers again" in text, "registry back: no log line saying so")
     log("  registry down: EIO; back up: the same mount reads it right")
     lab.umount(mp, pid)
 
