@@ -1139,11 +1139,12 @@ static void upstream_result(struct fetch_client *c, struct host *h, bool ok,
 			lp_log(LP_LOG_INFO, "registry %s answers again",
 			       h->host);
 		h->failing_until = 0;
-	} else {
+	} else if (c->o.retry_limit) { /* else one try is all there is */
 		if (h->failing_until <= now)
 			lp_log(LP_LOG_WARN, "registry %s: a request failed "
-			       "%u tries; one try each for %.0f s, or until "
-			       "it answers", h->host, tries, FAILING_S);
+			       "%u tr%s; one try each for %.0f s, or until "
+			       "it answers", h->host, tries,
+			       tries == 1 ? "y" : "ies", FAILING_S);
 		h->failing_until = now + FAILING_S;
 	}
 	pthread_mutex_unlock(&c->lock);
