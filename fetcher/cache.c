@@ -525,7 +525,7 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 			  struct lp_err *err)
 {
 	struct fetch_cache_blob *b;
-	_cleanup_free_ char *sub = NULL;
+	_cleanup_free_ char *sub = NULL, *data_path = NULL;
 	int r;
 
 	if (fetch_digest_check(digest, strlen(digest)) < 0 ||
@@ -552,7 +552,8 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 		}
 	}
 	/* the entry's directory: blobs/<algorithm> */
-	sub = lp_layout_entry(c->dir, LP_FILE_BLOB_DATA, digest);
+	data_path = lp_layout_entry(c->dir, LP_FILE_BLOB_DATA, digest);
+	sub = lp_xstrdup(data_path);
 	*strrchr(sub, '/') = '\0';
 	r = mkdir_p(sub);
 	if (r < 0) {
@@ -564,7 +565,7 @@ int fetch_cache_blob_open(struct fetch_cache *c, const char *digest,
 	b->cache = c;
 	b->refs = 1;
 	b->digest = lp_xstrdup(digest);
-	b->data_path = lp_layout_entry(c->dir, LP_FILE_BLOB_DATA, digest);
+	b->data_path = TAKE_PTR(data_path);
 	b->map_path = lp_layout_entry(c->dir, LP_FILE_BLOB_MAP, digest);
 	b->data_fd = b->map_fd = -1;
 	b->size = size;

@@ -232,7 +232,6 @@ void engine_close(struct engine_layer *l)
 				lp_source_free(l->blob_src[i]);
 	}
 	free(l->blob_src);
-	free(l->fail_err);
 	if (l->last_lock) {
 		pthread_mutex_destroy(l->last_lock);
 		free(l->last_lock);
@@ -407,8 +406,8 @@ static int held_failure(const struct engine_layer *l,
 	now = lp_now_ns();
 	if (now - at >= (uint64_t)ENGINE_FAIL_HOLD_MS * 1000000u)
 		return 0;
-	return lp_err_set(err, l->fail_err->code, "%s (%.0f ms ago; not "
-			  "asked again yet)", l->fail_err->msg,
+	return lp_err_set(err, l->fail_err.code, "%s (%.0f ms ago; not "
+			  "asked again yet)", l->fail_err.msg,
 			  (double)(now - at) / 1e6);
 }
 
@@ -417,11 +416,9 @@ static void hold_failure(struct engine_layer *l, const struct model_chunk *c,
 			 int r, const struct lp_err *e)
 {
 	pthread_mutex_lock(l->last_lock);
-	if (!l->fail_err)
-		l->fail_err = lp_xcalloc(1, sizeof(*l->fail_err));
-	*l->fail_err = *e;
+	l->fail_err = *e;
 	if (!e->code)
-		l->fail_err->code = r < 0 ? r : -EIO;
+		l->fail_err.code = r < 0 ? r : -EIO;
 	l->fail_blob = c->blob;
 	l->fail_off = c->comp_off;
 	l->fail_at_ns = lp_now_ns();

@@ -53,7 +53,7 @@ struct engine_layer {
 	uint64_t fail_at_ns; /* 0 = none */
 	uint32_t fail_blob;
 	uint64_t fail_off;
-	struct lp_err *fail_err;
+	struct lp_err fail_err;
 	/* a merged image (engine_merge): chunk reads go to these layers */
 	struct engine_layer **sub;
 	uint32_t n_sub;

@@ -742,10 +742,7 @@ def main():
             rc, out, err = F.run([lp, "cat", "--layer", "0", "--retries",
                                   "2"] + droot + [dref, "/chunks/f65535"],
                                  timeout=120)
-            tries = {}
-            for e in down.log:
-                if e["status"] == 503:
-                    tries[e["range"]] = tries.get(e["range"], 0) + 1
+            tries = down.tries()
             if rc != 1 or out or not err.strip():
                 fail("cat with the registry failing: exit %d, %d bytes: "
                      "%s" % (rc, len(out), F.short(err)))

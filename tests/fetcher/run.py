@@ -368,6 +368,16 @@ class Proxy:
                     return r
         return None
 
+    def tries(self, since=0, status=503):
+        """How many times each Range was answered with status, counting
+        the log from entry since on."""
+        out = {}
+        with self.lock:
+            for e in self.log[since:]:
+                if e["status"] == status:
+                    out[e["range"]] = out.get(e["range"], 0) + 1
+        return out
+
     def blob_gets(self):
         with self.lock:
             return [e for e in self.log

@@ -938,10 +938,7 @@ def run(lab, src, work, proxies):
     # no second round of them: not from the engine, nor from the kernel
     # reading the page again right after its read-ahead failed (the
     # failure is held for 200 ms; test-prefetch checks the hold itself)
-    tries = {}
-    for e in proxy.log:
-        if e["status"] == 503:
-            tries[e["range"]] = tries.get(e["range"], 0) + 1
+    tries = proxy.tries()
     # (a read of the page again that came after the hold would add one
     # try, not four: the registry is in its one-try window by then)
     check(tries and 4 <= max(tries.values()) <= 5,
@@ -955,10 +952,7 @@ def run(lab, src, work, proxies):
         fail("registry down: read of bin/tool succeeded")
     except OSError as ex:
         check(ex.errno == errno.EIO, "registry down: bin/tool: %s" % ex)
-    tries = {}
-    for e in proxy.log[n0:]:
-        if e["status"] == 503:
-            tries[e["range"]] = tries.get(e["range"], 0) + 1
+    tries = proxy.tries(since=n0)
     check(tries and max(tries.values()) <= 2,
           "registry down, a second read: tries of each range %s (want 1, "
           "2 with a late read of the page again)" % tries)
