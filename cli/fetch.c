@@ -118,6 +118,16 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
 		o->retries = (int)v;
 		return 1;
 	}
+	case OPT_MAX_RANGES: {
+		unsigned long v = strtoul(arg, &end, 10);
+
+		if (*end || end == arg || arg[0] == '-' || !v || v > 64) {
+			cli_error("--max-ranges %s: 1 to 64", arg);
+			return -1;
+		}
+		o->max_ranges = (unsigned)v;
+		return 1;
+	}
 	case OPT_CACHE_DIR:
 		o->cache_dir = arg;
 		return 1;
@@ -196,6 +206,8 @@ static void trace_line(const struct fetch_trace *t, void *data)
 		else
 			fprintf(stderr, " bytes=%llu-",
 				(unsigned long long)t->range_off);
+		if (t->ranges > 1)
+			fprintf(stderr, " in %u ranges", t->ranges);
 	}
 	if (t->status)
 		fprintf(stderr, " -> %ld", t->status);
@@ -307,6 +319,7 @@ static int remote_open(const char *arg, const struct cli_remote_opts *o,
 	}
 	if (o->retries >= 0)
 		fo.retry_limit = (unsigned)o->retries;
+	fo.max_ranges = o->max_ranges;
 	if (o->user) {
 		char *colon;
 

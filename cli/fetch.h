@@ -54,6 +54,7 @@ struct cli_remote_opts {
 				      of the blob (read-ahead), 0 = off */
 	unsigned timeout_s;	   /* per request and stall; 0 = defaults */
 	int retries;		   /* retries after a failure; -1 = default */
+	unsigned max_ranges;	   /* ranges per request; 0 = default */
 	/* an fs daemon started with the pull's probes: before a layer's
 	 * metadata (a TOC) is loaded, wait up to this long for the probes
 	 * to have read it into the cache; a plain gzip layer's stream does
@@ -78,6 +79,7 @@ enum {
 	OPT_TIMEOUT,
 	OPT_RETRIES,
 	OPT_CACHE_DIR,
+	OPT_MAX_RANGES,
 };
 
 #define CLI_REMOTE_LONGOPTS                                                    \
@@ -95,7 +97,8 @@ enum {
 		{ "nydusd-config", required_argument, NULL, OPT_NYDUSD_CONFIG }, \
 		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW }, \
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },           \
-		{ "retries", required_argument, NULL, OPT_RETRIES }
+		{ "retries", required_argument, NULL, OPT_RETRIES },           \
+		{ "max-ranges", required_argument, NULL, OPT_MAX_RANGES }
 
 #define CLI_REMOTE_HELP                                                        \
 	"Registry references ([REGISTRY/]REPO[:TAG|@DIGEST]):\n"               \
@@ -122,7 +125,15 @@ enum {
 	"                      transfer after S s without data; default 60/10)\n" \
 	"  --retries N         retries after a failed request (default 3;\n"  \
 	"                      once one failed them all, one try each for\n"  \
-	"                      30 s or until the registry answers)\n"
+	"                      30 s or until the registry answers)\n"      \
+	CLI_MAX_RANGES_HELP
+
+/* in lazypull mount's help too */
+#define CLI_MAX_RANGES_HELP                                                    \
+	"  --max-ranges N      ask for up to N short ranges of a blob in one\n" \
+	"                      request (a multipart answer; default 16, 1 to\n" \
+	"                      64; 1: one range per request).  A registry\n"   \
+	"                      that does not answer so gets one per request\n"
 
 #define CLI_TAG_TTL_DEFAULT 300
 /* read-ahead window on a cache miss, KiB (bench/coldstart measures it) */

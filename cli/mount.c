@@ -436,7 +436,8 @@ static void mount_usage(FILE *f)
 		"(default 3;\n"
 		"                      once one failed them all, one try each "
 		"for 30 s\n"
-		"                      or until the registry answers)\n");
+		"                      or until the registry answers)\n"
+		CLI_MAX_RANGES_HELP);
 }
 
 static void umount_usage(FILE *f)
@@ -972,6 +973,7 @@ int cmd_mount(int argc, char **argv)
 		{ "fetch-window", required_argument, NULL, OPT_FETCH_WINDOW },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "retries", required_argument, NULL, OPT_RETRIES },
+		{ "max-ranges", required_argument, NULL, OPT_MAX_RANGES },
 		{ "trace-dir", required_argument, NULL, OPT_TRACE_DIR },
 		{ "no-trace", no_argument, NULL, OPT_NO_TRACE },
 		{ "up-to-layer-digest", required_argument, NULL, OPT_UPTO },

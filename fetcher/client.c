@@ -80,6 +80,9 @@ struct route {
 	struct fetch_hosts *cfg; /* a loaded hosts.toml (owned), or NULL */
 	struct host **hops;
 	size_t n_hops;
+	/* a host answered several ranges in one request wrongly or not at
+	 * all: one range per request (protected by the client's lock) */
+	bool no_multi;
 };
 
 struct fetch_client {
@@ -99,7 +102,7 @@ struct fetch_client {
 	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
 };
 
-enum sink_kind { SINK_DISCARD, SINK_DYN, SINK_RANGE, SINK_STREAM };
+enum sink_kind { SINK_DISCARD, SINK_DYN, SINK_RANGE, SINK_STREAM, SINK_MULTI };
 enum xfer_fail {
 	F_NONE,
 	F_TOO_LONG,
@@ -108,6 +111,7 @@ enum xfer_fail {
 	F_TOO_BIG,
 	F_CB,
 	F_DONE,
+	F_NOMULTI, /* no usable answer to several ranges: ask one by one */
 };
 
 struct xfer {
@@ -131,6 +135,16 @@ struct xfer {
 	uint8_t *buf;
 	uint64_t got;
 	struct fetch_read *rd; /* fetch_blob_read_many(): progress */
+	/* SINK_MULTI: several ranges in one request, sorted by offset and
+	 * apart; mgot[i]: the bytes of mr[i] filled from its start */
+	struct fetch_read **mr;
+	size_t nmr, mi; /* mi: the first read the answer has not passed */
+	uint64_t *mgot;
+	uint64_t mpos, mpart_end; /* where the current part is, ends */
+	uint64_t mend;		  /* where the last part ended */
+	bool mp_on;		  /* a multipart body (else one part) */
+	bool multi_off;		  /* the host does not do several ranges */
+	struct fetch_mp mp;
 	/* SINK_STREAM */
 	int (*cb)(const void *data, size_t len, void *arg);
 	void *cbarg;
@@ -300,6 +314,10 @@ int fetch_client_new(const struct fetch_opts *o, struct fetch_client **ret,
 		c->o.max_concurrent = 8;
 	if (c->o.max_concurrent > 64)
 		c->o.max_concurrent = 64;
+	if (!c->o.max_ranges)
+		c->o.max_ranges = 16;
+	if (c->o.max_ranges > 64)
+		c->o.max_ranges = 64;
 	c->o.user_agent =
 		lp_xstrdup(o->user_agent ? o->user_agent : "lazypull");
 	if (!c->o.connect_timeout_ms)
@@ -572,43 +590,6 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *arg)
 	return n;
 }
 
-/* "bytes A-B/T" (T may be "*"); total -1 when unknown. */
-static bool parse_content_range(const char *s, uint64_t *a, uint64_t *b,
-				int64_t *total)
-{
-	bool ok;
-
-	if (strncasecmp(s, "bytes ", 6))
-		return false;
-	s += 6;
-	while (*s == ' ')
-		s++;
-	*a = (uint64_t)parse_u64(s, &ok);
-	if (!ok)
-		return false;
-	while (isdigit((unsigned char)*s))
-		s++;
-	if (*s++ != '-')
-		return false;
-	*b = (uint64_t)parse_u64(s, &ok);
-	if (!ok || *b < *a)
-		return false;
-	while (isdigit((unsigned char)*s))
-		s++;
-	if (*s++ != '/')
-		return false;
-	if (*s == '*') {
-		*total = -1;
-		return s[1] == '\0';
-	}
-	*total = parse_u64(s, &ok);
-	if (!ok)
-		return false;
-	while (isdigit((unsigned char)*s))
-		s++;
-	return *s == '\0' && (uint64_t)*total > *b;
-}
-
 static size_t xfer_fail(struct xfer *x, enum xfer_fail f, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static size_t xfer_fail(struct xfer *x, enum xfer_fail f, const char *fmt, ...)
@@ -641,7 +622,7 @@ static size_t suffix_start(struct xfer *x)
 			return xfer_fail(x, F_DONE, "done");
 		return 1;
 	}
-	if (!parse_content_range(x->content_range, &a, &b, &total) ||
+	if (!fetch_content_range_parse(x->content_range, &a, &b, &total) ||
 	    total < 0 || b + 1 != (uint64_t)total ||
 	    b - a + 1 != (x->len < (uint64_t)total ? x->len : (uint64_t)total))
 		return xfer_fail(x, F_BAD_RANGE,
@@ -687,7 +668,7 @@ static size_t range_start(struct xfer *x)
 		x->skip = x->off;
 		return 1;
 	}
-	if (!parse_content_range(x->content_range, &a, &b, &total))
+	if (!fetch_content_range_parse(x->content_range, &a, &b, &total))
 		return xfer_fail(x, F_BAD_RANGE,
 				 "206 without a valid "
 				 "Content-Range (\"%.60s\")",
@@ -709,6 +690,129 @@ static size_t range_start(struct xfer *x)
 			x->content_range, (unsigned long long)x->off,
 			(unsigned long long)(x->len ? x->off + x->len - 1 : 0));
 	return 1;
+}
+
+/* ---- several ranges in one request ---------------------------------------- */
+
+static uint64_t read_end(const struct fetch_read *r)
+{
+	return r->off + r->len;
+}
+
+/* A part of the answer begins: bytes a..b of a blob of total. */
+static int multi_part(void *arg, uint64_t a, uint64_t b, int64_t total)
+{
+	struct xfer *x = arg;
+
+	if ((total >= 0 && x->blob_size && (uint64_t)total != x->blob_size) ||
+	    (x->blob_size && b >= x->blob_size)) {
+		xfer_fail(x, F_BAD_RANGE,
+			  "a part of bytes %llu-%llu/%lld of a blob of %llu",
+			  (unsigned long long)a, (unsigned long long)b,
+			  (long long)total, (unsigned long long)x->blob_size);
+		return -EBADMSG;
+	}
+	if (a < x->mend) {
+		xfer_fail(x, F_NOMULTI, "the answer's parts are out of order");
+		return -EBADMSG;
+	}
+	x->mpos = a;
+	x->mpart_end = x->mend = b + 1;
+	return 0;
+}
+
+/*
+ * n bytes of the answer at blob offset pos: copied into the reads they
+ * continue.  Bytes no read wants are dropped; a read whose start the
+ * answer skipped stays short (and is asked for alone afterwards).
+ */
+static int multi_data(void *arg, uint64_t pos, const void *data, size_t n)
+{
+	struct xfer *x = arg;
+	const uint8_t *p = data;
+
+	while (n) {
+		struct fetch_read *r;
+		uint64_t at;
+		size_t k;
+
+		while (x->mi < x->nmr && read_end(x->mr[x->mi]) <= pos)
+			x->mi++;
+		if (x->mi == x->nmr)
+			break;
+		r = x->mr[x->mi];
+		if (pos + n <= r->off)
+			break;
+		if (pos < r->off) {
+			k = (size_t)(r->off - pos);
+			pos += k;
+			p += k;
+			n -= k;
+		}
+		at = pos - r->off;
+		k = r->len - at < n ? (size_t)(r->len - at) : n;
+		if (at == x->mgot[x->mi]) {
+			memcpy((uint8_t *)r->buf + at, p, k);
+			x->mgot[x->mi] += k;
+			x->got += k;
+			if (r->progress)
+				r->progress(r, (size_t)x->mgot[x->mi],
+					    r->progress_arg);
+		}
+		pos += k;
+		p += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static const struct fetch_mp_ops multi_ops = { .part = multi_part,
+					       .data = multi_data };
+
+/* The body of the answer to several ranges. */
+static size_t multi_body(struct xfer *x, const char *p, size_t n)
+{
+	int r;
+
+	if (!x->body_started) {
+		uint64_t a, b;
+		int64_t total;
+
+		x->body_started = true;
+		if (x->status != 206)
+			return xfer_fail(x, F_NOMULTI,
+					 "HTTP %ld to a request for %zu "
+					 "ranges",
+					 x->status, x->nmr);
+		if (!strncasecmp(x->content_type, "multipart/", 10)) {
+			if (fetch_mp_init(&x->mp, x->content_type) < 0)
+				return xfer_fail(x, F_NOMULTI,
+						 "a multipart answer without "
+						 "a usable boundary");
+			x->mp_on = true;
+		} else if (!fetch_content_range_parse(x->content_range, &a,
+						      &b, &total)) {
+			return xfer_fail(x, F_BAD_RANGE,
+					 "206 without a valid Content-Range "
+					 "(\"%.60s\")",
+					 x->content_range);
+		} else if (multi_part(x, a, b, total) < 0) {
+			return 0;
+		}
+	}
+	if (x->mp_on) {
+		r = fetch_mp_feed(&x->mp, p, n, &multi_ops, x);
+		if (r < 0 && x->fail == F_NONE)
+			xfer_fail(x, F_NOMULTI, "a malformed multipart answer: %s",
+				  x->mp.why ? x->mp.why : "?");
+		return r < 0 ? 0 : n;
+	}
+	if (n > x->mpart_end - x->mpos)
+		return xfer_fail(x, F_TOO_LONG,
+				 "body longer than its Content-Range");
+	multi_data(x, x->mpos, p, n);
+	x->mpos += n;
+	return n;
 }
 
 static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
@@ -740,6 +844,8 @@ static size_t on_body(char *p, size_t sz, size_t nm, void *arg)
 		x->dyn_len += n;
 		x->dyn[x->dyn_len] = '\0';
 		return n;
+	case SINK_MULTI:
+		return multi_body(x, p, n);
 	case SINK_RANGE:
 	case SINK_STREAM:
 		break;
@@ -833,6 +939,12 @@ static struct curl_slist *xfer_setup(struct fetch_client *c, CURL *e,
 	x->body_bytes = 0;
 	x->got = 0;
 	x->dyn_len = 0;
+	if (x->sink == SINK_MULTI) {
+		memset(x->mgot, 0, x->nmr * sizeof(*x->mgot));
+		x->mi = 0;
+		x->mend = x->mpos = x->mpart_end = 0;
+		x->mp_on = false;
+	}
 
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_SHARE, c->share);
@@ -878,7 +990,8 @@ static struct curl_slist *xfer_setup(struct fetch_client *c, CURL *e,
 		curl_easy_setopt(e, CURLOPT_PROXY, ep->proxy);
 	/* bulk bodies in fewer, larger write callbacks (curl's own tool
 	 * does the same) */
-	if (x->sink == SINK_RANGE || x->sink == SINK_STREAM)
+	if (x->sink == SINK_RANGE || x->sink == SINK_STREAM ||
+	    x->sink == SINK_MULTI)
 		curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L << 10);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
@@ -898,6 +1011,16 @@ static struct curl_slist *xfer_setup(struct fetch_client *c, CURL *e,
 			snprintf(range, sizeof(range), "%llu-",
 				 (unsigned long long)x->off);
 		curl_easy_setopt(e, CURLOPT_RANGE, range);
+	} else if (x->sink == SINK_MULTI) {
+		char *ranges = lp_xmalloc(x->nmr * 42 + 1), *w = ranges;
+
+		for (size_t i = 0; i < x->nmr; i++)
+			w += sprintf(w, "%s%llu-%llu", i ? "," : "",
+				     (unsigned long long)x->mr[i]->off,
+				     (unsigned long long)(read_end(x->mr[i]) -
+							  1));
+		curl_easy_setopt(e, CURLOPT_RANGE, ranges); /* copied */
+		free(ranges);
 	}
 	if (x->accept) {
 		snprintf(line, sizeof(line), "Accept: %s", x->accept);
@@ -1376,7 +1499,8 @@ static void trace(struct fetch_client *c, const struct xfer *x, const char *url,
 	fetch_redact_url(url, shown, sizeof(shown));
 	t.method = x->method;
 	t.url = shown;
-	t.has_range = x->has_range;
+	t.has_range = x->has_range || x->sink == SINK_MULTI;
+	t.ranges = x->sink == SINK_MULTI ? (unsigned)x->nmr : 1;
 	t.suffix = x->suffix;
 	t.range_off = x->off;
 	t.range_len = x->len;
@@ -1608,6 +1732,17 @@ static enum verdict rq_verdict(struct fetch_client *c, struct rq *q,
 	*delay = 0;
 	*sick = false;
 	fetch_redact_url(q->url, shown, sizeof(shown));
+	if (x->sink == SINK_MULTI &&
+	    (x->fail == F_NOMULTI || x->status == 400 || x->status == 416 ||
+	     x->status == 501)) {
+		/* what came is kept; the rest is asked for range by range */
+		if (x->fail != F_NOMULTI)
+			snprintf(x->fail_msg, sizeof(x->fail_msg),
+				 "HTTP %ld to a request for %zu ranges",
+				 x->status, x->nmr);
+		x->multi_off = true;
+		return V_DONE;
+	}
 	if (x->cc != CURLE_OK) {
 		bool body_fault =
 			x->fail == F_TOO_LONG || x->fail == F_BAD_RANGE;
@@ -1730,6 +1865,20 @@ static enum verdict rq_verdict(struct fetch_client *c, struct rq *q,
 			lp_err_wrap(&q->err, "after %u retries", q->attempt);
 		return V_FAIL;
 	}
+	/* a complete answer to several ranges that left some out: those are
+	 * asked for alone */
+	if (x->sink == SINK_MULTI) {
+		for (size_t k = 0; k < x->nmr; k++)
+			if (x->mgot[k] != x->mr[k]->len) {
+				snprintf(x->fail_msg, sizeof(x->fail_msg),
+					 "its answer left out %s",
+					 x->mp_on ? "some of them" :
+						    "all but one part");
+				x->multi_off = true;
+				break;
+			}
+		return V_DONE;
+	}
 	/* a complete 2xx: is the body what was asked for? */
 	if ((x->sink == SINK_RANGE && x->got != range_want(x)) ||
 	    (x->sink == SINK_STREAM && x->blob_size &&
@@ -1794,6 +1943,21 @@ static void rq_done(struct fetch_client *c, struct rq *q, CURLM *m,
 	}
 	if (q->h && !q->h->mirror && (v == V_DONE || (v == V_FAIL && sick)))
 		upstream_result(c, q->h, v == V_DONE, q->attempt + 1);
+	if (x->multi_off && q->route) {
+		bool was;
+
+		pthread_mutex_lock(&c->lock);
+		was = q->route->no_multi;
+		q->route->no_multi = true;
+		pthread_mutex_unlock(&c->lock);
+		if (!was)
+			lp_log(LP_LOG_INFO,
+			       "%s: %s does not answer a request for several "
+			       "ranges (%s); one range per request from now "
+			       "on",
+			       q->route->registry,
+			       q->h ? q->h->host : "a host", x->fail_msg);
+	}
 	switch (v) {
 	case V_AGAIN:
 		q->due = mono_sec() + (double)delay / 1000.0;
@@ -2258,15 +2422,73 @@ int fetch_blob_read(struct fetch_client *c, const struct fetch_ref *ref,
 	return 0;
 }
 
+/* Reads longer than this go alone; a request for several ranges asks for
+ * at most MULTI_BYTES in all. */
+#define MULTI_READ_MAX (256u << 10)
+#define MULTI_BYTES (1u << 20)
+
+static int read_cmp(const void *a, const void *b)
+{
+	const struct fetch_read *x = *(struct fetch_read *const *)a;
+	const struct fetch_read *y = *(struct fetch_read *const *)b;
+
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* A request for one read. */
+static struct xfer read_xfer(struct fetch_read *rd, uint64_t blob_size)
+{
+	return (struct xfer){ .method = "GET",
+			      .sink = SINK_RANGE,
+			      .has_range = true,
+			      .off = rd->off,
+			      .len = rd->len,
+			      .blob_size = blob_size,
+			      .buf = rd->buf,
+			      .rd = rd };
+}
+
+/* Runs the requests xs[0..n) to their end; the first failure goes to
+ * *rc and err. */
+static void read_xfers(struct fetch_client *c, const struct fetch_ref *ref,
+		       struct route *rt, const char *path, struct xfer *xs,
+		       struct rq *qs, size_t n, int *rc, struct lp_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		qs[i].x = &xs[i];
+		qs[i].ref = ref;
+		qs[i].cap = FETCH_CAP_PULL;
+		qs[i].path = path;
+		qs[i].route = rt;
+	}
+	drive(c, qs, n);
+	for (size_t i = 0; i < n; i++) {
+		struct xfer *x = &xs[i];
+
+		if (x->sink == SINK_MULTI)
+			for (size_t k = 0; k < x->nmr; k++)
+				x->mr[k]->result = qs[i].r;
+		else
+			x->rd->result = qs[i].r;
+		if (qs[i].r < 0 && !*rc)
+			*rc = rq_result(&qs[i], err);
+		rq_release(&qs[i]);
+	}
+}
+
 int fetch_blob_read_many(struct fetch_client *c, const struct fetch_ref *ref,
 			 const char *digest, uint64_t blob_size,
 			 struct fetch_read *r, size_t n, struct lp_err *err)
 {
 	struct lp_err rerr = { 0 };
+	struct fetch_read **ord;
 	struct route *rt;
 	struct xfer *xs;
 	struct rq *qs;
+	uint64_t *mgot;
 	char path[1024];
+	size_t m = 0, ng = 0, nredo = 0;
+	unsigned max_ranges;
 	int rc = 0;
 
 	if (fetch_digest_check(digest, strlen(digest)) < 0)
@@ -2284,35 +2506,78 @@ int fetch_blob_read_many(struct fetch_client *c, const struct fetch_ref *ref,
 	rt = route_get(c, ref, &rerr);
 	if (!rt)
 		return lp_err_set(err, rerr.code, "%s", rerr.msg);
+	pthread_mutex_lock(&c->lock);
+	max_ranges = rt->no_multi ? 1 : c->o.max_ranges;
+	pthread_mutex_unlock(&c->lock);
 	snprintf(path, sizeof(path), "/%s/blobs/%s", ref->repo, digest);
-	xs = lp_xcalloc(n, sizeof(*xs));
-	qs = lp_xcalloc(n, sizeof(*qs));
-	for (size_t i = 0; i < n; i++) {
-		xs[i] = (struct xfer){ .method = "GET",
-				       .sink = SINK_RANGE,
-				       .has_range = true,
-				       .off = r[i].off,
-				       .len = r[i].len,
-				       .blob_size = blob_size,
-				       .buf = r[i].buf,
-				       .rd = &r[i] };
-		qs[i].x = &xs[i];
-		qs[i].ref = ref;
-		qs[i].cap = FETCH_CAP_PULL;
-		qs[i].path = path;
-		qs[i].route = rt;
-		qs[i].done = !r[i].len;
+	ord = lp_xcalloc(n ? n : 1, sizeof(*ord));
+	mgot = lp_xcalloc(n ? n : 1, sizeof(*mgot));
+	for (size_t i = 0; i < n; i++)
+		if (r[i].len)
+			ord[m++] = &r[i];
+	qsort(ord, m, sizeof(*ord), read_cmp);
+	/* the groups (at most m), then a request per read they left short */
+	xs = lp_xcalloc(m ? 2 * m : 1, sizeof(*xs));
+	qs = lp_xcalloc(m ? 2 * m : 1, sizeof(*qs));
+
+	/* the short reads first, each part in offset order */
+	if (max_ranges > 1) {
+		struct fetch_read **tmp = lp_xcalloc(m ? m : 1, sizeof(*tmp));
+		size_t ns = 0, nl = 0;
+
+		for (size_t i = 0; i < m; i++)
+			if (ord[i]->len <= MULTI_READ_MAX)
+				ord[ns++] = ord[i];
+			else
+				tmp[nl++] = ord[i];
+		memcpy(ord + ns, tmp, nl * sizeof(*tmp));
+		free(tmp);
 	}
-	drive(c, qs, n);
-	for (size_t i = 0; i < n; i++) {
-		r[i].result = qs[i].r;
-		if (qs[i].r < 0 && !rc)
-			rc = fetch_wrap(rq_result(&qs[i], err), err,
-					"blob %.19s", digest);
-		rq_release(&qs[i]);
+	/* short reads next to each other share a request */
+	for (size_t i = 0; i < m;) {
+		uint64_t bytes = ord[i]->len;
+		size_t j = i + 1;
+
+		if (max_ranges > 1 && ord[i]->len <= MULTI_READ_MAX)
+			while (j < m && j - i < max_ranges &&
+			       ord[j]->len <= MULTI_READ_MAX &&
+			       ord[j]->off >= read_end(ord[j - 1]) &&
+			       bytes + ord[j]->len <= MULTI_BYTES)
+				bytes += ord[j++]->len;
+		if (j - i == 1)
+			xs[ng] = read_xfer(ord[i], blob_size);
+		else
+			xs[ng] = (struct xfer){
+				.method = "GET",
+				.sink = SINK_MULTI,
+				.off = ord[i]->off,
+				.len = read_end(ord[j - 1]) - ord[i]->off,
+				.blob_size = blob_size,
+				.mr = ord + i,
+				.nmr = j - i,
+				.mgot = mgot + i,
+			};
+		ng++;
+		i = j;
 	}
+	read_xfers(c, ref, rt, path, xs, qs, ng, &rc, err);
+
+	/* what an answer to several ranges left short, range by range */
+	for (size_t g = 0; g < ng; g++)
+		for (size_t k = 0; xs[g].sink == SINK_MULTI && k < xs[g].nmr;
+		     k++)
+			if (!xs[g].mr[k]->result &&
+			    xs[g].mgot[k] != xs[g].mr[k]->len)
+				xs[ng + nredo++] =
+					read_xfer(xs[g].mr[k], blob_size);
+	if (nredo)
+		read_xfers(c, ref, rt, path, xs + ng, qs + ng, nredo, &rc, err);
+	if (rc < 0)
+		lp_err_wrap(err, "blob %.19s", digest);
 	free(qs);
 	free(xs);
+	free(mgot);
+	free(ord);
 	return rc;
 }
 

@@ -60,6 +60,46 @@ static inline void fetch_strlcpy(char *dst, size_t size, const char *src)
 /* Wipes a secret string before freeing it. */
 void fetch_free_secret(char *s);
 
+/* ---- answers to multi-range requests (multipart.c) --------------------- */
+
+/* "bytes A-B/T" (T may be "*": *total -1). */
+bool fetch_content_range_parse(const char *s, uint64_t *a, uint64_t *b,
+			       int64_t *total);
+
+/* A "multipart/byteranges" body, parsed as it streams in. */
+struct fetch_mp {
+	char delim[80]; /* CRLF "--" boundary */
+	size_t dlen, match;
+	int state;
+	unsigned pad, nlines, parts;
+	size_t skipped; /* preamble bytes */
+	char line[512];
+	size_t line_len;
+	bool have_range;
+	uint64_t a, b;
+	int64_t total;
+	uint64_t pos, left;
+	const char *why; /* what was malformed */
+};
+
+struct fetch_mp_ops {
+	/* a part of bytes a..b (inclusive) of a blob of total bytes (-1:
+	 * not said) begins; a negative return stops the parse with it */
+	int (*part)(void *arg, uint64_t a, uint64_t b, int64_t total);
+	/* n bytes of the current part, the first at blob offset pos */
+	int (*data)(void *arg, uint64_t pos, const void *p, size_t n);
+};
+
+/* Takes the boundary from a Content-Type value: 0, or -EPROTO when it is
+ * not multipart/byteranges with a valid boundary. */
+int fetch_mp_init(struct fetch_mp *m, const char *content_type);
+/* Feeds the next n body bytes: 0, -EBADMSG when the body is malformed
+ * (m->why says how), or a callback's negative return. */
+int fetch_mp_feed(struct fetch_mp *m, const void *data, size_t n,
+		  const struct fetch_mp_ops *ops, void *arg);
+/* True once the closing delimiter came. */
+bool fetch_mp_done(const struct fetch_mp *m);
+
 /* ---- registry hosts (hosts.c) ------------------------------------------ */
 
 /* A deep copy (for the client, which outlives the caller's config). */

@@ -292,6 +292,8 @@ struct fetch_trace {
 	const char *method; /* "GET" or "HEAD" */
 	const char *url;    /* without user info and query string */
 	bool has_range;
+	unsigned ranges; /* how many ranges the request asked for: several
+			    span range_off..range_off+range_len */
 	bool suffix; /* the last range_len bytes (range_off: where they
 			started, once answered) */
 	uint64_t range_off, range_len;
@@ -357,6 +359,12 @@ struct fetch_opts {
 
 	/* transfers at once in fetch_blob_read_many(); default 8 */
 	unsigned max_concurrent;
+	/* ranges one request of fetch_blob_read_many() may ask for together
+	 * (short reads near each other; the registry answers with a
+	 * multipart body); 1 = one range per request; default 16, at most
+	 * 64.  A host that answers such a request with anything else than
+	 * the ranges gets one range per request from then on. */
+	unsigned max_ranges;
 
 	const char *user_agent; /* NULL = "lazypull/<version>" */
 	fetch_trace_fn trace;	/* called after every HTTP exchange */
@@ -450,7 +458,10 @@ struct fetch_read {
  * run together on one curl multi handle (several connections over
  * HTTP/1.1, streams of one connection where the server offers HTTP/2),
  * each with the same checks, retries and mirror fall-through as a single
- * read.  Returns 0 when every range was read, else the first failure's
+ * read.  Short ranges next to each other in the blob (up to max_ranges,
+ * 1 MiB in all) go in one request; a part of its answer counts only
+ * where its Content-Range puts it, and a range the answer did not bring
+ * whole is asked for alone.  Returns 0 when every range was read, else the first failure's
  * code with its message in err; r[i].result says which ranges failed.
  */
 int fetch_blob_read_many(struct fetch_client *c, const struct fetch_ref *ref,

@@ -30,7 +30,8 @@
  *                          "error MSG (errno N) requests=N"
  *
  * Mirrors: --hosts-dir DIR (containerd certs.d), --nydusd-config FILE,
- * --mirror-failure-limit N, --mirror-health-s S; --max-concurrent N.
+ * --mirror-failure-limit N, --mirror-health-s S; --max-concurrent N;
+ * --max-ranges N; --repeat N (many: the same reads N times, one client).
  *
  * Bytes go to stdout; one "stats: requests=N bytes=B retries=R" line and
  * any error ("error: MSG (errno N)") go to stderr.  Exit 0 or 1.
@@ -50,6 +51,8 @@ static void on_trace(const struct fetch_trace *t, void *data)
 		fprintf(stderr, " range=%llu+%llu",
 			(unsigned long long)t->range_off,
 			(unsigned long long)t->range_len);
+	if (t->ranges > 1)
+		fprintf(stderr, " ranges=%u", t->ranges);
 	fprintf(stderr, " status=%ld bytes=%llu attempt=%u http=%d conns=%u%s%s\n",
 		t->status, (unsigned long long)t->bytes, t->attempt,
 		t->http_version, t->new_connections, t->error ? " error=" : "",
@@ -258,6 +261,8 @@ int main(int argc, char **argv)
 		{ "mirror-failure-limit", required_argument, NULL, 'F' },
 		{ "mirror-health-s", required_argument, NULL, 'I' },
 		{ "max-concurrent", required_argument, NULL, 'J' },
+		{ "max-ranges", required_argument, NULL, 'R' },
+		{ "repeat", required_argument, NULL, 'Q' },
 		{ 0 }
 	};
 	struct fetch_opts o;
@@ -272,7 +277,7 @@ int main(int argc, char **argv)
 	struct fetch_stats st;
 	struct fetch_hosts *nydus = NULL;
 	char *user = NULL;
-	unsigned pause_ms = 0;
+	unsigned pause_ms = 0, repeat = 1;
 	int64_t tag_ttl = 0;
 	const char *cmd;
 	int opt, r = 0;
@@ -349,6 +354,12 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			pause_ms = (unsigned)atoi(optarg);
+			break;
+		case 'R':
+			o.max_ranges = (unsigned)atoi(optarg);
+			break;
+		case 'Q':
+			repeat = (unsigned)atoi(optarg);
 			break;
 		case 'v':
 			o.trace = on_trace;
@@ -491,7 +502,7 @@ int main(int argc, char **argv)
 			rd[i].len = (size_t)len;
 			rd[i].buf = malloc(len ? len : 1);
 		}
-		if (r == 0)
+		for (unsigned k = 0; r == 0 && k < repeat; k++)
 			r = fetch_blob_read_many(c, &ref, argv[optind + 2], 0,
 						 rd, n, &err);
 		for (size_t i = 0; i < n; i++) {

@@ -459,19 +459,14 @@ def wait_log(logf, pattern, secs):
 
 
 def blob_ranges(proxy, digest=None):
-    """(start, end) of every blob GET the proxy forwarded successfully (of
-    blob digest only, if given)."""
+    """(start, end) of every range of the blob GETs the proxy forwarded
+    successfully (of blob digest only, if given)."""
     out = []
     for e in proxy.blob_gets():
         if e["status"] not in (200, 206) or (
                 digest and digest not in e["path"]):
             continue
-        rg = e["range"]
-        if not rg:
-            out.append((0, 1 << 62))
-            continue
-        a, b = rg[len("bytes="):].split("-")
-        out.append((int(a), int(b) + 1 if b else 1 << 62))
+        out.extend(R.range_spans(e["range"], 1 << 62))
     return out
 
 

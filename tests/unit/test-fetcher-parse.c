@@ -2,7 +2,8 @@
 /*
  * Unit tests of the fetcher's parsers (no network): references, digests,
  * manifests and indexes, platform selection, WWW-Authenticate challenges,
- * credentials, URL redaction, range planning, image configs.
+ * credentials, URL redaction, range planning, image configs, answers to
+ * multi-range requests.
  */
 #include <stdio.h>
 #include <string.h>
@@ -642,6 +643,190 @@ static void test_config(void)
 	fetch_image_config_free(NULL);
 }
 
+/* ---- multipart/byteranges ------------------------------------------------ */
+
+struct mp_log {
+	char text[512];
+	size_t len;
+	int stop_at_part; /* return -EINTR from this part on (0 = never) */
+	int parts;
+};
+
+static void mp_logf(struct mp_log *l, const char *s, size_t n)
+{
+	if (n > sizeof(l->text) - 1 - l->len)
+		n = sizeof(l->text) - 1 - l->len;
+	memcpy(l->text + l->len, s, n);
+	l->len += n;
+	l->text[l->len] = '\0';
+}
+
+static int mp_part(void *arg, uint64_t a, uint64_t b, int64_t total)
+{
+	struct mp_log *l = arg;
+	char s[80];
+
+	if (l->stop_at_part && ++l->parts >= l->stop_at_part)
+		return -EINTR;
+	snprintf(s, sizeof(s), "[%llu-%llu/%lld]", (unsigned long long)a,
+		 (unsigned long long)b, (long long)total);
+	mp_logf(l, s, strlen(s));
+	return 0;
+}
+
+static int mp_data(void *arg, uint64_t pos, const void *p, size_t n)
+{
+	(void)pos;
+	mp_logf(arg, p, n);
+	return 0;
+}
+
+static const struct fetch_mp_ops mp_ops = { .part = mp_part,
+					    .data = mp_data };
+
+/* Feeds body in pieces of step bytes: the feed's result; *done. */
+static int mp_run(const char *ct, const char *body, size_t step,
+		  struct mp_log *l, bool *done)
+{
+	struct fetch_mp m;
+	size_t len = strlen(body);
+	int r = fetch_mp_init(&m, ct);
+
+	*done = false;
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < len && r == 0; i += step)
+		r = fetch_mp_feed(&m, body + i, len - i < step ? len - i : step,
+				  &mp_ops, l);
+	*done = fetch_mp_done(&m);
+	return r;
+}
+
+/* The body parses to want (and the closing delimiter is seen), whichever
+ * way it is cut. */
+static void mp_ok(const char *ct, const char *body, const char *want)
+{
+	for (size_t step = 1; step <= strlen(body); step++) {
+		struct mp_log l = { 0 };
+		bool done;
+		int r = mp_run(ct, body, step, &l, &done);
+
+		CHECK(r == 0 && done && !strcmp(l.text, want));
+		if (r || !done || strcmp(l.text, want)) {
+			fprintf(stderr, "step %zu: %d %d \"%s\"\n", step, r,
+				done, l.text);
+			return;
+		}
+	}
+}
+
+static void mp_bad(const char *ct, const char *body)
+{
+	for (size_t step = 1; step <= strlen(body); step++) {
+		struct mp_log l = { 0 };
+		bool done;
+		int r = mp_run(ct, body, step, &l, &done);
+
+		CHECK(r == -EBADMSG);
+		if (r != -EBADMSG) {
+			fprintf(stderr, "step %zu: %d \"%s\"\n", step, r,
+				body);
+			return;
+		}
+	}
+}
+
+static void test_multipart(void)
+{
+	const char *ct = "multipart/byteranges; boundary=XyZ";
+	char big[6000];
+	struct fetch_mp m;
+	struct mp_log l = { .stop_at_part = 2 };
+	uint64_t a, b;
+	int64_t t;
+	bool done;
+
+	/* Content-Range values */
+	CHECK(fetch_content_range_parse("bytes 0-0/1", &a, &b, &t) && a == 0 &&
+	      b == 0 && t == 1);
+	CHECK(fetch_content_range_parse("bytes 5-9/*", &a, &b, &t) && t == -1);
+	CHECK(fetch_content_range_parse("BYTES 1-2/3", &a, &b, &t));
+	CHECK(!fetch_content_range_parse("bytes 3-2/9", &a, &b, &t));
+	CHECK(!fetch_content_range_parse("bytes 0-9/9", &a, &b, &t));
+	CHECK(!fetch_content_range_parse("bytes 0-1/* ", &a, &b, &t));
+	CHECK(!fetch_content_range_parse("bytes 0-1", &a, &b, &t));
+	CHECK(!fetch_content_range_parse("bytes -1/9", &a, &b, &t));
+	CHECK(!fetch_content_range_parse("items 0-1/9", &a, &b, &t));
+	CHECK(!fetch_content_range_parse(
+		"bytes 0-1/99999999999999999999999", &a, &b, &t));
+
+	/* Content-Type values */
+	CHECK(fetch_mp_init(&m, "application/octet-stream") == -EPROTO);
+	CHECK(fetch_mp_init(&m, "multipart/byteranges") == -EPROTO);
+	CHECK(fetch_mp_init(&m, "multipart/byteranges; boundary=") == -EPROTO);
+	CHECK(fetch_mp_init(&m, "multipart/byteranges; boundary=\"ab") ==
+	      -EPROTO);
+	CHECK(fetch_mp_init(&m, "multipart/byteranges; boundary="
+				"0123456789012345678901234567890123456789"
+				"012345678901234567890123456789x") == -EPROTO);
+	CHECK(fetch_mp_init(&m, "multipart/byteranges; boundary=a\x01") ==
+	      -EPROTO);
+	CHECK(fetch_mp_init(&m, "Multipart/ByteRanges;charset=x; "
+				"Boundary=\"a b\"") == 0 &&
+	      !strcmp(m.delim, "\r\n--a b"));
+
+	/* Go's net/http: the first delimiter opens the body */
+	mp_ok(ct,
+	      "--XyZ\r\nContent-Range: bytes 0-3/100\r\n"
+	      "Content-Type: application/octet-stream\r\n\r\nABCD\r\n"
+	      "--XyZ\r\nContent-Range: bytes 10-11/100\r\n\r\nEF\r\n--XyZ--\r\n",
+	      "[0-3/100]ABCD[10-11/100]EF");
+	/* a preamble, CRLF before the first delimiter, padding after one,
+	 * a quoted boundary, data holding the delimiter, an epilogue */
+	mp_ok("multipart/byteranges; boundary=\"XyZ\"",
+	      "junk\r\n\r\n--XyZ \t\r\ncontent-range:bytes 7-15/*\r\n\r\n"
+	      "\r\n--XyZ--\r\n--XyZ--\r\nepilogue",
+	      "[7-15/-1]\r\n--XyZ--");
+	/* bare LF line ends in the part headers */
+	mp_ok(ct, "--XyZ\r\nContent-Range: bytes 0-0/1\n\nA\r\n--XyZ--",
+	      "[0-0/1]A");
+
+	/* malformed */
+	mp_bad(ct, "--XyZ\r\nContent-Range: bytes 0-3/100\r\n\r\nABCDE\r\n"
+		   "--XyZ--");		     /* data longer than said */
+	mp_bad(ct, "--XyZ\r\nContent-Type: x\r\n\r\nAB\r\n--XyZ--");
+	mp_bad(ct, "--XyZ\r\nContent-Range: bytes 3-0/100\r\n\r\nAB");
+	mp_bad(ct, "--XyZ\r\nContent-Range: bytes 0-0/9\r\n"
+		   "Content-Range: bytes 0-0/9\r\n\r\nA\r\n--XyZ--");
+	mp_bad(ct, "--XyZ\r\nno colon\r\n\r\nA\r\n--XyZ--");
+	mp_bad(ct, "--XyZ--\r\n");		     /* no part */
+	mp_bad(ct, "--XyZx\r\nContent-Range: bytes 0-0/1\r\n\r\nA"); /* stray */
+	mp_bad(ct, "--XyZ-x");
+	mp_bad(ct, "--XyZ\rx");
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	mp_bad(ct, big); /* no boundary in the first 4 KiB */
+	snprintf(big, sizeof(big), "--XyZ\r\nX-Long: %0600d\r\n\r\n", 0);
+	mp_bad(ct, big); /* a header line too long */
+	strcpy(big, "--XyZ\r\n");
+	for (int i = 0; i < 40; i++)
+		strcat(big, "X-A: b\r\n");
+	mp_bad(ct, big); /* too many header lines */
+	snprintf(big, sizeof(big), "--XyZ%0100d\r\n", 0);
+	mp_bad(ct, big); /* stray bytes after the delimiter */
+	memset(big, ' ', 100);
+	memcpy(big, "--XyZ", 5);
+	strcpy(big + 100, "\r\n");
+	mp_bad(ct, big); /* padding too long */
+
+	/* a callback's error stops the parse with it */
+	CHECK(mp_run(ct,
+		     "--XyZ\r\nContent-Range: bytes 0-0/2\r\n\r\nA\r\n"
+		     "--XyZ\r\nContent-Range: bytes 1-1/2\r\n\r\nB\r\n--XyZ--",
+		     7, &l, &done) == -EINTR &&
+	      !done && l.parts == 2);
+}
+
 int main(void)
 {
 	test_refs();
@@ -651,6 +836,7 @@ int main(void)
 	test_redact();
 	test_plan();
 	test_config();
+	test_multipart();
 	if (failures) {
 		fprintf(stderr, "%d failure(s)\n", failures);
 		return 1;
