@@ -22,11 +22,13 @@
 #define PY_MAX_FILE (2u << 20) /* a module read for its imports */
 #define PY_MAX_MODULES 4096   /* module names looked up */
 #define PY_MAX_PATH 16	      /* sys.path directories */
-#define PY_BATCH_FILES 4
-#define PY_BATCH_BYTES (64u << 10)
+/* a batch of modules: one request (the fetcher asks for its files'
+ * ranges together), so a few larger batches beat many small ones */
+#define PY_BATCH_FILES 8
+#define PY_BATCH_BYTES (128u << 10)
 /* with their neighbours in the layer (they ride in the same request) */
-#define PY_BATCH_MAX_FILES 8
-#define PY_BATCH_MAX_BYTES (128u << 10)
+#define PY_BATCH_MAX_FILES 16
+#define PY_BATCH_MAX_BYTES (256u << 10)
 
 uint32_t startset_resolve(const struct model *m, const char *path,
 			  uint32_t cwd)

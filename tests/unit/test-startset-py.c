@@ -85,7 +85,7 @@ struct pymod {
 	const char *path; /* xp() form */
 	const char *text;
 	bool pyc; /* compiled too */
-	bool big; /* its .pyc holds a 40 KB string: a batch of its own */
+	bool big; /* its .pyc holds an 80 KB string: a batch of its own */
 };
 
 static const struct pymod mods[] = {
@@ -283,7 +283,7 @@ static bool build_py(struct fx *fx)
 		snprintf(path, sizeof(path), "%s/m%03zu.py", dir, i);
 		f = fopen(path, "w");
 		if (!f || fputs(mods[i].text, f) < 0 ||
-		    (mods[i].big && fprintf(f, "pad = '%040000d'\n", 0) < 0) ||
+		    (mods[i].big && fprintf(f, "pad = '%080000d'\n", 0) < 0) ||
 		    fclose(f) != 0)
 			ok = false;
 	}
@@ -299,7 +299,7 @@ static bool build_py(struct fx *fx)
 		/* the big ones apart in the layer (no two in one request),
 		 * but for qnear, right after q16 */
 		if (mods[i].big && !strstr(py, "near"))
-			fx->comp += 64 << 10;
+			fx->comp += 128 << 10;
 		fx_text(fx, py, strstr(py, "tool.py") ? 0755 : 0644,
 			mods[i].text);
 		snprintf(path, sizeof(path), "%s/m%03zu.pyc", dir, i);
@@ -507,7 +507,7 @@ static uint64_t test_main(struct fx *fx)
  * a later import (its batch came in first) moves up when an earlier import
  * names it too; a module stored next to one going out goes with it.
  *
- * osecond's batch comes in first: oshared is queued behind q1..q16 (40 KB
+ * osecond's batch comes in first: oshared is queued behind q1..q16 (80 KB
  * each, a batch each), and q1..q5 go out beside ofirst's fetch, filling the
  * 6 fetchers.  ofirst comes in at 0.25 s (its fetcher takes q6) and names
  * oshared again.  The q modules take 1 s each, so the fetchers free in
