@@ -31,8 +31,20 @@ void cli_remote_opts_init(struct cli_remote_opts *o)
 	o->retries = -1;
 }
 
+/* A decimal number from lo to hi, nothing else. */
+static bool uint_arg(const char *arg, unsigned long lo, unsigned long hi,
+		     unsigned long *ret)
+{
+	char *end;
+
+	*ret = strtoul(arg, &end, 10);
+	return !*end && end != arg && arg[0] != '-' && *ret >= lo &&
+	       *ret <= hi;
+}
+
 int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
 {
+	unsigned long v;
 	char *end;
 
 	switch (c) {
@@ -98,36 +110,27 @@ int cli_remote_opt(struct cli_remote_opts *o, int c, char *arg)
 		o->fetch_window = (uint64_t)v << 10;
 		return 1;
 	}
-	case OPT_TIMEOUT: {
-		unsigned long v = strtoul(arg, &end, 10);
-
-		if (*end || end == arg || arg[0] == '-' || !v || v > 3600) {
+	case OPT_TIMEOUT:
+		if (!uint_arg(arg, 1, 3600, &v)) {
 			cli_error("--timeout %s: seconds, 1 to 3600", arg);
 			return -1;
 		}
 		o->timeout_s = (unsigned)v;
 		return 1;
-	}
-	case OPT_RETRIES: {
-		unsigned long v = strtoul(arg, &end, 10);
-
-		if (*end || end == arg || arg[0] == '-' || v > 20) {
+	case OPT_RETRIES:
+		if (!uint_arg(arg, 0, 20, &v)) {
 			cli_error("--retries %s: 0 to 20", arg);
 			return -1;
 		}
 		o->retries = (int)v;
 		return 1;
-	}
-	case OPT_MAX_RANGES: {
-		unsigned long v = strtoul(arg, &end, 10);
-
-		if (*end || end == arg || arg[0] == '-' || !v || v > 64) {
+	case OPT_MAX_RANGES:
+		if (!uint_arg(arg, 1, 64, &v)) {
 			cli_error("--max-ranges %s: 1 to 64", arg);
 			return -1;
 		}
 		o->max_ranges = (unsigned)v;
 		return 1;
-	}
 	case OPT_CACHE_DIR:
 		o->cache_dir = arg;
 		return 1;
