@@ -112,6 +112,7 @@ enum xfer_fail {
 	F_CB,
 	F_DONE,
 	F_NOMULTI, /* no usable answer to several ranges: ask one by one */
+	F_STALL,   /* no byte for stall_s: a timeout */
 };
 
 struct xfer {
@@ -169,6 +170,11 @@ struct xfer {
 	char fail_msg[160];
 	int http_version;
 	unsigned new_conns;
+	/* the stall watch: when a byte last came (headers count), and how
+	 * long to wait for the next */
+	double last_rx;
+	curl_off_t last_dlnow;
+	unsigned stall_s;
 	CURLcode cc;
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -540,6 +546,7 @@ static size_t on_header(char *p, size_t sz, size_t nm, void *arg)
 	const char *colon;
 	char v[2048];
 
+	x->last_rx = mono_sec();
 	if (n >= 5 && !memcmp(p, "HTTP/", 5)) {
 		const char *sp = memchr(p, ' ', n);
 
@@ -908,6 +915,30 @@ static const char *host_root(const struct host *h)
 }
 
 /*
+ * curl's own low-speed limit averages: 10 bytes and then nothing passed a
+ * 2 s limit after 8 s.  This watch ends a transfer stall_s after its last
+ * byte (header or body), as --timeout promises.
+ */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+		       curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct xfer *x = arg;
+	double now = mono_sec();
+
+	(void)dltotal;
+	(void)ultotal;
+	(void)ulnow;
+	if (dlnow != x->last_dlnow) {
+		x->last_dlnow = dlnow;
+		x->last_rx = now;
+	} else if (x->stall_s && now - x->last_rx >= x->stall_s) {
+		xfer_fail(x, F_STALL, "no data for %u s", x->stall_s);
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * Sets e up for x against url.  h (NULL for a token request) brings its
  * TLS, proxy, connect timeout and header settings.  Returns the header
  * list, for xfer_finish().
@@ -939,6 +970,9 @@ static struct curl_slist *xfer_setup(struct fetch_client *c, CURL *e,
 	x->body_bytes = 0;
 	x->got = 0;
 	x->dyn_len = 0;
+	x->last_rx = mono_sec();
+	x->last_dlnow = 0;
+	x->stall_s = c->o.stall_timeout_s;
 	if (x->sink == SINK_MULTI) {
 		memset(x->mgot, 0, x->nmr * sizeof(*x->mgot));
 		x->mi = 0;
@@ -970,6 +1004,9 @@ static struct curl_slist *xfer_setup(struct fetch_client *c, CURL *e,
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->o.timeout_ms);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)c->o.stall_timeout_s);
+	curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
+	curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	/* concurrent https transfers wait for a connection that may turn
 	 * out to multiplex (HTTP/2) rather than each opening another one;
@@ -1062,6 +1099,11 @@ static void xfer_finish(CURL *e, struct xfer *x, struct curl_slist *hdrs,
 	x->cc = cc;
 	if (x->cc == CURLE_WRITE_ERROR && x->fail == F_DONE)
 		x->cc = CURLE_OK;
+	if (x->cc == CURLE_ABORTED_BY_CALLBACK && x->fail == F_STALL) {
+		x->cc = CURLE_OPERATION_TIMEDOUT; /* retried like one */
+		snprintf(x->errbuf, sizeof(x->errbuf), "%s", x->fail_msg);
+		x->fail = F_NONE;
+	}
 	curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &v);
 	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nc);
 	x->http_version = v == CURL_HTTP_VERSION_1_0 ? 10 :

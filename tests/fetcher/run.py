@@ -988,6 +988,15 @@ def suite_faults(work, layout, reg):
     r = read("--timeout-ms", "1000", "--retries", "1")
     check(r.rc == 1 and "errno 110)" in r.err and r.secs < 5,
           f"stall -> ETIMEDOUT within the timeouts ({r.secs:.2f}s) {r}")
+    # a stall ends --stall-s after the last byte: curl's own low-speed
+    # limit, an average, took 8 s a try for 2 s after 10 bytes
+    proxy.reset()
+    proxy.add(Rule("stall", seconds=12, count=100, ranged=True))
+    r = read("--stall-s", "2", "--timeout-ms", "30000", "--retries", "1")
+    check(r.rc == 1 and "errno 110)" in r.err and
+          "no data for 2 s" in r.err and 3.8 < r.secs < 6.5,
+          f"stall: two tries of 2 s after the last byte ({r.secs:.2f}s) "
+          f"{r}")
 
     proxy.reset()
     proxy.add(Rule("flip", count=100))
