@@ -544,6 +544,13 @@ static void *trimmer_main(void *arg)
 	return NULL;
 }
 
+static void cancel_fetches(void *client)
+{
+	lp_log(LP_LOG_DEBUG, "the mount is ending: its requests are "
+	       "cancelled");
+	fetch_client_cancel(client);
+}
+
 static void trimmer_start(struct trimmer *t, struct fsrv *s,
 			  struct fetch_client *client)
 {
@@ -1327,6 +1334,12 @@ int cmd_mount(int argc, char **argv)
 		fo.on_open = open_hook;
 		fo.on_open_arg = &th;
 		th.m = served;
+	}
+	if (rem) {
+		/* reads and prefetches waiting on a slow registry give up
+		 * when the mount is to end, not after their tries */
+		fo.on_exit = cancel_fetches;
+		fo.on_exit_arg = rem->client;
 	}
 	r = fsrv_new(served, &src_ops, &ms, &fo, &s, &err);
 	if (r == 0)

@@ -98,6 +98,9 @@ struct fetch_client {
 	CURLM **mpool;		  /* protected by lock */
 	size_t n_mpool, cap_mpool; /* protected by lock */
 	struct fetch_stats stats; /* protected by lock */
+	CURLM **live;		  /* multi handles in drive(): lock */
+	size_t n_live, cap_live;  /* protected by lock */
+	int cancelled;		  /* atomic: fetch_client_cancel() */
 	CURLSH *share;
 	pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
 };
@@ -192,15 +195,6 @@ static double mono_sec(void)
 
 	mono_now(&ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(uint64_t ms)
-{
-	struct timespec ts = { .tv_sec = (time_t)(ms / 1000),
-			       .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
 }
 
 static unsigned jitter_rand(void)
@@ -378,6 +372,7 @@ void fetch_client_unref(struct fetch_client *c)
 	for (size_t i = 0; i < c->n_mpool; i++)
 		curl_multi_cleanup(c->mpool[i]);
 	free(c->mpool);
+	free(c->live);
 	for (size_t i = 0; i < c->n_pool; i++)
 		curl_easy_cleanup(c->pool[i]);
 	free(c->pool);
@@ -493,6 +488,27 @@ static void multi_put(struct fetch_client *c, CURLM *m)
 	pthread_mutex_unlock(&c->lock);
 	if (m)
 		curl_multi_cleanup(m);
+}
+
+/* drive()'s multi handles, for fetch_client_cancel() to wake */
+static void live_add(struct fetch_client *c, CURLM *m)
+{
+	pthread_mutex_lock(&c->lock);
+	lp_grow((void **)&c->live, sizeof(*c->live), &c->cap_live,
+		c->n_live + 1);
+	c->live[c->n_live++] = m;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void live_remove(struct fetch_client *c, CURLM *m)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n_live; i++)
+		if (c->live[i] == m) {
+			c->live[i] = c->live[--c->n_live];
+			break;
+		}
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* ---- response parsing ---------------------------------------------------- */
@@ -1946,14 +1962,11 @@ static enum verdict rq_verdict(struct fetch_client *c, struct rq *q,
 	return V_DONE;
 }
 
-/* The exchange of q on m finished with cc. */
-static void rq_done(struct fetch_client *c, struct rq *q, CURLM *m,
-		    CURLcode cc)
+/* Takes q's exchange off m, ended with cc, and forgets its secrets. */
+static void rq_detach(struct fetch_client *c, struct rq *q, CURLM *m,
+		      CURLcode cc)
 {
 	struct xfer *x = q->x;
-	enum verdict v;
-	uint64_t delay;
-	bool sick;
 
 	curl_multi_remove_handle(m, q->e);
 	xfer_finish(q->e, x, q->hdrs, cc);
@@ -1968,6 +1981,37 @@ static void rq_done(struct fetch_client *c, struct rq *q, CURLM *m,
 		fetch_cred_release(&q->basic);
 		x->basic = NULL;
 	}
+}
+
+/* The client is cancelled: every request on m not done fails now, without
+ * counting against its host. */
+static void cancel_all(struct fetch_client *c, struct rq *qs, size_t n,
+		       CURLM *m)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct rq *q = &qs[i];
+
+		if (q->done)
+			continue;
+		if (q->started)
+			rq_detach(c, q, m, CURLE_ABORTED_BY_CALLBACK);
+		lp_err_clear(&q->err);
+		lp_err_set(&q->err, ECANCELED, "%s: cancelled: the client is "
+			   "closing", q->ref ? q->ref->registry : "registry");
+		rq_fail(q, -ECANCELED);
+	}
+}
+
+/* The exchange of q on m finished with cc. */
+static void rq_done(struct fetch_client *c, struct rq *q, CURLM *m,
+		    CURLcode cc)
+{
+	struct xfer *x = q->x;
+	enum verdict v;
+	uint64_t delay;
+	bool sick;
+
+	rq_detach(c, q, m, cc);
 	trace(c, x, q->url, q->attempt, mono_sec() - q->t0);
 
 	v = rq_verdict(c, q, &delay, &sick);
@@ -2024,6 +2068,9 @@ static void drive(struct fetch_client *c, struct rq *qs, size_t n)
 	CURLM *m = multi_get(c);
 	size_t left = 0, running = 0;
 
+	if (m)
+		live_add(c, m);
+
 	for (size_t i = 0; i < n; i++)
 		if (!qs[i].done)
 			left++;
@@ -2042,6 +2089,10 @@ static void drive(struct fetch_client *c, struct rq *qs, size_t n)
 		int still = 0, k;
 		CURLMsg *msg;
 
+		if (__atomic_load_n(&c->cancelled, __ATOMIC_ACQUIRE)) {
+			cancel_all(c, qs, n, m);
+			break;
+		}
 		for (size_t i = 0; i < n && running < c->o.max_concurrent;
 		     i++) {
 			struct rq *q = &qs[i];
@@ -2079,13 +2130,21 @@ static void drive(struct fetch_client *c, struct rq *qs, size_t n)
 		now = mono_sec();
 		if (next <= now)
 			continue;
-		if (running)
-			curl_multi_poll(m, NULL, 0, (int)((next - now) * 1000) + 1,
-					NULL);
-		else
-			sleep_ms((uint64_t)((next - now) * 1000) + 1);
+		/* with no transfer too: fetch_client_cancel() wakes it */
+		curl_multi_poll(m, NULL, 0, (int)((next - now) * 1000) + 1,
+				NULL);
 	}
+	live_remove(c, m);
 	multi_put(c, m);
+}
+
+void fetch_client_cancel(struct fetch_client *c)
+{
+	__atomic_store_n(&c->cancelled, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n_live; i++)
+		curl_multi_wakeup(c->live[i]);
+	pthread_mutex_unlock(&c->lock);
 }
 
 /* Copies a request's failure into the caller's err. */

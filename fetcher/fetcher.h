@@ -392,6 +392,13 @@ static inline void fetch_client_unrefp(struct fetch_client **c)
 	fetch_client_unref(*c);
 }
 void fetch_client_stats(struct fetch_client *c, struct fetch_stats *ret);
+/*
+ * Ends every request of c now and for good, from any thread: each running
+ * or waiting one fails with -ECANCELED (its host's health untouched), and
+ * so does every later one.  For a mount going away: its reads and
+ * prefetches stop waiting on a slow registry.
+ */
+void fetch_client_cancel(struct fetch_client *c);
 
 /*
  * GETs the manifest or index named by reference (a tag or digest; NULL =

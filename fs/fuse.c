@@ -83,6 +83,10 @@ struct fsrv {
 	bool allow_other, debug;
 	void (*on_open)(void *arg, uint32_t ino);
 	void *on_open_arg;
+	void (*on_exit)(void *arg);
+	void *on_exit_arg;
+	int exit_called;     /* atomic: on_exit ran */
+	int run_done;	     /* atomic: fsrv_run's loop returned */
 	unsigned max_idle_threads;
 	double timeout;
 	uint64_t total_blocks; /* statfs: sum of file blocks */
@@ -1410,6 +1414,8 @@ int fsrv_new(const struct model *m, const struct fsrv_source_ops *ops,
 	s->debug = o->debug;
 	s->on_open = o->on_open;
 	s->on_open_arg = o->on_open_arg;
+	s->on_exit = o->on_exit;
+	s->on_exit_arg = o->on_exit_arg;
 	s->max_idle_threads = o->max_idle_threads;
 	s->timeout = o->timeout > 0 ? o->timeout : FSRV_DEFAULT_TIMEOUT;
 	for (uint32_t i = MODEL_ROOT_INO; i < m->n_inodes; i++)
@@ -1569,9 +1575,35 @@ int fsrv_mount(struct fsrv *s, const char *mountpoint, struct lp_err *err)
 	return 0;
 }
 
+static void call_on_exit(struct fsrv *s)
+{
+	if (s->on_exit && !__atomic_exchange_n(&s->exit_called, 1,
+					       __ATOMIC_ACQ_REL))
+		s->on_exit(s->on_exit_arg);
+}
+
+/* Watches for the session's end while the loop runs: libfuse's loop
+ * waits for its workers, and a worker may wait on the source. */
+static void *exit_watch(void *arg)
+{
+	struct fsrv *s = arg;
+	const struct timespec tick = { .tv_nsec = 50 * 1000000L };
+
+	while (!__atomic_load_n(&s->run_done, __ATOMIC_ACQUIRE)) {
+		if (fuse_session_exited(s->se)) {
+			call_on_exit(s);
+			break;
+		}
+		nanosleep(&tick, NULL);
+	}
+	return NULL;
+}
+
 int fsrv_run(struct fsrv *s, unsigned flags)
 {
 	struct fuse_loop_config cfg = { 0 };
+	pthread_t watch;
+	bool watching = false;
 	int r;
 
 	if (!s->se || !s->mounted)
@@ -1581,7 +1613,14 @@ int fsrv_run(struct fsrv *s, unsigned flags)
 	if ((flags & FSRV_RUN_SIGNALS) && fuse_set_signal_handlers(s->se) < 0)
 		return -EIO;
 	ra_start(s);
+	__atomic_store_n(&s->run_done, 0, __ATOMIC_RELEASE);
+	if (s->on_exit)
+		watching = lp_thread_create(&watch, NULL, exit_watch, s) == 0;
 	r = fuse_session_loop_mt(s->se, &cfg);
+	__atomic_store_n(&s->run_done, 1, __ATOMIC_RELEASE);
+	if (watching)
+		pthread_join(watch, NULL);
+	call_on_exit(s);
 	ra_stop(s);
 	if (flags & FSRV_RUN_SIGNALS)
 		fuse_remove_signal_handlers(s->se);

@@ -65,6 +65,12 @@ struct fsrv_opts {
 	 * them, fs/trace.h); must be quick and thread-safe; may be NULL */
 	void (*on_open)(void *arg, uint32_t ino);
 	void *on_open_arg;
+	/* called once when the session is to end (a signal, fsrv_exit(),
+	 * the file system gone), while reads may still wait in the source,
+	 * so it can make them give up; and after fsrv_run() if not before;
+	 * may be NULL */
+	void (*on_exit)(void *arg);
+	void *on_exit_arg;
 };
 
 #define FSRV_READ_AHEAD_KERNEL UINT32_MAX

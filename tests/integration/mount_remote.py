@@ -964,6 +964,50 @@ def run(lab, src, work, proxies):
     log("  registry down: EIO; back up: the same mount reads it right")
     lab.umount(mp, pid)
 
+    # a stalled registry, then a stop: SIGTERM ends the daemon at once
+    # and fails the read waiting in it, not after the fetcher's tries
+    # (4 of 10 s each with the defaults)
+    mp, pid, logf, _ = mount_ref(lab, ref(tag, proxy),
+                                 fresh_root(work, "stop"), "stop")
+    proxy.reset()
+    proxy.add(R.Rule("stall", seconds=60, count=100000, ranged=True))
+    res = {}
+
+    def reader():
+        try:
+            with open(os.path.join(mp, target), "rb") as f:
+                f.read()
+            res["ok"] = True
+        except OSError as ex:
+            res["errno"] = ex.errno
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    end = time.time() + 10
+    while time.time() < end and not proxy.blob_gets():
+        time.sleep(0.05)
+    time.sleep(0.5)  # the request is waiting at the registry
+    t0 = time.time()
+    os.kill(pid, signal.SIGTERM)
+    gone = MT.wait_gone(pid, 60)
+    secs = time.time() - t0
+    th.join(10)
+    check(gone and secs < 5, "stalled registry: the daemon stopped %.1f s "
+          "after SIGTERM (want < 5)" % secs)
+    check(res.get("errno") in (errno.EIO, errno.ECONNABORTED,
+                               errno.ENOTCONN),
+          "stalled registry, stop: the waiting read gave %s" % res)
+    check(wait_log(logf, r"libbig.so: read at offset 0: .*Operation "
+                   r"canceled", 1),
+          "stalled registry, stop: no log line of the cancelled read")
+    log("  stalled registry: SIGTERM stopped the daemon in %.2f s, the "
+        "waiting read failed (%s)" % (secs, res))
+    if MT.is_mounted(mp):
+        subprocess.run(["umount", "-l", mp])
+    if mp in lab.mounts:
+        lab.mounts.remove(mp)
+    proxy.reset()
+
     # --- 5. prefetch
     if refgen:
         prefetch_tests(lab, work, proxy, ref, b, lay, exp_chunks)
