@@ -1587,7 +1587,7 @@ static void call_on_exit(struct fsrv *s)
 static void *exit_watch(void *arg)
 {
 	struct fsrv *s = arg;
-	const struct timespec tick = { .tv_nsec = 50 * 1000000L };
+	const struct timespec tick = { .tv_nsec = 100 * 1000000L };
 
 	while (!__atomic_load_n(&s->run_done, __ATOMIC_ACQUIRE)) {
 		if (fuse_session_exited(s->se)) {
