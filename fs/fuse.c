@@ -582,7 +582,8 @@ static void log_read_error(struct fsrv *s, uint32_t ino, uint64_t off,
 		       (unsigned long long)dropped);
 	if (model_path(s->m, ino, path, sizeof(path)) < 0)
 		snprintf(path, sizeof(path), "inode %u", ino);
-	lp_log(LP_LOG_ERROR,
+	/* a read the mount's end cancelled is no fault of the image */
+	lp_log(r == -ECANCELED ? LP_LOG_INFO : LP_LOG_ERROR,
 	       "%s%s%s: read at offset %llu: chunk %u (file offset %llu, "
 	       "%llu bytes, blob offset %llu): %s",
 	       s->name ? s->name : "", s->name ? ": " : "", path,
